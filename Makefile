@@ -1,0 +1,21 @@
+# The one place the project's commands live: the README, CI and the Dockerfile call these targets.
+GO ?= go
+PKG := ./...
+
+.PHONY: test lint unit bench build
+
+# The whole test suite: static checks, every test tier under the race detector (interop peers are
+# installed by the tests from test/interop/package-lock.json), then one pass of every benchmark so
+# that the measuring harnesses keep working.
+test: lint unit bench
+
+lint:
+	$(GO) vet $(PKG)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './test/interop/node_modules/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+unit:
+	$(GO) test -race -count=1 -timeout 30m $(PKG)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 15m $(PKG)

@@ -1,0 +1,246 @@
+// Package connector is the vendor-neutral contract between the controller (the brain) and the
+// co-browse servers it drives: the session events, the end reasons, the errors and the interface
+// each vendor implements. It lives here, beside its implementations (connector/gcb, and later
+// connector/zoom and connector/cec), because several packages implement it and one package uses it.
+//
+// The contract knows nothing of NATS, HTTP or CometD: a vendor package turns its wire protocol into
+// these types, and the controller never sees the wire.
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Vendor names a co-browse product.
+type Vendor string
+
+// The vendors the daemon knows.
+const (
+	Genesys Vendor = "genesys"
+	Zoom    Vendor = "zoom"
+	CEC     Vendor = "cec"
+)
+
+// EndReason says why a co-browse session ended. One vocabulary serves every vendor; it is what
+// reporting sees as CoBrowseEndReason.
+type EndReason string
+
+// The end reasons.
+const (
+	ParticipantExit        EndReason = "participant_exit"        // the customer or the agent left; the daemon did not cause it
+	InteractionTransferred EndReason = "interaction_transferred" // the interaction moved to another agent
+	InteractionClosed      EndReason = "interaction_closed"      // the interaction closed
+	InteractionTimeout     EndReason = "interaction_timeout"     // the platform, or the daemon's activity timer, timed the interaction out
+	NoAgentJoin            EndReason = "no_agent_join"           // no agent joined within the configured time
+	ServerLost             EndReason = "server_lost"             // the co-browse node or the Bayeux session was lost and could not be recovered
+	JoinFailed             EndReason = "join_failed"             // the Controller's join was refused or failed for good
+	Replaced               EndReason = "replaced"                // a new start message on the same interaction replaced this session
+	Shutdown               EndReason = "shutdown"                // the daemon stopped the session while shutting down
+)
+
+// Valid reports whether r is one of the known end reasons.
+func (r EndReason) Valid() bool {
+	switch r {
+	case ParticipantExit, InteractionTransferred, InteractionClosed, InteractionTimeout,
+		NoAgentJoin, ServerLost, JoinFailed, Replaced, Shutdown:
+		return true
+	}
+	return false
+}
+
+// Role is a participant's role in a co-browse session, numbered as Genesys numbers them.
+type Role int
+
+// The roles.
+const (
+	RoleCustomer   Role = 1 // the browser that shares its page ("master" in old Genesys texts)
+	RoleAgent      Role = 2 // the agent view ("slave.html")
+	RoleController Role = 3 // the agent application: this daemon
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleCustomer:
+		return "customer"
+	case RoleAgent:
+		return "agent"
+	case RoleController:
+		return "controller"
+	}
+	return fmt.Sprintf("role(%d)", int(r))
+}
+
+// Participant is a user of a co-browse session.
+type Participant struct {
+	ID   string
+	Role Role
+	Name string
+}
+
+// Trigger is what the daemon knows when it decides to join a session.
+type Trigger struct {
+	Token         string // the session token from the start message (9 digits for Genesys), kept a string
+	InteractionID string // the contact-center interaction the session rides on
+	AgentID       string // the interaction's current agent, if known; a vendor may join on its behalf
+}
+
+// Handle is everything needed to find a live session again after the daemon restarts, or to stop
+// it without a live connection. The controller saves it with the interaction's state; its fields
+// are plain so that a saved handle stays readable in the key-value bucket.
+type Handle struct {
+	Vendor    Vendor `json:"vendor"`
+	Token     string `json:"token"`               // the session token
+	SessionID string `json:"sessionId"`           // the session's history id (Genesys sessionHistoryId)
+	UserToken string `json:"userToken,omitempty"` // the Controller's own token: stop needs it
+	NodeURL   string `json:"nodeUrl,omitempty"`   // the owning node's URL, or the cluster URL under cookie stickiness
+	Sticky    string `json:"sticky,omitempty"`    // the stickiness cookie value (gcbSessionServer), when the cluster URL is used
+	AgentID   string `json:"agentId,omitempty"`   // the agent the Controller joined for
+}
+
+// Times are the server's activation and deactivation times of a session, when it gave them.
+// A zero time means the server did not say.
+type Times struct {
+	Activation   time.Time
+	Deactivation time.Time
+}
+
+// EventKind tells what happened to a live session.
+type EventKind uint8
+
+// The kinds of session events. A session's event stream ends (its channel is closed) after
+// EventDeactivated or EventLost, or after Close.
+const (
+	// EventParticipantJoined: a user joined after the Controller (Genesys /service/session/joined).
+	EventParticipantJoined EventKind = iota + 1
+	// EventActivated: the session became active (an agent joined). Times.Activation is set.
+	EventActivated
+	// EventDeactivated: the session ended, whoever ended it. Times carries what the server sent.
+	EventDeactivated
+	// EventRejoined: the connection to the server was re-established and the Controller joined
+	// again; Handle carries the new user token, which the owner must save.
+	EventRejoined
+	// EventLost: the session's server connection is gone for good (node lost, re-join refused).
+	// The vendor has already tried to stop the session through any route it still has. Err says why.
+	EventLost
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventParticipantJoined:
+		return "participant_joined"
+	case EventActivated:
+		return "activated"
+	case EventDeactivated:
+		return "deactivated"
+	case EventRejoined:
+		return "rejoined"
+	case EventLost:
+		return "lost"
+	}
+	return fmt.Sprintf("event(%d)", uint8(k))
+}
+
+// Event is one thing that happened to a live session.
+type Event struct {
+	Kind        EventKind
+	Participant Participant // EventParticipantJoined
+	Times       Times       // EventActivated, EventDeactivated
+	Handle      Handle      // EventRejoined: the handle to save from now on
+	Err         error       // EventLost
+}
+
+// Session is a co-browse session the daemon has joined as Controller.
+//
+// Its methods are safe for concurrent use. Events is the single stream of what the server says
+// about the session, in order; the session closes the channel when the session is over for it
+// (after EventDeactivated or EventLost) or after Close. The owner must keep reading Events until
+// then, or the vendor's connection stalls.
+type Session interface {
+	// Handle returns what to save to find or stop the session later.
+	Handle() Handle
+	// Participants returns the users the server listed in the Controller's join reply.
+	Participants() []Participant
+	// Events returns the session's event stream.
+	Events() <-chan Event
+	// AgentViewURL returns the URL an agent opens to see the customer's page.
+	AgentViewURL() string
+	// Stop asks the server to end the session. It returns whatever times the server's reply
+	// carried (often none: the deactivation event carries them). Stopping a session that has
+	// already ended is not an error.
+	Stop(ctx context.Context) (Times, error)
+	// Close leaves the server connection without stopping the session and releases everything
+	// the session holds. It is safe to call more than once and after the session ended.
+	Close(ctx context.Context) error
+}
+
+// Connector is one vendor's co-browse server, as the controller sees it.
+type Connector interface {
+	Vendor() Vendor
+	// Join joins the session named by the trigger as Controller. Errors wrap one of the
+	// sentinels below.
+	Join(ctx context.Context, t Trigger) (Session, error)
+	// Rejoin joins again a session saved before a restart. A server that refuses returns an
+	// error wrapping ErrRefused or ErrNotFound; the owner then stops it through StopHandle.
+	Rejoin(ctx context.Context, h Handle) (Session, error)
+	// StopHandle stops a session without a live connection (Genesys: the REST stop with the
+	// saved user token). It returns the times the server's reply carried.
+	StopHandle(ctx context.Context, h Handle) (Times, error)
+}
+
+// The sentinel errors every vendor wraps. They drive the controller's decisions: what is retried
+// later, what ends a session and with which reason.
+var (
+	// ErrNotFound: the server does not know the session, or it is no longer live. Final.
+	ErrNotFound = errors.New("co-browse session not found or not live")
+	// ErrRefused: the server answered and refused (a join for a busy agent, a stop by a
+	// non-Controller, a second join). Final; the ServerError's Reason carries the server's words.
+	ErrRefused = errors.New("co-browse server refused the request")
+	// ErrUnavailable: the server could not be reached or failed (a 5xx, a time-out, an open circuit
+	// breaker). Transient: the work is retried later.
+	ErrUnavailable = errors.New("co-browse server unavailable")
+	// ErrLost: the connection the session depended on is gone and cannot be recovered.
+	ErrLost = errors.New("co-browse server connection lost")
+)
+
+// ServerError is a failed call to a co-browse server. Its Kind is one of the sentinels above, so
+// errors.Is(err, connector.ErrUnavailable) works on it.
+type ServerError struct {
+	Op     string // what was attempted: "get session", "join", "stop", ...
+	Node   string // the node (base URL) the call went to
+	Reason string // the server's own words, when it gave any
+	Kind   error  // one of the sentinels
+	Err    error  // the underlying cause, if any
+}
+
+func (e *ServerError) Error() string {
+	msg := e.Op + " on " + e.Node + ": " + e.Kind.Error()
+	if e.Reason != "" {
+		msg += ": " + e.Reason
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns both the sentinel and the cause.
+func (e *ServerError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.Kind}
+	}
+	return []error{e.Kind, e.Err}
+}
+
+// ReasonOf returns the server's own words carried by err, or err's text when it carries none.
+func ReasonOf(err error) string {
+	if se, ok := errors.AsType[*ServerError](err); ok && se.Reason != "" {
+		return se.Reason
+	}
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
