@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -243,4 +244,15 @@ func ReasonOf(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// MaskToken shows only the last three characters of a session token, user token or PIN, for
+// logs and for the lifecycle events reporting consumes: "535176834" becomes "******834". A value of
+// six characters or fewer is masked whole, so that a short PIN never shows more than half.
+func MaskToken(tok string) string {
+	const keep = 3
+	if len(tok) <= 2*keep {
+		return strings.Repeat("*", len(tok))
+	}
+	return strings.Repeat("*", len(tok)-keep) + tok[len(tok)-keep:]
 }
