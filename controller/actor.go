@@ -1,0 +1,715 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/attach"
+	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+)
+
+// actor owns one interaction: its state, its live co-browse session and its timers. It is one
+// goroutine, started and stopped by the Controller, and the only code that touches its fields.
+//
+// Every step follows one order: apply the input to the state (calling the co-browse server if the
+// input asks for it), queue the outbound messages the step produced, publish them in order, save
+// the state, and only then ack the inbound message that caused them. A step whose publishing or
+// saving fails keeps its messages and state in memory and naks the inbound message; the redelivery
+// finds its id in State.Seen and only finishes the publishing and saving.
+type actor struct {
+	c   *Controller
+	id  string
+	log *slog.Logger
+
+	mailbox chan chat.Inbound
+	poke    chan struct{} // the sweep's nudge
+	quit    chan struct{} // closed by the Controller at shutdown
+	pending int           // dispatches on their way into the mailbox; guarded by c.mu
+
+	st      State
+	loaded  bool   // st was read from the store
+	rev     uint64 // the state's revision in the store
+	dirty   bool   // st differs from what the store holds
+	outbox  []outbound
+	lastRun time.Time // when the actor last did work, for reaping
+
+	sess   connector.Session
+	events <-chan connector.Event
+
+	deadline *time.Timer // the next no-agent or inactivity deadline
+	retry    *time.Timer // the next attempt at an outbox or a save that failed
+}
+
+// outbound is one message waiting to be published, in order.
+type outbound struct {
+	update *attach.Update
+	life   *attach.Lifecycle
+	view   *attach.AgentView
+}
+
+// errRetryLater marks a step that changed nothing and must be tried again later: the inbound
+// message is nak'd with the retry delay.
+var errRetryLater = errors.New("retry later")
+
+func newActor(c *Controller, id string) *actor {
+	return &actor{
+		c:       c,
+		id:      id,
+		log:     c.log.With("interaction", id),
+		mailbox: make(chan chat.Inbound, c.cfg.Mailbox),
+		poke:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+	}
+}
+
+// run is the actor's goroutine. recovered is a state saved with a live session before a restart:
+// the actor joins it again before anything else.
+func (a *actor) run(ctx context.Context, recovered *Saved) {
+	defer a.stopTimers()
+	a.lastRun = time.Now()
+	if recovered != nil {
+		a.st, a.rev, a.loaded = recovered.State, recovered.Rev, true
+		a.rejoin(ctx)
+	}
+	for {
+		a.armDeadline()
+		var timerC, retryC <-chan time.Time
+		if a.deadline != nil {
+			timerC = a.deadline.C
+		}
+		if a.retry != nil {
+			retryC = a.retry.C
+		}
+		select {
+		case in := <-a.mailbox:
+			a.c.received(a)
+			a.inbound(ctx, in)
+		case ev, ok := <-a.events:
+			a.sessionEvent(ctx, ev, ok)
+		case <-timerC:
+			a.deadline = nil
+			a.checkDeadline(ctx)
+		case <-retryC:
+			a.retry = nil
+			a.commitOrRetry(ctx)
+		case <-a.poke:
+			a.checkDeadline(ctx)
+			if a.idle() && time.Since(a.lastRun) >= a.c.cfg.IdleReap && a.c.remove(a) {
+				return
+			}
+			continue
+		case <-a.quit:
+			a.shutdown(ctx)
+			return
+		case <-ctx.Done():
+			a.closeSession(context.WithoutCancel(ctx))
+			return
+		}
+		a.lastRun = time.Now()
+		if a.st.Closed && a.idle() && a.c.remove(a) {
+			return
+		}
+	}
+}
+
+// idle reports whether the actor holds nothing that would be lost if it stopped now.
+func (a *actor) idle() bool {
+	return !a.loaded || a.st.Live == nil && a.sess == nil && !a.dirty && len(a.outbox) == 0 && len(a.mailbox) == 0
+}
+
+// load reads the interaction's state once, on the actor's first message.
+func (a *actor) load(ctx context.Context) error {
+	if a.loaded {
+		return nil
+	}
+	st, rev, err := a.c.store.Load(ctx, a.id)
+	if err != nil {
+		return fmt.Errorf("load state: %w", err)
+	}
+	st.InteractionID = a.id
+	a.st, a.rev, a.loaded = st, rev, true
+	if st.Live != nil {
+		// A live session in the store that no actor holds: another daemon instance left it, or
+		// recovery could not reach it at start. Take it over as recovery would.
+		a.rejoin(ctx)
+	}
+	return nil
+}
+
+// --- inbound messages ---
+
+func (a *actor) inbound(ctx context.Context, in chat.Inbound) {
+	if err := a.load(ctx); err != nil {
+		// Nothing can be decided without the state.
+		a.log.Warn("inbound message not handled", "err", err)
+		_ = in.Delivery.Nak(a.c.cfg.RetryDelay)
+		return
+	}
+	key := inboundKey(in)
+	if a.st.seen(key) {
+		// A redelivery or a duplicate: its effects are already applied. Finish publishing and
+		// saving them if that is still pending, then ack.
+		a.log.Debug("duplicate inbound message", "msg", key)
+		a.finish(ctx, in, nil)
+		return
+	}
+	a.st.LastActivity = time.Now()
+	var err error
+	switch {
+	case in.Chat != nil:
+		err = a.chatMessage(ctx, in)
+	case in.Event != nil:
+		err = a.interactionEvent(ctx, in)
+	}
+	if err == nil {
+		a.st.remember(key)
+		// Activity and the seen ids are saved with the next change, or now when a session is
+		// live (its inactivity deadline depends on them); an interaction without a session is
+		// not written to on every chat line.
+		a.dirty = a.dirty || a.st.Live != nil
+	}
+	a.finish(ctx, in, err)
+}
+
+// inboundKey is the dedupe key of an inbound message within its interaction.
+func inboundKey(in chat.Inbound) string {
+	if in.Chat != nil {
+		return "c:" + in.Chat.ID
+	}
+	return "e:" + in.Event.ID
+}
+
+// finish commits the step and settles the inbound message: ack on success, a delayed nak when the
+// step must be retried, and on the last delivery a failed event and a term, so nothing is dropped
+// silently.
+func (a *actor) finish(ctx context.Context, in chat.Inbound, stepErr error) {
+	d := in.Delivery
+	// Whatever the step produced is published and saved even when the step itself must be
+	// retried: a replaced session has ended although the join after it may have to wait.
+	if err := a.commit(ctx); err != nil {
+		a.scheduleRetry()
+		if stepErr == nil {
+			stepErr = err
+		}
+	}
+	if stepErr == nil {
+		if err := d.Ack(ctx); err != nil {
+			a.log.Warn("ack", "err", err)
+		}
+		return
+	}
+	if !d.Last() {
+		a.log.Warn("inbound message not done; redelivering later", "attempt", d.Attempt(), "delay", a.c.cfg.RetryDelay, "err", stepErr)
+		if err := d.Nak(a.c.cfg.RetryDelay); err != nil {
+			a.log.Warn("nak", "err", err)
+		}
+		return
+	}
+	// The last delivery: report it and terminate it. What could not be published stays in the
+	// outbox and the actor's retry timer keeps trying, so the effects are not lost either.
+	a.log.Error("inbound message failed on its last delivery", "attempt", d.Attempt(), "err", stepErr)
+	a.queue(outbound{life: &attach.Lifecycle{
+		Event:         attach.Failed,
+		InteractionID: a.id,
+		Vendor:        a.c.vendor,
+		AgentID:       a.st.AgentID,
+		Reason:        ReasonProcessingFailed,
+		Detail:        stepErr.Error(),
+		At:            time.Now(),
+		MsgID:         a.id + ".failed." + inboundKey(in),
+	}})
+	a.st.remember(inboundKey(in))
+	a.commitOrRetry(ctx)
+	if err := d.Term("failed after the last delivery: " + stepErr.Error()); err != nil {
+		a.log.Warn("term", "err", err)
+	}
+}
+
+// ReasonProcessingFailed is the reason of a failed lifecycle event for an inbound message that
+// kept failing for a transient cause (publishing or saving) until its last delivery. A start
+// message whose join keeps failing is reported as join_failed instead.
+const ReasonProcessingFailed = "processing_failed"
+
+func (a *actor) chatMessage(ctx context.Context, in chat.Inbound) error {
+	if in.StartToken == "" {
+		return nil
+	}
+	token := in.StartToken
+	action, why := decideStart(&a.st, token)
+	a.log.Info("start message", "token", connector.MaskToken(token), "decision", why)
+	switch action {
+	case startIgnore:
+		return nil
+	case startReplaceJoin:
+		inProgress(in)
+		a.stopLive(ctx, connector.Replaced)
+	}
+	inProgress(in)
+	return a.join(ctx, token, inboundKey(in), in.Delivery.Last())
+}
+
+func (a *actor) interactionEvent(ctx context.Context, in chat.Inbound) error {
+	act := decideEvent(&a.st, in.Event)
+	a.log.Debug("interaction event", "type", in.Event.Type, "decision", act.why)
+	if act.stop != "" {
+		inProgress(in)
+		a.stopLive(ctx, act.stop)
+	}
+	if act.agentID != "" && act.agentID != a.st.AgentID {
+		a.st.AgentID = act.agentID
+		a.dirty = true
+		if act.view && a.st.Live != nil {
+			a.queueAgentView()
+		}
+	}
+	if act.close && !a.st.Closed {
+		a.st.Closed = true
+		a.dirty = true
+	}
+	return nil
+}
+
+func inProgress(in chat.Inbound) {
+	if in.Delivery != nil {
+		_ = in.Delivery.InProgress()
+	}
+}
+
+// --- the session's life ---
+
+// join joins the session as Controller and queues the joined event, the attach and the agent view.
+func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool) error {
+	jctx, cancel := context.WithTimeout(ctx, a.c.cfg.JoinTimeout)
+	defer cancel()
+	sess, err := a.c.conn.Join(jctx, connector.Trigger{Token: token, InteractionID: a.id, AgentID: a.st.AgentID})
+	if err != nil {
+		outcome, why := decideJoinError(err, lastAttempt)
+		if outcome == joinRetry {
+			a.log.Warn("join: server unavailable, retrying later", "token", connector.MaskToken(token), "err", err)
+			return fmt.Errorf("%w: %w", errRetryLater, err)
+		}
+		a.log.Warn("join failed", "token", connector.MaskToken(token), "why", why, "err", err)
+		a.queue(outbound{life: &attach.Lifecycle{
+			Event:         attach.Failed,
+			InteractionID: a.id,
+			SessionToken:  token,
+			Vendor:        a.c.vendor,
+			AgentID:       a.st.AgentID,
+			Reason:        string(connector.JoinFailed),
+			Detail:        connector.ReasonOf(err),
+			At:            time.Now(),
+			MsgID:         a.id + ".failed." + cause,
+		}})
+		return nil
+	}
+	h := sess.Handle()
+	now := time.Now()
+	before := a.st.data()
+	a.st.Live = &Live{Handle: h, Phase: PhaseJoined, JoinedAt: now}
+	a.st.Sessions++
+	a.st.SessionID = h.SessionID
+	a.st.Associated = "Yes"
+	a.dirty = true
+	a.attachSession(sess)
+	a.log.Info("joined as Controller", "session", h.SessionID, "token", connector.MaskToken(token))
+	a.queue(outbound{life: a.lifecycle(attach.Joined, now)})
+	a.queueUpdate(before, now)
+	if a.st.AgentID != "" {
+		a.queueAgentView()
+	}
+	return nil
+}
+
+// rejoin joins again a session saved before a restart, or stops it through its handle and ends
+// it as server_lost.
+func (a *actor) rejoin(ctx context.Context) {
+	l := a.st.Live
+	// A stop that was under way when the daemon went down is redone by the redelivered event
+	// that caused it; until then the session is what it was before the stop began.
+	l.StopReason = ""
+	l.Phase = PhaseJoined
+	if !l.ActivatedAt.IsZero() {
+		l.Phase = PhaseActive
+	}
+	jctx, cancel := context.WithTimeout(ctx, a.c.cfg.JoinTimeout)
+	defer cancel()
+	sess, err := a.c.conn.Rejoin(jctx, l.Handle)
+	if err != nil {
+		a.log.Warn("re-join after restart failed; stopping the session through its handle", "session", l.Handle.SessionID, "err", err)
+		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopWait)
+		times, serr := a.c.conn.StopHandle(sctx, l.Handle)
+		cancel()
+		if serr != nil {
+			a.log.Warn("stop through the saved handle failed", "session", l.Handle.SessionID, "err", serr)
+		}
+		a.endSession(connector.ServerLost, times)
+		a.commitOrRetry(ctx)
+		return
+	}
+	l.Handle = sess.Handle()
+	a.dirty = true
+	a.attachSession(sess)
+	a.log.Info("re-joined after restart", "session", l.Handle.SessionID)
+	if l.Phase == PhaseJoined && hasAgent(sess.Participants()) {
+		// The agent joined while the daemon was down: the activated notification was missed and
+		// its time is unknown, so the session counts as active from now.
+		a.activated(time.Now())
+	}
+	a.commitOrRetry(ctx)
+}
+
+func hasAgent(ps []connector.Participant) bool {
+	for _, p := range ps {
+		if p.Role == connector.RoleAgent {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *actor) attachSession(sess connector.Session) {
+	a.sess = sess
+	a.events = sess.Events()
+}
+
+// sessionEvent handles what the co-browse server says about the live session.
+func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
+	if !ok {
+		// The stream closed without a deactivated or lost event: the vendor gave up on it.
+		a.events = nil
+		if a.st.Live != nil {
+			a.log.Warn("session stream closed unexpectedly", "session", a.st.Live.Handle.SessionID)
+			a.endSession(connector.ServerLost, connector.Times{})
+			a.commitOrRetry(ctx)
+		}
+		return
+	}
+	if a.st.Live == nil {
+		return
+	}
+	switch ev.Kind {
+	case connector.EventParticipantJoined:
+		a.log.Info("participant joined", "role", ev.Participant.Role, "session", a.st.Live.Handle.SessionID)
+	case connector.EventActivated:
+		at := ev.Times.Activation
+		if at.IsZero() {
+			at = time.Now()
+		}
+		a.activated(at)
+	case connector.EventDeactivated:
+		a.endSession(endReason(a.st.Live), ev.Times)
+	case connector.EventRejoined:
+		a.log.Info("re-joined after a Bayeux re-handshake", "session", a.st.Live.Handle.SessionID)
+		a.st.Live.Handle = ev.Handle
+		a.dirty = true
+	case connector.EventLost:
+		a.log.Warn("co-browse server lost", "session", a.st.Live.Handle.SessionID, "err", ev.Err)
+		a.endSession(connector.ServerLost, connector.Times{})
+	}
+	a.commitOrRetry(ctx)
+}
+
+// activated records the session's activation and queues the activated event and the attach.
+func (a *actor) activated(at time.Time) {
+	l := a.st.Live
+	if l.Phase != PhaseJoined {
+		return
+	}
+	before := a.st.data()
+	l.Phase = PhaseActive
+	l.ActivatedAt = at
+	if a.st.FirstStart.IsZero() {
+		a.st.FirstStart = at
+	}
+	a.dirty = true
+	a.log.Info("session activated", "session", l.Handle.SessionID)
+	now := time.Now()
+	life := a.lifecycle(attach.Activated, now)
+	life.ActivationTime = at.UnixMilli()
+	a.queue(outbound{life: life})
+	a.queueUpdate(before, now)
+}
+
+// stopLive stops the live session for reason and ends it: it asks the server to stop, waits for
+// the deactivated notification up to StopWait, and falls back on the stop reply's times, else now.
+func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
+	l := a.st.Live
+	if l == nil {
+		return
+	}
+	l.Phase = PhaseStopping
+	l.StopReason = reason
+	a.dirty = true
+	a.log.Info("stopping session", "session", l.Handle.SessionID, "reason", reason)
+	wait := time.NewTimer(a.c.cfg.StopWait)
+	defer wait.Stop()
+	var times connector.Times
+	if a.sess != nil {
+		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopWait)
+		t, err := a.sess.Stop(sctx)
+		cancel()
+		if err != nil {
+			a.log.Warn("stop", "session", l.Handle.SessionID, "err", err)
+		}
+		times = t
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopWait)
+		t, err := a.c.conn.StopHandle(sctx, l.Handle)
+		cancel()
+		if err != nil {
+			a.log.Warn("stop through the saved handle", "session", l.Handle.SessionID, "err", err)
+		}
+		times = t
+	}
+	for a.events != nil {
+		select {
+		case ev, ok := <-a.events:
+			if !ok {
+				a.events = nil
+				continue
+			}
+			switch ev.Kind {
+			case connector.EventActivated:
+				// The agent joined just before the stop: keep its time for the duration.
+				if l.ActivatedAt.IsZero() {
+					l.ActivatedAt = ev.Times.Activation
+				}
+			case connector.EventDeactivated:
+				a.endSession(reason, mergeTimes(ev.Times, times))
+				return
+			case connector.EventLost:
+				a.events = nil
+			}
+		case <-wait.C:
+			a.log.Warn("no deactivated notification within the stop wait", "session", l.Handle.SessionID, "wait", a.c.cfg.StopWait)
+			a.events = nil
+		case <-ctx.Done():
+			a.events = nil
+		}
+	}
+	a.endSession(reason, times)
+}
+
+// mergeTimes prefers the notification's times and fills gaps from the stop reply's.
+func mergeTimes(ev, reply connector.Times) connector.Times {
+	if ev.Activation.IsZero() {
+		ev.Activation = reply.Activation
+	}
+	if ev.Deactivation.IsZero() {
+		ev.Deactivation = reply.Deactivation
+	}
+	return ev
+}
+
+// endSession ends the live session: totals, the deactivated event, the final attach, and the
+// release of the session's connection.
+func (a *actor) endSession(reason connector.EndReason, times connector.Times) {
+	l := a.st.Live
+	if l == nil {
+		return
+	}
+	now := time.Now()
+	before := a.st.data()
+	act := l.ActivatedAt
+	if act.IsZero() {
+		act = times.Activation
+	}
+	deact := times.Deactivation
+	if deact.IsZero() {
+		deact = now
+	}
+	if !act.IsZero() {
+		if d := deact.Sub(act).Milliseconds(); d > 0 {
+			a.st.DurationMs += d
+		}
+		if a.st.FirstStart.IsZero() {
+			a.st.FirstStart = act
+		}
+	}
+	a.st.Ended++
+	a.st.EndReason = reason
+	a.st.Associated = "No"
+	life := a.lifecycle(attach.Deactivated, now)
+	if !act.IsZero() {
+		life.ActivationTime = act.UnixMilli()
+	}
+	life.DeactivationTime = deact.UnixMilli()
+	life.Reason = string(reason)
+	a.st.Live = nil
+	a.dirty = true
+	a.log.Info("session ended", "session", l.Handle.SessionID, "reason", reason)
+	a.queue(outbound{life: life})
+	a.queueUpdateFor(l.Handle.SessionID, before, now)
+	a.closeSession(context.Background())
+}
+
+// closeSession releases the session's connection without stopping the session.
+func (a *actor) closeSession(ctx context.Context) {
+	if a.sess == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopWait)
+	if err := a.sess.Close(cctx); err != nil {
+		a.log.Debug("close session connection", "err", err)
+	}
+	cancel()
+	a.sess, a.events = nil, nil
+}
+
+// --- timers ---
+
+func (a *actor) armDeadline() {
+	next := nextDeadline(&a.st, a.c.cfg.Timers)
+	if a.deadline != nil {
+		a.deadline.Stop()
+		a.deadline = nil
+	}
+	if !next.IsZero() {
+		a.deadline = time.NewTimer(time.Until(next))
+	}
+}
+
+func (a *actor) checkDeadline(ctx context.Context) {
+	reason, due := decideDeadline(&a.st, a.c.cfg.Timers, time.Now())
+	if !due {
+		return
+	}
+	a.stopLive(ctx, reason)
+	a.commitOrRetry(ctx)
+}
+
+func (a *actor) scheduleRetry() {
+	if a.retry == nil {
+		a.retry = time.NewTimer(a.c.cfg.RetryDelay)
+	}
+}
+
+func (a *actor) stopTimers() {
+	if a.deadline != nil {
+		a.deadline.Stop()
+	}
+	if a.retry != nil {
+		a.retry.Stop()
+	}
+}
+
+// --- shutdown ---
+
+// shutdown finishes what was handed to the actor, then leaves the live session to the next start
+// (which re-joins it) or, when configured, stops it with reason shutdown.
+func (a *actor) shutdown(ctx context.Context) {
+	for {
+		select {
+		case in := <-a.mailbox:
+			a.c.received(a)
+			a.inbound(ctx, in)
+			continue
+		default:
+		}
+		break
+	}
+	if a.st.Live != nil && a.c.cfg.StopOnShutdown {
+		a.stopLive(ctx, connector.Shutdown)
+	}
+	if err := a.commit(ctx); err != nil {
+		a.log.Error("state not saved at shutdown", "err", err)
+	}
+	a.closeSession(ctx)
+}
+
+// --- outbound ---
+
+func (a *actor) queue(o outbound) { a.outbox = append(a.outbox, o) }
+
+func (a *actor) lifecycle(kind attach.LifecycleKind, at time.Time) *attach.Lifecycle {
+	l := a.st.Live
+	return &attach.Lifecycle{
+		Event:         kind,
+		InteractionID: a.id,
+		SessionID:     l.Handle.SessionID,
+		SessionToken:  l.Handle.Token,
+		Vendor:        a.c.vendor,
+		AgentID:       a.st.AgentID,
+		At:            at,
+	}
+}
+
+func (a *actor) queueUpdate(before attach.Data, at time.Time) {
+	a.queueUpdateFor(a.st.Live.Handle.SessionID, before, at)
+}
+
+// queueUpdateFor queues the attach that follows a change: the full key set and the keys changed.
+func (a *actor) queueUpdateFor(sessionID string, before attach.Data, at time.Time) {
+	after := a.st.data()
+	a.st.Seq++
+	a.queue(outbound{update: &attach.Update{
+		InteractionID: a.id,
+		Seq:           a.st.Seq,
+		SessionID:     sessionID,
+		Vendor:        a.c.vendor,
+		Data:          after,
+		Changed:       changedKeys(before, after),
+		At:            at,
+	}})
+}
+
+func (a *actor) queueAgentView() {
+	l := a.st.Live
+	if l == nil || a.sess == nil || a.st.AgentID == "" {
+		return
+	}
+	a.queue(outbound{view: &attach.AgentView{
+		AgentID:       a.st.AgentID,
+		InteractionID: a.id,
+		SessionID:     l.Handle.SessionID,
+		URL:           a.sess.AgentViewURL(),
+		At:            time.Now(),
+	}})
+}
+
+// commit publishes the outbox in order and saves the state.
+func (a *actor) commit(ctx context.Context) error {
+	for len(a.outbox) > 0 {
+		if err := a.publish(ctx, a.outbox[0]); err != nil {
+			return err
+		}
+		a.outbox[0] = outbound{}
+		a.outbox = a.outbox[1:]
+	}
+	a.outbox = nil
+	if !a.dirty {
+		return nil
+	}
+	rev, err := a.c.store.Save(ctx, a.st, a.rev)
+	if err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	a.rev, a.dirty = rev, false
+	return nil
+}
+
+// commitOrRetry commits, and on failure tries again after the retry delay.
+func (a *actor) commitOrRetry(ctx context.Context) {
+	if err := a.commit(ctx); err != nil {
+		a.log.Warn("publishing or saving failed; retrying", "delay", a.c.cfg.RetryDelay, "err", err)
+		a.scheduleRetry()
+	}
+}
+
+func (a *actor) publish(ctx context.Context, o outbound) error {
+	pctx, cancel := context.WithTimeout(ctx, a.c.cfg.PublishTimeout)
+	defer cancel()
+	switch {
+	case o.update != nil:
+		return a.c.pub.Update(pctx, *o.update)
+	case o.life != nil:
+		return a.c.pub.Lifecycle(pctx, *o.life)
+	case o.view != nil:
+		return a.c.pub.AgentView(pctx, *o.view)
+	}
+	return nil
+}

@@ -1,0 +1,276 @@
+// Package controller is the daemon's brain: one actor per interaction, the co-browse session state
+// machine, its timers and sweeps, the close policy and the ownership of every live session.
+//
+// It speaks neither HTTP nor CometD (a connector.Connector does) nor decodes NATS messages (the
+// chat package hands it chat.Inbound values). It declares the two small ports it needs, a Store
+// for the per-interaction state and a Publisher for what it attaches, and the daemon plugs the
+// NATS implementations in.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/cobrowse-connector/cobrowse-connector/attach"
+	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+)
+
+// Store keeps the per-interaction state. Save is a compare-and-set on the revision Load returned
+// (0: no state yet), so that two daemons never overwrite each other silently.
+type Store interface {
+	Load(ctx context.Context, interactionID string) (State, uint64, error)
+	Save(ctx context.Context, s State, rev uint64) (uint64, error)
+	// Live returns every saved state that has a live session.
+	Live(ctx context.Context) ([]Saved, error)
+}
+
+// Saved is a state with its revision in the store.
+type Saved struct {
+	State State
+	Rev   uint64
+}
+
+// Publisher publishes what the controller decided, durably.
+type Publisher interface {
+	Update(ctx context.Context, u attach.Update) error
+	Lifecycle(ctx context.Context, e attach.Lifecycle) error
+	AgentView(ctx context.Context, v attach.AgentView) error
+}
+
+// Config is the controller's policy.
+type Config struct {
+	Timers          Timers
+	StopWait        time.Duration // how long a close waits for the deactivated notification (default 5s)
+	JoinTimeout     time.Duration // bound on one join (default 20s)
+	PublishTimeout  time.Duration // bound on one publish (default 5s)
+	RetryDelay      time.Duration // delayed nak when the server is unavailable, and the retry of a failed save (default 10s)
+	MaxInteractions int           // bound on live actors (default 20000)
+	Mailbox         int           // inbound messages queued per actor (default 16)
+	IdleReap        time.Duration // an actor with no live session is reaped after this long idle (default 1m)
+	Sweep           string        // cron spec of the sweep that catches what timers missed (default "@every 30s")
+	StopOnShutdown  bool          // stop live sessions (reason shutdown) instead of leaving them for the next start to re-join
+	Logger          *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.StopWait, 5*time.Second)
+	def(&c.JoinTimeout, 20*time.Second)
+	def(&c.PublishTimeout, 5*time.Second)
+	def(&c.RetryDelay, 10*time.Second)
+	def(&c.IdleReap, time.Minute)
+	if c.MaxInteractions <= 0 {
+		c.MaxInteractions = 20000
+	}
+	if c.Mailbox <= 0 {
+		c.Mailbox = 16
+	}
+	if c.Sweep == "" {
+		c.Sweep = "@every 30s"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Controller routes inbound messages to one actor per interaction and owns the actors.
+type Controller struct {
+	cfg    Config
+	conn   connector.Connector
+	store  Store
+	pub    Publisher
+	vendor string
+	log    *slog.Logger
+	sched  cron.Schedule
+
+	// ctx is the actors' context: cancelled only when shutdown runs out of time.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	actors  map[string]*actor
+	closing bool
+	wg      sync.WaitGroup
+}
+
+// New builds a controller. It starts nothing: Recover and Run do.
+func New(cfg Config, conn connector.Connector, store Store, pub Publisher) (*Controller, error) {
+	cfg = cfg.withDefaults()
+	sched, err := cron.ParseStandard(cfg.Sweep)
+	if err != nil {
+		return nil, fmt.Errorf("controller: sweep %q: %w", cfg.Sweep, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Controller{
+		cfg:    cfg,
+		conn:   conn,
+		store:  store,
+		pub:    pub,
+		vendor: string(conn.Vendor()),
+		log:    cfg.Logger.With("component", "controller"),
+		sched:  sched,
+		ctx:    ctx,
+		cancel: cancel,
+		actors: make(map[string]*actor),
+	}, nil
+}
+
+// Recover starts an actor for every interaction saved with a live session; each re-joins its
+// session, or stops it through the saved handle and ends it as server_lost. Call it before the
+// inbound consumer starts, so that redelivered messages find their sessions.
+func (c *Controller) Recover(ctx context.Context) error {
+	saved, err := c.store.Live(ctx)
+	if err != nil {
+		return fmt.Errorf("controller: list live sessions: %w", err)
+	}
+	for i := range saved {
+		s := saved[i]
+		c.mu.Lock()
+		if _, ok := c.actors[s.State.InteractionID]; ok || c.closing {
+			c.mu.Unlock()
+			continue
+		}
+		a := newActor(c, s.State.InteractionID)
+		c.actors[a.id] = a
+		c.wg.Go(func() { a.run(c.ctx, &s) })
+		c.mu.Unlock()
+	}
+	if len(saved) > 0 {
+		c.log.Info("recovering live sessions", "count", len(saved))
+	}
+	return nil
+}
+
+// Handle routes an inbound message to its interaction's actor, starting one if needed. It blocks
+// while that actor's mailbox is full: that is the consumer's backpressure.
+func (c *Controller) Handle(ctx context.Context, in chat.Inbound) {
+	a, err := c.actorFor(in.InteractionID)
+	if err != nil {
+		c.log.Warn("inbound message not taken", "interaction", in.InteractionID, "err", err)
+		_ = in.Delivery.Nak(c.cfg.RetryDelay)
+		return
+	}
+	select {
+	case a.mailbox <- in:
+	case <-ctx.Done():
+		c.received(a)
+		_ = in.Delivery.Nak(0)
+	}
+}
+
+var (
+	errClosing = errors.New("controller is shutting down")
+	errFull    = errors.New("too many live interactions")
+)
+
+// actorFor returns the interaction's actor, starting one if there is none, and counts a dispatch
+// on its way so that the actor is not reaped under it.
+func (c *Controller) actorFor(id string) (*actor, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return nil, errClosing
+	}
+	a, ok := c.actors[id]
+	if !ok {
+		if len(c.actors) >= c.cfg.MaxInteractions {
+			return nil, errFull
+		}
+		a = newActor(c, id)
+		c.actors[id] = a
+		c.wg.Go(func() { a.run(c.ctx, nil) })
+	}
+	a.pending++
+	return a, nil
+}
+
+// received records that a dispatch reached the actor.
+func (c *Controller) received(a *actor) {
+	c.mu.Lock()
+	a.pending--
+	c.mu.Unlock()
+}
+
+// remove takes the actor out of the registry if nothing is on its way to it. The actor stops
+// only when remove says so.
+func (c *Controller) remove(a *actor) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a.pending > 0 || len(a.mailbox) > 0 {
+		return false
+	}
+	if c.actors[a.id] == a {
+		delete(c.actors, a.id)
+	}
+	return true
+}
+
+// Len returns the number of live actors.
+func (c *Controller) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.actors)
+}
+
+// Run runs the periodic sweep until ctx is done. Shutdown then stops the actors.
+func (c *Controller) Run(ctx context.Context) error {
+	for {
+		t := time.NewTimer(time.Until(c.sched.Next(time.Now())))
+		select {
+		case <-t.C:
+			c.sweep()
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		}
+	}
+}
+
+// sweep nudges every actor to check its deadlines against the clock and to reap itself if idle.
+func (c *Controller) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range c.actors {
+		select {
+		case a.poke <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Shutdown stops the actors: each finishes what it was handed, saves its state and leaves its live
+// session for the next start to re-join (or stops it with reason shutdown, if configured). It
+// waits until ctx is done, then cancels the actors' calls and waits for them to return.
+func (c *Controller) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	c.closing = true
+	n := len(c.actors)
+	for _, a := range c.actors {
+		close(a.quit)
+	}
+	c.mu.Unlock()
+	c.log.Info("draining interactions", "actors", n)
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		c.cancel()
+		return nil
+	case <-ctx.Done():
+		c.cancel() // the actors' calls end now; they save what they can and stop
+		<-done
+		return fmt.Errorf("controller: shutdown bound reached: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,590 @@
+package controller
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/attach"
+	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+)
+
+// harness runs a Controller over the in-memory fakes. Every test runs inside a synctest bubble:
+// time is fake, and synctest.Wait returns once every goroutine of the bubble is blocked, so a test
+// observes the actor's settled state without sleeping.
+type harness struct {
+	t      *testing.T
+	c      *Controller
+	conn   *fakeConn
+	store  *memStore
+	pub    *recorder
+	cancel context.CancelFunc
+	done   chan struct{}
+	seq    int
+}
+
+func newHarness(t *testing.T, mutate func(*Config)) *harness {
+	t.Helper()
+	cfg := Config{
+		Timers:     Timers{NoAgentJoin: 3 * time.Minute, Inactivity: 30 * time.Minute},
+		StopWait:   5 * time.Second,
+		RetryDelay: 10 * time.Second,
+		IdleReap:   time.Minute,
+		Sweep:      "@every 30s",
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	h := &harness{t: t, conn: newFakeConn(), store: newMemStore(), pub: newRecorder(), done: make(chan struct{})}
+	c, err := New(cfg, h.conn, h.store, h.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.c = c
+	h.start()
+	return h
+}
+
+func (h *harness) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.done = make(chan struct{})
+	go func() { _ = h.c.Run(ctx); close(h.done) }()
+	h.t.Cleanup(h.stop)
+}
+
+// stop shuts the controller down as the daemon does: the sweep first, then the actors.
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	<-h.done
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := h.c.Shutdown(ctx); err != nil {
+		h.t.Errorf("shutdown: %v", err)
+	}
+	h.cancel = nil
+}
+
+func (h *harness) send(in chat.Inbound) *delivery {
+	d := newDelivery()
+	in.Delivery = d
+	h.c.Handle(context.Background(), in)
+	synctest.Wait()
+	return d
+}
+
+func (h *harness) nextID() string { h.seq++; return "m" + strconv.Itoa(h.seq) }
+
+func (h *harness) start_(iid, token string) *delivery {
+	return h.send(chat.Inbound{InteractionID: iid, StartToken: token, Chat: &chat.Message{ID: h.nextID(), InteractionID: iid, From: chat.Sender{Role: chat.RoleCustomer}, Text: "{start:" + token + "}"}})
+}
+
+func (h *harness) chatLine(iid, text string) *delivery {
+	return h.send(chat.Inbound{InteractionID: iid, Chat: &chat.Message{ID: h.nextID(), InteractionID: iid, From: chat.Sender{Role: chat.RoleCustomer}, Text: text}})
+}
+
+func (h *harness) event(iid string, typ chat.EventType, agent string) *delivery {
+	ev := &chat.Event{ID: h.nextID(), InteractionID: iid, Type: typ, AgentID: agent}
+	if typ == chat.EventTransferred {
+		ev.AgentID, ev.ToAgentID = "", agent
+	}
+	return h.send(chat.Inbound{InteractionID: iid, Event: ev})
+}
+
+func fate(d *delivery) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.fate
+}
+
+func mustFate(t *testing.T, d *delivery, want string) {
+	t.Helper()
+	if got := fate(d); got != want {
+		t.Fatalf("delivery settled as %q, want %q", got, want)
+	}
+}
+
+// kinds summarizes the published messages: "joined", "attach#1", "view:a1", ...
+func kinds(msgs []any) []string {
+	var out []string
+	for _, m := range msgs {
+		switch m := m.(type) {
+		case attach.Update:
+			out = append(out, "attach#"+strconv.FormatUint(m.Seq, 10))
+		case attach.Lifecycle:
+			s := string(m.Event)
+			if m.Reason != "" {
+				s += ":" + m.Reason
+			}
+			out = append(out, s)
+		case attach.AgentView:
+			out = append(out, "view:"+m.AgentID)
+		}
+	}
+	return out
+}
+
+func updates(msgs []any) []attach.Update {
+	var out []attach.Update
+	for _, m := range msgs {
+		if u, ok := m.(attach.Update); ok {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func wantKinds(t *testing.T, h *harness, want ...string) {
+	t.Helper()
+	if got := kinds(h.pub.all()); !slices.Equal(got, want) {
+		t.Fatalf("published %v\nwant      %v", got, want)
+	}
+}
+
+func TestSessionLifeFromStartToTransfer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.event("i1", chat.EventAssigned, "a1"), "ack")
+		d := h.start_("i1", "123456789")
+		mustFate(t, d, "ack")
+		wantKinds(t, h, "joined", "attach#1", "view:a1")
+		u := updates(h.pub.all())[0]
+		if u.Data.Associated != "Yes" || u.Data.SessionsQuantity != 1 || u.Data.SessionID != "hist-1" || u.SessionID != "hist-1" {
+			t.Fatalf("join attach: %+v", u)
+		}
+		if !slices.Equal(u.Changed, []string{attach.KeyAssociated, attach.KeySessionsQuantity, attach.KeySessionID}) {
+			t.Fatalf("join changed: %v", u.Changed)
+		}
+		if st := h.store.get("i1"); st.Live == nil || st.Live.Handle.UserToken != "user-1" || st.Seq != 1 {
+			t.Fatalf("saved state: %+v", st)
+		}
+
+		activation := time.Now()
+		h.conn.session(0).activate(activation)
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1", "view:a1", "activated", "attach#2")
+		u = updates(h.pub.all())[1]
+		if u.Data.StartTime != strconv.FormatInt(activation.UnixMilli(), 10) || !slices.Equal(u.Changed, []string{attach.KeyStartTime}) {
+			t.Fatalf("activated attach: %+v", u)
+		}
+
+		time.Sleep(90 * time.Second)
+		d = h.event("i1", chat.EventTransferred, "a2")
+		mustFate(t, d, "ack")
+		if h.conn.session(0).stops() != 1 {
+			t.Fatal("the session was not stopped")
+		}
+		wantKinds(t, h, "joined", "attach#1", "view:a1", "activated", "attach#2", "deactivated:interaction_transferred", "attach#3")
+		u = updates(h.pub.all())[2]
+		if u.Data.Associated != "No" || u.Data.Duration == nil || *u.Data.Duration != 90 || u.Data.EndReason != "interaction_transferred" {
+			t.Fatalf("end attach: %+v", u.Data)
+		}
+		if !slices.Equal(u.Changed, []string{attach.KeyAssociated, attach.KeyDuration, attach.KeyEndReason}) {
+			t.Fatalf("end changed: %v", u.Changed)
+		}
+		if st := h.store.get("i1"); st.Live != nil || st.AgentID != "a2" || st.Seq != 3 {
+			t.Fatalf("saved state after transfer: %+v", st)
+		}
+	})
+}
+
+func TestCloseWaitsForDeactivatedWithinBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		h.conn.mu.Lock()
+		h.conn.silentStop = true
+		h.conn.mu.Unlock()
+		before := time.Now()
+		d := newDelivery()
+		h.c.Handle(context.Background(), chat.Inbound{InteractionID: "i1", Delivery: d, Event: &chat.Event{ID: "close", InteractionID: "i1", Type: chat.EventClosed}})
+		synctest.Wait()
+		if f := fate(d); f != "" {
+			t.Fatalf("closed event settled (%s) before the deactivated wait ended", f)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		mustFate(t, d, "ack")
+		wantKinds(t, h, "joined", "attach#1", "deactivated:interaction_closed", "attach#2")
+		life := h.pub.all()[2].(attach.Lifecycle)
+		if got := time.UnixMilli(life.DeactivationTime); got.Sub(before) != 5*time.Second {
+			t.Fatalf("deactivation time %v, want the end of the stop wait", got.Sub(before))
+		}
+		if !h.store.get("i1").Closed {
+			t.Fatal("interaction not marked closed")
+		}
+	})
+}
+
+func TestEachCloseEventStopsWithItsReason(t *testing.T) {
+	for _, tc := range []struct {
+		typ  chat.EventType
+		want string
+	}{
+		{chat.EventTransferred, "interaction_transferred"},
+		{chat.EventClosed, "interaction_closed"},
+		{chat.EventTimeout, "interaction_timeout"},
+	} {
+		t.Run(string(tc.typ), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, nil)
+				mustFate(t, h.start_("i1", "123456789"), "ack")
+				mustFate(t, h.event("i1", tc.typ, "a9"), "ack")
+				wantKinds(t, h, "joined", "attach#1", "deactivated:"+tc.want, "attach#2")
+			})
+		})
+	}
+}
+
+func TestNoAgentJoinTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		time.Sleep(3*time.Minute - time.Second)
+		synctest.Wait()
+		if h.conn.session(0).stops() != 0 {
+			t.Fatal("stopped before the no-agent deadline")
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1", "deactivated:no_agent_join", "attach#2")
+	})
+}
+
+func TestActivatedSessionHasNoAgentDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		h.conn.session(0).activate(time.Now())
+		synctest.Wait()
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if h.conn.session(0).stops() != 0 {
+			t.Fatal("an active session was stopped by the no-agent timer")
+		}
+	})
+}
+
+func TestInactivityTimerIsResetByActivity(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.Timers = Timers{Inactivity: 10 * time.Minute} })
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		h.conn.session(0).activate(time.Now())
+		synctest.Wait()
+		time.Sleep(6 * time.Minute)
+		mustFate(t, h.chatLine("i1", "still there?"), "ack")
+		time.Sleep(6 * time.Minute)
+		synctest.Wait()
+		if h.conn.session(0).stops() != 0 {
+			t.Fatal("timed out although there was activity 6 minutes ago")
+		}
+		time.Sleep(4 * time.Minute)
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1", "activated", "attach#2", "deactivated:interaction_timeout", "attach#3")
+	})
+}
+
+func TestRepeatedTokenIsANoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		wantKinds(t, h, "joined", "attach#1")
+		if len(h.conn.sessions) != 1 {
+			t.Fatalf("joined %d times", len(h.conn.sessions))
+		}
+	})
+}
+
+func TestNewTokenReplacesTheLiveSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		first := time.Now()
+		h.conn.session(0).activate(first)
+		synctest.Wait()
+		time.Sleep(time.Minute)
+		mustFate(t, h.start_("i1", "222222222"), "ack")
+		h.conn.session(1).activate(time.Now())
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1", "activated", "attach#2", "deactivated:replaced", "attach#3", "joined", "attach#4", "activated", "attach#5")
+		ups := updates(h.pub.all())
+		last := ups[len(ups)-1]
+		if last.Data.SessionsQuantity != 2 || last.Data.SessionID != "hist-2" || last.Data.StartTime != strconv.FormatInt(first.UnixMilli(), 10) {
+			t.Fatalf("after the second session: %+v", last.Data)
+		}
+		if len(last.Changed) != 0 {
+			t.Fatalf("a second activation changed %v; CoBrowseStartTime must stay the first session's", last.Changed)
+		}
+		if *last.Data.Duration != 60 || last.Data.EndReason != "replaced" || last.Data.Associated != "Yes" {
+			t.Fatalf("totals after replace: %+v", last.Data)
+		}
+	})
+}
+
+func TestParticipantExitAndServerLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		act := time.Now()
+		h.conn.session(0).activate(act)
+		synctest.Wait()
+		h.conn.session(0).deactivate(act, act.Add(42*time.Second))
+		synctest.Wait()
+		mustFate(t, h.start_("i1", "222222222"), "ack")
+		h.conn.session(1).emit(connector.Event{Kind: connector.EventLost, Err: connector.ErrLost})
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1", "activated", "attach#2", "deactivated:participant_exit", "attach#3",
+			"joined", "attach#4", "deactivated:server_lost", "attach#5")
+		last := updates(h.pub.all())[4]
+		if *last.Data.Duration != 42 || last.Data.EndReason != "server_lost" {
+			t.Fatalf("totals: %+v", last.Data)
+		}
+	})
+}
+
+func TestRejoinedHandleIsSaved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		nh := h.conn.session(0).handle
+		nh.UserToken = "user-after-rehandshake"
+		h.conn.session(0).emit(connector.Event{Kind: connector.EventRejoined, Handle: nh})
+		synctest.Wait()
+		if got := h.store.get("i1").Live.Handle.UserToken; got != "user-after-rehandshake" {
+			t.Fatalf("saved user token %q", got)
+		}
+	})
+}
+
+func TestJoinUnavailableIsRetriedLater(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.conn.joinErr["123456789"] = &connector.ServerError{Op: "join", Kind: connector.ErrUnavailable}
+		d := h.start_("i1", "123456789")
+		mustFate(t, d, "nak")
+		if d.nakDelay != 10*time.Second {
+			t.Fatalf("nak delay %v", d.nakDelay)
+		}
+		wantKinds(t, h)
+		// The redelivery, now that the server is back, joins.
+		delete(h.conn.joinErr, "123456789")
+		d2 := newDelivery()
+		d2.attempt = 2
+		in := chat.Inbound{InteractionID: "i1", StartToken: "123456789", Delivery: d2, Chat: &chat.Message{ID: "m1", InteractionID: "i1", Text: "{start:123456789}"}}
+		h.c.Handle(context.Background(), in)
+		synctest.Wait()
+		mustFate(t, d2, "ack")
+		wantKinds(t, h, "joined", "attach#1")
+	})
+}
+
+func TestJoinUnavailableOnLastDeliveryFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.conn.joinErr["123456789"] = &connector.ServerError{Op: "join", Kind: connector.ErrUnavailable, Reason: "503"}
+		d := newDelivery()
+		d.attempt, d.last = 6, true
+		h.c.Handle(context.Background(), chat.Inbound{InteractionID: "i1", StartToken: "123456789", Delivery: d, Chat: &chat.Message{ID: "m1", InteractionID: "i1"}})
+		synctest.Wait()
+		mustFate(t, d, "ack")
+		wantKinds(t, h, "failed:join_failed")
+	})
+}
+
+func TestJoinRefusedReportsTheServersReason(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.conn.joinErr["123456789"] = &connector.ServerError{Op: "join", Kind: connector.ErrRefused, Reason: "403::agent busy"}
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		wantKinds(t, h, "failed:join_failed")
+		life := h.pub.all()[0].(attach.Lifecycle)
+		if life.Detail != "403::agent busy" || life.SessionToken != "123456789" || life.MsgID == "" {
+			t.Fatalf("failed event: %+v", life)
+		}
+		if st := h.store.get("i1"); st.Sessions != 0 || st.Live != nil {
+			t.Fatalf("a failed join counted as a session: %+v", st)
+		}
+	})
+}
+
+func TestDuplicateDeliveryChangesNothingTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		in := func() (chat.Inbound, *delivery) {
+			d := newDelivery()
+			return chat.Inbound{InteractionID: "i1", StartToken: "123456789", Delivery: d, Chat: &chat.Message{ID: "same", InteractionID: "i1"}}, d
+		}
+		a, da := in()
+		h.c.Handle(context.Background(), a)
+		synctest.Wait()
+		mustFate(t, da, "ack")
+		h.conn.session(0).deactivate(time.Time{}, time.Now())
+		synctest.Wait()
+		b, db := in()
+		h.c.Handle(context.Background(), b)
+		synctest.Wait()
+		mustFate(t, db, "ack")
+		wantKinds(t, h, "joined", "attach#1", "deactivated:participant_exit", "attach#2")
+	})
+}
+
+func TestPublishFailureIsRetriedWithoutDuplicates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.pub.mu.Lock()
+		h.pub.fail = 2 // the joined event fails, then its retry fails too
+		h.pub.mu.Unlock()
+		in := func(attempt int) (chat.Inbound, *delivery) {
+			d := newDelivery()
+			d.attempt = attempt
+			return chat.Inbound{InteractionID: "i1", StartToken: "123456789", Delivery: d, Chat: &chat.Message{ID: "m1", InteractionID: "i1"}}, d
+		}
+		a, da := in(1)
+		h.c.Handle(context.Background(), a)
+		synctest.Wait()
+		mustFate(t, da, "nak")
+		wantKinds(t, h)
+		// The actor's own retry timer publishes what is queued, in order.
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1")
+		b, db := in(2)
+		h.c.Handle(context.Background(), b)
+		synctest.Wait()
+		mustFate(t, db, "ack")
+		wantKinds(t, h, "joined", "attach#1")
+		if len(h.conn.sessions) != 1 {
+			t.Fatalf("joined %d times", len(h.conn.sessions))
+		}
+	})
+}
+
+func TestSaveFailureNaksAndKeepsEffects(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.store.mu.Lock()
+		h.store.failSaves = 1
+		h.store.mu.Unlock()
+		mustFate(t, h.start_("i1", "123456789"), "nak")
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if st := h.store.get("i1"); st.Live == nil {
+			t.Fatal("state not saved by the retry")
+		}
+	})
+}
+
+func TestInteractionsAreIndependent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		mustFate(t, h.start_("i2", "222222222"), "ack")
+		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
+		if h.conn.session(1).stops() != 0 {
+			t.Fatal("closing i1 stopped i2's session")
+		}
+		if st := h.store.get("i2"); st.Live == nil || st.Seq != 1 {
+			t.Fatalf("i2 state: %+v", st)
+		}
+	})
+}
+
+func TestRecoverRejoinsOrEndsAsServerLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		mustFate(t, h.start_("i2", "222222222"), "ack")
+		h.stop()
+		if h.conn.session(0).stops() != 0 || !h.conn.session(0).closed {
+			t.Fatal("shutdown must leave the session live and close its connection")
+		}
+
+		// A new controller over the same store and server, as after a restart.
+		c2, err := New(h.c.cfg, h.conn, h.store, h.pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.c = c2
+		h.conn.mu.Lock()
+		h.conn.rejoinErr = nil
+		h.conn.mu.Unlock()
+		if err := c2.Recover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		h.start()
+		synctest.Wait()
+		if len(h.conn.sessions) != 4 {
+			t.Fatalf("re-joined %d sessions, want 2", len(h.conn.sessions)-2)
+		}
+		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
+		if st := h.store.get("i1"); st.Seq != 2 || st.Sessions != 1 || st.EndReason != "interaction_closed" {
+			t.Fatalf("i1 after restart and close: %+v", st)
+		}
+
+		// Another restart where the server refuses the re-join: stopped through the handle.
+		h.stop()
+		c3, _ := New(h.c.cfg, h.conn, h.store, h.pub)
+		h.c = c3
+		h.conn.mu.Lock()
+		h.conn.rejoinErr = &connector.ServerError{Op: "join", Kind: connector.ErrRefused}
+		h.conn.mu.Unlock()
+		if err := c3.Recover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		h.start()
+		synctest.Wait()
+		st := h.store.get("i2")
+		if st.Live != nil || st.EndReason != "server_lost" || st.Associated != "No" {
+			t.Fatalf("i2 after a refused re-join: %+v", st)
+		}
+		if len(h.conn.stopHandle) != 1 || h.conn.stopHandle[0].Token != "222222222" {
+			t.Fatalf("stop through the handle: %+v", h.conn.stopHandle)
+		}
+	})
+}
+
+func TestStopOnShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.StopOnShutdown = true })
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		h.stop()
+		wantKinds(t, h, "joined", "attach#1", "deactivated:shutdown", "attach#2")
+	})
+}
+
+func TestRegistryIsBoundedAndReaped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.MaxInteractions = 1 })
+		mustFate(t, h.chatLine("i1", "hello"), "ack")
+		mustFate(t, h.chatLine("i2", "hello"), "nak")
+		if h.c.Len() != 1 {
+			t.Fatalf("%d actors", h.c.Len())
+		}
+		time.Sleep(90 * time.Second) // past IdleReap, and a sweep
+		synctest.Wait()
+		if h.c.Len() != 0 {
+			t.Fatalf("idle actor not reaped: %d actors", h.c.Len())
+		}
+		mustFate(t, h.chatLine("i2", "hello again"), "ack")
+	})
+}
+
+func TestClosedInteractionIgnoresLaterStarts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		wantKinds(t, h)
+	})
+}
+

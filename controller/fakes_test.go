@@ -1,0 +1,244 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/attach"
+	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+)
+
+// The fakes below are tiny and in memory, so that the actor's timers run under testing/synctest.
+// The real peers (NATS, gcbtest) are exercised by the end-to-end tests in test/e2e.
+
+// fakeConn is a co-browse server that knows a set of tokens.
+type fakeConn struct {
+	mu         sync.Mutex
+	joinErr    map[string]error // token -> error to return from Join
+	rejoinErr  error
+	stopHandle []connector.Handle
+	sessions   []*fakeSession
+	next       int
+	// silentStop: Stop does not produce a deactivated notification.
+	silentStop bool
+}
+
+func newFakeConn() *fakeConn { return &fakeConn{joinErr: map[string]error{}} }
+
+func (f *fakeConn) Vendor() connector.Vendor { return connector.Genesys }
+
+func (f *fakeConn) newSession(token string) *fakeSession {
+	f.next++
+	s := &fakeSession{
+		conn:   f,
+		handle: connector.Handle{Vendor: connector.Genesys, Token: token, SessionID: "hist-" + strconv.Itoa(f.next), UserToken: "user-" + strconv.Itoa(f.next), NodeURL: "http://node"},
+		events: make(chan connector.Event, 8),
+	}
+	f.sessions = append(f.sessions, s)
+	return s
+}
+
+func (f *fakeConn) Join(ctx context.Context, t connector.Trigger) (connector.Session, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.joinErr[t.Token]; err != nil {
+		return nil, err
+	}
+	return f.newSession(t.Token), nil
+}
+
+func (f *fakeConn) Rejoin(ctx context.Context, h connector.Handle) (connector.Session, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rejoinErr != nil {
+		return nil, f.rejoinErr
+	}
+	s := f.newSession(h.Token)
+	s.handle.SessionID = h.SessionID
+	return s, nil
+}
+
+func (f *fakeConn) StopHandle(ctx context.Context, h connector.Handle) (connector.Times, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopHandle = append(f.stopHandle, h)
+	return connector.Times{}, nil
+}
+
+func (f *fakeConn) session(i int) *fakeSession {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sessions[i]
+}
+
+// fakeSession is a joined session; the test plays the server through emit.
+type fakeSession struct {
+	conn    *fakeConn
+	handle  connector.Handle
+	events  chan connector.Event
+	mu      sync.Mutex
+	stopped int
+	closed  bool
+	users   []connector.Participant
+}
+
+func (s *fakeSession) Handle() connector.Handle                { return s.handle }
+func (s *fakeSession) Participants() []connector.Participant   { return s.users }
+func (s *fakeSession) Events() <-chan connector.Event          { return s.events }
+func (s *fakeSession) AgentViewURL() string                    { return "http://node/slave.html#sid=" + s.handle.Token }
+func (s *fakeSession) emit(ev connector.Event)                 { s.events <- ev }
+func (s *fakeSession) activate(at time.Time)                   { s.emit(activatedAt(at)) }
+func activatedAt(at time.Time) connector.Event                 { return connector.Event{Kind: connector.EventActivated, Times: connector.Times{Activation: at}} }
+func (s *fakeSession) deactivate(act, deact time.Time)         { s.emit(deactivated(act, deact)) }
+func deactivated(act, deact time.Time) connector.Event {
+	return connector.Event{Kind: connector.EventDeactivated, Times: connector.Times{Activation: act, Deactivation: deact}}
+}
+
+func (s *fakeSession) Stop(ctx context.Context) (connector.Times, error) {
+	s.mu.Lock()
+	s.stopped++
+	s.mu.Unlock()
+	s.conn.mu.Lock()
+	silent := s.conn.silentStop
+	s.conn.mu.Unlock()
+	if !silent {
+		s.events <- deactivated(time.Time{}, time.Now())
+	}
+	return connector.Times{}, nil
+}
+
+func (s *fakeSession) Close(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
+
+func (s *fakeSession) stops() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}
+
+// memStore is a Store in memory with revisions; failSaves makes the next n saves fail.
+type memStore struct {
+	mu        sync.Mutex
+	states    map[string]Saved
+	failSaves int
+}
+
+func newMemStore() *memStore { return &memStore{states: map[string]Saved{}} }
+
+func (m *memStore) Load(ctx context.Context, id string) (State, uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.states[id]
+	if !ok {
+		return State{InteractionID: id}, 0, nil
+	}
+	return s.State.clone(), s.Rev, nil
+}
+
+func (m *memStore) Save(ctx context.Context, st State, rev uint64) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failSaves > 0 {
+		m.failSaves--
+		return 0, errors.New("store unavailable")
+	}
+	cur := m.states[st.InteractionID]
+	if cur.Rev != rev {
+		return 0, fmt.Errorf("wrong revision %d, have %d", rev, cur.Rev)
+	}
+	m.states[st.InteractionID] = Saved{State: st.clone(), Rev: rev + 1}
+	return rev + 1, nil
+}
+
+func (m *memStore) Live(ctx context.Context) ([]Saved, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Saved
+	for _, s := range m.states {
+		if s.State.Live != nil {
+			out = append(out, Saved{State: s.State.clone(), Rev: s.Rev})
+		}
+	}
+	return out, nil
+}
+
+func (m *memStore) get(id string) State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.states[id].State.clone()
+}
+
+// recorder is a Publisher that records what it was given, in order, and can fail on demand.
+type recorder struct {
+	mu        sync.Mutex
+	msgs      []any
+	fail      int // the next n publishes fail
+	published chan any
+}
+
+func newRecorder() *recorder { return &recorder{published: make(chan any, 256)} }
+
+func (r *recorder) add(m any) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail > 0 {
+		r.fail--
+		return errors.New("nats unavailable")
+	}
+	r.msgs = append(r.msgs, m)
+	r.published <- m
+	return nil
+}
+
+func (r *recorder) Update(ctx context.Context, u attach.Update) error       { return r.add(u) }
+func (r *recorder) Lifecycle(ctx context.Context, e attach.Lifecycle) error { return r.add(e) }
+func (r *recorder) AgentView(ctx context.Context, v attach.AgentView) error { return r.add(v) }
+
+func (r *recorder) all() []any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]any(nil), r.msgs...)
+}
+
+// delivery is a chat.Delivery that records its fate.
+type delivery struct {
+	mu       sync.Mutex
+	attempt  int
+	last     bool
+	fate     string // "ack", "nak", "term"
+	nakDelay time.Duration
+	settled  chan string
+}
+
+func newDelivery() *delivery { return &delivery{attempt: 1, settled: make(chan string, 4)} }
+
+func (d *delivery) settle(f string) error {
+	d.mu.Lock()
+	d.fate = f
+	d.mu.Unlock()
+	d.settled <- f
+	return nil
+}
+func (d *delivery) Ack(ctx context.Context) error { return d.settle("ack") }
+func (d *delivery) Nak(delay time.Duration) error {
+	d.mu.Lock()
+	d.nakDelay = delay
+	d.mu.Unlock()
+	return d.settle("nak")
+}
+func (d *delivery) Term(reason string) error { return d.settle("term") }
+func (d *delivery) InProgress() error        { return nil }
+func (d *delivery) Attempt() int             { return d.attempt }
+func (d *delivery) Last() bool               { return d.last }
+func (d *delivery) StreamSeq() uint64        { return 0 }
+
+var _ chat.Delivery = (*delivery)(nil)

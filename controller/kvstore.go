@@ -1,0 +1,119 @@
+package controller
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// KVStore keeps interaction states in a JetStream key-value bucket (default cobrowse_interactions),
+// one key per interaction, as JSON.
+type KVStore struct {
+	kv jetstream.KeyValue
+}
+
+// KVConfig names the bucket and how long an untouched interaction's state is kept.
+type KVConfig struct {
+	Bucket   string        // default "cobrowse_interactions"
+	TTL      time.Duration // 0: kept until deleted. A state untouched this long is dropped; its attach seq would then restart, so keep it well past any interaction's life
+	Replicas int           // default 1
+}
+
+// OpenKVStore opens the bucket, creating it when it does not exist. An existing bucket is used as
+// it is.
+func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KVStore, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = "cobrowse_interactions"
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      cfg.Bucket,
+			Description: "cobrowse-connector: per-interaction co-browse state",
+			History:     1,
+			TTL:         cfg.TTL,
+			Replicas:    cfg.Replicas,
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("key-value bucket %s: %w", cfg.Bucket, err)
+	}
+	return &KVStore{kv: kv}, nil
+}
+
+// kvKey maps an interaction id to a bucket key. Ids made only of characters a key allows are used
+// as they are, so the bucket stays readable; any other id is base64url-encoded behind a prefix
+// that holds a '.', which a plain id (a NATS subject token) can never contain.
+func kvKey(id string) string {
+	for i := 0; i < len(id); i++ {
+		ch := id[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_' || ch == '=') {
+			return "b64." + base64.RawURLEncoding.EncodeToString([]byte(id))
+		}
+	}
+	return id
+}
+
+// Load returns the interaction's state and revision, or a zero state and revision 0.
+func (s *KVStore) Load(ctx context.Context, id string) (State, uint64, error) {
+	e, err := s.kv.Get(ctx, kvKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return State{InteractionID: id}, 0, nil
+	}
+	if err != nil {
+		return State{}, 0, err
+	}
+	var st State
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return State{}, 0, fmt.Errorf("state of %s: %w", id, err)
+	}
+	return st, e.Revision(), nil
+}
+
+// Save writes the state if the stored revision is still rev.
+func (s *KVStore) Save(ctx context.Context, st State, rev uint64) (uint64, error) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return 0, err
+	}
+	key := kvKey(st.InteractionID)
+	if rev == 0 {
+		return s.kv.Create(ctx, key, b)
+	}
+	return s.kv.Update(ctx, key, b, rev)
+}
+
+// Live returns every state that has a live session.
+func (s *KVStore) Live(ctx context.Context) ([]Saved, error) {
+	lister, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer lister.Stop()
+	var out []Saved
+	for key := range lister.Keys() {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var st State
+		if err := json.Unmarshal(e.Value(), &st); err != nil {
+			return nil, fmt.Errorf("state under key %s: %w", key, err)
+		}
+		if st.Live != nil {
+			out = append(out, Saved{State: st, Rev: e.Revision()})
+		}
+	}
+	return out, nil
+}

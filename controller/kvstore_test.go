@@ -1,0 +1,75 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+	"github.com/cobrowse-connector/cobrowse-connector/test/natstest"
+)
+
+func TestKVStoreRoundTripAndCompareAndSet(t *testing.T) {
+	s := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	store, err := OpenKVStore(ctx, js, KVConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live, err := store.Live(ctx); err != nil || len(live) != 0 {
+		t.Fatalf("empty bucket: %v %v", live, err)
+	}
+	st, rev, err := store.Load(ctx, "chat:42@tenant")
+	if err != nil || rev != 0 || st.InteractionID != "chat:42@tenant" {
+		t.Fatalf("missing state: %+v %d %v", st, rev, err)
+	}
+	st.Seq = 3
+	st.Live = &Live{Handle: connector.Handle{Token: "123456789", UserToken: "u1"}, Phase: PhaseActive, JoinedAt: time.UnixMilli(1000).UTC()}
+	rev, err = store.Save(ctx, st, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Save(ctx, st, 0); err == nil {
+		t.Fatal("a second create of the same key succeeded")
+	}
+	if _, err := store.Save(ctx, st, rev+5); err == nil {
+		t.Fatal("a save on a stale revision succeeded")
+	}
+	other := State{InteractionID: "i2", Seq: 1}
+	if _, err := store.Save(ctx, other, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// A second store over the same bucket (a restarted daemon) sees the live one only.
+	again, err := OpenKVStore(ctx, js, KVConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := again.Live(ctx)
+	if err != nil || len(live) != 1 {
+		t.Fatalf("live states: %+v %v", live, err)
+	}
+	got := live[0]
+	if got.Rev != rev || got.State.InteractionID != "chat:42@tenant" || got.State.Seq != 3 || got.State.Live.Handle.UserToken != "u1" {
+		t.Fatalf("live state: %+v", got)
+	}
+}
+
+func TestKVKey(t *testing.T) {
+	for id, want := range map[string]string{
+		"i-1_A=":         "i-1_A=",
+		"chat:42@tenant": "b64.Y2hhdDo0MkB0ZW5hbnQ",
+		"":               "",
+	} {
+		if got := kvKey(id); got != want {
+			t.Errorf("kvKey(%q) = %q, want %q", id, got, want)
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package controller
+
+import (
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/attach"
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+)
+
+// Phase is where a live co-browse session stands. A session that has ended is no longer live:
+// the interaction's State keeps only its totals.
+//
+//	detected -> joining -> joined -> active -> ended, with stopping between any live phase and ended
+//
+// detected and joining last only inside one actor step (the join call), so only joined, active and
+// stopping are ever saved.
+type Phase string
+
+// The phases of a live session.
+const (
+	PhaseJoined   Phase = "joined"   // the Controller joined; no agent yet (the session is idle)
+	PhaseActive   Phase = "active"   // an agent joined: the server activated the session
+	PhaseStopping Phase = "stopping" // the daemon asked the server to stop it and waits for deactivated
+)
+
+// Live is the interaction's live co-browse session.
+type Live struct {
+	Handle      connector.Handle    `json:"handle"`
+	Phase       Phase               `json:"phase"`
+	JoinedAt    time.Time           `json:"joinedAt"`
+	ActivatedAt time.Time           `json:"activatedAt,omitzero"` // the server's activation time
+	StopReason  connector.EndReason `json:"stopReason,omitempty"` // why the daemon is stopping it
+}
+
+// State is everything the daemon keeps about one interaction, saved in the key-value bucket
+// before the inbound message that changed it is acked.
+type State struct {
+	InteractionID string `json:"interactionId"`
+	// Seq is the last attach sequence number published; it only grows, across restarts.
+	Seq uint64 `json:"seq"`
+	// Sessions counts the co-browse sessions the Controller joined on this interaction.
+	Sessions int `json:"sessions"`
+	// SessionID is the history id of the latest session (CoBrowseSessionId).
+	SessionID string `json:"sessionId,omitempty"`
+	// Associated is what CoBrowseAssociated says: "Yes" while a session is live, "No" after.
+	Associated string `json:"associated,omitempty"`
+	// FirstStart is the first session's activation time (CoBrowseStartTime).
+	FirstStart time.Time `json:"firstStart,omitzero"`
+	// Ended counts ended sessions; DurationMs sums their active time.
+	Ended      int   `json:"ended"`
+	DurationMs int64 `json:"durationMs"`
+	// EndReason is the last ended session's reason (CoBrowseEndReason).
+	EndReason connector.EndReason `json:"endReason,omitempty"`
+	// AgentID is the interaction's current agent (created, assigned, transferred).
+	AgentID string `json:"agentId,omitempty"`
+	// Closed is set once the interaction closed.
+	Closed bool `json:"closed,omitempty"`
+	// LastActivity is the time of the last chat message or interaction event.
+	LastActivity time.Time `json:"lastActivity,omitzero"`
+	// Seen holds the ids of the latest inbound messages handled, so that a redelivered or
+	// republished message changes nothing twice.
+	Seen []string `json:"seen,omitempty"`
+	// Live is the live session, if any.
+	Live *Live `json:"live,omitempty"`
+}
+
+// seenCap bounds State.Seen: enough to cover redeliveries and a publisher's retries.
+const seenCap = 64
+
+// seen reports whether the inbound message id was handled already.
+func (s *State) seen(id string) bool { return slices.Contains(s.Seen, id) }
+
+// remember records an inbound message id, dropping the oldest beyond seenCap.
+func (s *State) remember(id string) {
+	if id == "" || s.seen(id) {
+		return
+	}
+	s.Seen = append(s.Seen, id)
+	if over := len(s.Seen) - seenCap; over > 0 {
+		s.Seen = slices.Delete(s.Seen, 0, over)
+	}
+}
+
+// clone returns a deep copy, so that an actor can roll back a step that could not be saved.
+func (s State) clone() State {
+	c := s
+	c.Seen = slices.Clone(s.Seen)
+	if s.Live != nil {
+		l := *s.Live
+		c.Live = &l
+	}
+	return c
+}
+
+// data computes the attached data from the state: every co-browse key that has a value.
+func (s *State) data() attach.Data {
+	d := attach.Data{
+		Associated:       s.Associated,
+		SessionsQuantity: s.Sessions,
+		SessionID:        s.SessionID,
+		EndReason:        string(s.EndReason),
+	}
+	if !s.FirstStart.IsZero() {
+		d.StartTime = strconv.FormatInt(s.FirstStart.UnixMilli(), 10)
+	}
+	if s.Ended > 0 {
+		secs := durationSeconds(s.DurationMs)
+		d.Duration = &secs
+	}
+	return d
+}
+
+// durationSeconds turns summed milliseconds into the whole seconds CoBrowseDuration carries,
+// rounding half up: a 600 ms session counts as one second, not zero.
+func durationSeconds(ms int64) int64 {
+	if ms <= 0 {
+		return 0
+	}
+	return (ms + 500) / 1000
+}
+
+// changedKeys lists the keys whose values differ between two data sets, in the contract's order.
+func changedKeys(before, after attach.Data) []string {
+	var keys []string
+	if before.Associated != after.Associated {
+		keys = append(keys, attach.KeyAssociated)
+	}
+	if before.SessionsQuantity != after.SessionsQuantity {
+		keys = append(keys, attach.KeySessionsQuantity)
+	}
+	if before.SessionID != after.SessionID {
+		keys = append(keys, attach.KeySessionID)
+	}
+	if before.StartTime != after.StartTime {
+		keys = append(keys, attach.KeyStartTime)
+	}
+	if (before.Duration == nil) != (after.Duration == nil) ||
+		(before.Duration != nil && *before.Duration != *after.Duration) {
+		keys = append(keys, attach.KeyDuration)
+	}
+	if before.EndReason != after.EndReason {
+		keys = append(keys, attach.KeyEndReason)
+	}
+	return keys
+}
