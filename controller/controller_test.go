@@ -587,4 +587,3 @@ func TestClosedInteractionIgnoresLaterStarts(t *testing.T) {
 		wantKinds(t, h)
 	})
 }
-

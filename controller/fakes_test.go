@@ -87,14 +87,16 @@ type fakeSession struct {
 	users   []connector.Participant
 }
 
-func (s *fakeSession) Handle() connector.Handle                { return s.handle }
-func (s *fakeSession) Participants() []connector.Participant   { return s.users }
-func (s *fakeSession) Events() <-chan connector.Event          { return s.events }
-func (s *fakeSession) AgentViewURL() string                    { return "http://node/slave.html#sid=" + s.handle.Token }
-func (s *fakeSession) emit(ev connector.Event)                 { s.events <- ev }
-func (s *fakeSession) activate(at time.Time)                   { s.emit(activatedAt(at)) }
-func activatedAt(at time.Time) connector.Event                 { return connector.Event{Kind: connector.EventActivated, Times: connector.Times{Activation: at}} }
-func (s *fakeSession) deactivate(act, deact time.Time)         { s.emit(deactivated(act, deact)) }
+func (s *fakeSession) Handle() connector.Handle              { return s.handle }
+func (s *fakeSession) Participants() []connector.Participant { return s.users }
+func (s *fakeSession) Events() <-chan connector.Event        { return s.events }
+func (s *fakeSession) AgentViewURL() string                  { return "http://node/slave.html#sid=" + s.handle.Token }
+func (s *fakeSession) emit(ev connector.Event)               { s.events <- ev }
+func (s *fakeSession) activate(at time.Time)                 { s.emit(activatedAt(at)) }
+func activatedAt(at time.Time) connector.Event {
+	return connector.Event{Kind: connector.EventActivated, Times: connector.Times{Activation: at}}
+}
+func (s *fakeSession) deactivate(act, deact time.Time) { s.emit(deactivated(act, deact)) }
 func deactivated(act, deact time.Time) connector.Event {
 	return connector.Event{Kind: connector.EventDeactivated, Times: connector.Times{Activation: act, Deactivation: deact}}
 }
