@@ -1,0 +1,274 @@
+// Package configs holds the daemon's configuration: one Config struct, the default config file
+// (default.yaml, embedded as DefaultYAML and baked into the Docker image), strict loading,
+// environment overrides, validation, and annotated examples under examples/.
+//
+// Loading layers three sources, later ones winning: the defaults of default.yaml, the config
+// file, the environment (COBROWSE_<PATH>, see EnvVars). It is strict: an unknown key, a value of
+// the wrong type, a duplicate key or a second YAML document is refused, naming the key's dotted
+// path and its line. Validation reports every problem at once, each as "<key>: <reason>",
+// prefixed with where the value came from ("line 12: " or "env COBROWSE_LOG_LEVEL: ") when that
+// is known. The secrets (nats.password, nats.token, and a password written in a URL) never
+// appear in an error message or in log output.
+//
+// The package imports no other package of the project: the daemon maps this struct onto each
+// component's own settings.
+package configs
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// DefaultYAML is default.yaml: every key with its default value and a comment saying what it
+// does. The Docker image bakes the same file.
+//
+//go:embed default.yaml
+var DefaultYAML []byte
+
+// Config is the whole configuration of the daemon. The yaml (and json) tags are the config
+// file's keys.
+type Config struct {
+	Log LogConfig `yaml:"log" json:"log"`
+	// ShutdownTimeout bounds draining in-flight work at SIGINT/SIGTERM.
+	ShutdownTimeout Duration         `yaml:"shutdown_timeout" json:"shutdown_timeout"`
+	NATS            NATSConfig       `yaml:"nats" json:"nats"`
+	Chat            ChatConfig       `yaml:"chat" json:"chat"`
+	Controller      ControllerConfig `yaml:"controller" json:"controller"`
+	Genesys         GenesysConfig    `yaml:"genesys" json:"genesys"`
+}
+
+// The values of LogConfig.Level.
+const (
+	LogDebug = "debug"
+	LogInfo  = "info"
+	LogWarn  = "warn"
+	LogError = "error"
+)
+
+// The values of LogConfig.Format.
+const (
+	LogFormatAuto = "auto" // coloured text (tint) on a terminal, JSON otherwise
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+)
+
+// LogConfig is the "log" section.
+type LogConfig struct {
+	Level  string `yaml:"level" json:"level"`   // LogDebug, LogInfo, LogWarn or LogError
+	Format string `yaml:"format" json:"format"` // LogFormatAuto, LogFormatText or LogFormatJSON
+}
+
+// NATSConfig is the "nats" section: the connection, the embedded server and the JetStream
+// names and limits of the NATS contract.
+type NATSConfig struct {
+	// URL is one NATS URL or a comma-separated list. Empty: start an embedded server with
+	// JetStream (Embedded). It may carry user:password, which Redacted masks.
+	URL             string             `yaml:"url" json:"url"`
+	Name            string             `yaml:"name" json:"name"` // client connection name
+	User            string             `yaml:"user" json:"user"`
+	Password        Secret             `yaml:"password" json:"password"`
+	Token           Secret             `yaml:"token" json:"token"`
+	CredentialsFile string             `yaml:"credentials_file" json:"credentials_file"` // path to a .creds file
+	Embedded        EmbeddedNATSConfig `yaml:"embedded" json:"embedded"`
+	Prefix          string             `yaml:"prefix" json:"prefix"` // first subject token of the contract
+	Inbound         InboundConfig      `yaml:"inbound" json:"inbound"`
+	Outbound        OutboundConfig     `yaml:"outbound" json:"outbound"`
+	KVBucket        string             `yaml:"kv_bucket" json:"kv_bucket"`
+}
+
+// EmbeddedNATSConfig is "nats.embedded": the embedded server used when nats.url is empty.
+type EmbeddedNATSConfig struct {
+	Host     string `yaml:"host" json:"host"`
+	Port     int    `yaml:"port" json:"port"`           // -1: a random port
+	StoreDir string `yaml:"store_dir" json:"store_dir"` // empty: a temp dir removed at exit
+}
+
+// InboundConfig is "nats.inbound": the stream and durable consumer the daemon reads.
+type InboundConfig struct {
+	Stream        string     `yaml:"stream" json:"stream"`
+	Durable       string     `yaml:"durable" json:"durable"`
+	MaxPayload    int        `yaml:"max_payload" json:"max_payload"` // bytes
+	AckWait       Duration   `yaml:"ack_wait" json:"ack_wait"`
+	MaxDeliver    int        `yaml:"max_deliver" json:"max_deliver"`
+	Backoff       []Duration `yaml:"backoff" json:"backoff"` // fewer steps than MaxDeliver
+	MaxAckPending int        `yaml:"max_ack_pending" json:"max_ack_pending"`
+}
+
+// OutboundConfig is "nats.outbound": the stream the daemon publishes to.
+type OutboundConfig struct {
+	Stream          string   `yaml:"stream" json:"stream"`
+	DuplicateWindow Duration `yaml:"duplicate_window" json:"duplicate_window"`
+	PublishTimeout  Duration `yaml:"publish_timeout" json:"publish_timeout"`
+}
+
+// The chat roles of the NATS contract.
+const (
+	RoleCustomer = "customer"
+	RoleAgent    = "agent"
+	RoleBot      = "bot"
+	RoleSystem   = "system"
+)
+
+// ChatConfig is the "chat" section.
+type ChatConfig struct {
+	// TriggerRoles are the sender roles whose messages can start co-browse.
+	TriggerRoles []string `yaml:"trigger_roles" json:"trigger_roles"`
+}
+
+// ControllerConfig is the "controller" section: the session policy.
+type ControllerConfig struct {
+	NoAgentJoin Duration `yaml:"no_agent_join" json:"no_agent_join"` // then stop: no_agent_join
+	Inactivity  Duration `yaml:"inactivity" json:"inactivity"`       // then stop: interaction_timeout
+	// Sweep is a cron spec as cron.ParseStandard reads it: 5 fields or a descriptor such as
+	// "@every 30s". SweepSchedule parses it.
+	Sweep           string        `yaml:"sweep" json:"sweep"`
+	StopWait        Duration      `yaml:"stop_wait" json:"stop_wait"`
+	JoinTimeout     Duration      `yaml:"join_timeout" json:"join_timeout"`
+	MaxInteractions int           `yaml:"max_interactions" json:"max_interactions"`
+	RetryDelay      Duration      `yaml:"retry_delay" json:"retry_delay"`
+	Breaker         BreakerConfig `yaml:"breaker" json:"breaker"`
+}
+
+// BreakerConfig is "controller.breaker": one circuit breaker per Co-browse Server node.
+type BreakerConfig struct {
+	Failures         int      `yaml:"failures" json:"failures"` // consecutive failures that open it
+	OpenFor          Duration `yaml:"open_for" json:"open_for"`
+	HalfOpenRequests int      `yaml:"half_open_requests" json:"half_open_requests"`
+}
+
+// The CometD transports of GenesysConfig.Transports.
+const (
+	TransportWebSocket   = "websocket"
+	TransportLongPolling = "long-polling"
+)
+
+// GenesysConfig is the "genesys" section: the Genesys Co-browse cluster.
+type GenesysConfig struct {
+	// URL is the Co-browse cluster URL, e.g. http://gcb.example:8700/cobrowse (no trailing
+	// slash). Required by ValidateRun, not by Validate (the demo mode brings its own server).
+	URL               string   `yaml:"url" json:"url"`
+	Origin            string   `yaml:"origin" json:"origin"` // empty: derived from URL
+	CometDPath        string   `yaml:"cometd_path" json:"cometd_path"`
+	Transports        []string `yaml:"transports" json:"transports"`
+	RequestTimeout    Duration `yaml:"request_timeout" json:"request_timeout"`
+	MaxNetworkDelay   Duration `yaml:"max_network_delay" json:"max_network_delay"`
+	LostAfter         Duration `yaml:"lost_after" json:"lost_after"`
+	AgentViewFragment string   `yaml:"agent_view_fragment" json:"agent_view_fragment"` // must contain {token}
+	ControllerName    string   `yaml:"controller_name" json:"controller_name"`
+}
+
+// Default returns the embedded default.yaml, decoded. It neither applies the environment nor
+// validates (the defaults pass Validate but not ValidateRun: genesys.url is empty). It panics
+// only if the embedded file is broken, which a test guards against.
+func Default() Config {
+	var c Config
+	d := newDecoder()
+	d.document(DefaultYAML, &c)
+	if len(d.problems) > 0 {
+		panic(fmt.Sprintf("configs: the embedded default.yaml is broken: %v", d.err("")))
+	}
+	return c
+}
+
+// Load reads the config file at path (the embedded default when path is ""), applies the
+// environment overrides (os.LookupEnv) and validates with Validate. The daemon's `run` also
+// calls ValidateRun on the result. A refused config returns an *Error naming the file.
+func Load(path string) (Config, error) {
+	data := DefaultYAML
+	if path != "" {
+		var err error
+		data, err = os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config: %w", err)
+		}
+	}
+	cfg, err := Parse(data, os.LookupEnv)
+	if e, ok := errors.AsType[*Error](err); ok {
+		e.File = path
+	}
+	return cfg, err
+}
+
+// Parse is the core of Load: it decodes data ON TOP of Default() (absent keys keep their
+// default; a list given replaces the default list; empty data means all defaults), then applies
+// the environment overrides found through env (nil: none; Load passes os.LookupEnv), then runs
+// Validate. Every refusal is an *Error listing every problem found at that stage: the file and
+// the environment first, then (only when they were readable) validation.
+func Parse(data []byte, env func(string) (string, bool)) (Config, error) {
+	cfg := Default()
+	d := newDecoder()
+	d.document(data, &cfg)
+	if env != nil {
+		d.applyEnv(&cfg, env)
+	}
+	if len(d.problems) > 0 {
+		return Config{}, d.err("")
+	}
+	if l := cfg.problems(false); len(l.problems) > 0 {
+		d.locate(l.problems)
+		d.problemList = l
+		return Config{}, d.err("")
+	}
+	return cfg, nil
+}
+
+// yamlLine finds the "yaml: line N: " prefix of a yaml.v3 syntax error.
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// document decodes one YAML document onto cfg, recording problems in d.
+func (d *decoder) document(data []byte, cfg *Config) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return // no document at all (empty, or only comments): all defaults
+		}
+		d.syntax(err)
+		return
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == nil:
+		d.add(Problem{Line: next.Line, Reason: "a second YAML document: the config is one document (remove the '---')"})
+		return
+	case !errors.Is(err, io.EOF):
+		d.syntax(err)
+		return
+	}
+	if len(doc.Content) == 0 {
+		return
+	}
+	top := doc.Content[0]
+	if resolve(top).Kind == yaml.ScalarNode && isNull(resolve(top)) {
+		return
+	}
+	if resolve(top).Kind != yaml.MappingNode {
+		d.add(Problem{Line: top.Line, Reason: "the config must be a mapping of keys, not " + kindName(resolve(top))})
+		return
+	}
+	d.value(top, reflect.ValueOf(cfg).Elem(), "")
+}
+
+// syntax records a YAML syntax error, keeping its line.
+func (d *decoder) syntax(err error) {
+	msg := err.Error()
+	p := Problem{}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		p.Line, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	p.Reason = "invalid YAML: " + msg
+	d.add(p)
+}

@@ -1,0 +1,302 @@
+package configs
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Validate checks every value and returns an *Error listing every problem, each as
+// "<key>: <reason>", or nil. It checks everything but the presence of genesys.url, which only
+// `run` needs (the demo mode brings its own Co-browse Server): use ValidateRun there. A
+// genesys.url that is set is checked either way. Parse and Load call Validate.
+func (c Config) Validate() error { return c.validate(false) }
+
+// ValidateRun is Validate plus the one requirement of `cobrowse-connector run`: genesys.url is set.
+func (c Config) ValidateRun() error { return c.validate(true) }
+
+func (c Config) validate(run bool) error {
+	l := c.problems(run)
+	if len(l.problems) == 0 {
+		return nil
+	}
+	return &Error{Problems: l.problems, More: l.more}
+}
+
+// SweepSchedule parses Sweep as the controller does (cron.ParseStandard), refusing what
+// Validate refuses.
+func (c ControllerConfig) SweepSchedule() (cron.Schedule, error) { return parseSweep(c.Sweep) }
+
+// The allowed values, in the order messages list them.
+var (
+	logLevels  = []string{LogDebug, LogInfo, LogWarn, LogError}
+	logFormats = []string{LogFormatAuto, LogFormatText, LogFormatJSON}
+	roles      = []string{RoleCustomer, RoleAgent, RoleBot, RoleSystem}
+	transports = []string{TransportWebSocket, TransportLongPolling}
+	natsScheme = []string{"nats", "tls", "ws", "wss"}
+
+	// jsName is a JetStream stream, consumer or key-value bucket name as the config allows it.
+	jsName   = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
+)
+
+// maxPayload is the largest max_payload NATS supports (its MAX_PAYLOAD_MAX_SIZE).
+const maxPayload = 8 << 20
+
+func (c Config) problems(run bool) problemList {
+	var l problemList
+
+	oneOf(&l, "log.level", c.Log.Level, logLevels)
+	oneOf(&l, "log.format", c.Log.Format, logFormats)
+	positive(&l, "shutdown_timeout", c.ShutdownTimeout)
+
+	// nats
+	n := c.NATS
+	if n.URL != "" {
+		entries := strings.Split(n.URL, ",")
+		for i, entry := range entries {
+			reason := checkNATSURL(strings.TrimSpace(entry))
+			switch {
+			case reason == "":
+			case len(entries) > 1:
+				l.addf("nats.url", "entry %d: %s", i, reason)
+			default:
+				l.addf("nats.url", "%s", reason)
+			}
+		}
+	}
+	if n.Password != "" && n.User == "" {
+		l.addf("nats.password", "set without nats.user")
+	}
+	if n.Token != "" && (n.User != "" || n.Password != "") {
+		l.addf("nats.token", "use either nats.token or nats.user and nats.password, not both")
+	}
+	if n.CredentialsFile != "" && (n.User != "" || n.Password != "" || n.Token != "") {
+		l.addf("nats.credentials_file", "use either nats.credentials_file or nats.user/nats.password or nats.token, not several")
+	}
+	switch h := n.Embedded.Host; {
+	case h == "":
+		l.addf("nats.embedded.host", "required")
+	case net.ParseIP(h) == nil && (len(h) > 253 || !hostName.MatchString(h)):
+		l.addf("nats.embedded.host", "%s is not a host name or an IP address", quote(h))
+	}
+	if p := n.Embedded.Port; p != -1 && (p < 1 || p > 65535) {
+		l.addf("nats.embedded.port", "must be -1 (a random port) or between 1 and 65535")
+	}
+	switch {
+	case n.Prefix == "":
+		l.addf("nats.prefix", "required")
+	case strings.ContainsAny(n.Prefix, ".*>") || strings.IndexFunc(n.Prefix, notSubjectRune) >= 0:
+		l.addf("nats.prefix", "must be a single NATS subject token")
+	}
+	jetStreamName(&l, "nats.inbound.stream", n.Inbound.Stream)
+	jetStreamName(&l, "nats.inbound.durable", n.Inbound.Durable)
+	if n.Inbound.MaxPayload < 1 || n.Inbound.MaxPayload > maxPayload {
+		l.addf("nats.inbound.max_payload", "must be between 1 and %d (8 MiB)", maxPayload)
+	}
+	positive(&l, "nats.inbound.ack_wait", n.Inbound.AckWait)
+	if n.Inbound.MaxDeliver < 1 {
+		l.addf("nats.inbound.max_deliver", "must be at least 1")
+	} else if len(n.Inbound.Backoff) >= n.Inbound.MaxDeliver {
+		l.addf("nats.inbound.backoff", "has %d steps, must be fewer than max_deliver (%d)", len(n.Inbound.Backoff), n.Inbound.MaxDeliver)
+	}
+	for i, step := range n.Inbound.Backoff {
+		positive(&l, index("nats.inbound.backoff", i), step)
+	}
+	if n.Inbound.MaxAckPending < 1 {
+		l.addf("nats.inbound.max_ack_pending", "must be > 0")
+	}
+	jetStreamName(&l, "nats.outbound.stream", n.Outbound.Stream)
+	if n.Outbound.Stream != "" && n.Outbound.Stream == n.Inbound.Stream {
+		l.addf("nats.outbound.stream", "must differ from nats.inbound.stream")
+	}
+	positive(&l, "nats.outbound.duplicate_window", n.Outbound.DuplicateWindow)
+	positive(&l, "nats.outbound.publish_timeout", n.Outbound.PublishTimeout)
+	jetStreamName(&l, "nats.kv_bucket", n.KVBucket)
+
+	// chat
+	if len(c.Chat.TriggerRoles) == 0 {
+		l.addf("chat.trigger_roles", "must name at least one role (%s)", strings.Join(roles, ", "))
+	}
+	listOf(&l, "chat.trigger_roles", c.Chat.TriggerRoles, roles, "a role")
+
+	// controller
+	ct := c.Controller
+	positive(&l, "controller.no_agent_join", ct.NoAgentJoin)
+	positive(&l, "controller.inactivity", ct.Inactivity)
+	if ct.Sweep == "" {
+		l.addf("controller.sweep", "required")
+	} else if _, err := parseSweep(ct.Sweep); err != nil {
+		l.addf("controller.sweep", "%v", err)
+	}
+	positive(&l, "controller.stop_wait", ct.StopWait)
+	positive(&l, "controller.join_timeout", ct.JoinTimeout)
+	if ct.MaxInteractions < 1 {
+		l.addf("controller.max_interactions", "must be > 0")
+	}
+	positive(&l, "controller.retry_delay", ct.RetryDelay)
+	count32(&l, "controller.breaker.failures", ct.Breaker.Failures)
+	positive(&l, "controller.breaker.open_for", ct.Breaker.OpenFor)
+	count32(&l, "controller.breaker.half_open_requests", ct.Breaker.HalfOpenRequests)
+
+	// genesys
+	g := c.Genesys
+	switch {
+	case g.URL == "":
+		if run {
+			l.addf("genesys.url", "required")
+		}
+	case !isBaseURL(g.URL):
+		l.addf("genesys.url", "must be an http or https URL without a trailing slash")
+	default:
+		if u, _ := url.Parse(g.URL); u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(g.URL, "#") {
+			l.addf("genesys.url", "must not have a query or a fragment")
+		}
+	}
+	if g.Origin != "" && !isOrigin(g.Origin) {
+		l.addf("genesys.origin", "must be an origin: http or https, a host and an optional port (like https://agent.example.com)")
+	}
+	if p := g.CometDPath; !strings.HasPrefix(p, "/") || (p != "/" && strings.HasSuffix(p, "/")) || strings.ContainsAny(p, "?# ") {
+		l.addf("genesys.cometd_path", "must be a path starting with '/', without a trailing slash, query or fragment")
+	}
+	if len(g.Transports) == 0 {
+		l.addf("genesys.transports", "must name at least one transport (%s)", strings.Join(transports, ", "))
+	}
+	listOf(&l, "genesys.transports", g.Transports, transports, "a transport")
+	positive(&l, "genesys.request_timeout", g.RequestTimeout)
+	positive(&l, "genesys.max_network_delay", g.MaxNetworkDelay)
+	positive(&l, "genesys.lost_after", g.LostAfter)
+	if !strings.Contains(g.AgentViewFragment, "{token}") {
+		l.addf("genesys.agent_view_fragment", "must contain {token}")
+	}
+	return l
+}
+
+func positive(l *problemList, key string, d Duration) {
+	if d.Duration <= 0 {
+		l.addf(key, "must be > 0")
+	}
+}
+
+func count32(l *problemList, key string, n int) {
+	switch {
+	case n < 1:
+		l.addf(key, "must be > 0")
+	case n > math.MaxUint32:
+		l.addf(key, "must be at most %d", uint32(math.MaxUint32))
+	}
+}
+
+func oneOf(l *problemList, key, v string, allowed []string) {
+	if !slices.Contains(allowed, v) {
+		l.addf(key, "%s is not one of %s", quote(v), strings.Join(allowed, ", "))
+	}
+}
+
+// listOf checks that every item is allowed and listed once.
+func listOf(l *problemList, key string, items, allowed []string, what string) {
+	for i, v := range items {
+		switch {
+		case !slices.Contains(allowed, v):
+			l.addf(index(key, i), "%s is not %s (%s)", quote(v), what, strings.Join(allowed, ", "))
+		case slices.Index(items, v) < i:
+			l.addf(index(key, i), "%s is listed twice", quote(v))
+		}
+	}
+}
+
+func jetStreamName(l *problemList, key, v string) {
+	switch {
+	case v == "":
+		l.addf(key, "required")
+	case !jsName.MatchString(v):
+		l.addf(key, "%s is not a valid JetStream name (letters, digits, '-' and '_')", quote(v))
+	}
+}
+
+func notSubjectRune(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }
+
+// checkNATSURL returns what is wrong with one entry of nats.url, "" if nothing. A password in
+// the entry never appears in the reason.
+func checkNATSURL(entry string) string {
+	if entry == "" {
+		return "is empty"
+	}
+	shown := quote(redactURL(entry))
+	s := entry
+	if !strings.Contains(s, "://") {
+		s = "nats://" + s // as the NATS client reads host:port
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return shown + " is not a valid URL"
+	}
+	if !slices.Contains(natsScheme, u.Scheme) {
+		return shown + " is not a NATS URL (nats://, tls://, ws://, wss:// or host:port)"
+	}
+	if u.Hostname() == "" {
+		return shown + " has no host"
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return shown + " has a port out of range"
+		}
+	}
+	return ""
+}
+
+// isBaseURL accepts an absolute http or https URL with a host and no trailing slash.
+func isBaseURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.Opaque != "" {
+		return false
+	}
+	return !strings.HasSuffix(s, "/") && strings.TrimSpace(s) == s
+}
+
+// isOrigin accepts scheme://host[:port] for http or https, and nothing more.
+func isOrigin(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return false
+	}
+	return s == u.Scheme+"://"+u.Host
+}
+
+// parseSweep parses a sweep spec with cron.ParseStandard, guarding the parser's panic on a
+// timezone prefix without a spec after it, and refusing an @every that cron would round (it runs
+// whole seconds, at least one).
+func parseSweep(spec string) (sched cron.Schedule, err error) {
+	rest := spec
+	if strings.HasPrefix(rest, "TZ=") || strings.HasPrefix(rest, "CRON_TZ=") {
+		_, after, ok := strings.Cut(rest, " ")
+		if !ok {
+			return nil, fmt.Errorf("invalid cron spec: a time zone without a schedule")
+		}
+		rest = strings.TrimSpace(after)
+	}
+	if every, ok := strings.CutPrefix(rest, "@every "); ok {
+		if d, perr := time.ParseDuration(strings.TrimSpace(every)); perr == nil && (d < time.Second || d%time.Second != 0) {
+			return nil, fmt.Errorf("invalid cron spec: @every takes whole seconds, at least 1s")
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			sched, err = nil, fmt.Errorf("invalid cron spec: %v", r)
+		}
+	}()
+	sched, err = cron.ParseStandard(spec)
+	if err != nil {
+		return nil, fmt.Errorf("invalid cron spec: %w", err)
+	}
+	return sched, nil
+}
