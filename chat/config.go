@@ -1,0 +1,176 @@
+package chat
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Defaults for Config.
+const (
+	DefaultStream        = "CC_INBOUND"
+	DefaultDurable       = "cobrowse-connector"
+	DefaultMaxPayload    = 64 * 1024
+	DefaultAckWait       = 30 * time.Second
+	DefaultMaxDeliver    = 6
+	DefaultMaxAckPending = 20000
+	DefaultFetchBatch    = 100
+	// DuplicateWindow is the duplicate window of a stream this package creates: publishers that
+	// set Nats-Msg-Id are deduplicated within it.
+	DuplicateWindow = 2 * time.Minute
+)
+
+// DefaultBackoff is the default redelivery ladder: the server waits Backoff[n-1] after delivery n
+// before it redelivers an unsettled message (the last value repeats).
+func DefaultBackoff() []time.Duration {
+	return []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, 60 * time.Second}
+}
+
+// DefaultTriggerRoles are the roles whose start message triggers a co-browse join by default.
+func DefaultTriggerRoles() []Role { return []Role{RoleCustomer, RoleBot, RoleSystem} }
+
+// Config configures the inbound consumer. The zero value of every field means its default.
+type Config struct {
+	// Prefix is the subject prefix: <Prefix>.chat.*.message and <Prefix>.interaction.*.event.
+	// Default "cc".
+	Prefix string
+	// Stream is the name of the stream created when no stream captures the inbound subjects yet.
+	// An existing stream that captures them is used whatever its name. Default "CC_INBOUND".
+	Stream string
+	// Durable is the durable pull consumer's name. Default "cobrowse-connector".
+	Durable string
+	// MaxPayload is the largest accepted payload in bytes; larger ones are terminated as
+	// malformed. Default 64 KiB.
+	MaxPayload int
+	// AckWait is how long the daemon may work on one delivery, from its hand-over to the handler
+	// (or from the handler's last Delivery.InProgress), before the consumer stops extending it and
+	// lets the server redeliver it. It is also the consumer's AckWait on the server, which the
+	// server replaces by Backoff[0] when a Backoff is set. Default 30s.
+	AckWait time.Duration
+	// MaxDeliver is how many times a message is delivered at most; -1 is unlimited. Default 6.
+	MaxDeliver int
+	// Backoff is the server's redelivery ladder for unsettled messages: after delivery n the
+	// server waits Backoff[n-1] (the last value repeats) before it redelivers. len(Backoff) must not
+	// exceed MaxDeliver. nil means DefaultBackoff (1s, 5s, 15s, 30s, 60s); a non-nil empty slice
+	// means none (AckWait alone).
+	Backoff []time.Duration
+	// MaxAckPending caps the deliveries handed out and not yet settled; -1 is unlimited.
+	// Default 20000.
+	MaxAckPending int
+	// FetchBatch is the largest number of messages pulled, and held ahead of the handler, at once.
+	// Default 100.
+	FetchBatch int
+	// TriggerRoles are the roles whose start message sets Inbound.StartToken. nil means
+	// DefaultTriggerRoles (customer, bot, system); a non-nil empty slice means none.
+	TriggerRoles []Role
+	// Logger receives the package's logs, scoped with component=chat. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns cfg with defaults filled in, or an error naming the first invalid field.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.Durable == "" {
+		cfg.Durable = DefaultDurable
+	}
+	if cfg.MaxPayload == 0 {
+		cfg.MaxPayload = DefaultMaxPayload
+	}
+	if cfg.AckWait == 0 {
+		cfg.AckWait = DefaultAckWait
+	}
+	if cfg.MaxDeliver == 0 {
+		cfg.MaxDeliver = DefaultMaxDeliver
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = DefaultBackoff()
+	} else {
+		cfg.Backoff = append([]time.Duration{}, cfg.Backoff...)
+	}
+	if cfg.MaxAckPending == 0 {
+		cfg.MaxAckPending = DefaultMaxAckPending
+	}
+	if cfg.FetchBatch == 0 {
+		cfg.FetchBatch = DefaultFetchBatch
+	}
+	if cfg.TriggerRoles == nil {
+		cfg.TriggerRoles = DefaultTriggerRoles()
+	} else {
+		cfg.TriggerRoles = append([]Role{}, cfg.TriggerRoles...)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !validPrefix(cfg.Prefix) {
+		bad("chat: prefix %q: want dot-separated tokens without wildcards or spaces", cfg.Prefix)
+	}
+	if !validName(cfg.Stream) {
+		bad("chat: stream %q: want a name without '.', '*', '>' or spaces", cfg.Stream)
+	}
+	if !validName(cfg.Durable) {
+		bad("chat: durable %q: want a name without '.', '*', '>' or spaces", cfg.Durable)
+	}
+	if cfg.MaxPayload < 0 {
+		bad("chat: max payload %d: want > 0", cfg.MaxPayload)
+	}
+	if cfg.AckWait < 0 {
+		bad("chat: ack wait %v: want > 0", cfg.AckWait)
+	}
+	if cfg.MaxDeliver < -1 {
+		bad("chat: max deliver %d: want > 0, or -1 for unlimited", cfg.MaxDeliver)
+	}
+	for _, b := range cfg.Backoff {
+		if b <= 0 {
+			bad("chat: backoff %v: want every value > 0", cfg.Backoff)
+			break
+		}
+	}
+	if cfg.MaxDeliver > 0 && len(cfg.Backoff) > cfg.MaxDeliver {
+		bad("chat: backoff has %d values: want at most max deliver (%d)", len(cfg.Backoff), cfg.MaxDeliver)
+	}
+	if cfg.MaxAckPending < -1 {
+		bad("chat: max ack pending %d: want > 0, or -1 for unlimited", cfg.MaxAckPending)
+	}
+	if cfg.FetchBatch < 0 {
+		bad("chat: fetch batch %d: want > 0", cfg.FetchBatch)
+	}
+	for _, r := range cfg.TriggerRoles {
+		if !r.Valid() {
+			bad("chat: trigger role %q: want customer, agent, bot or system", r)
+		}
+	}
+	return cfg, errors.Join(errs...)
+}
+
+func validPrefix(p string) bool {
+	for tok := range strings.SplitSeq(p, ".") {
+		if !validName(tok) {
+			return false
+		}
+	}
+	return true
+}
+
+func validName(s string) bool {
+	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n\f\v")
+}
+
+// deadlineFor is the server's ack deadline for the given delivery attempt: Backoff[attempt-1]
+// (the last value repeating) when a backoff is set, AckWait otherwise.
+func deadlineFor(ackWait time.Duration, backoff []time.Duration, attempt int) time.Duration {
+	if len(backoff) == 0 {
+		return ackWait
+	}
+	i := min(max(attempt-1, 0), len(backoff)-1)
+	return backoff[i]
+}

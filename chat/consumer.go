@@ -1,0 +1,504 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Inbound is one decoded, valid inbound message with its delivery. Exactly one of Chat and Event
+// is set.
+type Inbound struct {
+	InteractionID string
+	Chat          *Message
+	Event         *Event
+	// StartToken is set when Chat is a start message (DetectStart) from a role in
+	// Config.TriggerRoles.
+	StartToken string
+	Delivery   Delivery
+}
+
+// Handler receives inbound messages in stream order. It may block: that is the backpressure, the
+// consumer pulls no more than Config.FetchBatch messages ahead of it.
+type Handler interface {
+	Handle(ctx context.Context, in Inbound)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, in Inbound)
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, in Inbound) { f(ctx, in) }
+
+// Fetch tuning. A pull request lives fetchWait; the server sends idle heartbeats every
+// fetchHeartbeat, and a pull that misses two of them (a lost server, a reconnect) is abandoned
+// and pulled again.
+const (
+	fetchWait      = 5 * time.Second
+	fetchHeartbeat = time.Second
+	retryMin       = 50 * time.Millisecond
+	retryMax       = 2 * time.Second
+)
+
+// Consumer is the durable pull consumer of the inbound stream.
+type Consumer struct {
+	js       jetstream.JetStream
+	cfg      Config
+	log      *slog.Logger
+	triggers map[Role]bool
+	chatSubj string
+	evSubj   string
+	running  atomic.Bool
+
+	// onKeepAlive, when set before Run, is called after each in-progress ack the keeper sends.
+	onKeepAlive func(seq uint64)
+
+	mu     sync.Mutex
+	stream string
+	cons   jetstream.Consumer
+	params consumerParams
+}
+
+// consumerParams are the consumer's settings as the server holds them.
+type consumerParams struct {
+	ackWait    time.Duration
+	backoff    []time.Duration
+	maxDeliver int
+}
+
+// NewConsumer ensures the inbound stream and the durable consumer. The stream is looked up by the
+// two inbound subjects: an existing stream that captures both is used as it is, whatever its
+// name; when no stream captures either, the stream Config.Stream is created. Any other layout
+// (the subjects split over streams, or captured only in part) is an error. The durable consumer
+// is created, or updated to the configuration.
+func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (*Consumer, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		js:       js,
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "chat"),
+		triggers: make(map[Role]bool),
+		chatSubj: cfg.Prefix + ".chat.*.message",
+		evSubj:   cfg.Prefix + ".interaction.*.event",
+	}
+	for _, r := range cfg.TriggerRoles {
+		c.triggers[r] = true
+	}
+	if err := c.ensure(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// StreamName is the name of the stream the consumer reads.
+func (c *Consumer) StreamName() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stream
+}
+
+// Config is the configuration in use, defaults filled in.
+func (c *Consumer) Config() Config {
+	cfg := c.cfg
+	cfg.Backoff = slices.Clone(cfg.Backoff)
+	cfg.TriggerRoles = slices.Clone(cfg.TriggerRoles)
+	return cfg
+}
+
+// ensure finds or creates the stream and creates or updates the consumer.
+func (c *Consumer) ensure(ctx context.Context) error {
+	stream, err := c.ensureStream(ctx)
+	if err != nil {
+		return err
+	}
+	cc := jetstream.ConsumerConfig{
+		Durable:        c.cfg.Durable,
+		Description:    "cobrowse-connector: inbound chat messages and interaction events",
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        c.cfg.AckWait,
+		MaxDeliver:     c.cfg.MaxDeliver,
+		BackOff:        c.cfg.Backoff,
+		MaxAckPending:  c.cfg.MaxAckPending,
+		FilterSubjects: []string{c.chatSubj, c.evSubj},
+	}
+	cons, err := c.js.CreateOrUpdateConsumer(ctx, stream, cc)
+	if err != nil {
+		return fmt.Errorf("chat: consumer %s on stream %s: %w", c.cfg.Durable, stream, err)
+	}
+	info := cons.CachedInfo()
+	p := consumerParams{ackWait: c.cfg.AckWait, backoff: c.cfg.Backoff, maxDeliver: c.cfg.MaxDeliver}
+	if info != nil {
+		p = consumerParams{ackWait: info.Config.AckWait, backoff: info.Config.BackOff, maxDeliver: info.Config.MaxDeliver}
+	}
+	c.mu.Lock()
+	c.stream, c.cons, c.params = stream, cons, p
+	c.mu.Unlock()
+	return nil
+}
+
+// ensureStream returns the stream that captures both inbound subjects, creating it when no stream
+// captures either.
+func (c *Consumer) ensureStream(ctx context.Context) (string, error) {
+	name, found, err := c.findStream(ctx)
+	if err != nil {
+		return "", err
+	}
+	if found {
+		c.log.Info("using the existing inbound stream", "stream", name, "subjects", []string{c.chatSubj, c.evSubj})
+		return name, nil
+	}
+	_, err = c.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:        c.cfg.Stream,
+		Description: "contact-center chat messages and interaction events",
+		Subjects:    []string{c.chatSubj, c.evSubj},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  DuplicateWindow,
+	})
+	if err != nil {
+		// Another instance may have created it meanwhile: look again before giving up.
+		if name, found, ferr := c.findStream(ctx); ferr == nil && found {
+			c.log.Info("using the existing inbound stream", "stream", name)
+			return name, nil
+		}
+		return "", fmt.Errorf("chat: create stream %s: %w", c.cfg.Stream, err)
+	}
+	c.log.Info("created the inbound stream", "stream", c.cfg.Stream, "subjects", []string{c.chatSubj, c.evSubj})
+	return c.cfg.Stream, nil
+}
+
+// findStream looks up, by subject, the streams whose subjects overlap the two inbound subjects.
+func (c *Consumer) findStream(ctx context.Context) (name string, found bool, err error) {
+	patterns := []string{c.chatSubj, c.evSubj}
+	owners := make([][]*jetstream.StreamInfo, len(patterns))
+	seen := false
+	for i, p := range patterns {
+		l := c.js.ListStreams(ctx, jetstream.WithStreamListSubject(p))
+		for info := range l.Info() {
+			owners[i] = append(owners[i], info)
+		}
+		if err := l.Err(); err != nil {
+			return "", false, fmt.Errorf("chat: look up the stream of %s: %w", p, err)
+		}
+		seen = seen || len(owners[i]) > 0
+	}
+	if !seen {
+		return "", false, nil
+	}
+	var problems []string
+	for i, p := range patterns {
+		switch {
+		case len(owners[i]) == 0:
+			problems = append(problems, fmt.Sprintf("no stream captures %s", p))
+		case len(owners[i]) > 1:
+			problems = append(problems, fmt.Sprintf("%s is split over streams %s", p, streamNames(owners[i])))
+		case !capturesAll(owners[i][0].Config.Subjects, p):
+			problems = append(problems, fmt.Sprintf("stream %s captures only part of %s", owners[i][0].Config.Name, p))
+		}
+	}
+	if len(problems) == 0 && owners[0][0].Config.Name != owners[1][0].Config.Name {
+		problems = append(problems, fmt.Sprintf("%s and %s are captured by different streams (%s, %s): they must share one stream to keep their order",
+			patterns[0], patterns[1], owners[0][0].Config.Name, owners[1][0].Config.Name))
+	}
+	if len(problems) > 0 {
+		return "", false, fmt.Errorf("chat: existing streams do not fit the inbound subjects: %s", strings.Join(problems, "; "))
+	}
+	return owners[0][0].Config.Name, true, nil
+}
+
+func streamNames(infos []*jetstream.StreamInfo) string {
+	names := make([]string, len(infos))
+	for i, info := range infos {
+		names[i] = info.Config.Name
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
+
+// capturesAll reports whether the stream subjects together capture every subject matching
+// pattern. It checks each stream subject alone, which is exact for the inbound patterns (one
+// wildcard token): a union of several literal subjects never covers a '*'.
+func capturesAll(streamSubjects []string, pattern string) bool {
+	for _, s := range streamSubjects {
+		if subjectCovers(s, pattern) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectCovers reports whether every subject matching pattern also matches filter.
+func subjectCovers(filter, pattern string) bool {
+	f := strings.Split(filter, ".")
+	p := strings.Split(pattern, ".")
+	for i, ft := range f {
+		if ft == ">" {
+			return len(p) > i
+		}
+		if i >= len(p) || p[i] == ">" {
+			return false
+		}
+		if ft != "*" && ft != p[i] {
+			return false
+		}
+	}
+	return len(f) == len(p)
+}
+
+// Run pulls inbound messages and hands the valid ones to h in stream order until ctx is done. It
+// returns nil on cancellation, and an error only when it cannot go on (the NATS connection is
+// closed for good). It survives NATS reconnects and server restarts. Run must not be called
+// concurrently with itself.
+//
+// Malformed messages are terminated and logged once at warn; events of an unknown type are acked
+// and dropped. Deliveries pulled ahead of h, and those h holds unsettled, are kept alive with
+// in-progress acks (see Config.AckWait). On return, messages pulled but not yet handed to h are
+// nak'd for prompt redelivery; deliveries h holds stay valid but are no longer kept alive.
+func (c *Consumer) Run(ctx context.Context, h Handler) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("chat: Run is already running")
+	}
+	defer c.running.Store(false)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	nc := c.js.Conn()
+	closed := nc.StatusChanged(nats.CLOSED)
+	defer nc.RemoveStatusListener(closed)
+	if nc.IsClosed() {
+		return fmt.Errorf("chat: %w", nats.ErrConnectionClosed)
+	}
+
+	q := newQueue()
+	keeper := newLeases(c.cfg.AckWait, c.log, c.onKeepAlive)
+	var fatalMu sync.Mutex
+	var fatal error
+	fail := func(err error) {
+		fatalMu.Lock()
+		if fatal == nil {
+			fatal = err
+		}
+		fatalMu.Unlock()
+		cancel()
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { keeper.run(ctx, c.keeperPeriod()) })
+	wg.Go(func() {
+		if err := c.pull(ctx, q, keeper); err != nil {
+			fail(err)
+		}
+	})
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+		case <-closed:
+			fail(fmt.Errorf("chat: pull from %s: %w", c.StreamName(), nats.ErrConnectionClosed))
+		}
+	})
+
+	c.log.Info("consuming inbound messages", "stream", c.StreamName(), "consumer", c.cfg.Durable)
+	for {
+		d := q.pop(ctx)
+		if d == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			q.pushFront(d)
+			break
+		}
+		c.dispatch(ctx, d, h)
+	}
+	cancel()
+	wg.Wait()
+	for _, d := range q.drain() {
+		if err := d.Nak(0); err != nil {
+			c.log.Debug("nak on shutdown failed", "stream_seq", d.seq, "error", err)
+		}
+	}
+	if fatal != nil {
+		return fatal // the caller logs it: an error is logged once, where it is handled
+	}
+	c.log.Info("inbound consumer stopped")
+	return nil
+}
+
+// keeperPeriod is a quarter of the shortest ack deadline the server may apply: a delivery is
+// touched a quarter to a half of its deadline after the last touch.
+func (c *Consumer) keeperPeriod() time.Duration {
+	c.mu.Lock()
+	p := c.params
+	c.mu.Unlock()
+	shortest := p.ackWait
+	for _, b := range p.backoff {
+		if shortest <= 0 || b < shortest {
+			shortest = b
+		}
+	}
+	return max(shortest/4, time.Millisecond)
+}
+
+// pull fetches batches into q until ctx is done.
+func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases) error {
+	retry := retryMin
+	failing := 0
+	refill := max(c.cfg.FetchBatch/2, 1)
+	for {
+		queued, ok := q.waitBelow(ctx, refill)
+		if !ok {
+			return nil
+		}
+		c.mu.Lock()
+		cons, params := c.cons, c.params
+		c.mu.Unlock()
+
+		err := c.fetch(ctx, cons, params, c.cfg.FetchBatch-queued, q, keeper)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil:
+			if failing > 0 {
+				c.log.Info("pulling inbound messages again", "after_failures", failing)
+			}
+			failing, retry = 0, retryMin
+			continue
+		case errors.Is(err, nats.ErrConnectionClosed):
+			return fmt.Errorf("chat: pull from %s: %w", c.StreamName(), err)
+		}
+		failing++
+		if failing == 1 {
+			c.log.Warn("pulling inbound messages failed; retrying", "error", err)
+		} else {
+			c.log.Debug("pulling inbound messages failed; retrying", "error", err, "failures", failing)
+		}
+		if consumerGone(err) {
+			if eerr := c.ensure(ctx); eerr != nil {
+				c.log.Debug("ensuring the inbound stream and consumer failed", "error", eerr)
+			} else {
+				c.log.Info("ensured the inbound stream and consumer again", "stream", c.StreamName())
+			}
+		}
+		t := time.NewTimer(retry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		retry = min(retry*2, retryMax)
+	}
+}
+
+func consumerGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, nats.ErrNoResponders)
+}
+
+// fetch runs one pull request for up to n messages, queueing each as it arrives. It returns nil
+// when the request ended normally (full, or expired).
+func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, p consumerParams, n int, q *queue, keeper *leases) error {
+	fctx, cancel := context.WithTimeout(ctx, fetchWait)
+	defer cancel()
+	batch, err := cons.Fetch(n, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(fetchHeartbeat))
+	if err != nil {
+		return err
+	}
+	for msg := range batch.Messages() {
+		d := c.newDelivery(msg, p)
+		d.keeper = keeper
+		d.keep()
+		q.push(d)
+	}
+	err = batch.Error()
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// The request outlived its expiry without the server's timeout status (a lost request):
+		// just pull again.
+		return nil
+	}
+	return err
+}
+
+func (c *Consumer) newDelivery(msg jetstream.Msg, p consumerParams) *delivery {
+	d := &delivery{msg: msg, attempt: 1, touched: time.Now()}
+	if meta, err := msg.Metadata(); err == nil {
+		d.seq = meta.Sequence.Stream
+		d.attempt = int(meta.NumDelivered)
+	}
+	d.last = p.maxDeliver > 0 && d.attempt >= p.maxDeliver
+	d.deadline = deadlineFor(p.ackWait, p.backoff, d.attempt)
+	d.ackWait = p.ackWait
+	return d
+}
+
+// dispatch decodes d and hands it to h, or settles it here when it is malformed or ignored.
+func (c *Consumer) dispatch(ctx context.Context, d *delivery, h Handler) {
+	// From here the delivery's time is bounded by the budget, also when a settle below fails.
+	d.handOver()
+	in, err := c.decode(d.msg.Subject(), d.msg.Data())
+	if err != nil {
+		terr := d.Term("malformed: " + err.Error())
+		attrs := []any{"subject", d.msg.Subject(), "stream_seq", d.seq, "reason", err.Error(), "bytes", len(d.msg.Data())}
+		if terr != nil {
+			attrs = append(attrs, "term_error", terr)
+		}
+		c.log.Warn("malformed inbound message terminated", attrs...)
+		return
+	}
+	if in.Event != nil && !in.Event.Type.Known() {
+		aerr := d.Ack(ctx)
+		typ := string(in.Event.Type)
+		if len(typ) > 64 {
+			typ = typ[:64] + "..."
+		}
+		c.log.Debug("acked and ignored an event of unknown type", "subject", d.msg.Subject(), "stream_seq", d.seq,
+			"type", typ, "ack_error", aerr)
+		return
+	}
+	in.Delivery = d
+	h.Handle(ctx, in)
+}
+
+// decode turns a subject and payload into an Inbound (without its Delivery).
+func (c *Consumer) decode(subject string, data []byte) (Inbound, error) {
+	if len(data) > c.cfg.MaxPayload {
+		return Inbound{}, malformed("payload of %d bytes exceeds the limit of %d", len(data), c.cfg.MaxPayload)
+	}
+	kind, token := parseSubject(c.cfg.Prefix, subject)
+	in := Inbound{InteractionID: token}
+	switch kind {
+	case subjectChat:
+		m, err := decodeChat(token, data)
+		if err != nil {
+			return Inbound{}, err
+		}
+		in.Chat = m
+		if c.triggers[m.From.Role] {
+			in.StartToken, _ = DetectStart(m.Text)
+		}
+	case subjectEvent:
+		e, err := decodeEvent(token, data)
+		if err != nil {
+			return Inbound{}, err
+		}
+		in.Event = e
+	default:
+		return Inbound{}, malformed("subject matches neither inbound pattern")
+	}
+	return in, nil
+}

@@ -1,0 +1,319 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Delivery is the fate of the JetStream message behind an Inbound. Ack only after the message's
+// effects are durable. Exactly one of Ack, Nak and Term settles a delivery (a later call returns
+// ErrSettled); a settle call that fails leaves it unsettled, so it may be retried.
+//
+// While Run runs, an unsettled delivery is kept alive with in-progress acks for up to
+// Config.AckWait after it was handed over (or after the last InProgress); then the server
+// redelivers it.
+//
+// Nak(delay) redelivers after delay, at once when delay <= 0. With a Backoff, the server will not
+// redeliver a delayed nak sooner than Backoff[attempt-1]-Backoff[0] (it times a delayed nak from
+// Backoff[0] but waits the attempt's rung), so the delay is max(delay, that floor).
+type Delivery interface {
+	Ack(ctx context.Context) error // double ack (AckSync): returns once the server has it
+	Nak(delay time.Duration) error // redeliver after delay (delayed nak)
+	Term(reason string) error      // never redeliver
+	InProgress() error             // extend the ack wait while slow work goes on
+	Attempt() int                  // delivery count, from 1
+	Last() bool                    // this delivery is the last the consumer allows (MaxDeliver reached): a failure now must be reported, not retried
+	StreamSeq() uint64
+}
+
+// ErrSettled is returned by a Delivery method called after the delivery was settled.
+var ErrSettled = errors.New("chat: delivery already settled")
+
+// delivery is one JetStream message held by the consumer. Until it is settled, the consumer's
+// lease keeper sends in-progress acks so that the server does not redeliver it: always while it
+// waits for the handler, and for up to Config.AckWait after it was handed over (or after the
+// handler's last InProgress).
+type delivery struct {
+	msg      jetstream.Msg
+	seq      uint64
+	attempt  int
+	last     bool
+	deadline time.Duration // the server's ack deadline for this attempt
+	ackWait  time.Duration // the server's AckWait (Backoff[0] when a backoff is set)
+	keeper   *leases
+
+	mu         sync.Mutex
+	settled    bool
+	lapsed     bool      // the keeper gave up on it: the server will redeliver it
+	touched    time.Time // when the server's redelivery timer was last reset
+	handedOver time.Time // when the handler got it, or last called InProgress; zero before
+}
+
+func (d *delivery) Attempt() int      { return d.attempt }
+func (d *delivery) Last() bool        { return d.last }
+func (d *delivery) StreamSeq() uint64 { return d.seq }
+
+// settle marks d settled, runs send, and unmarks it if send fails.
+func (d *delivery) settle(send func() error) error {
+	d.mu.Lock()
+	if d.settled {
+		d.mu.Unlock()
+		return ErrSettled
+	}
+	d.settled = true
+	d.mu.Unlock()
+	err := send()
+	if err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		d.mu.Lock()
+		d.settled = false
+		d.mu.Unlock()
+		d.keep()
+	}
+	return err
+}
+
+func (d *delivery) Ack(ctx context.Context) error {
+	return d.settle(func() error { return d.msg.DoubleAck(ctx) })
+}
+
+// Nak sends a nak, correcting a delayed one for the server's backoff rule (see Delivery).
+func (d *delivery) Nak(delay time.Duration) error {
+	return d.settle(func() error {
+		if delay <= 0 {
+			return d.msg.Nak()
+		}
+		return d.msg.NakWithDelay(nakDelay(delay, d.ackWait, d.deadline))
+	})
+}
+
+// nakDelay is the delay to send for a redelivery after delay, given the server's AckWait and
+// this attempt's ack deadline.
+func nakDelay(delay, ackWait, deadline time.Duration) time.Duration {
+	return max(delay+ackWait-deadline, time.Nanosecond)
+}
+
+func (d *delivery) Term(reason string) error {
+	return d.settle(func() error {
+		if reason == "" {
+			return d.msg.Term()
+		}
+		return d.msg.TermWithReason(reason)
+	})
+}
+
+func (d *delivery) InProgress() error {
+	d.mu.Lock()
+	if d.settled {
+		d.mu.Unlock()
+		return ErrSettled
+	}
+	if err := d.msg.InProgress(); err != nil {
+		d.mu.Unlock()
+		return err
+	}
+	now := time.Now()
+	d.touched = now
+	if !d.handedOver.IsZero() {
+		d.handedOver = now
+	}
+	relapse := d.lapsed
+	d.lapsed = false
+	d.mu.Unlock()
+	if relapse {
+		d.keep()
+	}
+	return nil
+}
+
+// keep hands d (back) to the keeper.
+func (d *delivery) keep() {
+	if d.keeper != nil {
+		d.keeper.add(d)
+	}
+}
+
+// handOver records that the handler now has d: from here its time is bounded by the budget.
+func (d *delivery) handOver() {
+	d.mu.Lock()
+	d.handedOver = time.Now()
+	d.mu.Unlock()
+}
+
+// keepAlive resets the server's redelivery timer when due. It reports whether d still needs the
+// keeper, and whether it just lapsed (its budget ran out: the keeper lets it go).
+func (d *delivery) keepAlive(now time.Time, budget time.Duration) (keep, lapsed, sent bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled || d.lapsed {
+		return false, false, false
+	}
+	if !d.handedOver.IsZero() && now.Sub(d.handedOver) >= budget {
+		d.lapsed = true
+		return false, true, false
+	}
+	if now.Sub(d.touched) < d.deadline/4 {
+		return true, false, false
+	}
+	// Publish is buffered by the client (also while it reconnects), so holding d.mu is brief; it
+	// orders this in-progress before any settle that follows.
+	if err := d.msg.InProgress(); err != nil {
+		return true, false, false
+	}
+	d.touched = now
+	return true, false, true
+}
+
+// leases is the keeper: it holds the unsettled deliveries and keeps them alive.
+type leases struct {
+	budget time.Duration
+	log    *slog.Logger
+	onSent func(seq uint64) // test hook: an in-progress ack was sent
+
+	mu   sync.Mutex
+	held map[*delivery]struct{}
+}
+
+func newLeases(budget time.Duration, log *slog.Logger, onSent func(uint64)) *leases {
+	return &leases{budget: budget, log: log, onSent: onSent, held: make(map[*delivery]struct{})}
+}
+
+func (l *leases) add(d *delivery) {
+	l.mu.Lock()
+	l.held[d] = struct{}{}
+	l.mu.Unlock()
+}
+
+func (l *leases) snapshot() []*delivery {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*delivery, 0, len(l.held))
+	for d := range l.held {
+		out = append(out, d)
+	}
+	return out
+}
+
+func (l *leases) drop(d *delivery) {
+	l.mu.Lock()
+	delete(l.held, d)
+	l.mu.Unlock()
+}
+
+// run ticks every period until ctx is done.
+func (l *leases) run(ctx context.Context, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			l.tick(now)
+		}
+	}
+}
+
+func (l *leases) tick(now time.Time) {
+	for _, d := range l.snapshot() {
+		keep, lapsed, sent := d.keepAlive(now, l.budget)
+		if sent && l.onSent != nil {
+			l.onSent(d.seq)
+		}
+		if lapsed {
+			l.log.Warn("delivery not settled within the ack wait: the server will redeliver it",
+				"stream_seq", d.seq, "attempt", d.attempt, "ack_wait", l.budget)
+		}
+		if !keep {
+			l.drop(d)
+		}
+	}
+}
+
+// queue holds the deliveries pulled ahead of the handler, in stream order.
+type queue struct {
+	mu      sync.Mutex
+	items   []*delivery
+	added   chan struct{}
+	removed chan struct{}
+}
+
+func newQueue() *queue {
+	return &queue{added: make(chan struct{}, 1), removed: make(chan struct{}, 1)}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (q *queue) push(d *delivery) {
+	q.mu.Lock()
+	q.items = append(q.items, d)
+	q.mu.Unlock()
+	signal(q.added)
+}
+
+// pushFront puts d back at the head of the queue.
+func (q *queue) pushFront(d *delivery) {
+	q.mu.Lock()
+	q.items = append([]*delivery{d}, q.items...)
+	q.mu.Unlock()
+}
+
+func (q *queue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// pop returns the oldest delivery, waiting for one; nil when ctx is done.
+func (q *queue) pop(ctx context.Context) *delivery {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			d := q.items[0]
+			q.items[0] = nil
+			q.items = q.items[1:]
+			q.mu.Unlock()
+			signal(q.removed)
+			return d
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.added:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// waitBelow waits until fewer than n deliveries are queued and returns how many are; false when
+// ctx is done.
+func (q *queue) waitBelow(ctx context.Context, n int) (int, bool) {
+	for {
+		if k := q.len(); k < n {
+			return k, true
+		}
+		select {
+		case <-q.removed:
+		case <-ctx.Done():
+			return 0, false
+		}
+	}
+}
+
+// drain empties the queue.
+func (q *queue) drain() []*delivery {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.items
+	q.items = nil
+	return out
+}

@@ -1,0 +1,371 @@
+// Package chat reads the contact center's inbound streams from NATS JetStream: chat messages
+// (<prefix>.chat.<interactionId>.message) and interaction events
+// (<prefix>.interaction.<interactionId>.event), captured by one stream so that an interaction's chat
+// and events keep their publish order, and read by one durable pull consumer with explicit acks.
+//
+// It decodes and validates each message, terminates malformed ones (logged once, never their text),
+// spots the co-browse start message ({start:NNNNNNNNN} or <start:NNNNNNNNN>) and hands every valid
+// message, with its delivery, to a Handler in stream order. It knows no co-browse vendor.
+package chat
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Role is the kind of participant that sent a chat message.
+type Role string
+
+// The roles a chat message may come from.
+const (
+	RoleCustomer Role = "customer"
+	RoleAgent    Role = "agent"
+	RoleBot      Role = "bot"
+	RoleSystem   Role = "system"
+)
+
+// Valid reports whether r is one of the four roles.
+func (r Role) Valid() bool {
+	switch r {
+	case RoleCustomer, RoleAgent, RoleBot, RoleSystem:
+		return true
+	}
+	return false
+}
+
+// Sender is the author of a chat message.
+type Sender struct {
+	Role Role   `json:"role"`
+	ID   string `json:"id,omitempty"`
+	Name string `json:"name,omitempty"`
+}
+
+// Message is a chat message, published on <prefix>.chat.<interactionId>.message.
+type Message struct {
+	ID            string    `json:"id"`
+	InteractionID string    `json:"interactionId"`
+	From          Sender    `json:"from"`
+	Text          string    `json:"text"`
+	SentAt        time.Time `json:"sentAt,omitzero"`
+}
+
+// EventType is the kind of an interaction event.
+type EventType string
+
+// The interaction event types the daemon acts on. Any other type is valid on the wire but ignored.
+const (
+	EventCreated     EventType = "created"
+	EventAssigned    EventType = "assigned"
+	EventTransferred EventType = "transferred"
+	EventClosed      EventType = "closed"
+	EventTimeout     EventType = "timeout"
+	EventActivity    EventType = "activity"
+)
+
+// Known reports whether t is one of the event types the daemon acts on.
+func (t EventType) Known() bool {
+	switch t {
+	case EventCreated, EventAssigned, EventTransferred, EventClosed, EventTimeout, EventActivity:
+		return true
+	}
+	return false
+}
+
+// Event is an interaction event, published on <prefix>.interaction.<interactionId>.event.
+type Event struct {
+	ID            string    `json:"id"`
+	InteractionID string    `json:"interactionId"`
+	Type          EventType `json:"type"`
+	AgentID       string    `json:"agentId,omitempty"`
+	ToAgentID     string    `json:"toAgentId,omitempty"`
+	At            time.Time `json:"at,omitzero"`
+}
+
+// DefaultPrefix is the subject prefix used when none is configured.
+const DefaultPrefix = "cc"
+
+// ChatSubject is the subject a chat message of the interaction is published on. An empty prefix
+// means DefaultPrefix.
+func ChatSubject(prefix, interactionID string) string {
+	return orDefaultPrefix(prefix) + ".chat." + interactionID + ".message"
+}
+
+// EventSubject is the subject an event of the interaction is published on. An empty prefix means
+// DefaultPrefix.
+func EventSubject(prefix, interactionID string) string {
+	return orDefaultPrefix(prefix) + ".interaction." + interactionID + ".event"
+}
+
+func orDefaultPrefix(prefix string) string {
+	if prefix == "" {
+		return DefaultPrefix
+	}
+	return prefix
+}
+
+// startWhitespace is the whitespace DetectStart allows around the start token: space, tab, line
+// feed, carriage return and form feed. It is exactly RE2's \s ([\t\n\f\r ]), so the regexp
+// `^\s*(\{start:[0-9]{9}\}|<start:[0-9]{9}>)\s*$` is an exact oracle. Vertical tab and Unicode
+// spaces (NBSP, U+2028, ...) are not whitespace here.
+const startWhitespace = " \t\n\r\f"
+
+// DetectStart reports whether text is a co-browse start message and returns its nine-digit token.
+// The whole text must be {start:NNNNNNNNN} or <start:NNNNNNNNN>, with exactly nine ASCII digits,
+// optionally surrounded by startWhitespace and nothing else. Leading zeros are kept.
+func DetectStart(text string) (token string, ok bool) {
+	s := strings.Trim(text, startWhitespace)
+	const n = len("{start:") + 9 + len("}")
+	if len(s) != n {
+		return "", false
+	}
+	var closer byte
+	switch s[:7] {
+	case "{start:":
+		closer = '}'
+	case "<start:":
+		closer = '>'
+	default:
+		return "", false
+	}
+	if s[n-1] != closer {
+		return "", false
+	}
+	digits := s[7 : n-1]
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return "", false
+		}
+	}
+	return digits, true
+}
+
+// subjectKind tells which inbound subject pattern a subject matched.
+type subjectKind int
+
+const (
+	subjectNone subjectKind = iota
+	subjectChat
+	subjectEvent
+)
+
+// parseSubject splits <prefix>.chat.<id>.message or <prefix>.interaction.<id>.event.
+func parseSubject(prefix, subject string) (subjectKind, string) {
+	rest, ok := strings.CutPrefix(subject, prefix+".")
+	if !ok {
+		return subjectNone, ""
+	}
+	kind, rest, ok := strings.Cut(rest, ".")
+	if !ok {
+		return subjectNone, ""
+	}
+	id, last, ok := strings.Cut(rest, ".")
+	if !ok || id == "" || strings.ContainsAny(id, "*> \t\r\n") {
+		return subjectNone, ""
+	}
+	switch {
+	case kind == "chat" && last == "message":
+		return subjectChat, id
+	case kind == "interaction" && last == "event":
+		return subjectEvent, id
+	}
+	return subjectNone, ""
+}
+
+// malformedError is why an inbound message was rejected. Its text never holds message content:
+// only field names, sizes and offsets, so it is safe to log.
+type malformedError struct{ reason string }
+
+func (e *malformedError) Error() string { return e.reason }
+
+func malformed(format string, args ...any) error {
+	return &malformedError{reason: fmt.Sprintf(format, args...)}
+}
+
+// object is a decoded JSON object: exact-case keys (encoding/json matches struct fields
+// case-insensitively, which would accept "ID" or "Text"), the last of duplicate keys wins, and
+// unknown keys are ignored.
+type object map[string]json.RawMessage
+
+func decodeObject(data []byte, what string) (object, error) {
+	if !utf8.Valid(data) {
+		return nil, malformed("%s: not valid UTF-8", what)
+	}
+	var obj object
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return nil, jsonReason(what, err)
+	}
+	if obj == nil { // the literal null
+		return nil, malformed("%s: not a JSON object", what)
+	}
+	return obj, nil
+}
+
+// jsonReason describes a decoding error without quoting the input.
+func jsonReason(what string, err error) error {
+	switch e := err.(type) {
+	case *json.SyntaxError:
+		return malformed("%s: invalid JSON at offset %d", what, e.Offset)
+	case *json.UnmarshalTypeError:
+		return malformed("%s: not a JSON object", what)
+	}
+	return malformed("%s: invalid JSON", what)
+}
+
+// str returns the string at key; a missing key or null is absent, any other non-string is an error.
+func (o object) str(key string) (string, bool, error) {
+	raw, ok := o[key]
+	if !ok || bytes.Equal(raw, []byte("null")) {
+		return "", false, nil
+	}
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false, malformed("field %s: not a string", key)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false, malformed("field %s: invalid string", key)
+	}
+	return s, true, nil
+}
+
+// required returns the non-empty string at key.
+func (o object) required(key string) (string, error) {
+	s, ok, err := o.str(key)
+	if err != nil {
+		return "", err
+	}
+	if !ok || s == "" {
+		return "", malformed("field %s: missing", key)
+	}
+	return s, nil
+}
+
+// optional returns the string at key, or "" when absent.
+func (o object) optional(key string) (string, error) {
+	s, _, err := o.str(key)
+	return s, err
+}
+
+// timestamp returns the RFC 3339 time at key in UTC, or the zero time when absent.
+func (o object) timestamp(key string) (time.Time, error) {
+	s, ok, err := o.str(key)
+	if err != nil || !ok {
+		return time.Time{}, err
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, malformed("field %s: not an RFC 3339 timestamp", key)
+	}
+	return t.UTC(), nil
+}
+
+// interactionID returns the required interactionId and checks it against the subject's token.
+func (o object) interactionID(token string) (string, error) {
+	id, err := o.required("interactionId")
+	if err != nil {
+		return "", err
+	}
+	if id != token {
+		return "", malformed("field interactionId: differs from the subject's token (%d bytes vs %d)", len(id), len(token))
+	}
+	return id, nil
+}
+
+// decodeChat decodes and validates a chat message published on the subject whose interaction
+// token is token. Required: id, interactionId (equal to token), text (present, may be empty),
+// from.role (one of the four roles). Optional: from.id, from.name, sentAt (RFC 3339).
+func decodeChat(token string, data []byte) (*Message, error) {
+	obj, err := decodeObject(data, "chat message")
+	if err != nil {
+		return nil, err
+	}
+	var m Message
+	if m.ID, err = obj.required("id"); err != nil {
+		return nil, err
+	}
+	if m.InteractionID, err = obj.interactionID(token); err != nil {
+		return nil, err
+	}
+	text, ok, err := obj.str("text")
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, malformed("field text: missing")
+	}
+	m.Text = text
+	if m.From, err = decodeSender(obj["from"]); err != nil {
+		return nil, err
+	}
+	if m.SentAt, err = obj.timestamp("sentAt"); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func decodeSender(raw json.RawMessage) (Sender, error) {
+	if raw == nil || bytes.Equal(raw, []byte("null")) {
+		return Sender{}, malformed("field from: missing")
+	}
+	if raw[0] != '{' {
+		return Sender{}, malformed("field from: not a JSON object")
+	}
+	obj, err := decodeObject(raw, "field from")
+	if err != nil {
+		return Sender{}, err
+	}
+	var s Sender
+	role, ok, err := obj.str("role")
+	if err != nil {
+		return Sender{}, malformed("field from.role: not a string")
+	}
+	if !ok {
+		return Sender{}, malformed("field from.role: missing")
+	}
+	if s.Role = Role(role); !s.Role.Valid() {
+		return Sender{}, malformed("field from.role: not one of customer, agent, bot, system")
+	}
+	if s.ID, err = obj.optional("id"); err != nil {
+		return Sender{}, malformed("field from.id: not a string")
+	}
+	if s.Name, err = obj.optional("name"); err != nil {
+		return Sender{}, malformed("field from.name: not a string")
+	}
+	return s, nil
+}
+
+// decodeEvent decodes and validates an interaction event published on the subject whose
+// interaction token is token. Required: id, interactionId (equal to token), type (any non-empty
+// string: an unknown type is valid here, and the consumer acks and ignores it). Optional: agentId,
+// toAgentId, at (RFC 3339).
+func decodeEvent(token string, data []byte) (*Event, error) {
+	obj, err := decodeObject(data, "event")
+	if err != nil {
+		return nil, err
+	}
+	var e Event
+	if e.ID, err = obj.required("id"); err != nil {
+		return nil, err
+	}
+	if e.InteractionID, err = obj.interactionID(token); err != nil {
+		return nil, err
+	}
+	typ, err := obj.required("type")
+	if err != nil {
+		return nil, err
+	}
+	e.Type = EventType(typ)
+	if e.AgentID, err = obj.optional("agentId"); err != nil {
+		return nil, err
+	}
+	if e.ToAgentID, err = obj.optional("toAgentId"); err != nil {
+		return nil, err
+	}
+	if e.At, err = obj.timestamp("at"); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}

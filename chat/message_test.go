@@ -1,0 +1,395 @@
+package chat
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDetectStart(t *testing.T) {
+	tests := []struct {
+		text  string
+		token string // "" = not a start message
+	}{
+		{"{start:123456789}", "123456789"},
+		{"<start:123456789>", "123456789"},
+		{"{start:000000001}", "000000001"},
+		{"<start:000000000>", "000000000"},
+		{"  {start:123456789}  ", "123456789"},
+		{"\t\r\n\f<start:987654321> \n", "987654321"},
+		{"\n\n{start:555555555}\r\n", "555555555"},
+
+		{"", ""},
+		{"   ", ""},
+		{"{start:123456789} hi", ""},
+		{"hi {start:123456789}", ""},
+		{"please {start:123456789}", ""},
+		{"{start: 123456789}", ""},
+		{"{start:123456789 }", ""},
+		{"{ start:123456789}", ""},
+		{"{START:123456789}", ""},
+		{"{Start:123456789}", ""},
+		{"<START:123456789>", ""},
+		{"{start:1234567890}", ""},
+		{"{start:12345678}", ""},
+		{"{start:}", ""},
+		{"{start:123456789>", ""},
+		{"<start:123456789}", ""},
+		{"[start:123456789]", ""},
+		{"(start:123456789)", ""},
+		{"{start:123456789}}", ""},
+		{"{{start:123456789}", ""},
+		{"{start:123456789}{start:123456789}", ""},
+		{"{start=123456789}", ""},
+		{"{start 123456789}", ""},
+		{"{start:12345678a}", ""},
+		{"{start:+12345678}", ""},
+		{"{start:-12345678}", ""},
+		{"{start:1234 5678}", ""},
+		{"{start:12345678٣}", ""},       // ARABIC-INDIC DIGIT THREE is a Unicode digit, not ASCII
+		{"{start:１２３４５６７８９}", ""},       // fullwidth digits
+		{"\v{start:123456789}", ""},     // vertical tab is not in the whitespace set
+		{"\u00a0{start:123456789}", ""}, // nor is NBSP
+		{"{start:123456789}\u2028", ""}, // nor LINE SEPARATOR
+		{"{start:123456789}\x00", ""},   // NUL
+		{"\ufeff{start:123456789}", ""}, // BOM
+		{"{start:123456789}\u200b", ""}, // zero-width space
+		{"{start:123456789}.", ""},      // trailing punctuation
+		{"start:123456789", ""},         // no brackets
+		{"{start:123456789", ""},        // no closer
+		{"<start:123456789>\n.", ""},    // something after the newline
+		{"{sta rt:123456789}", ""},      // broken keyword
+		{"x", ""},
+	}
+	for _, tc := range tests {
+		token, ok := DetectStart(tc.text)
+		if ok != (tc.token != "") || token != tc.token {
+			t.Errorf("DetectStart(%q) = %q, %v; want %q, %v", tc.text, token, ok, tc.token, tc.token != "")
+		}
+	}
+}
+
+func TestParseSubject(t *testing.T) {
+	tests := []struct {
+		prefix, subject string
+		kind            subjectKind
+		id              string
+	}{
+		{"cc", "cc.chat.I1.message", subjectChat, "I1"},
+		{"cc", "cc.interaction.I-2_x.event", subjectEvent, "I-2_x"},
+		{"acme.cc", "acme.cc.chat.I1.message", subjectChat, "I1"},
+		{"acme.cc", "cc.chat.I1.message", subjectNone, ""},
+		{"cc", "cc.chat.I1.event", subjectNone, ""},
+		{"cc", "cc.interaction.I1.message", subjectNone, ""},
+		{"cc", "cc.chat.I1.message.extra", subjectNone, ""},
+		{"cc", "cc.chat.message", subjectNone, ""},
+		{"cc", "cc.chat..message", subjectNone, ""},
+		{"cc", "cc.chat.*.message", subjectNone, ""},
+		{"cc", "ccx.chat.I1.message", subjectNone, ""},
+		{"cc", "other.chat.I1.message", subjectNone, ""},
+		{"cc", "cc.interaction.I1.attach", subjectNone, ""},
+	}
+	for _, tc := range tests {
+		kind, id := parseSubject(tc.prefix, tc.subject)
+		if kind != tc.kind || id != tc.id {
+			t.Errorf("parseSubject(%q, %q) = %v, %q; want %v, %q", tc.prefix, tc.subject, kind, id, tc.kind, tc.id)
+		}
+	}
+	if got := ChatSubject("", "I1"); got != "cc.chat.I1.message" {
+		t.Errorf("ChatSubject = %q", got)
+	}
+	if got := EventSubject("acme.cc", "I1"); got != "acme.cc.interaction.I1.event" {
+		t.Errorf("EventSubject = %q", got)
+	}
+}
+
+// secret stands for customer data: it must never appear in a rejection reason.
+const secret = "SECRET-CUSTOMER-TEXT"
+
+func TestDecodeChat(t *testing.T) {
+	sent := time.Date(2025, 3, 4, 5, 6, 7, 8000000, time.UTC)
+	valid := []struct {
+		name string
+		data string
+		want Message
+	}{
+		{"minimal", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"hi"}`,
+			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleCustomer}, Text: "hi"}},
+		{"full", `{"id":"m1","interactionId":"I1","from":{"role":"agent","id":"a7","name":"Ann"},"text":"hi","sentAt":"2025-03-04T06:06:07.008+01:00"}`,
+			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleAgent, ID: "a7", Name: "Ann"}, Text: "hi", SentAt: sent}},
+		{"unknown fields", `{"id":"m1","interactionId":"I1","from":{"role":"bot","avatar":{"x":1}},"text":"hi","channel":"web","meta":[1,2,{"a":null}]}`,
+			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleBot}, Text: "hi"}},
+		{"duplicate keys, last wins", `{"id":"m0","id":"m1","interactionId":"I1","from":{"role":"system"},"text":"a","text":"b"}`,
+			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleSystem}, Text: "b"}},
+		{"null optionals", `{"id":"m1","interactionId":"I1","from":{"role":"customer","id":null,"name":null},"text":"hi","sentAt":null}`,
+			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleCustomer}, Text: "hi"}},
+		{"empty text", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":""}`,
+			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleCustomer}, Text: ""}},
+		{"whitespace around", " \n{\"id\":\"m1\",\"interactionId\":\"I1\",\"from\":{\"role\":\"customer\"},\"text\":\"x\"}\n ",
+			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleCustomer}, Text: "x"}},
+		{"escapes", `{"id":"m\u0031","interactionId":"I1","from":{"role":"customer"},"text":"\u00e9\n"}`,
+			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleCustomer}, Text: "é\n"}},
+	}
+	for _, tc := range valid {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeChat("I1", []byte(tc.data))
+			if err != nil {
+				t.Fatalf("decodeChat: %v", err)
+			}
+			if !got.SentAt.Equal(tc.want.SentAt) {
+				t.Errorf("SentAt = %v, want %v", got.SentAt, tc.want.SentAt)
+			}
+			got.SentAt, tc.want.SentAt = time.Time{}, time.Time{}
+			if *got != tc.want {
+				t.Errorf("got %+v, want %+v", *got, tc.want)
+			}
+		})
+	}
+
+	malformedCases := []struct {
+		name, data, reason string
+	}{
+		{"not JSON", `{"id":"m1",` + secret, "invalid JSON"},
+		{"trailing data", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x"} {}`, "invalid JSON"},
+		{"array", `[1,2]`, "not a JSON object"},
+		{"string", `"` + secret + `"`, "not a JSON object"},
+		{"null", `null`, "not a JSON object"},
+		{"empty", ``, "invalid JSON"},
+		{"invalid UTF-8", "{\"id\":\"m1\",\"interactionId\":\"I1\",\"from\":{\"role\":\"customer\"},\"text\":\"\xff\xfe\"}", "not valid UTF-8"},
+		{"missing id", `{"interactionId":"I1","from":{"role":"customer"},"text":"` + secret + `"}`, "field id: missing"},
+		{"empty id", `{"id":"","interactionId":"I1","from":{"role":"customer"},"text":"` + secret + `"}`, "field id: missing"},
+		{"null id", `{"id":null,"interactionId":"I1","from":{"role":"customer"},"text":"` + secret + `"}`, "field id: missing"},
+		{"numeric id", `{"id":7,"interactionId":"I1","from":{"role":"customer"},"text":"` + secret + `"}`, "field id: not a string"},
+		{"id in other case", `{"ID":"m1","interactionId":"I1","from":{"role":"customer"},"text":"` + secret + `"}`, "field id: missing"},
+		{"missing interactionId", `{"id":"m1","from":{"role":"customer"},"text":"` + secret + `"}`, "field interactionId: missing"},
+		{"interactionId differs", `{"id":"m1","interactionId":"I2","from":{"role":"customer"},"text":"` + secret + `"}`, "field interactionId: differs"},
+		{"interactionId differs in case", `{"id":"m1","interactionId":"i1","from":{"role":"customer"},"text":"` + secret + `"}`, "field interactionId: differs"},
+		{"missing text", `{"id":"m1","interactionId":"I1","from":{"role":"customer"}}`, "field text: missing"},
+		{"null text", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":null}`, "field text: missing"},
+		{"numeric text", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":123456789}`, "field text: not a string"},
+		{"object text", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":{"t":"` + secret + `"}}`, "field text: not a string"},
+		{"missing from", `{"id":"m1","interactionId":"I1","text":"` + secret + `"}`, "field from: missing"},
+		{"string from", `{"id":"m1","interactionId":"I1","from":"customer","text":"` + secret + `"}`, "field from: not a JSON object"},
+		{"missing role", `{"id":"m1","interactionId":"I1","from":{"id":"c1"},"text":"` + secret + `"}`, "field from.role: missing"},
+		{"unknown role", `{"id":"m1","interactionId":"I1","from":{"role":"admin"},"text":"` + secret + `"}`, "field from.role: not one of"},
+		{"role in other case", `{"id":"m1","interactionId":"I1","from":{"role":"Customer"},"text":"` + secret + `"}`, "field from.role: not one of"},
+		{"empty role", `{"id":"m1","interactionId":"I1","from":{"role":""},"text":"` + secret + `"}`, "field from.role: not one of"},
+		{"numeric role", `{"id":"m1","interactionId":"I1","from":{"role":1},"text":"` + secret + `"}`, "field from.role: not a string"},
+		{"numeric from.id", `{"id":"m1","interactionId":"I1","from":{"role":"customer","id":5},"text":"` + secret + `"}`, "field from.id: not a string"},
+		{"numeric from.name", `{"id":"m1","interactionId":"I1","from":{"role":"customer","name":true},"text":"` + secret + `"}`, "field from.name: not a string"},
+		{"bad sentAt", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"` + secret + `"}`, "field sentAt: not an RFC 3339 timestamp"},
+		{"date-only sentAt", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"2025-03-04"}`, "field sentAt: not an RFC 3339 timestamp"},
+		{"no-zone sentAt", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"2025-03-04T05:06:07"}`, "field sentAt: not an RFC 3339 timestamp"},
+		{"empty sentAt", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":""}`, "field sentAt: not an RFC 3339 timestamp"},
+		{"numeric sentAt", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":1741064767000}`, "field sentAt: not a string"},
+	}
+	for _, tc := range malformedCases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := decodeChat("I1", []byte(tc.data))
+			checkMalformed(t, m, err, tc.reason)
+		})
+	}
+}
+
+func TestDecodeEvent(t *testing.T) {
+	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	valid := []struct {
+		name string
+		data string
+		want Event
+	}{
+		{"created", `{"id":"e1","interactionId":"I1","type":"created","agentId":"a1","at":"2025-03-04T05:06:07Z"}`,
+			Event{ID: "e1", InteractionID: "I1", Type: EventCreated, AgentID: "a1", At: at}},
+		{"transferred", `{"id":"e1","interactionId":"I1","type":"transferred","agentId":"a1","toAgentId":"a2"}`,
+			Event{ID: "e1", InteractionID: "I1", Type: EventTransferred, AgentID: "a1", ToAgentID: "a2"}},
+		{"unknown type is valid", `{"id":"e1","interactionId":"I1","type":"sneezed"}`,
+			Event{ID: "e1", InteractionID: "I1", Type: "sneezed"}},
+		{"unknown fields and nulls", `{"id":"e1","interactionId":"I1","type":"closed","agentId":null,"reason":{"code":3},"at":null}`,
+			Event{ID: "e1", InteractionID: "I1", Type: EventClosed}},
+	}
+	for _, tc := range valid {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeEvent("I1", []byte(tc.data))
+			if err != nil {
+				t.Fatalf("decodeEvent: %v", err)
+			}
+			if !got.At.Equal(tc.want.At) {
+				t.Errorf("At = %v, want %v", got.At, tc.want.At)
+			}
+			got.At, tc.want.At = time.Time{}, time.Time{}
+			if *got != tc.want {
+				t.Errorf("got %+v, want %+v", *got, tc.want)
+			}
+		})
+	}
+	malformedCases := []struct {
+		name, data, reason string
+	}{
+		{"not JSON", `{"id":` + secret, "invalid JSON"},
+		{"array", `[]`, "not a JSON object"},
+		{"missing id", `{"interactionId":"I1","type":"closed"}`, "field id: missing"},
+		{"missing interactionId", `{"id":"e1","type":"closed"}`, "field interactionId: missing"},
+		{"interactionId differs", `{"id":"e1","interactionId":"I9","type":"closed"}`, "field interactionId: differs"},
+		{"missing type", `{"id":"e1","interactionId":"I1"}`, "field type: missing"},
+		{"empty type", `{"id":"e1","interactionId":"I1","type":""}`, "field type: missing"},
+		{"numeric type", `{"id":"e1","interactionId":"I1","type":3}`, "field type: not a string"},
+		{"numeric agentId", `{"id":"e1","interactionId":"I1","type":"assigned","agentId":3}`, "field agentId: not a string"},
+		{"numeric toAgentId", `{"id":"e1","interactionId":"I1","type":"transferred","toAgentId":[]}`, "field toAgentId: not a string"},
+		{"bad at", `{"id":"e1","interactionId":"I1","type":"closed","at":"yesterday ` + secret + `"}`, "field at: not an RFC 3339 timestamp"},
+		{"out of range at", `{"id":"e1","interactionId":"I1","type":"closed","at":"2025-13-40T25:61:00Z"}`, "field at: not an RFC 3339 timestamp"},
+	}
+	for _, tc := range malformedCases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := decodeEvent("I1", []byte(tc.data))
+			checkMalformed(t, e, err, tc.reason)
+		})
+	}
+}
+
+func checkMalformed[T any](t *testing.T, got *T, err error, reason string) {
+	t.Helper()
+	var me *malformedError
+	if !errors.As(err, &me) {
+		t.Fatalf("got %+v, %v; want a malformed error with reason %q", got, err, reason)
+	}
+	if got != nil {
+		t.Errorf("got a value %+v with the error", got)
+	}
+	if !strings.Contains(err.Error(), reason) {
+		t.Errorf("reason %q, want it to contain %q", err, reason)
+	}
+	if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "yesterday") {
+		t.Errorf("reason %q quotes the message content", err)
+	}
+}
+
+func TestConsumerDecode(t *testing.T) {
+	c := &Consumer{cfg: Config{Prefix: "cc", MaxPayload: 200}, triggers: map[Role]bool{RoleCustomer: true, RoleBot: true, RoleSystem: true}}
+	chatMsg := func(role, text string) []byte {
+		b, _ := json.Marshal(map[string]any{"id": "m1", "interactionId": "I1", "from": map[string]string{"role": role}, "text": text})
+		return b
+	}
+	tests := []struct {
+		name    string
+		subject string
+		data    []byte
+		token   string
+		reason  string
+	}{
+		{"customer start", "cc.chat.I1.message", chatMsg("customer", " {start:012345678}\n"), "012345678", ""},
+		{"bot start", "cc.chat.I1.message", chatMsg("bot", "<start:012345678>"), "012345678", ""},
+		{"system start", "cc.chat.I1.message", chatMsg("system", "<start:012345678>"), "012345678", ""},
+		{"agent start does not trigger", "cc.chat.I1.message", chatMsg("agent", "{start:012345678}"), "", ""},
+		{"not a start", "cc.chat.I1.message", chatMsg("customer", "{start:012345678} please"), "", ""},
+		{"event", "cc.interaction.I1.event", []byte(`{"id":"e1","interactionId":"I1","type":"closed"}`), "", ""},
+		{"at the size limit", "cc.chat.I1.message", chatMsg("customer", strings.Repeat("x", 200-len(chatMsg("customer", "")))), "", ""},
+		{"over the size limit", "cc.chat.I1.message", chatMsg("customer", strings.Repeat("x", 201-len(chatMsg("customer", "")))), "", "payload of 201 bytes exceeds the limit of 200"},
+		{"subject matches neither pattern", "cc.chat.I1.other", chatMsg("customer", "x"), "", "subject matches neither"},
+		{"subject token differs", "cc.chat.I2.message", chatMsg("customer", "x"), "", "field interactionId: differs"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in, err := c.decode(tc.subject, tc.data)
+			if tc.reason != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.reason) {
+					t.Fatalf("decode error %v, want %q", err, tc.reason)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if in.InteractionID != "I1" || (in.Chat == nil) == (in.Event == nil) {
+				t.Fatalf("decoded %+v", in)
+			}
+			if in.StartToken != tc.token {
+				t.Errorf("StartToken = %q, want %q", in.StartToken, tc.token)
+			}
+		})
+	}
+}
+
+func TestSubjectCovers(t *testing.T) {
+	tests := []struct {
+		filter, pattern string
+		want            bool
+	}{
+		{"cc.chat.*.message", "cc.chat.*.message", true},
+		{"cc.>", "cc.chat.*.message", true},
+		{">", "cc.chat.*.message", true},
+		{"cc.*.*.*", "cc.chat.*.message", true},
+		{"cc.chat.>", "cc.chat.*.message", true},
+		{"cc.chat.*.>", "cc.chat.*.message", true},
+		{"cc.chat.*.message.>", "cc.chat.*.message", false},
+		{"cc.chat.I1.message", "cc.chat.*.message", false},
+		{"cc.chat.*", "cc.chat.*.message", false},
+		{"cc.chat.*.*.*", "cc.chat.*.message", false},
+		{"cc.interaction.*.event", "cc.chat.*.message", false},
+		{"dd.>", "cc.chat.*.message", false},
+	}
+	for _, tc := range tests {
+		if got := subjectCovers(tc.filter, tc.pattern); got != tc.want {
+			t.Errorf("subjectCovers(%q, %q) = %v, want %v", tc.filter, tc.pattern, got, tc.want)
+		}
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := Config{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Prefix != "cc" || cfg.Stream != "CC_INBOUND" || cfg.Durable != "cobrowse-connector" ||
+		cfg.MaxPayload != 64*1024 || cfg.AckWait != 30*time.Second || cfg.MaxDeliver != 6 ||
+		cfg.MaxAckPending != 20000 || cfg.FetchBatch != 100 || cfg.Logger == nil {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	if want := []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute}; !slices.Equal(cfg.Backoff, want) {
+		t.Errorf("backoff %v, want %v", cfg.Backoff, want)
+	}
+	if want := []Role{RoleCustomer, RoleBot, RoleSystem}; !slices.Equal(cfg.TriggerRoles, want) {
+		t.Errorf("trigger roles %v, want %v", cfg.TriggerRoles, want)
+	}
+	cfg, err = Config{Backoff: []time.Duration{}, TriggerRoles: []Role{}}.withDefaults()
+	if err != nil || len(cfg.Backoff) != 0 || len(cfg.TriggerRoles) != 0 {
+		t.Errorf("explicit empty lists: %v, %v, %v", cfg.Backoff, cfg.TriggerRoles, err)
+	}
+
+	bad := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Prefix: "cc.*"}, `chat: prefix "cc.*"`},
+		{Config{Prefix: "cc."}, `chat: prefix "cc."`},
+		{Config{Stream: "A.B"}, `chat: stream "A.B"`},
+		{Config{Durable: "a b"}, `chat: durable "a b"`},
+		{Config{MaxPayload: -1}, "chat: max payload -1"},
+		{Config{AckWait: -time.Second}, "chat: ack wait -1s"},
+		{Config{MaxDeliver: -2}, "chat: max deliver -2"},
+		{Config{Backoff: []time.Duration{time.Second, 0}}, "chat: backoff [1s 0s]"},
+		{Config{MaxDeliver: 2, Backoff: []time.Duration{1, 2, 3}}, "chat: backoff has 3 values: want at most max deliver (2)"},
+		{Config{MaxAckPending: -5}, "chat: max ack pending -5"},
+		{Config{FetchBatch: -1}, "chat: fetch batch -1"},
+		{Config{TriggerRoles: []Role{"admin"}}, `chat: trigger role "admin"`},
+	}
+	for _, tc := range bad {
+		if _, err := tc.cfg.withDefaults(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("withDefaults(%+v) = %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+func TestDeadlineFor(t *testing.T) {
+	bo := []time.Duration{1, 5, 15}
+	for attempt, want := range map[int]time.Duration{1: 1, 2: 5, 3: 15, 4: 15, 9: 15} {
+		if got := deadlineFor(30, bo, attempt); got != want {
+			t.Errorf("deadlineFor(attempt %d) = %v, want %v", attempt, got, want)
+		}
+	}
+	if got := deadlineFor(30, nil, 3); got != 30 {
+		t.Errorf("without backoff: %v, want the ack wait", got)
+	}
+}
