@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/attach"
@@ -30,25 +31,20 @@ type actor struct {
 	quit    chan struct{} // closed by the Controller at shutdown
 	pending int           // dispatches on their way into the mailbox; guarded by c.mu
 
-	st      State
-	loaded  bool   // st was read from the store
-	rev     uint64 // the state's revision in the store
-	dirty   bool   // st differs from what the store holds
-	outbox  []outbound
-	lastRun time.Time // when the actor last did work, for reaping
+	st     State
+	loaded bool   // st was read from the store
+	rev    uint64 // the state's revision in the store
+	dirty  bool   // st differs from what the store holds
+	outbox []Outbound
+	// outboxSaved: the store holds outbox (st.Outbox) as it is now.
+	outboxSaved bool
+	lastRun     time.Time // when the actor last did work, for reaping
 
 	sess   connector.Session
 	events <-chan connector.Event
 
 	deadline *time.Timer // the next no-agent or inactivity deadline
 	retry    *time.Timer // the next attempt at an outbox or a save that failed
-}
-
-// outbound is one message waiting to be published, in order.
-type outbound struct {
-	update *attach.Update
-	life   *attach.Lifecycle
-	view   *attach.AgentView
 }
 
 // errRetryLater marks a step that changed nothing and must be tried again later: the inbound
@@ -72,7 +68,7 @@ func (a *actor) run(ctx context.Context, recovered *Saved) {
 	defer a.stopTimers()
 	a.lastRun = time.Now()
 	if recovered != nil {
-		a.st, a.rev, a.loaded = recovered.State, recovered.Rev, true
+		a.adopt(recovered.State, recovered.Rev)
 		a.rejoin(ctx)
 	}
 	for {
@@ -121,6 +117,13 @@ func (a *actor) idle() bool {
 	return !a.loaded || a.st.Live == nil && a.sess == nil && !a.dirty && len(a.outbox) == 0 && len(a.mailbox) == 0
 }
 
+// adopt takes a state read from the store, with the messages a previous run left unpublished.
+func (a *actor) adopt(st State, rev uint64) {
+	a.st, a.rev, a.loaded = st, rev, true
+	a.outbox = slices.Clone(st.Outbox)
+	a.outboxSaved = len(a.outbox) > 0
+}
+
 // load reads the interaction's state once, on the actor's first message.
 func (a *actor) load(ctx context.Context) error {
 	if a.loaded {
@@ -131,7 +134,10 @@ func (a *actor) load(ctx context.Context) error {
 		return fmt.Errorf("load state: %w", err)
 	}
 	st.InteractionID = a.id
-	a.st, a.rev, a.loaded = st, rev, true
+	a.adopt(st, rev)
+	if len(a.outbox) > 0 {
+		a.commitOrRetry(ctx)
+	}
 	if st.Live != nil {
 		// A live session in the store that no actor holds: another daemon instance left it, or
 		// recovery could not reach it at start. Take it over as recovery would.
@@ -212,7 +218,7 @@ func (a *actor) finish(ctx context.Context, in chat.Inbound, stepErr error) {
 	// The last delivery: report it and terminate it. What could not be published stays in the
 	// outbox and the actor's retry timer keeps trying, so the effects are not lost either.
 	a.log.Error("inbound message failed on its last delivery", "attempt", d.Attempt(), "err", stepErr)
-	a.queue(outbound{life: &attach.Lifecycle{
+	a.queue(Outbound{Life: &attach.Lifecycle{
 		Event:         attach.Failed,
 		InteractionID: a.id,
 		Vendor:        a.c.vendor,
@@ -293,7 +299,7 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
 		a.log.Warn("join failed", "token", connector.MaskToken(token), "why", why, "err", err)
-		a.queue(outbound{life: &attach.Lifecycle{
+		a.queue(Outbound{Life: &attach.Lifecycle{
 			Event:         attach.Failed,
 			InteractionID: a.id,
 			SessionToken:  token,
@@ -316,7 +322,7 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	a.dirty = true
 	a.attachSession(sess)
 	a.log.Info("joined as Controller", "session", h.SessionID, "token", connector.MaskToken(token))
-	a.queue(outbound{life: a.lifecycle(attach.Joined, now)})
+	a.queue(Outbound{Life: a.lifecycle(attach.Joined, now)})
 	a.queueUpdate(before, now)
 	if a.st.AgentID != "" {
 		a.queueAgentView()
@@ -430,7 +436,7 @@ func (a *actor) activated(at time.Time) {
 	now := time.Now()
 	life := a.lifecycle(attach.Activated, now)
 	life.ActivationTime = at.UnixMilli()
-	a.queue(outbound{life: life})
+	a.queue(Outbound{Life: life})
 	a.queueUpdate(before, now)
 }
 
@@ -542,7 +548,7 @@ func (a *actor) endSession(reason connector.EndReason, times connector.Times) {
 	a.st.Live = nil
 	a.dirty = true
 	a.log.Info("session ended", "session", l.Handle.SessionID, "reason", reason)
-	a.queue(outbound{life: life})
+	a.queue(Outbound{Life: life})
 	a.queueUpdateFor(l.Handle.SessionID, before, now)
 	a.closeSession(context.Background())
 }
@@ -623,7 +629,16 @@ func (a *actor) shutdown(ctx context.Context) {
 
 // --- outbound ---
 
-func (a *actor) queue(o outbound) { a.outbox = append(a.outbox, o) }
+// queue adds a message to the step's outbox, keeping the routing fields its JSON leaves out.
+func (a *actor) queue(o Outbound) {
+	if o.Life != nil {
+		o.LifeMsgID = o.Life.MsgID
+	}
+	if o.View != nil {
+		o.ViewAgent = o.View.AgentID
+	}
+	a.outbox = append(a.outbox, o)
+}
 
 func (a *actor) lifecycle(kind attach.LifecycleKind, at time.Time) *attach.Lifecycle {
 	l := a.st.Live
@@ -646,7 +661,7 @@ func (a *actor) queueUpdate(before attach.Data, at time.Time) {
 func (a *actor) queueUpdateFor(sessionID string, before attach.Data, at time.Time) {
 	after := a.st.data()
 	a.st.Seq++
-	a.queue(outbound{update: &attach.Update{
+	a.queue(Outbound{Update: &attach.Update{
 		InteractionID: a.id,
 		Seq:           a.st.Seq,
 		SessionID:     sessionID,
@@ -662,7 +677,7 @@ func (a *actor) queueAgentView() {
 	if l == nil || a.sess == nil || a.st.AgentID == "" {
 		return
 	}
-	a.queue(outbound{view: &attach.AgentView{
+	a.queue(Outbound{View: &attach.AgentView{
 		AgentID:       a.st.AgentID,
 		InteractionID: a.id,
 		SessionID:     l.Handle.SessionID,
@@ -671,19 +686,39 @@ func (a *actor) queueAgentView() {
 	}})
 }
 
-// commit publishes the outbox in order and saves the state.
+// commit saves the state with the step's outbound messages, publishes them in order, then saves
+// the state again without them. Saving first reserves the messages' seq and ids: a daemon that
+// stops after a publish and before a save would otherwise reuse a seq for a different message,
+// and the stream's dedupe would drop that message.
 func (a *actor) commit(ctx context.Context) error {
+	if len(a.outbox) > 0 && !a.outboxSaved {
+		a.st.Outbox = a.outbox
+		if err := a.save(ctx); err != nil {
+			a.st.Outbox = nil
+			return err
+		}
+		a.outboxSaved = true
+	}
 	for len(a.outbox) > 0 {
 		if err := a.publish(ctx, a.outbox[0]); err != nil {
 			return err
 		}
-		a.outbox[0] = outbound{}
+		a.outbox[0] = Outbound{}
 		a.outbox = a.outbox[1:]
 	}
 	a.outbox = nil
+	if a.outboxSaved {
+		a.st.Outbox = nil
+		a.outboxSaved = false
+		a.dirty = true
+	}
 	if !a.dirty {
 		return nil
 	}
+	return a.save(ctx)
+}
+
+func (a *actor) save(ctx context.Context) error {
 	rev, err := a.c.store.Save(ctx, a.st, a.rev)
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
@@ -700,16 +735,20 @@ func (a *actor) commitOrRetry(ctx context.Context) {
 	}
 }
 
-func (a *actor) publish(ctx context.Context, o outbound) error {
+func (a *actor) publish(ctx context.Context, o Outbound) error {
 	pctx, cancel := context.WithTimeout(ctx, a.c.cfg.PublishTimeout)
 	defer cancel()
 	switch {
-	case o.update != nil:
-		return a.c.pub.Update(pctx, *o.update)
-	case o.life != nil:
-		return a.c.pub.Lifecycle(pctx, *o.life)
-	case o.view != nil:
-		return a.c.pub.AgentView(pctx, *o.view)
+	case o.Update != nil:
+		return a.c.pub.Update(pctx, *o.Update)
+	case o.Life != nil:
+		l := *o.Life
+		l.MsgID = o.LifeMsgID
+		return a.c.pub.Lifecycle(pctx, l)
+	case o.View != nil:
+		v := *o.View
+		v.AgentID = o.ViewAgent
+		return a.c.pub.AgentView(pctx, v)
 	}
 	return nil
 }

@@ -587,3 +587,44 @@ func TestClosedInteractionIgnoresLaterStarts(t *testing.T) {
 		wantKinds(t, h)
 	})
 }
+
+// A daemon that stops after publishing part of a step and before saving must not reuse the
+// step's seq for another message when it comes back: the stream would drop that message as a
+// duplicate. The state is saved with the step's messages first, and a restart publishes them.
+func TestOutboxSurvivesAStopMidPublish(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		h.pub.mu.Lock()
+		h.pub.failOn = func(m any) bool { u, ok := m.(attach.Update); return ok && u.Seq == 2 }
+		h.pub.mu.Unlock()
+		h.conn.session(0).activate(time.Now())
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1", "activated")
+		h.stop() // attach#2 still fails: it stays in the saved outbox
+		if st := h.store.get("i1"); len(st.Outbox) != 2 || st.Seq != 2 {
+			t.Fatalf("saved state: seq %d, outbox %d", st.Seq, len(st.Outbox))
+		}
+
+		h.pub.mu.Lock()
+		h.pub.failOn = nil
+		h.pub.mu.Unlock()
+		h.conn.mu.Lock()
+		h.conn.rejoinErr = &connector.ServerError{Op: "join", Kind: connector.ErrRefused}
+		h.conn.mu.Unlock()
+		c2, err := New(h.c.cfg, h.conn, h.store, h.pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.c = c2
+		if err := c2.Recover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		h.start()
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1", "activated", "attach#2", "deactivated:server_lost", "attach#3")
+		if st := h.store.get("i1"); len(st.Outbox) != 0 || st.Seq != 3 || st.Live != nil {
+			t.Fatalf("state after recovery: %+v", st)
+		}
+	})
+}

@@ -180,21 +180,48 @@ func (m *memStore) get(id string) State {
 }
 
 // recorder is a Publisher that records what it was given, in order, and can fail on demand.
+// Like the outbound stream, it drops a message whose id it already holds.
 type recorder struct {
 	mu        sync.Mutex
 	msgs      []any
-	fail      int // the next n publishes fail
+	ids       map[string]bool
+	fail      int            // the next n publishes fail
+	failOn    func(any) bool // publishes it matches fail
 	published chan any
 }
 
-func newRecorder() *recorder { return &recorder{published: make(chan any, 256)} }
+func newRecorder() *recorder {
+	return &recorder{published: make(chan any, 256), ids: map[string]bool{}}
+}
+
+func msgID(m any) string {
+	switch m := m.(type) {
+	case attach.Update:
+		return attach.UpdateMsgID(m.InteractionID, m.Seq)
+	case attach.Lifecycle:
+		if m.MsgID != "" {
+			return m.MsgID
+		}
+		return attach.LifecycleMsgID(m.InteractionID, m.SessionID, m.Event)
+	case attach.AgentView:
+		return attach.AgentViewMsgID(m.InteractionID, m.SessionID, m.AgentID)
+	}
+	return ""
+}
 
 func (r *recorder) add(m any) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.fail > 0 {
-		r.fail--
+	if r.fail > 0 || (r.failOn != nil && r.failOn(m)) {
+		if r.fail > 0 {
+			r.fail--
+		}
 		return errors.New("nats unavailable")
+	}
+	if id := msgID(m); r.ids[id] {
+		return nil
+	} else {
+		r.ids[id] = true
 	}
 	r.msgs = append(r.msgs, m)
 	r.published <- m

@@ -64,6 +64,22 @@ type State struct {
 	Seen []string `json:"seen,omitempty"`
 	// Live is the live session, if any.
 	Live *Live `json:"live,omitempty"`
+	// Outbox holds the outbound messages of the latest step while they are being published. The
+	// state is saved with them before the first is published, so that a daemon that stops midway
+	// publishes the same messages, with the same seq and ids, when it comes back (the stream's
+	// dedupe drops the ones already stored), and never reuses a seq for something else.
+	Outbox []Outbound `json:"outbox,omitempty"`
+}
+
+// Outbound is one message waiting to be published. The attach types leave their routing fields
+// (the agent view's agent, a lifecycle event's explicit message id) out of their JSON, so they are
+// kept beside them here.
+type Outbound struct {
+	Update    *attach.Update    `json:"update,omitempty"`
+	Life      *attach.Lifecycle `json:"lifecycle,omitempty"`
+	LifeMsgID string            `json:"lifecycleMsgId,omitempty"`
+	View      *attach.AgentView `json:"agentView,omitempty"`
+	ViewAgent string            `json:"agentViewAgent,omitempty"`
 }
 
 // seenCap bounds State.Seen: enough to cover redeliveries and a publisher's retries.
@@ -87,6 +103,7 @@ func (s *State) remember(id string) {
 func (s State) clone() State {
 	c := s
 	c.Seen = slices.Clone(s.Seen)
+	c.Outbox = slices.Clone(s.Outbox)
 	if s.Live != nil {
 		l := *s.Live
 		c.Live = &l
