@@ -1,0 +1,194 @@
+package cometd_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd/internal/bayeuxtest"
+)
+
+// benchServerEnv makes the test binary serve bayeuxtest instead of running tests (see TestMain).
+const benchServerEnv = "COMETD_BENCH_SERVER"
+
+// serveBenchServer is the benchmark's server process: a bayeuxtest server (long-polling and
+// websocket, connects held 30 s) on loopback, plus GET /stats -> "<sessions> <held connects>".
+// It prints "LISTENING <url>" and exits when its stdin closes.
+func serveBenchServer() {
+	srv := &bayeuxtest.Server{Timeout: 30 * time.Second, WebSocket: true, BrowserCookie: true}
+	mux := http.NewServeMux()
+	mux.Handle("/cometd", srv)
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "%d %d", srv.Sessions(), srv.Parked())
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	hs := &http.Server{Handler: mux}
+	go hs.Serve(ln)
+	fmt.Printf("LISTENING http://%s/cometd\n", ln.Addr())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	srv.Close()
+	hs.Close()
+	os.Exit(0)
+}
+
+// startBenchServer runs serveBenchServer in a child process until the benchmark ends.
+func startBenchServer(b *testing.B) string {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchServerEnv+"=1")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	url, ok := strings.CutPrefix(strings.TrimSpace(line), "LISTENING ")
+	if err != nil || !ok {
+		b.Fatalf("bench server said %q (%v)", line, err)
+	}
+	return url
+}
+
+// heldConnects asks the server process how many connects it holds.
+func heldConnects(b *testing.B, url string) int {
+	resp, err := http.Get(strings.TrimSuffix(url, "/cometd") + "/stats")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	f := strings.Fields(string(body))
+	n, _ := strconv.Atoi(f[len(f)-1])
+	return n
+}
+
+// memNow is the process's live heap and goroutine stacks after a full GC, and its RSS.
+func memNow() (heapStack, rss uint64) {
+	h, s, r := memParts()
+	return h + s, r
+}
+
+func memParts() (heap, stack, rss uint64) {
+	runtime.GC()
+	debug.FreeOSMemory() // so that RSS grows from a baseline without freed pages kept around
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				rss = kb << 10
+			}
+		}
+	}
+	return ms.HeapAlloc, ms.StackInuse, rss
+}
+
+// BenchmarkLiveSessions holds live Bayeux sessions (default 1,000 per transport; set
+// COMETD_BENCH_SESSIONS to change) against a bayeuxtest server in a separate process, each
+// started, subscribed to one channel and parked in its /meta/connect, all sharing one
+// cometd.NewSharedTransport, and reports the client side's memory per session:
+//
+//   - B/session: live Go heap (HeapAlloc after GC) plus goroutine stacks in use, before and
+//     after. It counts everything the sessions hold in this process: Client structs, cookie jars,
+//     loggers, our goroutines and net/http's (readLoop/writeLoop per connection), the pooled
+//     connections' bufio buffers, coder/websocket connections and their buffers.
+//   - rss-B/session: the change in resident memory, for comparison with the CometD JS client's
+//     ~22 KiB RSS per session; noisier (the runtime keeps freed pages, heap growth is stepwise).
+//   - goroutines/session.
+//
+// Not counted: kernel socket buffers, the server (another process), and garbage not yet collected
+// between GCs. COMETD_BENCH_HEAPPROFILE=<path> writes heap and goroutine profiles of the live
+// sessions (run with GODEBUG=memprofilerate=1 for exact heap figures).
+func BenchmarkLiveSessions(b *testing.B) {
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("COMETD_BENCH_SESSIONS")); err == nil && v > 0 {
+		n = v
+	}
+	for _, tr := range bothTransports {
+		b.Run(tr, func(b *testing.B) {
+			url := startBenchServer(b)
+			for range b.N {
+				rt := cometd.NewSharedTransport(n)
+				h0, s0, rss0 := memParts()
+				heap0 := h0 + s0
+				g0 := runtime.NumGoroutine()
+				clients := make([]*cometd.Client, n)
+				for i := range clients {
+					c, err := cometd.New(cometd.Options{URL: url, Transports: []string{tr}, RoundTripper: rt})
+					if err != nil {
+						b.Fatal(err)
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					if err := c.Start(ctx); err != nil {
+						b.Fatalf("session %d: %v", i, err)
+					}
+					if err := c.Subscribe(ctx, "/bench"); err != nil {
+						b.Fatalf("session %d: %v", i, err)
+					}
+					cancel()
+					clients[i] = c
+				}
+				// Wait until every session's second connect is held by the server process.
+				deadline := time.After(time.Minute)
+				poll := time.NewTicker(20 * time.Millisecond)
+				for heldConnects(b, url) < n {
+					select {
+					case <-poll.C:
+					case <-deadline:
+						b.Fatalf("only %d of %d connects held", heldConnects(b, url), n)
+					}
+				}
+				poll.Stop()
+				h1, s1, rss1 := memParts()
+				heap1 := h1 + s1
+				b.ReportMetric(float64(s1-s0)/float64(n), "stack-B/session")
+				if p := os.Getenv("COMETD_BENCH_HEAPPROFILE"); p != "" {
+					f, _ := os.Create(p + "." + tr)
+					pprof.WriteHeapProfile(f)
+					f.Close()
+					pf, _ := os.Create(p + "." + tr + ".goroutines")
+					pprof.Lookup("goroutine").WriteTo(pf, 1)
+					pf.Close()
+				}
+				g1 := runtime.NumGoroutine()
+				b.ReportMetric(float64(heap1-heap0)/float64(n), "B/session")
+				b.ReportMetric(float64(int64(rss1)-int64(rss0))/float64(n), "rss-B/session")
+				b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/session")
+				for _, c := range clients {
+					c.Close()
+				}
+				rt.CloseIdleConnections()
+				runtime.KeepAlive(clients)
+			}
+		})
+	}
+}

@@ -1,0 +1,191 @@
+package cometd
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+)
+
+// pending is a request waiting for its reply (and, for a remote call, its delivery).
+type pending struct {
+	id        string
+	channel   string
+	call      bool         // a delivery on channel with id is the call's result
+	replied   bool         // guarded by Client.mu
+	delivered bool         // guarded by Client.mu
+	ch        chan Message // at most one reply and one delivery, so sends never block
+	t         transport    // armed heartbeats: the websocket it went on
+	timer     *time.Timer  // armed heartbeats: the reply deadline
+}
+
+// register assigns m an id if it has none and records it as waiting.
+func (c *Client) register(m *Message, call bool) *pending {
+	if m.ID == "" {
+		m.ID = c.nextID()
+	}
+	n := 1
+	if call {
+		n = 2
+	}
+	p := &pending{id: m.ID, channel: m.Channel, call: call, ch: make(chan Message, n)}
+	c.mu.Lock()
+	c.pend = append(c.pend, p)
+	c.mu.Unlock()
+	return p
+}
+
+func (c *Client) unregister(ps ...*pending) {
+	c.mu.Lock()
+	c.pend = slices.DeleteFunc(c.pend, func(p *pending) bool { return slices.Contains(ps, p) })
+	if len(c.pend) == 0 && cap(c.pend) > 8 {
+		c.pend = nil
+	}
+	c.mu.Unlock()
+}
+
+// send encodes msgs as one JSON array and hands it to t. scope is the requests in msgs.
+func (c *Client) send(ctx context.Context, t transport, scope []*pending, msgs []Message) error {
+	body, err := json.Marshal(msgs)
+	if err != nil {
+		return err
+	}
+	return t.send(ctx, body, scope)
+}
+
+// exchange sends msgs in one request over t and waits for one reply each, bounded by ctx,
+// MaxNetworkDelay and the client's life.
+func (c *Client) exchange(ctx context.Context, t transport, msgs []Message) ([]Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.MaxNetworkDelay)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+	ps := make([]*pending, len(msgs))
+	for i := range msgs {
+		ps[i] = c.register(&msgs[i], false)
+	}
+	defer c.unregister(ps...)
+	if err := c.send(ctx, t, ps, msgs); err != nil {
+		return nil, c.ctxErr(err)
+	}
+	replies := make([]Message, len(msgs))
+	for i, p := range ps {
+		r, err := c.await(ctx, t, p, false)
+		if err != nil {
+			return nil, err
+		}
+		replies[i] = r
+	}
+	return replies, nil
+}
+
+// ctxErr reports ErrClosed instead of a cancellation caused by Close.
+func (c *Client) ctxErr(err error) error {
+	if c.ctx.Err() != nil && c.stopping() {
+		return ErrClosed
+	}
+	return err
+}
+
+// await returns the next message for p. On long-polling the replies were dispatched before
+// send returned, so unless mayBlock (a call waiting for its delivery) a missing reply is
+// ErrNoReply at once.
+func (c *Client) await(ctx context.Context, t transport, p *pending, mayBlock bool) (Message, error) {
+	if !t.async() && !mayBlock {
+		select {
+		case m := <-p.ch:
+			return m, nil
+		default:
+			return Message{}, ErrNoReply
+		}
+	}
+	select {
+	case m := <-p.ch:
+		return m, nil
+	case <-ctx.Done():
+		return Message{}, c.ctxErr(ctx.Err())
+	case <-t.dead():
+		select { // a reply read just before the connection died still counts
+		case m := <-p.ch:
+			return m, nil
+		default:
+		}
+		return Message{}, t.err()
+	}
+}
+
+// dispatch routes the messages of one HTTP reply body or websocket frame: replies to the
+// requests waiting for them, deliveries to OnMessage. scope, if not nil, is the requests of the
+// HTTP request this body answers: a reply without an id is matched to the first of them on its
+// channel.
+func (c *Client) dispatch(msgs []Message, scope []*pending) {
+	for i := range msgs {
+		m := &msgs[i]
+		c.mu.Lock()
+		p := c.match(m, scope)
+		heartbeat := p != nil && p == c.armed
+		if heartbeat {
+			c.armed = nil
+			c.pend = slices.DeleteFunc(c.pend, func(q *pending) bool { return q == p })
+		} else if p != nil {
+			p.ch <- *m
+		}
+		c.mu.Unlock()
+		if heartbeat {
+			p.timer.Stop()
+			c.resume(p, *m, nil)
+			continue
+		}
+		if p != nil {
+			continue
+		}
+		switch {
+		case m.IsReply():
+			if m.Channel == "/meta/disconnect" && m.OK() {
+				c.log.Info("server disconnected the session", "clientId", m.ClientID)
+			} else {
+				c.log.Debug("reply to no pending request dropped", "channel", m.Channel, "id", m.ID)
+			}
+		case strings.HasPrefix(m.Channel, "/meta/"):
+			c.log.Debug("meta message without successful dropped", "channel", m.Channel)
+		default:
+			c.ev.message(*m)
+		}
+	}
+}
+
+// match finds the request m answers, marking it. c.mu held.
+func (c *Client) match(m *Message, scope []*pending) *pending {
+	if m.IsReply() {
+		if m.ID != "" {
+			for _, p := range c.pend {
+				if !p.replied && p.id == m.ID && p.channel == m.Channel {
+					p.replied = true
+					return p
+				}
+			}
+			return nil
+		}
+		if scope == nil {
+			scope = c.pend
+		}
+		for _, p := range scope {
+			if !p.replied && p.channel == m.Channel && slices.Contains(c.pend, p) {
+				p.replied = true
+				return p
+			}
+		}
+		return nil
+	}
+	if m.ID == "" {
+		return nil
+	}
+	for _, p := range c.pend {
+		if p.call && !p.delivered && p.id == m.ID && p.channel == m.Channel {
+			p.delivered = true
+			return p
+		}
+	}
+	return nil
+}

@@ -1,0 +1,573 @@
+package cometd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// goNet runs fn on a goroutine counted in netWG, unless the client is stopping.
+func (c *Client) goNet(fn func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateStopping {
+		return false
+	}
+	c.netWG.Add(1)
+	go func() {
+		defer c.netWG.Done()
+		fn()
+	}()
+	return true
+}
+
+func (c *Client) emitState(kind StateKind, err error) {
+	c.ev.state(StateEvent{Kind: kind, Err: err, ClientID: c.ClientID()})
+}
+
+// handshake negotiates a transport in preference order and installs the new session. A
+// websocket that cannot be dialed or upgraded, or that the server does not offer, gives way to
+// the next transport. A successful:false reply is returned as *Error.
+func (c *Client) handshake(ctx context.Context) error {
+	var errs []error
+	for i, name := range c.transports {
+		if name == TransportWebSocket && c.wsRefused.Load() && i < len(c.transports)-1 {
+			continue // refused before (cometd-nodejs-server always answers 400): skip the round trip
+		}
+		t, err := c.open(ctx, name)
+		if err != nil {
+			c.log.Info("transport unavailable", "transport", name, "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		hs := Message{
+			Channel:                  "/meta/handshake",
+			Version:                  "1.0",
+			MinimumVersion:           "1.0",
+			SupportedConnectionTypes: c.transports,
+		}
+		replies, err := c.exchange(ctx, t, []Message{hs})
+		if err != nil {
+			t.close()
+			errs = append(errs, fmt.Errorf("%s: handshake: %w", name, err))
+			if ctx.Err() != nil || c.stopping() {
+				break
+			}
+			continue
+		}
+		r := &replies[0]
+		if !r.OK() {
+			t.close()
+			c.mu.Lock()
+			c.mergeAdvice(r.Advice, false)
+			c.mu.Unlock()
+			return replyError(r)
+		}
+		if len(r.SupportedConnectionTypes) > 0 && !slices.Contains(r.SupportedConnectionTypes, name) {
+			t.close()
+			c.log.Info("server does not offer transport", "transport", name, "offered", r.SupportedConnectionTypes)
+			errs = append(errs, fmt.Errorf("%s: not offered by the server", name))
+			continue
+		}
+		if r.ClientID == "" {
+			t.close()
+			return errors.New("cometd: handshake reply without clientId")
+		}
+		if !c.install(t, r.ClientID, r.Advice) {
+			return ErrClosed
+		}
+		c.log.Debug("handshake", "clientId", r.ClientID, "transport", name)
+		return nil
+	}
+	if c.stopping() {
+		return ErrClosed
+	}
+	return errors.Join(append([]error{ErrNoTransport}, errs...)...)
+}
+
+// connect sends one /meta/connect and waits for its reply up to advice.timeout+MaxNetworkDelay.
+func (c *Client) connect(fresh bool) (Message, error) {
+	t, id, err := c.session()
+	if err != nil {
+		return Message{}, err
+	}
+	m := Message{Channel: "/meta/connect", ClientID: id, ConnectionType: t.name()}
+	if fresh {
+		m.Advice = &Advice{Timeout: ptr(int64(0))}
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.connectWait())
+	defer cancel()
+	p := c.register(&m, false)
+	defer c.unregister(p)
+	if err := c.send(ctx, t, []*pending{p}, []Message{m}); err != nil {
+		return Message{}, c.ctxErr(err)
+	}
+	r, err := c.await(ctx, t, p, false)
+	if err != nil {
+		if t.async() {
+			t.close() // a websocket that missed its heartbeat is not trusted again
+		}
+		return Message{}, err
+	}
+	c.mu.Lock()
+	c.mergeAdvice(r.Advice, false)
+	c.mu.Unlock()
+	return r, nil
+}
+
+// connectWait is the HTTP (or frame) wait for a /meta/connect reply.
+func (c *Client) connectWait() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	timeout := DefaultConnectTimeout
+	if c.advice.Timeout != nil && *c.advice.Timeout >= 0 {
+		timeout = time.Duration(*c.advice.Timeout) * time.Millisecond
+	}
+	return timeout + c.opts.MaxNetworkDelay
+}
+
+// reopen replaces a dead websocket, keeping the session: by a new websocket, or, when the server
+// now refuses the upgrade, by long-polling (if allowed). The server tells with 402 whether the
+// session survived.
+func (c *Client) reopen() error {
+	c.mu.Lock()
+	t := c.tr
+	c.mu.Unlock()
+	if t == nil || !t.async() {
+		return nil
+	}
+	select {
+	case <-t.dead():
+	default:
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.MaxNetworkDelay)
+	defer cancel()
+	var nt transport
+	w, err := c.dialWS(ctx)
+	if err == nil {
+		nt = w
+	} else {
+		var he *HTTPError
+		if !errors.As(err, &he) || !slices.Contains(c.transports, TransportLongPolling) {
+			return err
+		}
+		c.log.Info("websocket upgrade refused, session continues on long-polling", "err", err)
+		nt = &longPolling{c: c}
+	}
+	c.mu.Lock()
+	if c.state == stateStopping || c.tr != t {
+		c.mu.Unlock()
+		nt.close()
+		return ErrClosed
+	}
+	c.tr = nt
+	c.mu.Unlock()
+	return nil
+}
+
+// restore re-subscribes the tracked channels in one batch on the new session.
+func (c *Client) restore() error {
+	subs := c.Subscriptions()
+	if len(subs) == 0 {
+		return nil
+	}
+	msgs := make([]Message, len(subs))
+	for i, s := range subs {
+		msgs[i] = Message{Channel: "/meta/subscribe", Subscription: s}
+	}
+	replies, err := c.request(c.ctx, msgs)
+	if err != nil {
+		return err
+	}
+	for i := range replies {
+		if err := replyError(&replies[i]); err != nil {
+			var be *Error
+			if errors.As(err, &be) && be.SessionUnknown() {
+				return err
+			}
+			c.log.Warn("subscription not restored", "channel", subs[i], "err", err)
+			c.forget(subs[i])
+		}
+	}
+	return nil
+}
+
+// loop is the connect loop's state. Exactly one party owns it at a time: the loop goroutine, or,
+// while a websocket heartbeat is armed (see arm), whoever completes that heartbeat: the reader
+// with its reply, the reader when the connection dies, the heartbeat timer, or finish.
+type loop struct {
+	c             *Client
+	timer         *time.Timer
+	started       chan<- error // Start waits on it for the first connect
+	running       bool         // the first connect succeeded
+	fresh         bool         // the next connect is the first of its session: advice timeout 0
+	needHandshake bool
+	needRestore   bool
+	reestablish   bool // a new session: StateReestablished on its first connect
+	disconnected  bool // StateDisconnected sent, no success since
+	multiple      bool // the last advice said multiple-clients
+	backoff       time.Duration
+	delay         time.Duration // wait before the next step
+}
+
+// errArmed ends a loop goroutine that handed the loop to an armed websocket heartbeat.
+var errArmed = errors.New("cometd: heartbeat armed")
+
+// errHeartbeat is a websocket /meta/connect that got no reply in time.
+var errHeartbeat = errors.New("cometd: no /meta/connect reply in time")
+
+// runLoop is the body of a loop goroutine.
+func (c *Client) runLoop(l *loop) {
+	err := l.run()
+	if err == errArmed {
+		return
+	}
+	c.endLoop(l, err)
+}
+
+// endLoop ends the connect loop: err nil when stopped from outside, else why the client
+// terminates on its own (or, before the first connect succeeded, why Start fails).
+func (c *Client) endLoop(l *loop, err error) {
+	l.timer.Stop()
+	if err != nil && !l.running {
+		l.started <- err
+		return // Start fails and closes the client; no events
+	}
+	if err != nil {
+		c.log.Warn("client terminated", "err", err)
+		c.beginStop(err)
+		c.cancel()
+		c.closeTransport()
+		if c.ownRT != nil {
+			c.ownRT.CloseIdleConnections()
+		}
+	}
+	c.mu.Lock()
+	reason := c.termErr
+	c.mu.Unlock()
+	c.emitState(StateTerminated, reason)
+	c.markDone()
+}
+
+// sleep waits d, false if the client stops first.
+func (l *loop) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return !l.c.stopping()
+	}
+	l.timer.Reset(d)
+	select {
+	case <-l.timer.C:
+		return true
+	case <-l.c.stopCh:
+		l.timer.Stop()
+		return false
+	}
+}
+
+func (l *loop) nextBackoff() time.Duration {
+	l.backoff = min(l.backoff+l.c.opts.BackoffIncrement, l.c.opts.MaxBackoff)
+	return l.backoff
+}
+
+// failed reports an outage once.
+func (l *loop) failed(err error) {
+	if l.disconnected {
+		l.c.log.Debug("still disconnected", "err", err)
+		return
+	}
+	l.disconnected = true
+	l.c.log.Warn("disconnected", "err", err)
+	l.c.emitState(StateDisconnected, err)
+}
+
+func interval(a Advice) time.Duration {
+	if a.Interval == nil || *a.Interval <= 0 {
+		return 0
+	}
+	return time.Duration(*a.Interval) * time.Millisecond
+}
+
+// run is the loop: it returns errArmed when a websocket heartbeat took the loop over, nil when
+// stopped from outside, else why the client must terminate.
+func (l *loop) run() error {
+	c := l.c
+	for {
+		if !l.sleep(l.delay) {
+			return nil
+		}
+		l.delay = 0
+		if l.needHandshake {
+			c.mu.Lock()
+			c.clientID = ""
+			c.mu.Unlock()
+			c.closeTransport()
+			err := c.handshake(c.ctx)
+			if c.stopping() {
+				return nil
+			}
+			if err != nil {
+				var be *Error
+				if errors.As(err, &be) && c.Advice().Reconnect == ReconnectNone {
+					return fmt.Errorf("%w: %w", ErrReconnectNone, err)
+				}
+				l.failed(err)
+				l.delay = l.nextBackoff()
+				continue
+			}
+			l.needHandshake, l.needRestore, l.fresh, l.reestablish = false, true, true, true
+			l.backoff = 0
+		}
+		if l.needRestore {
+			if err := c.restore(); err != nil {
+				if c.stopping() {
+					return nil
+				}
+				l.failed(err)
+				var be *Error
+				if errors.As(err, &be) && be.SessionUnknown() {
+					l.needHandshake = true
+					l.delay = interval(c.Advice())
+				} else {
+					l.delay = l.nextBackoff()
+				}
+				continue
+			}
+			l.needRestore = false
+		}
+		if err := c.reopen(); err != nil {
+			if c.stopping() {
+				return nil
+			}
+			l.failed(err)
+			l.delay = l.nextBackoff()
+			continue
+		}
+		var r Message
+		var err error
+		if l.running && c.canArm() {
+			if c.arm(l, &err) {
+				return errArmed
+			}
+		} else {
+			r, err = c.connect(l.fresh)
+		}
+		if end, why := l.after(r, err); end {
+			return why
+		}
+	}
+}
+
+// after handles the outcome of a /meta/connect; end says the loop is over (why nil: stopped
+// from outside). Otherwise l.delay and the flags say what comes next.
+func (l *loop) after(r Message, err error) (end bool, why error) {
+	c := l.c
+	if c.stopping() {
+		return true, nil
+	}
+	if err != nil {
+		if !l.running {
+			return true, err
+		}
+		l.failed(err)
+		l.delay = l.nextBackoff()
+		return false, nil
+	}
+	adv := c.Advice()
+	if !r.OK() {
+		e := ParseError(r.Channel, r.Error)
+		if !l.running {
+			return true, e
+		}
+		switch {
+		case adv.Reconnect == ReconnectNone:
+			return true, fmt.Errorf("%w: %w", ErrReconnectNone, e)
+		case e.SessionUnknown() || adv.Reconnect == ReconnectHandshake:
+			l.failed(e)
+			l.needHandshake = true
+			l.delay = interval(adv)
+		default:
+			l.failed(e)
+			l.delay = l.nextBackoff()
+		}
+		return false, nil
+	}
+	if !l.running {
+		c.mu.Lock()
+		abandoned := c.start == startAbandoned
+		if !abandoned {
+			c.start = startDone
+		}
+		c.mu.Unlock()
+		if abandoned {
+			return true, context.Canceled // Start gave up: end without events
+		}
+	}
+	l.backoff = 0
+	l.fresh = false
+	switch {
+	case !l.running:
+		l.running = true
+		c.log.Info("connected", "clientId", c.ClientID(), "transport", c.Transport())
+		c.emitState(StateConnected, nil)
+		l.started <- nil
+	case l.reestablish:
+		c.log.Info("session reestablished", "clientId", c.ClientID(), "transport", c.Transport())
+		c.emitState(StateReestablished, nil)
+	case l.disconnected:
+		c.log.Info("reconnected", "clientId", c.ClientID())
+		c.emitState(StateConnected, nil)
+	}
+	l.reestablish, l.disconnected = false, false
+	if adv.MultipleClients != l.multiple {
+		l.multiple = adv.MultipleClients
+		if l.multiple {
+			c.log.Warn("server reports several sessions sharing one browser cookie; it throttles connects")
+		}
+	}
+	switch {
+	case adv.Reconnect == ReconnectNone:
+		return true, ErrReconnectNone
+	case adv.Interval != nil && *adv.Interval < 0:
+		return true, fmt.Errorf("%w: negative interval %d", ErrReconnectNone, *adv.Interval)
+	case adv.Reconnect == ReconnectHandshake:
+		l.needHandshake = true
+	}
+	l.delay = interval(adv)
+	return false, nil
+}
+
+// canArm reports whether the transport in use is a live websocket.
+func (c *Client) canArm() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w, ok := c.tr.(*wsTransport)
+	if !ok {
+		return false
+	}
+	select {
+	case <-w.deadCh:
+		return false
+	default:
+		return true
+	}
+}
+
+// arm sends a websocket /meta/connect without waiting for its reply: the loop goes to whoever
+// completes it (reply, dead connection, timeout; see claim) and arm returns true; the caller
+// must not touch l again. On a send failure it returns false with *errp set, the caller still
+// owning l. So a healthy websocket session keeps no goroutine parked besides its reader.
+func (c *Client) arm(l *loop, errp *error) bool {
+	t, id, err := c.session()
+	if err != nil {
+		*errp = err
+		return false
+	}
+	m := Message{Channel: "/meta/connect", ClientID: id, ConnectionType: t.name(), ID: c.nextID()}
+	if l.fresh {
+		m.Advice = &Advice{Timeout: ptr(int64(0))}
+	}
+	p := &pending{id: m.ID, channel: m.Channel, t: t}
+	wait := c.connectWait()
+	c.mu.Lock()
+	c.pend = append(c.pend, p)
+	c.armed = p
+	p.timer = time.AfterFunc(wait, func() { c.heartbeatTimeout(p) })
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.MaxNetworkDelay)
+	err = c.send(ctx, t, nil, []Message{m})
+	cancel()
+	if err == nil {
+		return true
+	}
+	if !c.claim(p) {
+		return true // completed already (the connection died and the reader took the loop)
+	}
+	t.close()
+	*errp = c.ctxErr(err)
+	return false
+}
+
+// claim takes the armed heartbeat p back, stopping its timer; false if someone else did.
+func (c *Client) claim(p *pending) bool {
+	c.mu.Lock()
+	ok := c.armed == p
+	if ok {
+		c.armed = nil
+		c.pend = slices.DeleteFunc(c.pend, func(q *pending) bool { return q == p })
+	}
+	c.mu.Unlock()
+	if ok {
+		p.timer.Stop()
+	}
+	return ok
+}
+
+// heartbeatTimeout runs on the timer's goroutine when an armed connect got no reply.
+func (c *Client) heartbeatTimeout(p *pending) {
+	c.mu.Lock()
+	if c.state == stateStopping || c.armed != p {
+		c.mu.Unlock()
+		return // finish or the reader completes it
+	}
+	c.netWG.Add(1) // counted, so that Close waits for this
+	c.mu.Unlock()
+	defer c.netWG.Done()
+	if c.claim(p) {
+		p.t.close() // a websocket that missed its heartbeat is not trusted again
+		c.resume(p, Message{}, errHeartbeat)
+	}
+}
+
+// transportDied completes the heartbeat armed on t, if any. Called by t's reader as it ends.
+func (c *Client) transportDied(t transport) {
+	c.mu.Lock()
+	p := c.armed
+	c.mu.Unlock()
+	if p != nil && p.t == t && c.claim(p) {
+		c.resume(p, Message{}, t.err())
+	}
+}
+
+// resume continues the loop after an armed heartbeat completed, on the completer's goroutine:
+// in the usual case (success, no interval) it arms the next heartbeat right away; otherwise it
+// starts a loop goroutine, or ends the loop.
+func (c *Client) resume(p *pending, r Message, err error) {
+	l := c.lp
+	if err == nil {
+		c.mu.Lock()
+		c.mergeAdvice(r.Advice, false)
+		c.mu.Unlock()
+	}
+	for {
+		if end, why := l.after(r, err); end {
+			c.endLoop(l, why)
+			return
+		}
+		if l.delay > 0 || l.needHandshake || l.needRestore || !c.canArm() {
+			break
+		}
+		if c.arm(l, &err) {
+			return
+		}
+		r = Message{}
+	}
+	if !c.goNet(func() { c.runLoop(l) }) {
+		c.endLoop(l, nil)
+	}
+}
+
+// finishArmed completes a heartbeat still armed when the client stops.
+func (c *Client) finishArmed() {
+	c.mu.Lock()
+	p := c.armed
+	c.mu.Unlock()
+	if p != nil && c.claim(p) {
+		c.endLoop(c.lp, nil)
+	}
+}
