@@ -1,0 +1,210 @@
+package gcb
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
+)
+
+// The defaults of Config.
+const (
+	DefaultCometDPath        = "/cometd"
+	DefaultRequestTimeout    = 10 * time.Second
+	DefaultMaxNetworkDelay   = 10 * time.Second
+	DefaultBackoffIncrement  = time.Second
+	DefaultMaxBackoff        = 30 * time.Second
+	DefaultJoinTimeout       = 15 * time.Second
+	DefaultStopTimeout       = 5 * time.Second
+	DefaultDisconnectTimeout = 2 * time.Second
+	DefaultLostAfter         = 60 * time.Second
+	DefaultAgentViewPath     = "/slave.html"
+	DefaultEventBuffer       = 16
+
+	// DefaultAgentViewFragment is the fragment of the agent view URL (slave.html#...).
+	//
+	// [INFERRED] Genesys documents only that the parameters live in the fragment and start with
+	// "nosidinput=1"; the name of the parameter that carries the 9-digit token is not in any
+	// public text ("sid" is a guess). Check it against a real slave.html before production and
+	// set Config.AgentViewFragment accordingly.
+	DefaultAgentViewFragment = "nosidinput=1&sid={token}"
+)
+
+// Config configures the Genesys Co-browse connector. The zero value of every field but
+// ClusterURL takes its default.
+type Config struct {
+	// ClusterURL is the Co-browse cluster's URL (the load balancer, Genesys "[cluster] url"),
+	// e.g. "http://cobrowse.example:8700/cobrowse". Required. A trailing slash is removed.
+	ClusterURL string
+
+	// Origin is the Origin header sent on Get Session (Genesys 9.0 checks it against
+	// "[cross-origin] allowedOrigins") and on the REST stop. Default: the cluster URL's
+	// scheme://host[:port].
+	Origin string
+
+	// CometDPath is the CometD endpoint below a node or cluster URL. Default "/cometd".
+	// [INFERRED]: the usual CometD servlet mapping; Genesys does not document it.
+	CometDPath string
+
+	// Transports is the CometD transport preference. Default websocket, then long-polling.
+	Transports []string
+
+	// RequestTimeout bounds each REST call (Get Session, REST stop). Default 10s.
+	RequestTimeout time.Duration
+
+	// MaxNetworkDelay, BackoffIncrement and MaxBackoff tune the CometD client: how long a normal
+	// Bayeux request may take, and the reconnect backoff's step and cap.
+	// Defaults 10s, 1s, 30s.
+	MaxNetworkDelay  time.Duration
+	BackoffIncrement time.Duration
+	MaxBackoff       time.Duration
+
+	// JoinTimeout bounds a join as Controller: the CometD handshake and first connect plus the
+	// /service/session/join call. It also bounds the one re-join after a re-handshake.
+	// Default 15s.
+	JoinTimeout time.Duration
+
+	// StopTimeout bounds the CometD /service/session/stop call; when it runs out, Stop falls back
+	// to the REST stop. Default 5s.
+	StopTimeout time.Duration
+
+	// DisconnectTimeout bounds the /meta/disconnect sent when a session ends or is closed.
+	// Default 2s.
+	DisconnectTimeout time.Duration
+
+	// LostAfter is how long a session's Bayeux connection may stay disconnected (the CometD client
+	// retrying) before the session counts as lost (EventLost, after a best-effort REST stop).
+	// Default 60s.
+	LostAfter time.Duration
+
+	// AgentViewPath is the agent page below the node URL. Default "/slave.html".
+	AgentViewPath string
+
+	// AgentViewFragment is the template of the agent view URL's fragment (after '#'; Genesys
+	// passes slave.html's parameters in the fragment, never the query). The placeholders
+	// {token} (the 9-digit session token) and {sessionId} (the sessionHistoryId) are replaced,
+	// query-escaped. It must contain {token}. Default DefaultAgentViewFragment, which is
+	// [INFERRED]: see there.
+	AgentViewFragment string
+
+	// ControllerName is the "name" sent on join when the trigger names no agent. When the
+	// trigger has an AgentID, the agent id is sent as the name instead, so that the server can
+	// enforce one live session per agent. Optional: without either, no name is sent.
+	ControllerName string
+
+	// EventBuffer is the capacity of each session's event channel. Default 16.
+	EventBuffer int
+
+	// RoundTripper is the HTTP transport shared by every REST call and every session's CometD
+	// client (each CometD client keeps its own cookie jar). Default: a clone of
+	// http.DefaultTransport owned by the Connector and closed by Connector.Close.
+	RoundTripper http.RoundTripper
+
+	// Breakers are the per-node circuit breakers every server call goes through. Share one set
+	// between connectors that talk to the same nodes. Default: a new set built from Breaker.
+	Breakers *connector.Breakers
+	// Breaker configures the default Breakers (ignored when Breakers is set).
+	Breaker connector.BreakerSettings
+
+	// Logger receives the connector's logs (component=gcb). Session and user tokens are logged
+	// masked, cookie values never. Default: discard.
+	Logger *slog.Logger
+}
+
+// withDefaults returns a copy of c with every zero field set to its default and checks the rest.
+func (c Config) withDefaults() (Config, error) {
+	var errs []error
+	c.ClusterURL = strings.TrimRight(strings.TrimSpace(c.ClusterURL), "/")
+	if c.ClusterURL == "" {
+		errs = append(errs, errors.New("gcb: ClusterURL is required"))
+	} else if err := checkBaseURL(c.ClusterURL); err != nil {
+		errs = append(errs, fmt.Errorf("gcb: ClusterURL: %w", err))
+	}
+	if c.Origin == "" && len(errs) == 0 {
+		u, _ := url.Parse(c.ClusterURL)
+		c.Origin = u.Scheme + "://" + u.Host
+	}
+	if c.CometDPath == "" {
+		c.CometDPath = DefaultCometDPath
+	}
+	if !strings.HasPrefix(c.CometDPath, "/") {
+		errs = append(errs, fmt.Errorf("gcb: CometDPath %q must start with '/'", c.CometDPath))
+	}
+	if len(c.Transports) == 0 {
+		c.Transports = []string{cometd.TransportWebSocket, cometd.TransportLongPolling}
+	} else {
+		c.Transports = append([]string(nil), c.Transports...)
+	}
+	for _, tr := range c.Transports {
+		if tr != cometd.TransportWebSocket && tr != cometd.TransportLongPolling {
+			errs = append(errs, fmt.Errorf("gcb: unknown transport %q (want %q or %q)", tr, cometd.TransportWebSocket, cometd.TransportLongPolling))
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"RequestTimeout", &c.RequestTimeout, DefaultRequestTimeout},
+		{"MaxNetworkDelay", &c.MaxNetworkDelay, DefaultMaxNetworkDelay},
+		{"BackoffIncrement", &c.BackoffIncrement, DefaultBackoffIncrement},
+		{"MaxBackoff", &c.MaxBackoff, DefaultMaxBackoff},
+		{"JoinTimeout", &c.JoinTimeout, DefaultJoinTimeout},
+		{"StopTimeout", &c.StopTimeout, DefaultStopTimeout},
+		{"DisconnectTimeout", &c.DisconnectTimeout, DefaultDisconnectTimeout},
+		{"LostAfter", &c.LostAfter, DefaultLostAfter},
+	} {
+		switch {
+		case *d.v < 0:
+			errs = append(errs, fmt.Errorf("gcb: %s must not be negative (got %s)", d.name, *d.v))
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	if c.AgentViewPath == "" {
+		c.AgentViewPath = DefaultAgentViewPath
+	}
+	if !strings.HasPrefix(c.AgentViewPath, "/") {
+		errs = append(errs, fmt.Errorf("gcb: AgentViewPath %q must start with '/'", c.AgentViewPath))
+	}
+	if c.AgentViewFragment == "" {
+		c.AgentViewFragment = DefaultAgentViewFragment
+	}
+	c.AgentViewFragment = strings.TrimPrefix(c.AgentViewFragment, "#")
+	if !strings.Contains(c.AgentViewFragment, "{token}") {
+		errs = append(errs, fmt.Errorf("gcb: AgentViewFragment %q must contain {token}", c.AgentViewFragment))
+	}
+	if c.EventBuffer < 0 {
+		errs = append(errs, fmt.Errorf("gcb: EventBuffer must not be negative (got %d)", c.EventBuffer))
+	} else if c.EventBuffer == 0 {
+		c.EventBuffer = DefaultEventBuffer
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, errors.Join(errs...)
+}
+
+// checkBaseURL accepts an absolute http(s) URL with a host, no query and no fragment.
+func checkBaseURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: scheme must be http or https", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q: no host", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: must have no query or fragment", s)
+	}
+	return nil
+}

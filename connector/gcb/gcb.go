@@ -1,0 +1,310 @@
+// Package gcb is the Genesys Co-browse (GCB 8.5 / 9.0) connector: it joins a co-browse session as
+// Controller (role 3) and turns the server's CometD notifications into connector events.
+//
+// The flow, per co-browse session (see shared/reference/genesys-cobrowse.md):
+//
+//  1. Get Session on the cluster URL (GET <cluster>/rest/live/sessions/{token}, with an Origin
+//     header) to learn the owning node;
+//  2. stick to that node: its sessionServerUrl when the server gives one, otherwise the cluster
+//     URL with the gcbSessionServer cookie Get Session set (sent on every CometD request, the
+//     WebSocket upgrade and the REST stop);
+//  3. a new CometD client (its own cookie jar; the HTTP transport is shared) handshakes and
+//     connects, then calls /service/session/join with role 3;
+//  4. /service/session/joined, /activated and /deactivated become EventParticipantJoined,
+//     EventActivated and EventDeactivated; after deactivated the Bayeux client disconnects;
+//  5. a Bayeux re-handshake loses the Genesys join: the session joins again once, and if that
+//     fails it stops the session through REST and ends with EventLost;
+//  6. Stop uses /service/session/stop, and falls back to the REST stop with the Controller's user
+//     token.
+//
+// Every server call goes through the circuit breaker of the node it goes to.
+package gcb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
+)
+
+// The CometD service channels of a Genesys Co-browse session.
+const (
+	ChannelJoin        = "/service/session/join"
+	ChannelStop        = "/service/session/stop"
+	ChannelJoined      = "/service/session/joined"
+	ChannelActivated   = "/service/session/activated"
+	ChannelDeactivated = "/service/session/deactivated"
+)
+
+// Connector is the Genesys Co-browse connector. It is safe for concurrent use.
+type Connector struct {
+	cfg      Config
+	log      *slog.Logger
+	rt       http.RoundTripper
+	ownRT    *http.Transport // the transport New made, closed by Close; nil when Config gave one
+	http     *http.Client    // REST calls: shared transport, no cookie jar (cookies are set per request)
+	breakers *connector.Breakers
+}
+
+var _ connector.Connector = (*Connector)(nil)
+
+// New checks cfg, fills its defaults and returns a Connector.
+func New(cfg Config) (*Connector, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Connector{cfg: cfg, log: cfg.Logger.With("component", "gcb"), rt: cfg.RoundTripper, breakers: cfg.Breakers}
+	if c.rt == nil {
+		c.ownRT = http.DefaultTransport.(*http.Transport).Clone()
+		c.rt = c.ownRT
+	}
+	if c.breakers == nil {
+		bs := cfg.Breaker
+		if bs.Logger == nil {
+			bs.Logger = cfg.Logger
+		}
+		c.breakers = connector.NewBreakers(bs)
+	}
+	c.http = &http.Client{Transport: c.rt}
+	return c, nil
+}
+
+// Vendor returns connector.Genesys.
+func (c *Connector) Vendor() connector.Vendor { return connector.Genesys }
+
+// Breakers returns the per-node circuit breakers the connector uses.
+func (c *Connector) Breakers() *connector.Breakers { return c.breakers }
+
+// Close releases the idle connections of the HTTP transport the connector made for itself (a
+// transport given in Config is left alone). Sessions are not touched: close them first.
+func (c *Connector) Close() error {
+	if c.ownRT != nil {
+		c.ownRT.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Join finds the session's owning node, connects to it and joins as Controller. The name sent on
+// join is the trigger's AgentID (or Config.ControllerName). Errors are *connector.ServerError
+// wrapping ErrNotFound (unknown token, not live), ErrRefused (the server said no; Reason has its
+// words) or ErrUnavailable (network, 5xx, time-out, open breaker).
+func (c *Connector) Join(ctx context.Context, t connector.Trigger) (connector.Session, error) {
+	if !validToken(t.Token) {
+		return nil, invalidToken(opJoin, c.cfg.ClusterURL)
+	}
+	log := c.log.With("session", connector.MaskToken(t.Token))
+	r, err := c.locate(ctx, log, t.Token)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.connect(ctx, opJoin, r, t.Token, t.AgentID, "")
+	if err != nil {
+		log.DebugContext(ctx, "join failed", "node", r.NodeURL, "err", err)
+		return nil, err
+	}
+	return s, nil
+}
+
+// Rejoin connects to the node saved in h (with its stickiness cookie) and joins the session as
+// Controller again, after a daemon restart. A handle without a usable node URL is located again
+// through Get Session. Errors are as for Join.
+func (c *Connector) Rejoin(ctx context.Context, h connector.Handle) (connector.Session, error) {
+	if h.Vendor != "" && h.Vendor != connector.Genesys {
+		return nil, &connector.ServerError{Op: opRejoin, Node: h.NodeURL, Kind: connector.ErrNotFound,
+			Err: fmt.Errorf("gcb: handle is for vendor %q", h.Vendor)}
+	}
+	if !validToken(h.Token) {
+		return nil, invalidToken(opRejoin, h.NodeURL)
+	}
+	log := c.log.With("session", connector.MaskToken(h.Token))
+	r, err := c.handleRoute(ctx, log, h)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.connect(ctx, opRejoin, r, h.Token, h.AgentID, h.SessionID)
+	if err != nil {
+		log.DebugContext(ctx, "rejoin failed", "node", r.NodeURL, "err", err)
+		return nil, err
+	}
+	return s, nil
+}
+
+// StopHandle stops a session without a live connection: the REST stop with the saved user token
+// on the saved node (with the saved stickiness cookie). A session the server no longer knows is
+// taken as already ended: no error, zero times.
+func (c *Connector) StopHandle(ctx context.Context, h connector.Handle) (connector.Times, error) {
+	if h.UserToken == "" {
+		return connector.Times{}, &connector.ServerError{Op: opRESTStop, Node: h.NodeURL, Kind: connector.ErrNotFound,
+			Reason: "handle has no user token"}
+	}
+	log := c.log.With("session", connector.MaskToken(h.Token), "user", connector.MaskToken(h.UserToken))
+	r, err := c.handleRoute(ctx, log, h)
+	if err != nil {
+		if isNotFound(err) {
+			return connector.Times{}, nil
+		}
+		return connector.Times{}, err
+	}
+	t, err := c.restStop(ctx, r, h.UserToken)
+	if err != nil {
+		if isNotFound(err) {
+			log.InfoContext(ctx, "REST stop: session already ended", "node", r.NodeURL)
+			return connector.Times{}, nil
+		}
+		return connector.Times{}, err
+	}
+	log.InfoContext(ctx, "session stopped through REST", "node", r.NodeURL)
+	return t, nil
+}
+
+// locate runs Get Session and the stickiness decision.
+func (c *Connector) locate(ctx context.Context, log *slog.Logger, token string) (route, error) {
+	info, err := c.getSession(ctx, token)
+	if err != nil {
+		log.DebugContext(ctx, "get session failed", "err", err)
+		return route{}, err
+	}
+	r := chooseRoute(c.cfg.ClusterURL, info.ServerURL, info.Cookie)
+	switch {
+	case strings.HasSuffix(r.Why, "no-cookie"):
+		// Not invented: the cookie's format is not documented. With one node, or a load
+		// balancer that routes otherwise, this still works.
+		log.WarnContext(ctx, "no sessionServerUrl and no gcbSessionServer cookie from Get Session; using the cluster URL without stickiness",
+			"node", r.NodeURL, "server", info.ServerName, "route", r.Why)
+	case strings.HasPrefix(r.Why, "bad-server-url"):
+		log.WarnContext(ctx, "unusable sessionServerUrl; staying on the cluster URL",
+			"sessionServerUrl", clip(info.ServerURL), "route", r.Why)
+	default:
+		log.DebugContext(ctx, "session located", "node", r.NodeURL, "server", info.ServerName, "route", r.Why)
+	}
+	return r, nil
+}
+
+// handleRoute is the route saved in h, or a fresh one from Get Session when h has no usable node.
+func (c *Connector) handleRoute(ctx context.Context, log *slog.Logger, h connector.Handle) (route, error) {
+	node := strings.TrimRight(h.NodeURL, "/")
+	if node != "" && checkBaseURL(node) == nil {
+		return route{NodeURL: node, Sticky: h.Sticky, Why: "handle"}, nil
+	}
+	if !validToken(h.Token) {
+		return route{}, invalidToken(opGetSession, c.cfg.ClusterURL)
+	}
+	return c.locate(ctx, log, h.Token)
+}
+
+// connect creates the session's CometD client on r, starts it and joins as Controller, all through
+// r's breaker and bounded by JoinTimeout. On failure everything is released.
+func (c *Connector) connect(ctx context.Context, op string, r route, token, agentID, prevSessionID string) (*session, error) {
+	s := newSession(c, token, r, agentID)
+	jctx, cancel := context.WithTimeout(ctx, c.cfg.JoinTimeout)
+	defer cancel()
+	reply, err := connector.Execute(c.breakers, r.NodeURL, op, func() (joinReply, error) {
+		client, err := cometd.New(cometd.Options{
+			URL:              r.NodeURL + c.cfg.CometDPath,
+			Transports:       c.cfg.Transports,
+			Cookies:          r.stickyCookies(),
+			RoundTripper:     c.rt,
+			MaxNetworkDelay:  c.cfg.MaxNetworkDelay,
+			BackoffIncrement: c.cfg.BackoffIncrement,
+			MaxBackoff:       c.cfg.MaxBackoff,
+			Logger:           c.cfg.Logger.With("session", connector.MaskToken(token)),
+			OnMessage:        s.onMessage,
+			OnState:          s.onState,
+		})
+		if err != nil {
+			return joinReply{}, &connector.ServerError{Op: op, Node: r.NodeURL, Kind: connector.ErrUnavailable,
+				Err: fmt.Errorf("creating the CometD client: %w", err)}
+		}
+		s.client = client
+		if err := client.Start(jctx); err != nil {
+			return joinReply{}, bayeuxError(op, r.NodeURL, err)
+		}
+		return s.joinCall(jctx, op)
+	})
+	if err != nil {
+		if s.client != nil {
+			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 2*c.cfg.DisconnectTimeout)
+			_ = s.shutdownClient(sctx, true)
+			scancel()
+		}
+		s.cancel()
+		return nil, err
+	}
+	s.begin(reply, prevSessionID)
+	return s, nil
+}
+
+// joinCall calls /service/session/join as Controller on the session's client and checks the reply.
+func (s *session) joinCall(ctx context.Context, op string) (joinReply, error) {
+	req := map[string]any{"sessionToken": s.token, "role": int(connector.RoleController)}
+	if s.name != "" {
+		req["name"] = s.name
+	}
+	r, err := s.decodeJoin(ctx, op, req)
+	return r, redact(err, s.token)
+}
+
+func (s *session) decodeJoin(ctx context.Context, op string, req map[string]any) (joinReply, error) {
+	node := s.route.NodeURL
+	raw, err := s.client.Call(ctx, ChannelJoin, req)
+	if err != nil {
+		return joinReply{}, bayeuxError(op, node, err)
+	}
+	var r joinReply
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return joinReply{}, &connector.ServerError{Op: op, Node: node, Kind: connector.ErrUnavailable,
+			Reason: clip(string(raw)), Err: fmt.Errorf("decoding join reply: %w", err)}
+	}
+	if r.Error != "" {
+		return joinReply{}, bayeuxError(op, node, cometd.ParseError(ChannelJoin, r.Error))
+	}
+	if r.UserToken == "" {
+		return joinReply{}, &connector.ServerError{Op: op, Node: node, Kind: connector.ErrRefused,
+			Reason: "join reply without userToken: " + clip(string(raw))}
+	}
+	return r, nil
+}
+
+// bayeuxError turns a CometD failure into a *connector.ServerError. A successful:false reply is an
+// answer from the server: "402"/"401" (unknown Bayeux client), "406" (local time-out), "408", "429" and
+// 5xx codes are unavailability; 404/410 or words like "not found" mean the session is gone; any
+// other code is a refusal with the server's words as Reason. Anything that is not a reply
+// (transport failure, time-out, client stopped) is unavailability.
+func bayeuxError(op, node string, err error) error {
+	if se, ok := errors.AsType[*connector.ServerError](err); ok {
+		return se
+	}
+	ce, ok := errors.AsType[*cometd.Error](err)
+	if !ok {
+		return &connector.ServerError{Op: op, Node: node, Kind: connector.ErrUnavailable, Err: err}
+	}
+	reason := strings.TrimSpace(ce.Message)
+	if reason == "" {
+		reason = ce.Raw
+	}
+	return &connector.ServerError{Op: op, Node: node, Kind: bayeuxKind(ce), Reason: clip(reason), Err: err}
+}
+
+func bayeuxKind(ce *cometd.Error) error {
+	text := strings.ToLower(ce.Message + " " + ce.Raw)
+	switch {
+	case ce.SessionUnknown() || ce.Code == 406 || ce.Code == 408 || ce.Code == 429 || ce.Code >= 500:
+		return connector.ErrUnavailable
+	case ce.Code == 404 || ce.Code == 410,
+		strings.Contains(text, "not found"), strings.Contains(text, "no such session"),
+		strings.Contains(text, "unknown session"), strings.Contains(text, "not live"):
+		return connector.ErrNotFound
+	}
+	return connector.ErrRefused
+}
+
+func invalidToken(op, node string) error {
+	return &connector.ServerError{Op: op, Node: node, Kind: connector.ErrNotFound, Err: ErrInvalidToken}
+}
