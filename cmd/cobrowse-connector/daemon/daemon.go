@@ -1,0 +1,311 @@
+// Package daemon wires the daemon together: NATS (external, or an embedded server), the inbound
+// consumer (chat), the brain (controller), the Co-browse Server connector (connector/gcb) and the
+// outbound publisher (attach). Run builds them in that dependency order and tears them down in
+// reverse under a bounded shutdown. It holds no policy of its own: every decision lives in the
+// packages it wires.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cobrowse-connector/cobrowse-connector/attach"
+	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/configs"
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb"
+	"github.com/cobrowse-connector/cobrowse-connector/controller"
+)
+
+// Options are what a caller of Run may add to the config.
+type Options struct {
+	// Logger receives every component's logs. Nil: built from cfg.Log, writing to stderr.
+	Logger *slog.Logger
+	// Ready, if set, is called once the daemon consumes, with the NATS URL it uses.
+	Ready func(natsURL string)
+	// Abort, if set, stops the daemon abruptly when closed, as a crash would: the NATS connection
+	// is closed first, so nothing more is acked, published or saved, and sessions are left live.
+	// For tests of recovery.
+	Abort <-chan struct{}
+}
+
+// Run runs the daemon until ctx is done, then shuts it down within cfg.ShutdownTimeout.
+func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
+	if err := cfg.ValidateRun(); err != nil {
+		return err
+	}
+	log := opts.Logger
+	if log == nil {
+		if log, err = NewLogger(os.Stderr, cfg.Log.Format, cfg.Log.Level); err != nil {
+			return err
+		}
+	}
+
+	// Resources are released in reverse order of creation, each by its own closer.
+	var closers []func()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
+
+	natsURL := cfg.NATS.URL
+	if natsURL == "" {
+		ns, stop, err := startEmbeddedNATS(cfg.NATS.Embedded, log)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, stop)
+		natsURL = ns.ClientURL()
+	}
+	nc, err := connectNATS(natsURL, cfg.NATS, log)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, func() { drainNATS(nc, log) })
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+
+	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelSetup()
+	pub, err := attach.New(setupCtx, js, attach.Config{
+		Prefix:          cfg.NATS.Prefix,
+		Stream:          cfg.NATS.Outbound.Stream,
+		DuplicateWindow: cfg.NATS.Outbound.DuplicateWindow.D(),
+		PublishTimeout:  cfg.NATS.Outbound.PublishTimeout.D(),
+		Logger:          log,
+	})
+	if err != nil {
+		return fmt.Errorf("outbound stream: %w", err)
+	}
+	store, err := controller.OpenKVStore(setupCtx, js, controller.KVConfig{Bucket: cfg.NATS.KVBucket})
+	if err != nil {
+		return err
+	}
+	conn, err := gcb.New(gcbConfig(cfg, log))
+	if err != nil {
+		return err
+	}
+	closers = append(closers, func() { _ = conn.Close() })
+
+	ctrl, err := controller.New(controllerConfig(cfg, log), conn, store, pub)
+	if err != nil {
+		return err
+	}
+	if err := ctrl.Recover(setupCtx); err != nil {
+		return err
+	}
+	consumer, err := chat.NewConsumer(setupCtx, js, chatConfig(cfg, log))
+	if err != nil {
+		return fmt.Errorf("inbound consumer: %w", err)
+	}
+	cancelSetup()
+
+	// The consumer feeds the controller; the sweep runs beside them. Both stop with runCtx.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	var wg sync.WaitGroup
+	consumerErr := make(chan error, 1)
+	wg.Go(func() { consumerErr <- consumer.Run(runCtx, ctrl) })
+	wg.Go(func() { _ = ctrl.Run(runCtx) })
+	log.Info("cobrowse-connector running", "nats", natsURL, "genesys", cfg.Genesys.URL)
+	if opts.Ready != nil {
+		opts.Ready(natsURL)
+	}
+
+	aborted := false
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "bound", cfg.ShutdownTimeout.D())
+	case err = <-consumerErr:
+		consumerErr <- err
+		log.Error("inbound consumer stopped", "err", err)
+	case <-opts.Abort:
+		aborted = true
+		log.Warn("aborting: closing NATS without draining")
+		nc.Close()
+	}
+
+	// Ordered shutdown: stop taking messages, let the actors finish theirs, then release the
+	// connector, NATS and the embedded server (the deferred closers).
+	stopRun()
+	wg.Wait()
+	if err == nil {
+		err = <-consumerErr
+	}
+	bound := cfg.ShutdownTimeout.D()
+	if aborted {
+		bound = 0
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
+	defer cancel()
+	if serr := ctrl.Shutdown(sctx); serr != nil && !aborted {
+		log.Warn("shutdown", "err", serr)
+	}
+	if aborted {
+		return nil
+	}
+	return err
+}
+
+func startEmbeddedNATS(cfg configs.EmbeddedNATSConfig, log *slog.Logger) (*server.Server, func(), error) {
+	dir := cfg.StoreDir
+	temp := dir == ""
+	if temp {
+		var err error
+		if dir, err = os.MkdirTemp("", "cobrowse-nats-"); err != nil {
+			return nil, nil, err
+		}
+	}
+	port := cfg.Port
+	if port < 0 {
+		port = server.RANDOM_PORT
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "cobrowse-connector-embedded",
+		Host:       cfg.Host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, nil, errors.New("embedded NATS server: not ready within 10s")
+	}
+	log.Info("no nats.url configured: started an embedded NATS server with JetStream", "url", ns.ClientURL(), "store", dir)
+	return ns, func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		if temp {
+			_ = os.RemoveAll(dir)
+		}
+	}, nil
+}
+
+func connectNATS(url string, cfg configs.NATSConfig, log *slog.Logger) (*nats.Conn, error) {
+	l := log.With("component", "nats")
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				l.Warn("disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { l.Info("reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if cfg.User != "" {
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password.Reveal()))
+	}
+	if cfg.Token.Reveal() != "" {
+		opts = append(opts, nats.Token(cfg.Token.Reveal()))
+	}
+	if cfg.CredentialsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredentialsFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats: connect: %w", err)
+	}
+	return nc, nil
+}
+
+// drainNATS flushes what is pending and closes the connection, within a bound.
+func drainNATS(nc *nats.Conn, log *slog.Logger) {
+	if nc.IsClosed() {
+		return
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		log.Warn("nats drain took longer than 5s; closing")
+		nc.Close()
+	}
+}
+
+func gcbConfig(cfg configs.Config, log *slog.Logger) gcb.Config {
+	g := cfg.Genesys
+	c := cfg.Controller
+	return gcb.Config{
+		ClusterURL:        g.URL,
+		Origin:            g.Origin,
+		CometDPath:        g.CometDPath,
+		Transports:        g.Transports,
+		RequestTimeout:    g.RequestTimeout.D(),
+		MaxNetworkDelay:   g.MaxNetworkDelay.D(),
+		JoinTimeout:       c.JoinTimeout.D(),
+		StopTimeout:       c.StopWait.D(),
+		LostAfter:         g.LostAfter.D(),
+		AgentViewFragment: g.AgentViewFragment,
+		ControllerName:    g.ControllerName,
+		Breaker: connector.BreakerSettings{
+			FailuresToTrip:      uint32(c.Breaker.Failures),
+			OpenFor:             c.Breaker.OpenFor.D(),
+			HalfOpenMaxRequests: uint32(c.Breaker.HalfOpenRequests),
+			Logger:              log,
+		},
+		Logger: log,
+	}
+}
+
+func controllerConfig(cfg configs.Config, log *slog.Logger) controller.Config {
+	c := cfg.Controller
+	return controller.Config{
+		Timers:          controller.Timers{NoAgentJoin: c.NoAgentJoin.D(), Inactivity: c.Inactivity.D()},
+		StopWait:        c.StopWait.D(),
+		JoinTimeout:     c.JoinTimeout.D(),
+		PublishTimeout:  cfg.NATS.Outbound.PublishTimeout.D(),
+		RetryDelay:      c.RetryDelay.D(),
+		MaxInteractions: c.MaxInteractions,
+		Sweep:           c.Sweep,
+		Logger:          log,
+	}
+}
+
+func chatConfig(cfg configs.Config, log *slog.Logger) chat.Config {
+	in := cfg.NATS.Inbound
+	roles := make([]chat.Role, len(cfg.Chat.TriggerRoles))
+	for i, r := range cfg.Chat.TriggerRoles {
+		roles[i] = chat.Role(r)
+	}
+	backoff := make([]time.Duration, len(in.Backoff))
+	for i, b := range in.Backoff {
+		backoff[i] = b.D()
+	}
+	return chat.Config{
+		Prefix:        cfg.NATS.Prefix,
+		Stream:        in.Stream,
+		Durable:       in.Durable,
+		MaxPayload:    in.MaxPayload,
+		AckWait:       in.AckWait.D(),
+		MaxDeliver:    in.MaxDeliver,
+		Backoff:       backoff,
+		MaxAckPending: in.MaxAckPending,
+		TriggerRoles:  roles,
+		Logger:        log,
+	}
+}

@@ -1,0 +1,353 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cobrowse-connector/cobrowse-connector/attach"
+	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/configs"
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest"
+)
+
+// DemoOptions shape the demo's scripted conversation.
+type DemoOptions struct {
+	// End is how the interaction ends: "transferred" (default) or "closed".
+	End string
+	// Pace is the pause between the script's steps, so that a person can follow it; 0 in tests.
+	Pace time.Duration
+	// Logger receives the daemon's own logs (default: none).
+	Logger *slog.Logger
+}
+
+// Demo runs the main job on embedded defaults: an embedded NATS server, a 3-node built-in
+// Co-browse Server (gcbtest) and the real daemon, then plays a scripted conversation through the
+// NATS contract and prints, as it happens, every message on the contact-center subjects. What it
+// prints is read back from NATS, not from the script: the session id shown is the one the
+// Co-browse Server issued.
+func Demo(ctx context.Context, w io.Writer, opts DemoOptions) error {
+	end := chat.EventType(opts.End)
+	switch end {
+	case "":
+		end = chat.EventTransferred
+	case chat.EventTransferred, chat.EventClosed:
+	default:
+		return fmt.Errorf("demo: --end %q: want transferred or closed", opts.End)
+	}
+	cluster := gcbtest.NewCluster(gcbtest.Options{Nodes: 3, ConnectTimeout: 2 * time.Second, MaxInterval: 10 * time.Second})
+	defer cluster.Close()
+
+	cfg := configs.Default()
+	cfg.NATS.URL = ""
+	cfg.NATS.Embedded.Port = -1
+	cfg.NATS.Embedded.StoreDir = ""
+	cfg.Genesys.URL = cluster.URL()
+	cfg.ShutdownTimeout = configs.Duration{Duration: 10 * time.Second}
+
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ready := make(chan string, 1)
+	runErr := make(chan error, 1)
+	go func() { runErr <- Run(runCtx, cfg, Options{Logger: log, Ready: func(u string) { ready <- u }}) }()
+	var natsURL string
+	select {
+	case natsURL = <-ready:
+	case err := <-runErr:
+		return fmt.Errorf("demo: daemon did not start: %w", err)
+	case <-time.After(30 * time.Second):
+		return errors.New("demo: daemon did not start within 30s")
+	}
+
+	p := &demoPrinter{w: w, start: time.Now(), msgs: make(chan demoMsg, 256), pace: opts.Pace, seen: map[string]int{}}
+	fmt.Fprintf(w, "cobrowse-connector demo: embedded NATS at %s, Co-browse cluster of 3 nodes at %s\n\n", natsURL, cluster.URL())
+	scriptErr := p.play(ctx, natsURL, cluster, end)
+
+	stop()
+	if err := <-runErr; err != nil && scriptErr == nil {
+		scriptErr = fmt.Errorf("demo: daemon: %w", err)
+	}
+	return scriptErr
+}
+
+// demoMsg is one message seen on NATS.
+type demoMsg struct {
+	subject string
+	data    []byte
+}
+
+type demoPrinter struct {
+	w     io.Writer
+	start time.Time
+	msgs  chan demoMsg
+	pace  time.Duration
+	seen  map[string]int // messages printed, per subject
+	last  attach.Update
+}
+
+// pause waits the demo's pace, printing what arrives meanwhile.
+func (p *demoPrinter) pause(ctx context.Context) {
+	if p.pace <= 0 {
+		return
+	}
+	t := time.NewTimer(p.pace)
+	defer t.Stop()
+	for {
+		select {
+		case m := <-p.msgs:
+			p.print(m)
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+const (
+	demoInteraction = "demo-interaction-1"
+	demoAgent       = "agent-7"
+	demoNextAgent   = "agent-9"
+)
+
+func (p *demoPrinter) play(ctx context.Context, natsURL string, cluster *gcbtest.Cluster, end chat.EventType) error {
+	nc, err := nats.Connect(natsURL, nats.Name("cobrowse-connector-demo"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	sub, err := nc.Subscribe("cc.>", func(m *nats.Msg) {
+		p.msgs <- demoMsg{subject: m.Subject, data: m.Data}
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+
+	chatSubj := chat.ChatSubject("cc", demoInteraction)
+	attachSubj := attach.UpdateSubject("cc", demoInteraction)
+	seq := 0
+	publish := func(subject string, v any) error {
+		seq++
+		b, _ := json.Marshal(v)
+		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{"Nats-Msg-Id": []string{fmt.Sprintf("demo-%d", seq)}}})
+		return err
+	}
+	say := func(role chat.Role, who, text string) error {
+		return publish(chat.ChatSubject("cc", demoInteraction), chat.Message{
+			ID: fmt.Sprintf("chat-%d", seq+1), InteractionID: demoInteraction,
+			From: chat.Sender{Role: role, ID: who, Name: who}, Text: text, SentAt: time.Now().UTC(),
+		})
+	}
+	event := func(typ chat.EventType, agent, toAgent string) error {
+		return publish(chat.EventSubject("cc", demoInteraction), chat.Event{
+			ID: fmt.Sprintf("event-%d", seq+1), InteractionID: demoInteraction, Type: typ,
+			AgentID: agent, ToAgentID: toAgent, At: time.Now().UTC(),
+		})
+	}
+
+	steps := []func() error{
+		func() error { return event(chat.EventCreated, demoAgent, "") },
+		func() error {
+			return say(chat.RoleCustomer, "customer-42", "Hi, I am stuck on the loan application form.")
+		},
+		func() error {
+			return say(chat.RoleAgent, demoAgent, "Happy to help. Shall we co-browse? Click 'Co-browse' on the page.")
+		},
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
+		}
+		p.pause(ctx)
+	}
+	if err := p.await(ctx, chatSubj, 2); err != nil {
+		return err
+	}
+
+	// The customer's browser starts a co-browse session on a node; its page posts the token.
+	p.pause(ctx)
+	sess, err := cluster.CreateSession(1)
+	if err != nil {
+		return err
+	}
+	p.note("customer's browser starts a co-browse session on %s (token %s)", sess.Node().Name(), connector.MaskToken(sess.Token()))
+	if err := say(chat.RoleSystem, "cobrowse-widget", "{start:"+sess.Token()+"}"); err != nil {
+		return err
+	}
+	if err := p.await(ctx, "cc.agent."+demoAgent+".cobrowse", 1); err != nil {
+		return err
+	}
+	p.pause(ctx)
+	p.note("agent %s opens the agent view; slave.html joins the session", demoAgent)
+	if err := sess.AgentJoin(demoAgent, "Agent Seven"); err != nil {
+		return err
+	}
+	// The activated event and its attach: the second attach.
+	if err := p.await(ctx, attachSubj, 2); err != nil {
+		return err
+	}
+	p.pause(ctx)
+	if err := say(chat.RoleAgent, demoAgent, "I can see the form. The IBAN field wants no spaces."); err != nil {
+		return err
+	}
+	if err := p.await(ctx, chatSubj, 4); err != nil {
+		return err
+	}
+	p.pause(ctx)
+	switch end {
+	case chat.EventTransferred:
+		err = event(chat.EventTransferred, "", demoNextAgent)
+	default:
+		err = event(chat.EventClosed, "", "")
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.await(ctx, attachSubj, 3); err != nil {
+		return err
+	}
+	return p.summary(sess)
+}
+
+// await prints messages as they come until total messages have been seen on subject, counted
+// from the start of the demo.
+func (p *demoPrinter) await(ctx context.Context, subject string, total int) error {
+	for p.seen[subject] < total {
+		select {
+		case m := <-p.msgs:
+			p.print(m)
+		case <-ctx.Done():
+			return fmt.Errorf("demo: waiting for %s: %w", subject, ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (p *demoPrinter) stamp() string {
+	return fmt.Sprintf("%6.2fs", time.Since(p.start).Seconds())
+}
+
+func (p *demoPrinter) note(format string, args ...any) {
+	fmt.Fprintf(p.w, "%s  --   %s\n", p.stamp(), fmt.Sprintf(format, args...))
+}
+
+func (p *demoPrinter) print(m demoMsg) {
+	p.seen[m.subject]++
+	parts := strings.Split(m.subject, ".")
+	ts := p.stamp()
+	switch {
+	case len(parts) == 4 && parts[1] == "chat":
+		var c chat.Message
+		_ = json.Unmarshal(m.data, &c)
+		fmt.Fprintf(p.w, "%s  chat %-8s %s: %s\n", ts, c.From.Role, c.From.ID, c.Text)
+	case len(parts) == 4 && parts[1] == "interaction" && parts[3] == "event":
+		var e chat.Event
+		_ = json.Unmarshal(m.data, &e)
+		fmt.Fprintf(p.w, "%s  interaction %s%s\n", ts, e.Type, agentSuffix(e))
+	case len(parts) == 4 && parts[1] == "interaction" && parts[3] == "attach":
+		var u attach.Update
+		_ = json.Unmarshal(m.data, &u)
+		p.last = u
+		fmt.Fprintf(p.w, "%s  ATTACH #%d to %s (changed: %s)\n", ts, u.Seq, u.InteractionID, strings.Join(u.Changed, ", "))
+		for _, kv := range dataLines(u.Data) {
+			fmt.Fprintf(p.w, "          %s\n", kv)
+		}
+	case len(parts) == 4 && parts[1] == "cobrowse":
+		var e attach.Lifecycle
+		_ = json.Unmarshal(m.data, &e)
+		line := fmt.Sprintf("%s  CO-BROWSE %s: session %s, token %s", ts, e.Event, e.SessionID, e.SessionToken)
+		if e.Reason != "" {
+			line += ", reason " + e.Reason
+		}
+		if e.ActivationTime != 0 {
+			line += ", activated " + time.UnixMilli(e.ActivationTime).UTC().Format("15:04:05.000")
+		}
+		if e.DeactivationTime != 0 {
+			line += ", deactivated " + time.UnixMilli(e.DeactivationTime).UTC().Format("15:04:05.000")
+		}
+		fmt.Fprintln(p.w, line)
+	case len(parts) == 4 && parts[1] == "agent":
+		var v attach.AgentView
+		_ = json.Unmarshal(m.data, &v)
+		fmt.Fprintf(p.w, "%s  AGENT VIEW for %s: %s\n", ts, parts[2], v.URL)
+	default:
+		fmt.Fprintf(p.w, "%s  %s %s\n", ts, m.subject, m.data)
+	}
+}
+
+func agentSuffix(e chat.Event) string {
+	switch {
+	case e.ToAgentID != "":
+		return " to " + e.ToAgentID
+	case e.AgentID != "":
+		return " (agent " + e.AgentID + ")"
+	}
+	return ""
+}
+
+// dataLines renders the attached data in the contract's key order.
+func dataLines(d attach.Data) []string {
+	var out []string
+	add := func(k, v string) {
+		if v != "" {
+			out = append(out, k+"="+v)
+		}
+	}
+	add(attach.KeyAssociated, d.Associated)
+	if d.SessionsQuantity > 0 {
+		add(attach.KeySessionsQuantity, fmt.Sprint(d.SessionsQuantity))
+	}
+	add(attach.KeySessionID, d.SessionID)
+	if d.StartTime != "" {
+		add(attach.KeyStartTime, d.StartTime+" ("+startTimeText(d.StartTime)+")")
+	}
+	if d.Duration != nil {
+		add(attach.KeyDuration, fmt.Sprint(*d.Duration))
+	}
+	add(attach.KeyEndReason, d.EndReason)
+	return out
+}
+
+func startTimeText(ms string) string {
+	var v int64
+	if _, err := fmt.Sscan(ms, &v); err != nil {
+		return "?"
+	}
+	return time.UnixMilli(v).UTC().Format(time.RFC3339Nano)
+}
+
+func (p *demoPrinter) summary(sess *gcbtest.Session) error {
+	d := p.last.Data
+	fmt.Fprintf(p.w, "\nSummary for interaction %s:\n", demoInteraction)
+	for _, kv := range dataLines(d) {
+		fmt.Fprintf(p.w, "  %s\n", kv)
+	}
+	act, deact := sess.Times()
+	fmt.Fprintf(p.w, "  Co-browse Server: session %s is %s (ended by %s; active %s)\n",
+		sess.HistoryID(), sess.State(), sess.EndedBy(), deact.Sub(act).Round(time.Millisecond))
+	if d.Associated != "No" || d.SessionID != sess.HistoryID() || d.StartTime == "" || d.EndReason == "" {
+		return errors.New("demo: the final attached data is incomplete")
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+// Command cobrowse-connector is the co-browse sidecar: `run` starts the daemon, `demo` runs it on
+// embedded defaults with a scripted conversation. main turns flags into a config and signals into
+// a context; everything else lives in the daemon package.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/cmd/cobrowse-connector/daemon"
+	"github.com/cobrowse-connector/cobrowse-connector/configs"
+)
+
+const usage = `usage:
+  cobrowse-connector run [--config FILE]   run the daemon (default config: the embedded configs/default.yaml)
+  cobrowse-connector demo [--end transferred|closed]
+                                           run the daemon on embedded defaults (embedded NATS, built-in
+                                           3-node Co-browse Server) with a scripted conversation
+  cobrowse-connector config [--config FILE] print the effective config, secrets masked
+
+Every config key can be overridden from the environment: COBROWSE_<KEY PATH>, e.g. COBROWSE_NATS_URL.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	configPath := fs.String("config", "", "YAML config file (default: the embedded default config)")
+	end := fs.String("end", "transferred", "demo: how the interaction ends: transferred or closed")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		cfg, err := configs.Load(*configPath)
+		if err == nil {
+			err = cfg.ValidateRun()
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "cobrowse-connector: refusing to start: %v\n", err)
+			return 2
+		}
+		if err := daemon.Run(ctx, cfg, daemon.Options{}); err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintf(stderr, "cobrowse-connector: %v\n", err)
+			return 1
+		}
+		return 0
+	case "demo":
+		if err := daemon.Demo(ctx, stdout, daemon.DemoOptions{End: *end, Pace: 700 * time.Millisecond}); err != nil {
+			fmt.Fprintf(stderr, "cobrowse-connector demo: %v\n", err)
+			return 1
+		}
+		return 0
+	case "config":
+		cfg, err := configs.Load(*configPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "cobrowse-connector: %v\n", err)
+			return 2
+		}
+		fmt.Fprint(stdout, cfg.String())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "cobrowse-connector: unknown command %q\n%s", args[0], usage)
+	return 2
+}
