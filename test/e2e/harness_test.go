@@ -1,0 +1,368 @@
+// Package e2e drives the real daemon, in-process, through the NATS contract alone: a real NATS
+// server (embedded, JetStream on, random port, temp store), a real Co-browse Server cluster
+// (gcbtest) and the daemon's own Run, with short real timeouts from its config.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cobrowse-connector/cobrowse-connector/attach"
+	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/cmd/cobrowse-connector/daemon"
+	"github.com/cobrowse-connector/cobrowse-connector/configs"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest"
+	"github.com/cobrowse-connector/cobrowse-connector/test/natstest"
+)
+
+// wait bounds every wait for something the daemon does; a test that needs it fails, it never
+// sleeps.
+const wait = 20 * time.Second
+
+type env struct {
+	t       *testing.T
+	ns      *natstest.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	cluster *gcbtest.Cluster
+	cfg     configs.Config
+	logs    *syncBuffer
+
+	run      *daemonRun
+	watching bool
+
+	outMu sync.Mutex
+	out   []outMsg // every outbound message, in stream order
+	outC  chan struct{}
+	pos   int // the next message expect looks at
+	seq   int
+}
+
+type outMsg struct {
+	subject string
+	msgID   string
+	data    []byte
+}
+
+type daemonRun struct {
+	cancel context.CancelFunc
+	abort  chan struct{}
+	done   chan error
+}
+
+// newEnv starts NATS and a Co-browse cluster; mutate adjusts the daemon's config.
+func newEnv(t *testing.T, gopts gcbtest.Options, mutate func(*configs.Config)) *env {
+	t.Helper()
+	if gopts.Nodes == 0 {
+		gopts.Nodes = 3
+	}
+	if gopts.ConnectTimeout == 0 {
+		gopts.ConnectTimeout = time.Second
+	}
+	if gopts.MaxInterval == 0 {
+		gopts.MaxInterval = 3 * time.Second
+	}
+	e := &env{t: t, logs: &syncBuffer{}, outC: make(chan struct{}, 1)}
+	e.ns = natstest.Start(t)
+	e.nc = natstest.Connect(t, e.ns)
+	var err error
+	if e.js, err = jetstream.New(e.nc); err != nil {
+		t.Fatal(err)
+	}
+	e.cluster = gcbtest.NewCluster(gopts)
+	t.Cleanup(e.cluster.Close)
+
+	cfg := configs.Default()
+	cfg.NATS.URL = e.ns.ClientURL()
+	cfg.Genesys.URL = e.cluster.URL()
+	cfg.Genesys.RequestTimeout = d(2 * time.Second)
+	cfg.Genesys.MaxNetworkDelay = d(2 * time.Second)
+	cfg.Genesys.LostAfter = d(time.Second)
+	cfg.Controller.StopWait = d(2 * time.Second)
+	cfg.Controller.JoinTimeout = d(10 * time.Second)
+	cfg.Controller.RetryDelay = d(500 * time.Millisecond)
+	cfg.Controller.Sweep = "@every 1s"
+	cfg.Controller.Breaker.OpenFor = d(time.Second)
+	cfg.NATS.Inbound.AckWait = d(5 * time.Second)
+	cfg.NATS.Inbound.Backoff = []configs.Duration{d(200 * time.Millisecond), d(500 * time.Millisecond), d(time.Second)}
+	cfg.ShutdownTimeout = d(10 * time.Second)
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	e.cfg = cfg
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log (tail):\n%s", e.logs.tail(12000))
+		}
+	})
+	return e
+}
+
+func d(v time.Duration) configs.Duration { return configs.Duration{Duration: v} }
+
+// startDaemon runs the daemon and waits until it consumes; the outbound watcher starts with the
+// first run (the daemon creates the outbound stream).
+func (e *env) startDaemon() {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &daemonRun{cancel: cancel, abort: make(chan struct{}), done: make(chan error, 1)}
+	ready := make(chan struct{})
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	go func() {
+		r.done <- daemon.Run(ctx, e.cfg, daemon.Options{Logger: log, Abort: r.abort, Ready: func(string) { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-r.done:
+		e.t.Fatalf("daemon did not start: %v", err)
+	case <-time.After(wait):
+		e.t.Fatal("daemon not ready in time")
+	}
+	e.run = r
+	e.t.Cleanup(func() { e.stopDaemon() })
+	e.watchOnce()
+}
+
+// stopDaemon shuts the daemon down gracefully (SIGTERM).
+func (e *env) stopDaemon() {
+	if e.run == nil {
+		return
+	}
+	e.run.cancel()
+	e.finish()
+}
+
+// abortDaemon stops the daemon as a crash would.
+func (e *env) abortDaemon() {
+	close(e.run.abort)
+	e.finish()
+}
+
+func (e *env) finish() {
+	select {
+	case err := <-e.run.done:
+		if err != nil {
+			e.t.Errorf("daemon: %v", err)
+		}
+	case <-time.After(wait):
+		e.t.Fatal("daemon did not stop in time")
+	}
+	e.run = nil
+}
+
+// watchOnce reads the outbound stream from its start, in order, into e.out.
+func (e *env) watchOnce() {
+	if e.watching {
+		return
+	}
+	e.watching = true
+	ctx, cancel := context.WithCancel(context.Background())
+	cons, err := e.js.OrderedConsumer(ctx, attach.DefaultStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		e.outMu.Lock()
+		e.out = append(e.out, outMsg{subject: m.Subject(), msgID: m.Headers().Get("Nats-Msg-Id"), data: m.Data()})
+		e.outMu.Unlock()
+		select {
+		case e.outC <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { cc.Stop(); cancel() })
+}
+
+// --- inbound ---
+
+func (e *env) publish(subject string, v any, msgID string) {
+	e.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.publishRaw(subject, b, msgID)
+}
+
+func (e *env) publishRaw(subject string, b []byte, msgID string) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	m := &nats.Msg{Subject: subject, Data: b, Header: nats.Header{}}
+	if msgID != "" {
+		m.Header.Set("Nats-Msg-Id", msgID)
+	}
+	if _, err := e.js.PublishMsg(ctx, m); err != nil {
+		e.t.Fatalf("publish %s: %v", subject, err)
+	}
+}
+
+func (e *env) nextID(kind string) string { e.seq++; return fmt.Sprintf("%s-%d", kind, e.seq) }
+
+func (e *env) say(iid string, role chat.Role, text string) string {
+	id := e.nextID("chat")
+	e.publish(chat.ChatSubject("cc", iid), chat.Message{ID: id, InteractionID: iid, From: chat.Sender{Role: role, ID: string(role) + "-1"}, Text: text, SentAt: time.Now().UTC()}, "")
+	return id
+}
+
+func (e *env) startMsg(iid, token string) { e.say(iid, chat.RoleCustomer, "{start:"+token+"}") }
+
+func (e *env) event(iid string, typ chat.EventType, agent string) {
+	ev := chat.Event{ID: e.nextID("ev"), InteractionID: iid, Type: typ, At: time.Now().UTC()}
+	if typ == chat.EventTransferred {
+		ev.ToAgentID = agent
+	} else {
+		ev.AgentID = agent
+	}
+	e.publish(chat.EventSubject("cc", iid), ev, "")
+}
+
+// --- outbound ---
+
+// expect returns the next outbound message (after the previous expect's) whose subject ends with
+// suffix and that belongs to interaction iid, failing the test after the bound.
+func (e *env) expect(iid, suffix string) outMsg {
+	e.t.Helper()
+	deadline := time.After(wait)
+	for {
+		e.outMu.Lock()
+		for e.pos < len(e.out) {
+			m := e.out[e.pos]
+			e.pos++
+			if strings.Contains(m.subject, "."+iid+".") && strings.HasSuffix(m.subject, suffix) {
+				e.outMu.Unlock()
+				return m
+			}
+			if strings.HasPrefix(m.subject, "cc.agent.") && suffix == "cobrowse" && bytes.Contains(m.data, []byte(`"interactionId":"`+iid+`"`)) {
+				e.outMu.Unlock()
+				return m
+			}
+		}
+		e.outMu.Unlock()
+		select {
+		case <-e.outC:
+		case <-deadline:
+			e.t.Fatalf("no outbound %s message for %s within %v; seen:\n%s", suffix, iid, wait, e.dump())
+		}
+	}
+}
+
+func (e *env) expectUpdate(iid string) attach.Update {
+	e.t.Helper()
+	m := e.expect(iid, ".attach")
+	var u attach.Update
+	if err := json.Unmarshal(m.data, &u); err != nil {
+		e.t.Fatal(err)
+	}
+	if m.msgID != attach.UpdateMsgID(iid, u.Seq) {
+		e.t.Fatalf("attach msg id %q for seq %d", m.msgID, u.Seq)
+	}
+	return u
+}
+
+func (e *env) expectLifecycle(iid string, kind attach.LifecycleKind) attach.Lifecycle {
+	e.t.Helper()
+	m := e.expect(iid, "."+string(kind))
+	var l attach.Lifecycle
+	if err := json.Unmarshal(m.data, &l); err != nil {
+		e.t.Fatal(err)
+	}
+	return l
+}
+
+func (e *env) expectAgentView(iid string) (agent string, v attach.AgentView) {
+	e.t.Helper()
+	m := e.expect(iid, "cobrowse")
+	if err := json.Unmarshal(m.data, &v); err != nil {
+		e.t.Fatal(err)
+	}
+	return strings.Split(m.subject, ".")[2], v
+}
+
+// outbound returns every outbound message of interaction iid seen so far.
+func (e *env) outbound(iid string) []outMsg {
+	e.outMu.Lock()
+	defer e.outMu.Unlock()
+	var out []outMsg
+	for _, m := range e.out {
+		if strings.Contains(m.subject, "."+iid+".") || bytes.Contains(m.data, []byte(`"interactionId":"`+iid+`"`)) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (e *env) dump() string {
+	e.outMu.Lock()
+	defer e.outMu.Unlock()
+	var b strings.Builder
+	for _, m := range e.out {
+		fmt.Fprintf(&b, "  %s %s\n", m.subject, m.data)
+	}
+	return b.String()
+}
+
+// waitUntil polls cond (a cheap read of the Co-browse Server's state) until it holds.
+func (e *env) waitUntil(what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// waitEnded waits for the Co-browse Server to report the session ended.
+func (e *env) waitEnded(s *gcbtest.Session) {
+	e.t.Helper()
+	select {
+	case <-s.Done():
+	case <-time.After(wait):
+		e.t.Fatalf("session %s not ended at the server (state %v)", s.Token(), s.State())
+	}
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	return s
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
