@@ -1,13 +1,14 @@
 # The one place the project's commands live: the README, CI and the Dockerfile call these targets.
 GO ?= go
 PKG := ./...
+BIN := bin/cobrowse-connector
 
-.PHONY: test lint unit bench build
+.PHONY: test lint unit bench build static demo
 
 # The whole test suite: static checks, every test tier under the race detector (interop peers are
-# installed by the tests from test/interop/package-lock.json), then one pass of every benchmark so
-# that the measuring harnesses keep working.
-test: lint unit bench
+# installed by the tests from test/interop/package-lock.json), one pass of every benchmark so that
+# the measuring harnesses keep working, and the release build checked to be static.
+test: lint unit bench static
 
 lint:
 	$(GO) vet $(PKG)
@@ -19,3 +20,13 @@ unit:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 15m $(PKG)
+
+# The release build, shared with the Dockerfile: a static binary, no cgo, reproducible paths.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN) ./cmd/cobrowse-connector
+
+static: build
+	$(GO) run ./test/staticcheck $(BIN)
+
+demo:
+	$(GO) run ./cmd/cobrowse-connector demo
