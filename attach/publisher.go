@@ -72,6 +72,7 @@ type Config struct {
 	// An existing stream keeps its own; a shorter one is logged as a warning.
 	DuplicateWindow time.Duration
 	PublishTimeout  time.Duration // per publish, waiting for the PubAck; default 5s
+	MaxAge          time.Duration // age limit of a created stream (at least DuplicateWindow); 0: no limit
 	Logger          *slog.Logger  // default: discard
 	// Now stamps a message whose At is zero; default time.Now.
 	Now func() time.Time
@@ -245,6 +246,7 @@ func (p *Publisher) createStream(ctx context.Context, subjects [3]string) error 
 		Replicas:    p.cfg.Replicas,
 		Duplicates:  p.cfg.DuplicateWindow,
 		Discard:     jetstream.DiscardOld,
+		MaxAge:      p.cfg.MaxAge,
 	}
 	if _, err := p.js.CreateStream(ctx, sc); err != nil {
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {

@@ -62,6 +62,9 @@ type Config struct {
 	// FetchBatch is the largest number of messages pulled, and held ahead of the handler, at once.
 	// Default 100.
 	FetchBatch int
+	// MaxAge is the age limit of the stream when NewConsumer creates it; an existing stream keeps
+	// its own. 0: no limit.
+	MaxAge time.Duration
 	// TriggerRoles are the roles whose start message sets Inbound.StartToken. nil means
 	// DefaultTriggerRoles (customer, bot, system); a non-nil empty slice means none.
 	TriggerRoles []Role

@@ -168,6 +168,7 @@ func (c *Consumer) ensureStream(ctx context.Context) (string, error) {
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  DuplicateWindow,
+		MaxAge:      c.cfg.MaxAge,
 	})
 	if err != nil {
 		// Another instance may have created it meanwhile: look again before giving up.

@@ -84,6 +84,7 @@ type NATSConfig struct {
 	Inbound         InboundConfig      `yaml:"inbound" json:"inbound"`
 	Outbound        OutboundConfig     `yaml:"outbound" json:"outbound"`
 	KVBucket        string             `yaml:"kv_bucket" json:"kv_bucket"`
+	KVTTL           Duration           `yaml:"kv_ttl" json:"kv_ttl"` // 0: kept until deleted
 }
 
 // EmbeddedNATSConfig is "nats.embedded": the embedded server used when nats.url is empty.
@@ -102,6 +103,7 @@ type InboundConfig struct {
 	MaxDeliver    int        `yaml:"max_deliver" json:"max_deliver"`
 	Backoff       []Duration `yaml:"backoff" json:"backoff"` // fewer steps than MaxDeliver
 	MaxAckPending int        `yaml:"max_ack_pending" json:"max_ack_pending"`
+	MaxAge        Duration   `yaml:"max_age" json:"max_age"` // of a stream the daemon creates; 0: no limit
 }
 
 // OutboundConfig is "nats.outbound": the stream the daemon publishes to.
@@ -109,6 +111,7 @@ type OutboundConfig struct {
 	Stream          string   `yaml:"stream" json:"stream"`
 	DuplicateWindow Duration `yaml:"duplicate_window" json:"duplicate_window"`
 	PublishTimeout  Duration `yaml:"publish_timeout" json:"publish_timeout"`
+	MaxAge          Duration `yaml:"max_age" json:"max_age"` // of a stream the daemon creates; 0: no limit
 }
 
 // The chat roles of the NATS contract.

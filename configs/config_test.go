@@ -48,9 +48,11 @@ var wantDefault = Config{
 			MaxDeliver:    6,
 			Backoff:       []Duration{dur("1s"), dur("5s"), dur("15s"), dur("30s"), dur("60s")},
 			MaxAckPending: 20000,
+			MaxAge:        dur("168h"),
 		},
-		Outbound: OutboundConfig{Stream: "CC_COBROWSE", DuplicateWindow: dur("24h"), PublishTimeout: dur("5s")},
+		Outbound: OutboundConfig{Stream: "CC_COBROWSE", DuplicateWindow: dur("24h"), PublishTimeout: dur("5s"), MaxAge: dur("720h")},
 		KVBucket: "cobrowse_interactions",
+		KVTTL:    dur("720h"),
 	},
 	Chat: ChatConfig{TriggerRoles: []string{"customer", "bot", "system"}},
 	Controller: ControllerConfig{
@@ -428,7 +430,7 @@ func TestEnvVars(t *testing.T) {
 			t.Errorf("%s: got key %q, want %q", name, seen[name], key)
 		}
 	}
-	if len(vars) != 44 {
+	if len(vars) != 47 {
 		t.Errorf("%d keys; update this count when adding one", len(vars))
 	}
 }

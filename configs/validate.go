@@ -122,6 +122,12 @@ func (c Config) problems(run bool) problemList {
 	positive(&l, "nats.outbound.duplicate_window", n.Outbound.DuplicateWindow)
 	positive(&l, "nats.outbound.publish_timeout", n.Outbound.PublishTimeout)
 	jetStreamName(&l, "nats.kv_bucket", n.KVBucket)
+	notNegative(&l, "nats.kv_ttl", n.KVTTL)
+	notNegative(&l, "nats.inbound.max_age", n.Inbound.MaxAge)
+	notNegative(&l, "nats.outbound.max_age", n.Outbound.MaxAge)
+	if a, w := n.Outbound.MaxAge.Duration, n.Outbound.DuplicateWindow.Duration; a > 0 && a < w {
+		l.addf("nats.outbound.max_age", "must be at least duplicate_window (%s)", n.Outbound.DuplicateWindow)
+	}
 
 	// chat
 	if len(c.Chat.TriggerRoles) == 0 {
@@ -179,6 +185,12 @@ func (c Config) problems(run bool) problemList {
 		l.addf("genesys.agent_view_fragment", "must contain {token}")
 	}
 	return l
+}
+
+func notNegative(l *problemList, key string, d Duration) {
+	if d.Duration < 0 {
+		l.addf(key, "must not be negative (0s: no limit)")
+	}
 }
 
 func positive(l *problemList, key string, d Duration) {

@@ -47,8 +47,8 @@ type actor struct {
 	retry    *time.Timer // the next attempt at an outbox or a save that failed
 }
 
-// errRetryLater marks a step that changed nothing and must be tried again later: the inbound
-// message is nak'd with the retry delay.
+// errRetryLater marks a step that must be tried again later (the co-browse server was
+// unavailable): whatever the step did produce is committed, and the inbound message is nak'd.
 var errRetryLater = errors.New("retry later")
 
 func newActor(c *Controller, id string) *actor {

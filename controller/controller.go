@@ -224,18 +224,15 @@ func (c *Controller) Len() int {
 	return len(c.actors)
 }
 
-// Run runs the periodic sweep until ctx is done. Shutdown then stops the actors.
+// Run runs the periodic sweep on robfig/cron until ctx is done, and returns once no sweep is
+// running. Shutdown then stops the actors.
 func (c *Controller) Run(ctx context.Context) error {
-	for {
-		t := time.NewTimer(time.Until(c.sched.Next(time.Now())))
-		select {
-		case <-t.C:
-			c.sweep()
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		}
-	}
+	cr := cron.New(cron.WithLocation(time.UTC))
+	cr.Schedule(c.sched, cron.FuncJob(c.sweep))
+	cr.Start()
+	<-ctx.Done()
+	<-cr.Stop().Done()
+	return nil
 }
 
 // sweep nudges every actor to check its deadlines against the clock and to reap itself if idle.

@@ -84,12 +84,13 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		Stream:          cfg.NATS.Outbound.Stream,
 		DuplicateWindow: cfg.NATS.Outbound.DuplicateWindow.D(),
 		PublishTimeout:  cfg.NATS.Outbound.PublishTimeout.D(),
+		MaxAge:          cfg.NATS.Outbound.MaxAge.D(),
 		Logger:          log,
 	})
 	if err != nil {
 		return fmt.Errorf("outbound stream: %w", err)
 	}
-	store, err := controller.OpenKVStore(setupCtx, js, controller.KVConfig{Bucket: cfg.NATS.KVBucket})
+	store, err := controller.OpenKVStore(setupCtx, js, controller.KVConfig{Bucket: cfg.NATS.KVBucket, TTL: cfg.NATS.KVTTL.D()})
 	if err != nil {
 		return err
 	}
@@ -119,7 +120,12 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	consumerErr := make(chan error, 1)
 	wg.Go(func() { consumerErr <- consumer.Run(runCtx, ctrl) })
 	wg.Go(func() { _ = ctrl.Run(runCtx) })
-	log.Info("cobrowse-connector running", "nats", natsURL, "genesys", cfg.Genesys.URL)
+	// The configured URLs may carry credentials: log them as the config shows them, masked.
+	shown := cfg.Redacted()
+	if shown.NATS.URL == "" {
+		shown.NATS.URL = natsURL
+	}
+	log.Info("cobrowse-connector running", "nats", shown.NATS.URL, "genesys", shown.Genesys.URL)
 	if opts.Ready != nil {
 		opts.Ready(natsURL)
 	}
@@ -305,6 +311,7 @@ func chatConfig(cfg configs.Config, log *slog.Logger) chat.Config {
 		MaxDeliver:    in.MaxDeliver,
 		Backoff:       backoff,
 		MaxAckPending: in.MaxAckPending,
+		MaxAge:        in.MaxAge.D(),
 		TriggerRoles:  roles,
 		Logger:        log,
 	}
