@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/attach"
@@ -26,10 +27,11 @@ type actor struct {
 	id  string
 	log *slog.Logger
 
-	mailbox chan chat.Inbound
-	poke    chan struct{} // the sweep's nudge
-	quit    chan struct{} // closed by the Controller at shutdown
-	pending int           // dispatches on their way into the mailbox; guarded by c.mu
+	qmu   sync.Mutex
+	inbox []chat.Inbound // inbound messages handed to the actor, in stream order
+	wake  chan struct{}  // capacity 1: the queue is not empty
+	poke  chan struct{}  // the sweep's nudge
+	quit  chan struct{}  // closed by the Controller at shutdown
 
 	st     State
 	loaded bool   // st was read from the store
@@ -53,13 +55,51 @@ var errRetryLater = errors.New("retry later")
 
 func newActor(c *Controller, id string) *actor {
 	return &actor{
-		c:       c,
-		id:      id,
-		log:     c.log.With("interaction", id),
-		mailbox: make(chan chat.Inbound, c.cfg.Mailbox),
-		poke:    make(chan struct{}, 1),
-		quit:    make(chan struct{}),
+		c:    c,
+		id:   id,
+		log:  c.log.With("interaction", id),
+		wake: make(chan struct{}, 1),
+		poke: make(chan struct{}, 1),
+		quit: make(chan struct{}),
 	}
+}
+
+// enqueue hands the actor an inbound message; the Controller calls it under its lock.
+func (a *actor) enqueue(in chat.Inbound) {
+	a.qmu.Lock()
+	a.inbox = append(a.inbox, in)
+	a.qmu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next takes the oldest queued message.
+func (a *actor) next() (chat.Inbound, bool) {
+	a.qmu.Lock()
+	defer a.qmu.Unlock()
+	if len(a.inbox) == 0 {
+		return chat.Inbound{}, false
+	}
+	in := a.inbox[0]
+	a.inbox[0] = chat.Inbound{}
+	a.inbox = a.inbox[1:]
+	if len(a.inbox) == 0 {
+		a.inbox = nil
+	} else {
+		select { // more to do: come back after whatever else is ready
+		case a.wake <- struct{}{}:
+		default:
+		}
+	}
+	return in, true
+}
+
+func (a *actor) queued() int {
+	a.qmu.Lock()
+	defer a.qmu.Unlock()
+	return len(a.inbox)
 }
 
 // run is the actor's goroutine. recovered is a state saved with a live session before a restart:
@@ -81,8 +121,13 @@ func (a *actor) run(ctx context.Context, recovered *Saved) {
 			retryC = a.retry.C
 		}
 		select {
-		case in := <-a.mailbox:
-			a.c.received(a)
+		case <-a.wake:
+			in, ok := a.next()
+			if !ok {
+				continue
+			}
+			// The message may have waited behind slower work: its ack budget starts now.
+			_ = in.Delivery.InProgress()
 			a.inbound(ctx, in)
 		case ev, ok := <-a.events:
 			a.sessionEvent(ctx, ev, ok)
@@ -94,6 +139,7 @@ func (a *actor) run(ctx context.Context, recovered *Saved) {
 			a.commitOrRetry(ctx)
 		case <-a.poke:
 			a.checkDeadline(ctx)
+			a.retryPendingStops(ctx)
 			if a.idle() && time.Since(a.lastRun) >= a.c.cfg.IdleReap && a.c.remove(a) {
 				return
 			}
@@ -114,7 +160,10 @@ func (a *actor) run(ctx context.Context, recovered *Saved) {
 
 // idle reports whether the actor holds nothing that would be lost if it stopped now.
 func (a *actor) idle() bool {
-	return !a.loaded || a.st.Live == nil && a.sess == nil && !a.dirty && len(a.outbox) == 0 && len(a.mailbox) == 0
+	if !a.loaded {
+		return a.queued() == 0
+	}
+	return a.st.Live == nil && a.sess == nil && !a.dirty && len(a.outbox) == 0 && len(a.st.PendingStops) == 0 && a.queued() == 0
 }
 
 // adopt takes a state read from the store, with the messages a previous run left unpublished.
@@ -151,8 +200,7 @@ func (a *actor) load(ctx context.Context) error {
 func (a *actor) inbound(ctx context.Context, in chat.Inbound) {
 	if err := a.load(ctx); err != nil {
 		// Nothing can be decided without the state.
-		a.log.Warn("inbound message not handled", "err", err)
-		_ = in.Delivery.Nak(a.c.cfg.RetryDelay)
+		a.c.notTaken(ctx, in, err)
 		return
 	}
 	key := inboundKey(in)
@@ -206,6 +254,11 @@ func (a *actor) finish(ctx context.Context, in chat.Inbound, stepErr error) {
 		if err := d.Ack(ctx); err != nil {
 			a.log.Warn("ack", "err", err)
 		}
+		return
+	}
+	if ctx.Err() != nil {
+		// The daemon itself is stopping: no verdict on the message, which comes back later.
+		_ = d.Nak(0)
 		return
 	}
 	if !d.Last() {
@@ -292,6 +345,9 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	jctx, cancel := context.WithTimeout(ctx, a.c.cfg.JoinTimeout)
 	defer cancel()
 	sess, err := a.c.conn.Join(jctx, connector.Trigger{Token: token, InteractionID: a.id, AgentID: a.st.AgentID})
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", errRetryLater, ctx.Err())
+	}
 	if err != nil {
 		outcome, why := decideJoinError(err, lastAttempt)
 		if outcome == joinRetry {
@@ -422,11 +478,13 @@ func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
 // activated records the session's activation and queues the activated event and the attach.
 func (a *actor) activated(at time.Time) {
 	l := a.st.Live
-	if l.Phase != PhaseJoined {
+	if !l.ActivatedAt.IsZero() {
 		return
 	}
 	before := a.st.data()
-	l.Phase = PhaseActive
+	if l.Phase == PhaseJoined {
+		l.Phase = PhaseActive
+	}
 	l.ActivatedAt = at
 	if a.st.FirstStart.IsZero() {
 		a.st.FirstStart = at
@@ -440,8 +498,10 @@ func (a *actor) activated(at time.Time) {
 	a.queueUpdate(before, now)
 }
 
-// stopLive stops the live session for reason and ends it: it asks the server to stop, waits for
-// the deactivated notification up to StopWait, and falls back on the stop reply's times, else now.
+// stopLive stops the live session for reason and ends it: it asks the server to stop (CometD,
+// with the vendor's REST fallback, within StopTimeout), then waits for the deactivated
+// notification up to StopWait, and falls back on the stop reply's times, else now. A session
+// that neither route could stop is kept as a pending stop, retried by the sweep.
 func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 	l := a.st.Live
 	if l == nil {
@@ -451,26 +511,22 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 	l.StopReason = reason
 	a.dirty = true
 	a.log.Info("stopping session", "session", l.Handle.SessionID, "reason", reason)
+	sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
+	var times connector.Times
+	var err error
+	if a.sess != nil {
+		times, err = a.sess.Stop(sctx)
+	} else {
+		times, err = a.c.conn.StopHandle(sctx, l.Handle)
+	}
+	cancel()
+	if err != nil {
+		a.log.Warn("stop failed by every route; retrying it from the sweep", "session", l.Handle.SessionID, "err", err)
+		a.st.PendingStops = append(a.st.PendingStops, PendingStop{Handle: l.Handle, Since: time.Now()})
+		a.closeSession(context.WithoutCancel(ctx))
+	}
 	wait := time.NewTimer(a.c.cfg.StopWait)
 	defer wait.Stop()
-	var times connector.Times
-	if a.sess != nil {
-		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopWait)
-		t, err := a.sess.Stop(sctx)
-		cancel()
-		if err != nil {
-			a.log.Warn("stop", "session", l.Handle.SessionID, "err", err)
-		}
-		times = t
-	} else {
-		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopWait)
-		t, err := a.c.conn.StopHandle(sctx, l.Handle)
-		cancel()
-		if err != nil {
-			a.log.Warn("stop through the saved handle", "session", l.Handle.SessionID, "err", err)
-		}
-		times = t
-	}
 	for a.events != nil {
 		select {
 		case ev, ok := <-a.events:
@@ -480,10 +536,13 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 			}
 			switch ev.Kind {
 			case connector.EventActivated:
-				// The agent joined just before the stop: keep its time for the duration.
-				if l.ActivatedAt.IsZero() {
-					l.ActivatedAt = ev.Times.Activation
+				// The agent joined just before the stop: it counts, for the duration and the
+				// contract's activated event and attach.
+				at := ev.Times.Activation
+				if at.IsZero() {
+					at = time.Now()
 				}
+				a.activated(at)
 			case connector.EventDeactivated:
 				a.endSession(reason, mergeTimes(ev.Times, times))
 				return
@@ -498,6 +557,38 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 		}
 	}
 	a.endSession(reason, times)
+}
+
+// pendingStopFor bounds how long the sweep keeps retrying a stop that failed by every route.
+const pendingStopFor = time.Hour
+
+// retryPendingStops stops again, through their saved handles, the sessions no route could stop.
+func (a *actor) retryPendingStops(ctx context.Context) {
+	if len(a.st.PendingStops) == 0 {
+		return
+	}
+	kept := a.st.PendingStops[:0]
+	for _, p := range a.st.PendingStops {
+		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
+		_, err := a.c.conn.StopHandle(sctx, p.Handle)
+		cancel()
+		switch {
+		case err == nil:
+			a.log.Info("pending stop done", "session", p.Handle.SessionID)
+		case time.Since(p.Since) >= pendingStopFor:
+			a.log.Error("giving up a stop that failed for an hour; the server may still hold the session", "session", p.Handle.SessionID, "err", err)
+		default:
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) != len(a.st.PendingStops) {
+		a.st.PendingStops = slices.Clip(kept)
+		if len(kept) == 0 {
+			a.st.PendingStops = nil
+		}
+		a.dirty = true
+		a.commitOrRetry(ctx)
+	}
 }
 
 // mergeTimes prefers the notification's times and fills gaps from the stop reply's.
@@ -609,14 +700,11 @@ func (a *actor) stopTimers() {
 // (which re-joins it) or, when configured, stops it with reason shutdown.
 func (a *actor) shutdown(ctx context.Context) {
 	for {
-		select {
-		case in := <-a.mailbox:
-			a.c.received(a)
-			a.inbound(ctx, in)
-			continue
-		default:
+		in, ok := a.next()
+		if !ok {
+			break
 		}
-		break
+		a.inbound(ctx, in)
 	}
 	if a.st.Live != nil && a.c.cfg.StopOnShutdown {
 		a.stopLive(ctx, connector.Shutdown)
@@ -624,7 +712,7 @@ func (a *actor) shutdown(ctx context.Context) {
 	if err := a.commit(ctx); err != nil {
 		a.log.Error("state not saved at shutdown", "err", err)
 	}
-	a.closeSession(ctx)
+	a.closeSession(context.WithoutCancel(ctx))
 }
 
 // --- outbound ---
@@ -638,6 +726,7 @@ func (a *actor) queue(o Outbound) {
 		o.ViewAgent = o.View.AgentID
 	}
 	a.outbox = append(a.outbox, o)
+	a.outboxSaved = false // a new message is not reserved until the next commit saves it
 }
 
 func (a *actor) lifecycle(kind attach.LifecycleKind, at time.Time) *attach.Lifecycle {
@@ -701,7 +790,12 @@ func (a *actor) commit(ctx context.Context) error {
 	}
 	for len(a.outbox) > 0 {
 		if err := a.publish(ctx, a.outbox[0]); err != nil {
-			return err
+			if !refused(err) {
+				return err
+			}
+			// The stream or the contract refuses this message for good: retrying would block
+			// every later message of the interaction behind it. Say so once and go on.
+			a.log.Error("outbound message refused for good; dropped", "err", err)
 		}
 		a.outbox[0] = Outbound{}
 		a.outbox = a.outbox[1:]
@@ -718,13 +812,36 @@ func (a *actor) commit(ctx context.Context) error {
 	return a.save(ctx)
 }
 
+// save writes the state. On a revision conflict (a write whose reply was lost, a key that
+// expired, a second writer) the actor, which owns the interaction, takes the stored revision and
+// writes its own state over it, never letting seq go back.
 func (a *actor) save(ctx context.Context) error {
 	rev, err := a.c.store.Save(ctx, a.st, a.rev)
+	if errors.Is(err, ErrConflict) {
+		stored, srev, lerr := a.c.store.Load(ctx, a.id)
+		if lerr != nil {
+			return fmt.Errorf("save state: %w; reload: %w", err, lerr)
+		}
+		a.log.Warn("state changed in the store under the actor; writing over it", "had", a.rev, "stored", srev)
+		a.st.Seq = max(a.st.Seq, stored.Seq)
+		a.rev = srev
+		rev, err = a.c.store.Save(ctx, a.st, a.rev)
+	}
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	a.rev, a.dirty = rev, false
 	return nil
+}
+
+// refused reports whether a publish failed for good: the message breaks the contract, or the
+// stream rejected it. Anything else (a time-out, NATS away) is retried.
+func refused(err error) bool {
+	if errors.Is(err, attach.ErrInvalid) {
+		return true
+	}
+	var pe *attach.PublishError
+	return errors.As(err, &pe) && !pe.Transient
 }
 
 // commitOrRetry commits, and on failure tries again after the retry delay.

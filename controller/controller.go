@@ -31,6 +31,9 @@ type Store interface {
 	Live(ctx context.Context) ([]Saved, error)
 }
 
+// ErrConflict is a Save whose revision no longer matches the store's.
+var ErrConflict = errors.New("state revision conflict")
+
 // Saved is a state with its revision in the store.
 type Saved struct {
 	State State
@@ -47,12 +50,12 @@ type Publisher interface {
 // Config is the controller's policy.
 type Config struct {
 	Timers          Timers
-	StopWait        time.Duration // how long a close waits for the deactivated notification (default 5s)
+	StopWait        time.Duration // how long a close waits for the deactivated notification, once the stop call returned (default 5s)
+	StopTimeout     time.Duration // bound on one stop call, its REST fallback included (default 20s)
 	JoinTimeout     time.Duration // bound on one join (default 20s)
 	PublishTimeout  time.Duration // bound on one publish (default 5s)
 	RetryDelay      time.Duration // delayed nak when the server is unavailable, and the retry of a failed save (default 10s)
 	MaxInteractions int           // bound on live actors (default 20000)
-	Mailbox         int           // inbound messages queued per actor (default 16)
 	IdleReap        time.Duration // an actor with no live session is reaped after this long idle (default 1m)
 	Sweep           string        // cron spec of the sweep that catches what timers missed (default "@every 30s")
 	StopOnShutdown  bool          // stop live sessions (reason shutdown) instead of leaving them for the next start to re-join
@@ -66,15 +69,13 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.StopWait, 5*time.Second)
+	def(&c.StopTimeout, 20*time.Second)
 	def(&c.JoinTimeout, 20*time.Second)
 	def(&c.PublishTimeout, 5*time.Second)
 	def(&c.RetryDelay, 10*time.Second)
 	def(&c.IdleReap, time.Minute)
 	if c.MaxInteractions <= 0 {
 		c.MaxInteractions = 20000
-	}
-	if c.Mailbox <= 0 {
-		c.Mailbox = 16
 	}
 	if c.Sweep == "" {
 		c.Sweep = "@every 30s"
@@ -153,21 +154,29 @@ func (c *Controller) Recover(ctx context.Context) error {
 	return nil
 }
 
-// Handle routes an inbound message to its interaction's actor, starting one if needed. It blocks
-// while that actor's mailbox is full: that is the consumer's backpressure.
+// Handle routes an inbound message to its interaction's actor, starting one if needed. It never
+// blocks on a busy interaction: each actor queues what it is handed, and the consumer's
+// max_ack_pending bounds what is in flight altogether.
 func (c *Controller) Handle(ctx context.Context, in chat.Inbound) {
-	a, err := c.actorFor(in.InteractionID)
-	if err != nil {
-		c.log.Warn("inbound message not taken", "interaction", in.InteractionID, "err", err)
-		_ = in.Delivery.Nak(c.cfg.RetryDelay)
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		c.notTaken(ctx, in, errClosing)
 		return
 	}
-	select {
-	case a.mailbox <- in:
-	case <-ctx.Done():
-		c.received(a)
-		_ = in.Delivery.Nak(0)
+	a, ok := c.actors[in.InteractionID]
+	if !ok {
+		if len(c.actors) >= c.cfg.MaxInteractions {
+			c.mu.Unlock()
+			c.notTaken(ctx, in, errFull)
+			return
+		}
+		a = newActor(c, in.InteractionID)
+		c.actors[a.id] = a
+		c.wg.Go(func() { a.run(c.ctx, nil) })
 	}
+	a.enqueue(in)
+	c.mu.Unlock()
 }
 
 var (
@@ -175,40 +184,47 @@ var (
 	errFull    = errors.New("too many live interactions")
 )
 
-// actorFor returns the interaction's actor, starting one if there is none, and counts a dispatch
-// on its way so that the actor is not reaped under it.
-func (c *Controller) actorFor(id string) (*actor, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return nil, errClosing
+// notTaken settles a message no actor took: redelivered later, or, on its last delivery,
+// reported as failed and terminated, never dropped silently.
+func (c *Controller) notTaken(ctx context.Context, in chat.Inbound, why error) {
+	if !in.Delivery.Last() {
+		c.log.Warn("inbound message not taken; redelivering later", "interaction", in.InteractionID, "err", why)
+		_ = in.Delivery.Nak(c.cfg.RetryDelay)
+		return
 	}
-	a, ok := c.actors[id]
-	if !ok {
-		if len(c.actors) >= c.cfg.MaxInteractions {
-			return nil, errFull
-		}
-		a = newActor(c, id)
-		c.actors[id] = a
-		c.wg.Go(func() { a.run(c.ctx, nil) })
-	}
-	a.pending++
-	return a, nil
+	c.giveUp(ctx, in, why)
 }
 
-// received records that a dispatch reached the actor.
-func (c *Controller) received(a *actor) {
-	c.mu.Lock()
-	a.pending--
-	c.mu.Unlock()
+// giveUp reports an inbound message that failed on its last delivery with a failed lifecycle
+// event (best effort) and terminates it.
+func (c *Controller) giveUp(ctx context.Context, in chat.Inbound, why error) {
+	c.log.Error("inbound message failed on its last delivery", "interaction", in.InteractionID, "attempt", in.Delivery.Attempt(), "err", why)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PublishTimeout)
+	defer cancel()
+	err := c.pub.Lifecycle(pctx, attach.Lifecycle{
+		Event:         attach.Failed,
+		InteractionID: in.InteractionID,
+		Vendor:        c.vendor,
+		Reason:        ReasonProcessingFailed,
+		Detail:        why.Error(),
+		At:            time.Now(),
+		MsgID:         in.InteractionID + ".failed." + inboundKey(in),
+	})
+	if err != nil {
+		c.log.Error("failed event not published", "interaction", in.InteractionID, "err", err)
+	}
+	if err := in.Delivery.Term("failed after the last delivery: " + why.Error()); err != nil {
+		c.log.Warn("term", "err", err)
+	}
 }
 
-// remove takes the actor out of the registry if nothing is on its way to it. The actor stops
-// only when remove says so.
+// remove takes the actor out of the registry if nothing is queued for it. The actor stops only
+// when remove says so; Handle queues under the same lock, so nothing can be queued to an actor
+// that left.
 func (c *Controller) remove(a *actor) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if a.pending > 0 || len(a.mailbox) > 0 {
+	if a.queued() > 0 {
 		return false
 	}
 	if c.actors[a.id] == a {

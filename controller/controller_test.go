@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -625,6 +626,99 @@ func TestOutboxSurvivesAStopMidPublish(t *testing.T) {
 		wantKinds(t, h, "joined", "attach#1", "activated", "attach#2", "deactivated:server_lost", "attach#3")
 		if st := h.store.get("i1"); len(st.Outbox) != 0 || st.Seq != 3 || st.Live != nil {
 			t.Fatalf("state after recovery: %+v", st)
+		}
+	})
+}
+
+func TestRefusedOutboundMessageDoesNotBlockTheRest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.c.pub = refusingViews{h.pub}
+		mustFate(t, h.event("i1", chat.EventAssigned, "a1"), "ack")
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
+		wantKinds(t, h, "joined", "attach#1", "deactivated:interaction_closed", "attach#2")
+		if st := h.store.get("i1"); len(st.Outbox) != 0 {
+			t.Fatalf("outbox left: %+v", st.Outbox)
+		}
+	})
+}
+
+// refusingViews refuses agent views the way the attach package refuses a message that breaks the
+// contract.
+type refusingViews struct{ *recorder }
+
+func (r refusingViews) AgentView(ctx context.Context, v attach.AgentView) error {
+	return fmt.Errorf("agent view: %w", attach.ErrInvalid)
+}
+
+func TestRevisionConflictIsRecovered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		h.store.bump("i1")
+		h.conn.session(0).activate(time.Now())
+		synctest.Wait()
+		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
+		st := h.store.get("i1")
+		if st.Seq != 3 || st.Live != nil || st.EndReason != "interaction_closed" {
+			t.Fatalf("state after a conflict: %+v", st)
+		}
+	})
+}
+
+func TestStopThatFailsEveryRouteIsRetriedBySweep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		h.conn.mu.Lock()
+		h.conn.stopErr = &connector.ServerError{Op: "stop", Kind: connector.ErrUnavailable}
+		h.conn.mu.Unlock()
+		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
+		wantKinds(t, h, "joined", "attach#1", "deactivated:interaction_closed", "attach#2")
+		if st := h.store.get("i1"); len(st.PendingStops) != 1 {
+			t.Fatalf("pending stops: %+v", st.PendingStops)
+		}
+		time.Sleep(time.Minute) // two sweeps fail
+		synctest.Wait()
+		h.conn.mu.Lock()
+		h.conn.stopErr = nil
+		h.conn.mu.Unlock()
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if st := h.store.get("i1"); len(st.PendingStops) != 0 {
+			t.Fatalf("pending stop not cleared: %+v", st.PendingStops)
+		}
+		if len(h.conn.stopHandle) != 1 {
+			t.Fatalf("stopped through the handle %d times", len(h.conn.stopHandle))
+		}
+	})
+}
+
+func TestMessageNotTakenOnItsLastDeliveryIsReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.MaxInteractions = 1 })
+		mustFate(t, h.chatLine("i1", "hello"), "ack")
+		d := newDelivery()
+		d.attempt, d.last = 6, true
+		h.c.Handle(context.Background(), chat.Inbound{InteractionID: "i2", Delivery: d, Chat: &chat.Message{ID: "x", InteractionID: "i2"}})
+		synctest.Wait()
+		mustFate(t, d, "term")
+		wantKinds(t, h, "failed:processing_failed")
+	})
+}
+
+func TestActivationDuringAStopIsPublished(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		h.conn.mu.Lock()
+		h.conn.activateOnStop = true
+		h.conn.mu.Unlock()
+		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
+		wantKinds(t, h, "joined", "attach#1", "activated", "attach#2", "deactivated:interaction_closed", "attach#3")
+		if u := updates(h.pub.all())[2]; u.Data.StartTime == "" {
+			t.Fatalf("start time missing: %+v", u.Data)
 		}
 	})
 }

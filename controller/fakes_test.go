@@ -26,6 +26,10 @@ type fakeConn struct {
 	next       int
 	// silentStop: Stop does not produce a deactivated notification.
 	silentStop bool
+	// stopErr: Stop and StopHandle fail with it (every route failed).
+	stopErr error
+	// activateOnStop: the agent's activation arrives just before the deactivation.
+	activateOnStop bool
 }
 
 func newFakeConn() *fakeConn { return &fakeConn{joinErr: map[string]error{}} }
@@ -66,6 +70,9 @@ func (f *fakeConn) Rejoin(ctx context.Context, h connector.Handle) (connector.Se
 func (f *fakeConn) StopHandle(ctx context.Context, h connector.Handle) (connector.Times, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.stopErr != nil {
+		return connector.Times{}, f.stopErr
+	}
 	f.stopHandle = append(f.stopHandle, h)
 	return connector.Times{}, nil
 }
@@ -106,8 +113,14 @@ func (s *fakeSession) Stop(ctx context.Context) (connector.Times, error) {
 	s.stopped++
 	s.mu.Unlock()
 	s.conn.mu.Lock()
-	silent := s.conn.silentStop
+	silent, stopErr, activate := s.conn.silentStop, s.conn.stopErr, s.conn.activateOnStop
 	s.conn.mu.Unlock()
+	if stopErr != nil {
+		return connector.Times{}, stopErr
+	}
+	if activate {
+		s.events <- activatedAt(time.Now())
+	}
 	if !silent {
 		s.events <- deactivated(time.Time{}, time.Now())
 	}
@@ -155,7 +168,7 @@ func (m *memStore) Save(ctx context.Context, st State, rev uint64) (uint64, erro
 	}
 	cur := m.states[st.InteractionID]
 	if cur.Rev != rev {
-		return 0, fmt.Errorf("wrong revision %d, have %d", rev, cur.Rev)
+		return 0, fmt.Errorf("%w: wrong revision %d, have %d", ErrConflict, rev, cur.Rev)
 	}
 	m.states[st.InteractionID] = Saved{State: st.clone(), Rev: rev + 1}
 	return rev + 1, nil
@@ -171,6 +184,16 @@ func (m *memStore) Live(ctx context.Context) ([]Saved, error) {
 		}
 	}
 	return out, nil
+}
+
+// bump writes the stored state again behind the actor's back, as a lost reply or a second
+// writer would.
+func (m *memStore) bump(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := m.states[id]
+	cur.Rev++
+	m.states[id] = cur
 }
 
 func (m *memStore) get(id string) State {

@@ -78,17 +78,25 @@ func (s *KVStore) Load(ctx context.Context, id string) (State, uint64, error) {
 	return st, e.Revision(), nil
 }
 
-// Save writes the state if the stored revision is still rev.
+// Save writes the state if the stored revision is still rev. A revision that moved (another
+// writer, a reply lost while the write went through, an expired key) is an ErrConflict.
 func (s *KVStore) Save(ctx context.Context, st State, rev uint64) (uint64, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return 0, err
 	}
 	key := kvKey(st.InteractionID)
+	var n uint64
 	if rev == 0 {
-		return s.kv.Create(ctx, key, b)
+		n, err = s.kv.Create(ctx, key, b)
+	} else {
+		n, err = s.kv.Update(ctx, key, b, rev)
 	}
-	return s.kv.Update(ctx, key, b, rev)
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		(rev != 0 && errors.Is(err, jetstream.ErrKeyNotFound)) {
+		return 0, fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return n, err
 }
 
 // Live returns every state that has a live session.

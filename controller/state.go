@@ -64,11 +64,20 @@ type State struct {
 	Seen []string `json:"seen,omitempty"`
 	// Live is the live session, if any.
 	Live *Live `json:"live,omitempty"`
+	// PendingStops are sessions the daemon ended but could not stop at the server by any route;
+	// the sweep retries them through their handles.
+	PendingStops []PendingStop `json:"pendingStops,omitempty"`
 	// Outbox holds the outbound messages of the latest step while they are being published. The
 	// state is saved with them before the first is published, so that a daemon that stops midway
 	// publishes the same messages, with the same seq and ids, when it comes back (the stream's
 	// dedupe drops the ones already stored), and never reuses a seq for something else.
 	Outbox []Outbound `json:"outbox,omitempty"`
+}
+
+// PendingStop is a stop to retry.
+type PendingStop struct {
+	Handle connector.Handle `json:"handle"`
+	Since  time.Time        `json:"since"`
 }
 
 // Outbound is one message waiting to be published. The attach types leave their routing fields
@@ -104,6 +113,7 @@ func (s State) clone() State {
 	c := s
 	c.Seen = slices.Clone(s.Seen)
 	c.Outbox = slices.Clone(s.Outbox)
+	c.PendingStops = slices.Clone(s.PendingStops)
 	if s.Live != nil {
 		l := *s.Live
 		c.Live = &l
