@@ -287,10 +287,8 @@ func TestMalformedMessagesAreTerminated(t *testing.T) {
 		t.Fatal("no session")
 	}
 	logs := e.logs.String()
-	for _, want := range []string{"malformed"} {
-		if c := strings.Count(logs, want); c < 3 {
-			t.Fatalf("%q logged %d times, want once per malformed message (3)", want, c)
-		}
+	if c := strings.Count(logs, "malformed inbound message terminated"); c != 3 {
+		t.Fatalf("malformed messages logged %d times, want once each (3)", c)
 	}
 	if strings.Contains(logs, strings.Repeat("a", 100)) {
 		t.Fatal("the oversized message's text reached the log")
@@ -347,5 +345,23 @@ func TestStartMessageRetriedWhileServerUnavailable(t *testing.T) {
 		if strings.HasSuffix(m.subject, ".failed") {
 			t.Fatalf("a retried start message was reported failed: %s", m.data)
 		}
+	}
+}
+
+// When the Controller's CometD side is unusable (its Bayeux session gone and every new handshake
+// swallowed), a close still stops the session at the server: through the REST stop with the saved
+// user token.
+func TestCloseStopsThroughRESTWhenCometDIsDown(t *testing.T) {
+	e := newEnv(t, gcbtest.Options{}, nil)
+	e.startDaemon()
+	s := e.joinSession("i-1", "", 1)
+	e.activate("i-1", s, "agent-1")
+	s.Node().SetFault(gcbtest.Fault{Channel: "/meta/handshake", Drop: true})
+	s.Node().ExpireBayeuxSessions()
+	e.event("i-1", chat.EventClosed, "")
+	e.expectEnd("i-1", "interaction_closed")
+	e.waitEnded(s)
+	if by := s.EndedBy(); by != gcbtest.EndedByControllerREST {
+		t.Fatalf("server says ended by %q, want the REST stop", by)
 	}
 }

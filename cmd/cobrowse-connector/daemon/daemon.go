@@ -104,6 +104,16 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
+	// The controller's actors (recovered ones first) are stopped before the connector and NATS
+	// go, within the shutdown bound; an abort gives them none.
+	shutdownBound := cfg.ShutdownTimeout.D()
+	closers = append(closers, func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownBound)
+		defer cancel()
+		if err := ctrl.Shutdown(sctx); err != nil {
+			log.Warn("shutdown", "err", err)
+		}
+	})
 	if err := ctrl.Recover(setupCtx); err != nil {
 		return err
 	}
@@ -143,23 +153,15 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		nc.Close()
 	}
 
-	// Ordered shutdown: stop taking messages, let the actors finish theirs, then release the
-	// connector, NATS and the embedded server (the deferred closers).
+	// Ordered shutdown: stop taking messages; then the deferred closers let the actors finish
+	// theirs and release the connector, NATS and the embedded server, in that order.
 	stopRun()
 	wg.Wait()
 	if err == nil {
 		err = <-consumerErr
 	}
-	bound := cfg.ShutdownTimeout.D()
 	if aborted {
-		bound = 0
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
-	defer cancel()
-	if serr := ctrl.Shutdown(sctx); serr != nil && !aborted {
-		log.Warn("shutdown", "err", serr)
-	}
-	if aborted {
+		shutdownBound = 0
 		return nil
 	}
 	return err
@@ -264,7 +266,7 @@ func gcbConfig(cfg configs.Config, log *slog.Logger) gcb.Config {
 		RequestTimeout:    g.RequestTimeout.D(),
 		MaxNetworkDelay:   g.MaxNetworkDelay.D(),
 		JoinTimeout:       c.JoinTimeout.D(),
-		StopTimeout:       c.StopWait.D(),
+		StopTimeout:       c.StopWait.D(), // the CometD stop; the REST fallback then has request_timeout
 		LostAfter:         g.LostAfter.D(),
 		AgentViewFragment: g.AgentViewFragment,
 		ControllerName:    g.ControllerName,
@@ -281,8 +283,10 @@ func gcbConfig(cfg configs.Config, log *slog.Logger) gcb.Config {
 func controllerConfig(cfg configs.Config, log *slog.Logger) controller.Config {
 	c := cfg.Controller
 	return controller.Config{
-		Timers:          controller.Timers{NoAgentJoin: c.NoAgentJoin.D(), Inactivity: c.Inactivity.D()},
-		StopWait:        c.StopWait.D(),
+		Timers:   controller.Timers{NoAgentJoin: c.NoAgentJoin.D(), Inactivity: c.Inactivity.D()},
+		StopWait: c.StopWait.D(),
+		// One stop call: the CometD stop, then the REST fallback, each within its own bound.
+		StopTimeout:     c.StopWait.D() + cfg.Genesys.RequestTimeout.D() + time.Second,
 		JoinTimeout:     c.JoinTimeout.D(),
 		PublishTimeout:  cfg.NATS.Outbound.PublishTimeout.D(),
 		RetryDelay:      c.RetryDelay.D(),
