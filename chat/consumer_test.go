@@ -411,6 +411,8 @@ func TestMalformedIsTerminatedOnce(t *testing.T) {
 		{ChatSubject("cc", "I1"), []byte(`{"id":"m4","interactionId":"I1","from":{"role":"customer"}}`), "field text: missing"},
 		{EventSubject("cc", "I1"), []byte(`{"id":"e1","interactionId":"I1"}`), "field type: missing"},
 		{EventSubject("cc", "I1"), []byte(`{"id":"e2","interactionId":"I1","type":"closed","at":"` + secret + `"}`), "field at"},
+		{EventSubject("cc", "I1"), []byte(`{"id":"e3","interactionId":"I1","type":"assigned","agentId":"` + secret + `.*"}`), "field agentId: not a NATS subject token"},
+		{EventSubject("cc", "I1"), []byte(`{"id":"e4","interactionId":"I1","type":"transferred","agentId":"a1","toAgentId":"` + secret + `\u00a0"}`), "field toAgentId: not a NATS subject token"},
 	}
 	var seqs []uint64
 	for _, b := range bad {

@@ -5,7 +5,17 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
+
+// isSubjectToken is the contract's subject-token rule, written out independently of checkToken:
+// non-empty valid UTF-8 with no '.', '*', '>', whitespace or control character.
+func isSubjectToken(s string) bool {
+	return s != "" && utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+		return r == '.' || r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r)
+	})
+}
 
 // startOracle is the specification of DetectStart as a regexp. RE2's \s is [\t\n\f\r ], which is
 // exactly startWhitespace; [0-9] is ASCII only.
@@ -46,6 +56,9 @@ func FuzzDecodeChat(f *testing.F) {
 	f.Add("I1", []byte(`[]`))
 	f.Add("I1", []byte(`null`))
 	f.Add("I1", []byte("\xff"))
+	f.Add("I*", []byte(`{"id":"m1","interactionId":"I*","from":{"role":"customer"},"text":"x"}`))
+	f.Add("I\f1", []byte(`{"id":"m1","interactionId":"I\f1","from":{"role":"customer"},"text":"x"}`))
+	f.Add("I\u00851", []byte(`{"id":"m1","interactionId":"I\u00851","from":{"role":"customer"},"text":"x"}`))
 	f.Fuzz(func(t *testing.T, token string, data []byte) {
 		m, err := decodeChat(token, data)
 		if err != nil {
@@ -56,6 +69,9 @@ func FuzzDecodeChat(f *testing.F) {
 		}
 		if m.ID == "" || m.InteractionID != token || !m.From.Role.Valid() {
 			t.Fatalf("accepted an invalid message: %+v", m)
+		}
+		if !isSubjectToken(m.InteractionID) {
+			t.Fatalf("accepted interactionId %q, not a NATS subject token", m.InteractionID)
 		}
 		out, err := json.Marshal(m)
 		if err != nil {
@@ -89,6 +105,12 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"closed","at":"2025-01-02"}`))
 	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1"}`))
 	f.Add("I1", []byte(`{`))
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"assigned","agentId":"a.b"}`))
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"assigned","agentId":""}`))
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"transferred","agentId":"a","toAgentId":"b\u000b"}`))
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"transferred","toAgentId":"b\u2028c"}`))
+	f.Add("I\u00a01", []byte(`{"id":"e1","interactionId":"I\u00a01","type":"closed"}`))
+	f.Add("I>", []byte(`{"id":"e1","interactionId":"I>","type":"closed"}`))
 	f.Fuzz(func(t *testing.T, token string, data []byte) {
 		e, err := decodeEvent(token, data)
 		if err != nil {
@@ -99,6 +121,16 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 		if e.ID == "" || e.InteractionID != token || e.Type == "" {
 			t.Fatalf("accepted an invalid event: %+v", e)
+		}
+		if !isSubjectToken(e.InteractionID) {
+			t.Fatalf("accepted interactionId %q, not a NATS subject token", e.InteractionID)
+		}
+		// agentId and toAgentId are optional: absent ("") or a subject token.
+		if e.AgentID != "" && !isSubjectToken(e.AgentID) {
+			t.Fatalf("accepted agentId %q, not a NATS subject token", e.AgentID)
+		}
+		if e.ToAgentID != "" && !isSubjectToken(e.ToAgentID) {
+			t.Fatalf("accepted toAgentId %q, not a NATS subject token", e.ToAgentID)
 		}
 		out, err := json.Marshal(e)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -262,10 +263,58 @@ func (o object) timestamp(key string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-// interactionID returns the required interactionId and checks it against the subject's token.
+// checkToken refuses a value of field key that cannot be one NATS subject token, the rule the
+// daemon's publishers apply to the ids they put in subjects (attach.checkToken): non-empty, valid
+// UTF-8, and no token separator ('.'), wildcard ('*', '>'), whitespace of any kind (Unicode
+// spaces, form feed and vertical tab included) or control character. The reason names the field
+// and the offending kind of character with its byte offset, never the value.
+func checkToken(key, v string) error {
+	if v == "" {
+		return malformed("field %s: empty", key)
+	}
+	if !utf8.ValidString(v) {
+		return malformed("field %s: not a NATS subject token (not valid UTF-8)", key)
+	}
+	for i, r := range v {
+		var what string
+		switch {
+		case r == '.':
+			what = "a token separator '.'"
+		case r == '*' || r == '>':
+			what = "a wildcard"
+		case unicode.IsSpace(r):
+			what = "whitespace"
+		case unicode.IsControl(r):
+			what = "a control character"
+		default:
+			continue
+		}
+		return malformed("field %s: not a NATS subject token (%s at byte offset %d)", key, what, i)
+	}
+	return nil
+}
+
+// optionalToken returns the string at key, or "" when absent (missing or null); when present it
+// must satisfy checkToken.
+func (o object) optionalToken(key string) (string, error) {
+	s, ok, err := o.str(key)
+	if err != nil || !ok {
+		return "", err
+	}
+	if err := checkToken(key, s); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// interactionID returns the required interactionId, checks it is a NATS subject token and checks
+// it against the subject's token.
 func (o object) interactionID(token string) (string, error) {
 	id, err := o.required("interactionId")
 	if err != nil {
+		return "", err
+	}
+	if err := checkToken("interactionId", id); err != nil {
 		return "", err
 	}
 	if id != token {
@@ -275,8 +324,9 @@ func (o object) interactionID(token string) (string, error) {
 }
 
 // decodeChat decodes and validates a chat message published on the subject whose interaction
-// token is token. Required: id, interactionId (equal to token), text (present, may be empty),
-// from.role (one of the four roles). Optional: from.id, from.name, sentAt (RFC 3339).
+// token is token. Required: id, interactionId (a NATS subject token, see checkToken, equal to
+// token), text (present, may be empty), from.role (one of the four roles). Optional: from.id,
+// from.name, sentAt (RFC 3339).
 func decodeChat(token string, data []byte) (*Message, error) {
 	obj, err := decodeObject(data, "chat message")
 	if err != nil {
@@ -338,9 +388,10 @@ func decodeSender(raw json.RawMessage) (Sender, error) {
 }
 
 // decodeEvent decodes and validates an interaction event published on the subject whose
-// interaction token is token. Required: id, interactionId (equal to token), type (any non-empty
-// string: an unknown type is valid here, and the consumer acks and ignores it). Optional: agentId,
-// toAgentId, at (RFC 3339).
+// interaction token is token. Required: id, interactionId (a NATS subject token, see checkToken,
+// equal to token), type (any non-empty string: an unknown type is valid here, and the consumer
+// acks and ignores it). Optional: agentId and toAgentId (each, when present and not null, a NATS
+// subject token: the daemon publishes on <prefix>.agent.<agentId>.cobrowse), at (RFC 3339).
 func decodeEvent(token string, data []byte) (*Event, error) {
 	obj, err := decodeObject(data, "event")
 	if err != nil {
@@ -358,10 +409,10 @@ func decodeEvent(token string, data []byte) (*Event, error) {
 		return nil, err
 	}
 	e.Type = EventType(typ)
-	if e.AgentID, err = obj.optional("agentId"); err != nil {
+	if e.AgentID, err = obj.optionalToken("agentId"); err != nil {
 		return nil, err
 	}
-	if e.ToAgentID, err = obj.optional("toAgentId"); err != nil {
+	if e.ToAgentID, err = obj.optionalToken("toAgentId"); err != nil {
 		return nil, err
 	}
 	if e.At, err = obj.timestamp("at"); err != nil {

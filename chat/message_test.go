@@ -249,6 +249,84 @@ func TestDecodeEvent(t *testing.T) {
 	}
 }
 
+// TestDecodeSubjectTokens: interactionId, agentId and toAgentId end up in subjects the daemon
+// publishes on (<prefix>.interaction.<interactionId>.attach, <prefix>.agent.<agentId>.cobrowse),
+// so a value that cannot be one NATS subject token makes the message malformed, with a reason
+// that names the field and never quotes the value.
+func TestDecodeSubjectTokens(t *testing.T) {
+	bad := []struct {
+		name, value, reason string
+	}{
+		{"separator", secret + ".x", "not a NATS subject token (a token separator '.' at byte offset 20)"},
+		{"leading separator", "." + secret, "not a NATS subject token (a token separator '.' at byte offset 0)"},
+		{"star", secret + "*", "not a NATS subject token (a wildcard at byte offset 20)"},
+		{"greater than", ">" + secret, "not a NATS subject token (a wildcard at byte offset 0)"},
+		{"space", secret + " x", "not a NATS subject token (whitespace at byte offset 20)"},
+		{"tab", secret + "\t", "not a NATS subject token (whitespace"},
+		{"line feed", secret + "\n", "not a NATS subject token (whitespace"},
+		{"carriage return", secret + "\r", "not a NATS subject token (whitespace"},
+		{"form feed", secret + "\f", "not a NATS subject token (whitespace"},
+		{"vertical tab", secret + "\v", "not a NATS subject token (whitespace"},
+		{"NBSP", secret + "\u00a0", "not a NATS subject token (whitespace"},
+		{"NEL", secret + "\u0085", "not a NATS subject token (whitespace"},
+		{"line separator", secret + "\u2028", "not a NATS subject token (whitespace"},
+		{"ideographic space", secret + "\u3000", "not a NATS subject token (whitespace"},
+		{"NUL", secret + "\x00", "not a NATS subject token (a control character at byte offset 20)"},
+		{"escape", secret + "\x1b", "not a NATS subject token (a control character"},
+		{"DEL", secret + "\x7f", "not a NATS subject token (a control character"},
+		{"C1 control", secret + "\u0090", "not a NATS subject token (a control character"},
+	}
+	enc := func(fields map[string]any) []byte {
+		b, err := json.Marshal(fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			// interactionId, equal to the subject's token: the token rule, not the comparison, refuses it.
+			m, err := decodeChat(tc.value, enc(map[string]any{"id": "m1", "interactionId": tc.value, "from": map[string]any{"role": "customer"}, "text": "x"}))
+			checkMalformed(t, m, err, "field interactionId: "+tc.reason)
+			e, err := decodeEvent(tc.value, enc(map[string]any{"id": "e1", "interactionId": tc.value, "type": "closed"}))
+			checkMalformed(t, e, err, "field interactionId: "+tc.reason)
+			// agentId and toAgentId, on every event type that carries them, and on an unknown one.
+			for _, typ := range []string{"created", "assigned", "transferred", "sneezed"} {
+				e, err = decodeEvent("I1", enc(map[string]any{"id": "e1", "interactionId": "I1", "type": typ, "agentId": tc.value}))
+				checkMalformed(t, e, err, "field agentId: "+tc.reason)
+				e, err = decodeEvent("I1", enc(map[string]any{"id": "e1", "interactionId": "I1", "type": typ, "agentId": "a1", "toAgentId": tc.value}))
+				checkMalformed(t, e, err, "field toAgentId: "+tc.reason)
+			}
+		})
+	}
+
+	// Present but empty: the optional ids are absent only when missing or null.
+	e, err := decodeEvent("I1", []byte(`{"id":"e1","interactionId":"I1","type":"assigned","agentId":""}`))
+	checkMalformed(t, e, err, "field agentId: empty")
+	e, err = decodeEvent("I1", []byte(`{"id":"e1","interactionId":"I1","type":"transferred","agentId":"a1","toAgentId":""}`))
+	checkMalformed(t, e, err, "field toAgentId: empty")
+	e, err = decodeEvent("", []byte(`{"id":"e1","interactionId":"","type":"closed"}`))
+	checkMalformed(t, e, err, "field interactionId: missing")
+
+	// Invalid UTF-8 cannot come out of the JSON decoder (the payload is checked first and escaped
+	// lone surrogates become U+FFFD), so the rule is checked directly.
+	if err := checkToken("agentId", "a\xffb"); err == nil || err.Error() != "field agentId: not a NATS subject token (not valid UTF-8)" {
+		t.Errorf("checkToken of invalid UTF-8 = %v", err)
+	}
+
+	// What the rule lets through.
+	for _, v := range []string{"a1", "I-2_x", "agent@example", "A:B/C", "ünïcødé", "\u200b", "\ufffd", "日本"} {
+		e, err := decodeEvent(v, enc(map[string]any{"id": "e1", "interactionId": v, "type": "transferred", "agentId": v, "toAgentId": v}))
+		if err != nil || e.InteractionID != v || e.AgentID != v || e.ToAgentID != v {
+			t.Errorf("decodeEvent with ids %q = %+v, %v; want it accepted", v, e, err)
+		}
+		m, err := decodeChat(v, enc(map[string]any{"id": "m1", "interactionId": v, "from": map[string]any{"role": "customer"}, "text": "x"}))
+		if err != nil || m.InteractionID != v {
+			t.Errorf("decodeChat with interactionId %q = %+v, %v; want it accepted", v, m, err)
+		}
+	}
+}
+
 func checkMalformed[T any](t *testing.T, got *T, err error, reason string) {
 	t.Helper()
 	var me *malformedError
@@ -289,6 +367,8 @@ func TestConsumerDecode(t *testing.T) {
 		{"over the size limit", "cc.chat.I1.message", chatMsg("customer", strings.Repeat("x", 201-len(chatMsg("customer", "")))), "", "payload of 201 bytes exceeds the limit of 200"},
 		{"subject matches neither pattern", "cc.chat.I1.other", chatMsg("customer", "x"), "", "subject matches neither"},
 		{"subject token differs", "cc.chat.I2.message", chatMsg("customer", "x"), "", "field interactionId: differs"},
+		{"subject token is not a token", "cc.interaction.I\v1.event", []byte(`{"id":"e1","interactionId":"I\u000b1","type":"closed"}`), "", "field interactionId: not a NATS subject token (whitespace at byte offset 1)"},
+		{"agentId is not a token", "cc.interaction.I1.event", []byte(`{"id":"e1","interactionId":"I1","type":"assigned","agentId":"a.b"}`), "", "field agentId: not a NATS subject token"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
