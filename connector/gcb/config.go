@@ -40,7 +40,9 @@ const (
 // ClusterURL takes its default.
 type Config struct {
 	// ClusterURL is the Co-browse cluster's URL (the load balancer, Genesys "[cluster] url"),
-	// e.g. "http://cobrowse.example:8700/cobrowse". Required. A trailing slash is removed.
+	// e.g. "http://cobrowse.example:8700/cobrowse". Required. A trailing slash is removed. It
+	// must not carry credentials (http://user:pass@...): Genesys Co-browse has no URL
+	// authentication, and the URL reaches logs, errors and the agent view URL.
 	ClusterURL string
 
 	// Origin is the Origin header sent on Get Session (Genesys 9.0 checks it against
@@ -191,11 +193,17 @@ func (c Config) withDefaults() (Config, error) {
 	return c, errors.Join(errs...)
 }
 
-// checkBaseURL accepts an absolute http(s) URL with a host, no query and no fragment.
+// checkBaseURL accepts an absolute http(s) URL with a host, no user info (credentials), no query
+// and no fragment. Credentials are refused because the URL reaches logs, errors and the agent
+// view URL; the error quotes the URL without them.
 func checkBaseURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		return err
+	}
+	if u.User != nil {
+		u.User = nil
+		return fmt.Errorf("%q: must not carry credentials (user info)", u.String())
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fmt.Errorf("%q: scheme must be http or https", s)

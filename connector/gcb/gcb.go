@@ -257,6 +257,15 @@ func (s *session) decodeJoin(ctx context.Context, op string, req map[string]any)
 	if err != nil {
 		return joinReply{}, bayeuxError(op, node, err)
 	}
+	return checkJoinReply(op, node, raw)
+}
+
+// checkJoinReply decodes a join reply's data and checks it. A reply without userToken or without
+// sessionHistoryId is a refusal: without the one the session cannot be stopped, without the other
+// it has no id for reporting and every lifecycle event for it would be invalid. On Join and
+// Rejoin, connect then disconnects and closes the client; after a re-handshake's re-join, the
+// session is lost (REST stop with the saved user token, EventLost, client closed).
+func checkJoinReply(op, node string, raw json.RawMessage) (joinReply, error) {
 	var r joinReply
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return joinReply{}, &connector.ServerError{Op: op, Node: node, Kind: connector.ErrUnavailable,
@@ -268,6 +277,10 @@ func (s *session) decodeJoin(ctx context.Context, op string, req map[string]any)
 	if r.UserToken == "" {
 		return joinReply{}, &connector.ServerError{Op: op, Node: node, Kind: connector.ErrRefused,
 			Reason: "join reply without userToken: " + clip(string(raw))}
+	}
+	if r.SessionHistoryID == "" {
+		return joinReply{}, &connector.ServerError{Op: op, Node: node, Kind: connector.ErrRefused,
+			Reason: "join reply carries no sessionHistoryId"}
 	}
 	return r, nil
 }

@@ -201,22 +201,35 @@ func (s *session) cometdStop(ctx context.Context, userToken string) (connector.T
 }
 
 // Close leaves the server connection without stopping the session: it ends the event stream,
-// sends /meta/disconnect (bounded by DisconnectTimeout), closes the CometD client and waits for
-// its goroutines (bounded by ctx). It is safe to call more than once.
+// sends /meta/disconnect (bounded by DisconnectTimeout and ctx), closes the CometD client and
+// waits for its goroutines. It is safe to call more than once.
+//
+// The client is always closed, also when ctx is already done or runs out while Close waits for
+// the session's goroutine: then the polite part (/meta/disconnect) is skipped or cut short, the
+// goroutine ends the event stream itself, and Close returns ctx's error.
 func (s *session) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		close(s.closeCh)
 		s.cancel()
 	})
+	var waitErr error
 	if s.started {
 		select {
 		case <-s.done:
 		case <-ctx.Done():
-			return ctx.Err()
+			// run is still finishing (an emit, a re-join or a REST stop aborted by the closed
+			// session, or its own bounded shutdown); it closes the event stream when it returns.
+			waitErr = ctx.Err()
 		}
 	}
-	s.closeEvents()
-	return s.shutdownClient(ctx, true)
+	if waitErr == nil {
+		s.closeEvents()
+	}
+	err := s.shutdownClient(ctx, true)
+	if waitErr != nil {
+		return waitErr
+	}
+	return err
 }
 
 func (s *session) closed() bool {
@@ -229,19 +242,26 @@ func (s *session) closed() bool {
 }
 
 // shutdownClient disconnects (once, if disconnect) and closes the client, then waits for it to
-// finish, bounded by ctx.
+// finish, bounded by ctx. The client is closed whatever ctx says (Client.Close needs no ctx): when
+// ctx is already done the /meta/disconnect is skipped, and when ctx runs out while another
+// goroutine shuts the client down politely, that is cut short; either way ctx's error is returned.
 func (s *session) shutdownClient(ctx context.Context, disconnect bool) error {
 	s.mu.Lock()
 	first := !s.clientDown
 	s.clientDown = true
 	s.mu.Unlock()
+	var skipped error
 	if first {
 		if disconnect {
-			dctx, cancel := context.WithTimeout(ctx, s.c.cfg.DisconnectTimeout)
-			if err := s.client.Disconnect(dctx); err != nil {
-				s.log.Debug("disconnect failed", "err", err)
+			if err := ctx.Err(); err != nil {
+				skipped = err // no time left for a polite /meta/disconnect
+			} else {
+				dctx, cancel := context.WithTimeout(ctx, s.c.cfg.DisconnectTimeout)
+				if err := s.client.Disconnect(dctx); err != nil {
+					s.log.Debug("disconnect failed", "err", err)
+				}
+				cancel()
 			}
-			cancel()
 		}
 		_ = s.client.Close()
 	}
@@ -249,10 +269,12 @@ func (s *session) shutdownClient(ctx context.Context, disconnect bool) error {
 		select {
 		case <-done:
 		case <-ctx.Done():
+			// Another goroutine is still disconnecting: stop waiting for the server and close.
+			_ = s.client.Close()
 			return ctx.Err()
 		}
 	}
-	return nil
+	return skipped
 }
 
 func (s *session) closeEvents() { s.eventsOnce.Do(func() { close(s.events) }) }

@@ -98,6 +98,11 @@ func TestConfigErrors(t *testing.T) {
 		{"bad scheme", Config{ClusterURL: "ftp://x/cobrowse"}, `gcb: ClusterURL: "ftp://x/cobrowse": scheme must be http or https`},
 		{"no host", Config{ClusterURL: "http:///cobrowse"}, `gcb: ClusterURL: "http:///cobrowse": no host`},
 		{"query", Config{ClusterURL: "http://x/cobrowse?a=1"}, `gcb: ClusterURL: "http://x/cobrowse?a=1": must have no query or fragment`},
+		// Credentials would reach logs, errors and the agent view URL: refused, and not quoted back.
+		{"credentials", Config{ClusterURL: "http://user:s3cret@x:8700/cobrowse/"}, `gcb: ClusterURL: "http://x:8700/cobrowse": must not carry credentials (user info)`},
+		{"user only", Config{ClusterURL: "https://user@x/cobrowse"}, `gcb: ClusterURL: "https://x/cobrowse": must not carry credentials (user info)`},
+		{"empty user info", Config{ClusterURL: "http://@x/cobrowse"}, `gcb: ClusterURL: "http://x/cobrowse": must not carry credentials (user info)`},
+		{"credentials and a bad scheme", Config{ClusterURL: "ftp://user:s3cret@x"}, `gcb: ClusterURL: "ftp://x": must not carry credentials (user info)`},
 		{"transport", Config{ClusterURL: "http://x", Transports: []string{"callback-polling"}}, `gcb: unknown transport "callback-polling" (want "websocket" or "long-polling")`},
 		{"negative", Config{ClusterURL: "http://x", LostAfter: -time.Second}, "gcb: LostAfter must not be negative (got -1s)"},
 		{"cometd path", Config{ClusterURL: "http://x", CometDPath: "cometd"}, `gcb: CometDPath "cometd" must start with '/'`},
@@ -263,6 +268,7 @@ func TestChooseRoute(t *testing.T) {
 		{"no cookie", "", "", route{NodeURL: cluster, Why: "no-cookie"}},
 		{"bad server url, cookie", "not a url", "n2", route{NodeURL: cluster, Sticky: "n2", Why: "bad-server-url+cookie"}},
 		{"bad server url, no cookie", "ftp://node2", "", route{NodeURL: cluster, Why: "bad-server-url+no-cookie"}},
+		{"server url with credentials", "http://u:p@node2:8700/cobrowse", "n2", route{NodeURL: cluster, Sticky: "n2", Why: "bad-server-url+cookie"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := chooseRoute(cluster, tc.serverURL, tc.cookie); got != tc.want {
