@@ -52,7 +52,7 @@ var wantDefault = Config{
 		},
 		Outbound: OutboundConfig{Stream: "CC_COBROWSE", DuplicateWindow: dur("24h"), PublishTimeout: dur("5s"), MaxAge: dur("720h")},
 		KVBucket: "cobrowse_interactions",
-		KVTTL:    dur("720h"),
+		KVTTL:    dur("0s"),
 	},
 	Chat: ChatConfig{TriggerRoles: []string{"customer", "bot", "system"}},
 	Controller: ControllerConfig{
@@ -612,7 +612,14 @@ func TestConfigOutputMasked(t *testing.T) {
 	if c.NATS.Password.Reveal() != "hunter2-secret" || c.Chat.TriggerRoles[0] != "customer" {
 		t.Fatal("Redacted changed the original")
 	}
-	// The output of String is a config that parses back to the redacted config.
+	// The output of String is a config that parses back to the redacted config. genesys.url
+	// refuses credentials, even masked ones (redaction stays as a guard for a config built in
+	// code): take them out for this part.
+	if _, err := Parse([]byte(c.String()), nil); err == nil || strings.Contains(err.Error(), "\n") ||
+		!strings.HasSuffix(err.Error(), ": genesys.url: must not carry credentials (Genesys Co-browse has no URL authentication)") {
+		t.Fatalf("String with a masked genesys.url parsed back as %v", err)
+	}
+	c.Genesys.URL = "https://gcb.example/cobrowse"
 	back, err := Parse([]byte(c.String()), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -164,7 +164,12 @@ func (c Config) problems(run bool) problemList {
 	case !isBaseURL(g.URL):
 		l.addf("genesys.url", "must be an http or https URL without a trailing slash")
 	default:
-		if u, _ := url.Parse(g.URL); u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(g.URL, "#") {
+		u, _ := url.Parse(g.URL)
+		if u.User != nil {
+			// The URL reaches logs, errors and the agent view URL; the reason never quotes it.
+			l.addf("genesys.url", "must not carry credentials (Genesys Co-browse has no URL authentication)")
+		}
+		if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(g.URL, "#") {
 			l.addf("genesys.url", "must not have a query or a fragment")
 		}
 	}
