@@ -1,6 +1,7 @@
 package cometd_test
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -236,51 +237,91 @@ func TestAdviceHandshake(t *testing.T) {
 }
 
 // TestAdviceTimeoutBoundsConnectWait: a connect is waited for advice.timeout + MaxNetworkDelay:
-// a reply later than MaxNetworkDelay but within the sum is fine; none at all is an outage found
-// no sooner than the sum.
+// a reply later than MaxNetworkDelay but within the sum is accepted; none at all is an outage
+// found no sooner than the sum.
+//
+// The test drives the timing itself: the server holds connect 2 until the test releases it, and
+// the test releases it only after a call the server never answers has failed on MaxNetworkDelay,
+// so the client has been waiting for connect 2 longer than MaxNetworkDelay (causality, no
+// window). While connect 2 is held the advised timeout is far beyond any wait of the test; its
+// reply advises a short one, which bounds connect 3: the only time assertion is a lower bound.
 func TestAdviceTimeoutBoundsConnectWait(t *testing.T) {
 	for _, tr := range bothTransports {
 		t.Run(tr, func(t *testing.T) {
-			const timeout, mnd = 400 * time.Millisecond, 100 * time.Millisecond
-			srv := &bayeuxtest.Server{Timeout: timeout, WebSocket: true}
+			const long, short, mnd = 4 * wait, 300 * time.Millisecond, 100 * time.Millisecond
+			srv := &bayeuxtest.Server{Timeout: long, WebSocket: true}
 			var count atomic.Int64
-			swallowed := make(chan time.Time, 1)
+			held := make(chan struct{})         // connect 2 reached the server
+			release := make(chan struct{})      // the test lets the server answer connect 2
+			replied := make(chan time.Time, 1)  // the server is answering connect 2
+			swallowed := make(chan struct{}, 1) // connect 3 reached the server
 			srv.Hook = func(call *bayeuxtest.Call, m cometd.Message) ([]cometd.Message, bool) {
-				if m.Channel != "/meta/connect" {
-					return nil, false
-				}
-				switch count.Add(1) {
-				case 2: // slower than MaxNetworkDelay, within timeout+MaxNetworkDelay
-					select { // the scripted server is slow
-					case <-time.After(250 * time.Millisecond):
-					case <-call.HTTP.Context().Done():
-					}
-					return []cometd.Message{bayeuxtest.OK(&m)}, true
-				case 3: // never answered
-					swallowed <- time.Now()
+				switch m.Channel {
+				case "/service/probe": // never answered
 					if call.Transport == cometd.TransportLongPolling {
 						<-call.HTTP.Context().Done()
 					}
 					return nil, true
+				case "/meta/connect":
+				default:
+					return nil, false
+				}
+				switch count.Add(1) {
+				case 2: // held until the test releases it
+					close(held)
+					select {
+					case <-release:
+					case <-call.HTTP.Context().Done():
+						return nil, true
+					}
+					r := bayeuxtest.OK(&m)
+					r.Advice = &cometd.Advice{Timeout: i64(short.Milliseconds())}
+					replied <- time.Now()
+					return []cometd.Message{r}, true
+				case 3: // never answered
+					swallowed <- struct{}{}
+					if call.Transport == cometd.TransportLongPolling {
+						<-call.HTTP.Context().Done()
+					}
+					return nil, true
+				case 4: // answered at once: the session survives the outage
+					return []cometd.Message{bayeuxtest.OK(&m)}, true
 				}
 				return nil, false
 			}
 			c, rec := newClient(t, serve(t, srv), tr, func(o *cometd.Options) { o.MaxNetworkDelay = mnd })
 			start(t, c, rec)
+			select {
+			case <-held:
+			case <-time.After(wait):
+				t.Fatal("second connect never came")
+			}
+			// The probe starts after connect 2 reached the server and fails on MaxNetworkDelay.
+			if _, err := c.Call(ctxT(t), "/service/probe", "x"); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("probe call: %v, want it to time out on MaxNetworkDelay", err)
+			}
+			rec.noState() // connect 2 is still awaited
+			close(release)
 			var at time.Time
 			select {
-			case at = <-swallowed:
+			case at = <-replied:
+			case <-time.After(wait):
+				t.Fatal("connect 2 was not answered")
+			}
+			select {
+			case <-swallowed:
 			case <-time.After(wait):
 				t.Fatal("third connect never came")
 			}
-			rec.state(cometd.StateDisconnected) // not after connect 2: it came within the wait
-			// Measured from the connect's arrival, a little after the client started waiting; more
-			// than timeout alone proves MaxNetworkDelay is added to it.
-			if waited := time.Since(at); waited < timeout+mnd/2 {
-				t.Fatalf("gave up on the connect after %v, want about %v", waited, timeout+mnd)
+			// The client took the late reply: connect 3 follows it, and its advice is in use.
+			if got := c.Advice(); got.Timeout == nil || *got.Timeout != short.Milliseconds() {
+				t.Fatalf("advice %+v after the late reply to connect 2, want its timeout %v", got, short)
 			}
-			if got := c.Advice(); got.Timeout == nil || *got.Timeout != timeout.Milliseconds() {
-				t.Fatalf("advice %+v", got)
+			rec.state(cometd.StateDisconnected) // connect 3 given up: the first state since start
+			// The client began waiting for connect 3 after the reply to connect 2 was sent, so
+			// the time since then is at least the whole wait: timeout plus MaxNetworkDelay.
+			if waited := time.Since(at); waited < short+mnd {
+				t.Fatalf("gave up on connect 3 %v after the reply to connect 2, want at least %v", waited, short+mnd)
 			}
 			rec.state(cometd.StateConnected) // the session survived
 		})
