@@ -148,7 +148,8 @@ func (a *actor) run(ctx context.Context, recovered *Saved) {
 			a.shutdown(ctx)
 			return
 		case <-ctx.Done():
-			a.closeSession(context.WithoutCancel(ctx))
+			// Out of time (or aborted): drop the connection without the polite disconnect.
+			a.closeSession(ctx)
 			return
 		}
 		a.lastRun = time.Now()
@@ -712,7 +713,9 @@ func (a *actor) shutdown(ctx context.Context) {
 	if err := a.commit(ctx); err != nil {
 		a.log.Error("state not saved at shutdown", "err", err)
 	}
-	a.closeSession(context.WithoutCancel(ctx))
+	// Within the shutdown bound the connection is left politely; past it (ctx done) it is
+	// dropped, as a crash would.
+	a.closeSession(ctx)
 }
 
 // --- outbound ---

@@ -184,42 +184,54 @@ func TestStartMessageWhileDaemonDown(t *testing.T) {
 	}
 }
 
+// The daemon is stopped abruptly mid-session and started again. What happens to the live session
+// depends on the server: while the crashed Controller's Bayeux session lingers (until the server's
+// maxInterval) the server refuses a second Controller, and the daemon stops the session through
+// REST with the saved user token (server_lost); once it expired, the daemon re-joins, and a later
+// close ends the session as usual. Either way it ends once, and seq goes on.
 func TestAbruptStopAndRestart(t *testing.T) {
-	e := newEnv(t, gcbtest.Options{}, nil)
-	e.startDaemon()
-	s := e.joinSession("i-1", "", 1)
-	u1 := e.activate("i-1", s, "agent-1")
-	e.abortDaemon()
-	e.startDaemon()
-
-	// The live session was re-joined, or stopped and ended as server_lost: the server tells.
-	e.event("i-1", chat.EventClosed, "")
-	l := e.expectLifecycle("i-1", attach.Deactivated)
-	switch l.Reason {
-	case "interaction_closed":
-		// re-joined after the restart, stopped by the close
-	case "server_lost":
-		// the re-join was refused: stopped through the saved user token
-	default:
-		t.Fatalf("after restart the session ended with %q", l.Reason)
-	}
-	e.waitEnded(s)
-	if by := s.EndedBy(); by != "controller" && by != "controller-rest" {
-		t.Fatalf("server says ended by %q", by)
-	}
-	final := e.expectUpdate("i-1")
-	if final.Seq != 3 || final.Data.Associated != "No" || final.Data.StartTime != u1.Data.StartTime {
-		t.Fatalf("final attach after restart: %+v", final)
-	}
-	// It ended once.
-	ends := 0
-	for _, m := range e.outbound("i-1") {
-		if strings.HasSuffix(m.subject, ".deactivated") {
-			ends++
-		}
-	}
-	if ends != 1 {
-		t.Fatalf("%d deactivated events", ends)
+	for _, tc := range []struct {
+		name    string
+		expire  bool
+		reason  string
+		endedBy string
+	}{
+		{"old Controller still present", false, "server_lost", gcbtest.EndedByControllerREST},
+		{"old Controller expired", true, "interaction_closed", gcbtest.EndedByController},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, gcbtest.Options{MaxInterval: time.Minute}, nil)
+			e.startDaemon()
+			s := e.joinSession("i-1", "", 1)
+			u1 := e.activate("i-1", s, "agent-1")
+			e.abortDaemon()
+			if tc.expire {
+				s.Node().ExpireBayeuxSessions()
+			}
+			e.startDaemon()
+			e.event("i-1", chat.EventClosed, "")
+			l := e.expectLifecycle("i-1", attach.Deactivated)
+			if l.Reason != tc.reason {
+				t.Fatalf("after restart the session ended with %q, want %q", l.Reason, tc.reason)
+			}
+			e.waitEnded(s)
+			if by := s.EndedBy(); by != tc.endedBy {
+				t.Fatalf("server says ended by %q, want %q", by, tc.endedBy)
+			}
+			final := e.expectUpdate("i-1")
+			if final.Seq != 3 || final.Data.Associated != "No" || final.Data.StartTime != u1.Data.StartTime || final.Data.EndReason != tc.reason {
+				t.Fatalf("final attach after restart: %+v", final)
+			}
+			ends := 0
+			for _, m := range e.outbound("i-1") {
+				if strings.HasSuffix(m.subject, ".deactivated") {
+					ends++
+				}
+			}
+			if ends != 1 {
+				t.Fatalf("%d deactivated events", ends)
+			}
+		})
 	}
 }
 
