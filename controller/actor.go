@@ -403,11 +403,12 @@ func (a *actor) rejoin(ctx context.Context) {
 	sess, err := a.c.conn.Rejoin(jctx, l.Handle)
 	if err != nil {
 		a.log.Warn("re-join after restart failed; stopping the session through its handle", "session", l.Handle.SessionID, "err", err)
-		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopWait)
+		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
 		times, serr := a.c.conn.StopHandle(sctx, l.Handle)
 		cancel()
 		if serr != nil {
-			a.log.Warn("stop through the saved handle failed", "session", l.Handle.SessionID, "err", serr)
+			a.log.Warn("stop through the saved handle failed; retrying it from the sweep", "session", l.Handle.SessionID, "err", serr)
+			a.st.PendingStops = append(a.st.PendingStops, PendingStop{Handle: l.Handle, Since: time.Now()})
 		}
 		a.endSession(connector.ServerLost, times)
 		a.commitOrRetry(ctx)

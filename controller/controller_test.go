@@ -722,3 +722,33 @@ func TestActivationDuringAStopIsPublished(t *testing.T) {
 		}
 	})
 }
+
+func TestRecoveryStopThatFailsIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		h.stop()
+		h.conn.mu.Lock()
+		h.conn.rejoinErr = &connector.ServerError{Op: "join", Kind: connector.ErrUnavailable}
+		h.conn.stopErr = &connector.ServerError{Op: "stop", Kind: connector.ErrUnavailable}
+		h.conn.mu.Unlock()
+		c2, _ := New(h.c.cfg, h.conn, h.store, h.pub)
+		h.c = c2
+		if err := c2.Recover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		h.start()
+		synctest.Wait()
+		if st := h.store.get("i1"); st.Live != nil || st.EndReason != "server_lost" || len(st.PendingStops) != 1 {
+			t.Fatalf("after a failed recovery: %+v", st)
+		}
+		h.conn.mu.Lock()
+		h.conn.stopErr = nil
+		h.conn.mu.Unlock()
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if st := h.store.get("i1"); len(st.PendingStops) != 0 || len(h.conn.stopHandle) != 1 {
+			t.Fatalf("pending stop after the sweep: %+v, %d handle stops", st.PendingStops, len(h.conn.stopHandle))
+		}
+	})
+}
