@@ -194,8 +194,11 @@ type Connector interface {
 // The sentinel errors every vendor wraps. They drive the controller's decisions: what is retried
 // later, what ends a session and with which reason.
 var (
-	// ErrNotFound: the server does not know the session, or it is no longer live. Final.
-	ErrNotFound = errors.New("co-browse session not found or not live")
+	// ErrNotFound: the server does not know the session. Final.
+	ErrNotFound = errors.New("co-browse session not found")
+	// ErrNotLive: the server knows the session but it has ended. Final. It wraps ErrNotFound, so
+	// errors.Is(err, ErrNotFound) holds for both; test ErrNotLive first to tell them apart.
+	ErrNotLive = fmt.Errorf("co-browse session no longer live: %w", ErrNotFound)
 	// ErrRefused: the server answered and refused (a join for a busy agent, a stop by a
 	// non-Controller, a second join). Final; the ServerError's Reason carries the server's words.
 	ErrRefused = errors.New("co-browse server refused the request")

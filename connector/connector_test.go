@@ -45,3 +45,13 @@ func TestEndReasonValid(t *testing.T) {
 		t.Error("bogus is valid")
 	}
 }
+
+func TestNotLiveIsAKindOfNotFound(t *testing.T) {
+	err := fmt.Errorf("join: %w", &ServerError{Op: "get session", Node: "http://n1", Kind: ErrNotLive})
+	if !errors.Is(err, ErrNotLive) || !errors.Is(err, ErrNotFound) || errors.Is(err, ErrRefused) {
+		t.Fatalf("%v", err)
+	}
+	if errors.Is(&ServerError{Kind: ErrNotFound}, ErrNotLive) {
+		t.Fatal("not found is not live")
+	}
+}

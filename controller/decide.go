@@ -137,6 +137,8 @@ const (
 // will not be delivered again: a transient failure then ends the attempt too.
 func decideJoinError(err error, lastAttempt bool) (joinOutcome, string) {
 	switch {
+	case errors.Is(err, connector.ErrNotLive):
+		return joinFailed, "session no longer live"
 	case errors.Is(err, connector.ErrNotFound):
 		return joinFailed, "session not found"
 	case errors.Is(err, connector.ErrRefused):

@@ -100,6 +100,7 @@ func TestDecideJoinError(t *testing.T) {
 		want joinOutcome
 	}{
 		{&connector.ServerError{Kind: connector.ErrNotFound}, false, joinFailed},
+		{&connector.ServerError{Kind: connector.ErrNotLive}, false, joinFailed},
 		{&connector.ServerError{Kind: connector.ErrRefused, Reason: "agent busy"}, false, joinFailed},
 		{unavailable, false, joinRetry},
 		{unavailable, true, joinFailed},

@@ -310,9 +310,11 @@ func bayeuxKind(ce *cometd.Error) error {
 	switch {
 	case ce.SessionUnknown() || ce.Code == 406 || ce.Code == 408 || ce.Code == 429 || ce.Code >= 500:
 		return connector.ErrUnavailable
-	case ce.Code == 404 || ce.Code == 410,
+	case ce.Code == 410, strings.Contains(text, "ended"), strings.Contains(text, "not live"):
+		return connector.ErrNotLive
+	case ce.Code == 404,
 		strings.Contains(text, "not found"), strings.Contains(text, "no such session"),
-		strings.Contains(text, "unknown session"), strings.Contains(text, "not live"):
+		strings.Contains(text, "unknown session"):
 		return connector.ErrNotFound
 	}
 	return connector.ErrRefused

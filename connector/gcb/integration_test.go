@@ -546,8 +546,8 @@ func TestRejoinEndedSession(t *testing.T) {
 	}
 	waitDone(t, gs)
 	_, err := e.conn.Rejoin(t.Context(), h)
-	if !errors.Is(err, connector.ErrNotFound) && !errors.Is(err, connector.ErrRefused) {
-		t.Fatalf("Rejoin of an ended session: %v, want ErrNotFound or ErrRefused", err)
+	if !errors.Is(err, connector.ErrNotLive) {
+		t.Fatalf("Rejoin of an ended session: %v, want ErrNotLive", err)
 	}
 	// The owner then stops it through StopHandle: an ended session is not an error.
 	if _, err := e.conn.StopHandle(t.Context(), h); err != nil {

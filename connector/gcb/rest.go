@@ -133,11 +133,14 @@ func (c *Connector) restGET(ctx context.Context, u, sticky string) (int, replyHe
 }
 
 // statusKind maps a non-2xx REST status to a sentinel. Genesys documents no error statuses
-// ([NOT FOUND]); the mapping follows HTTP: 404/410 not found, 401/403 refused (403 is also the
-// CORS refusal), 408/429/5xx (and anything not 4xx) unavailable, any other 4xx otherwise.
+// ([NOT FOUND]); the mapping follows HTTP: 404 not found, 410 (Gone) not live, 401/403 refused
+// (403 is also the CORS refusal), 408/429/5xx (and anything not 4xx) unavailable, any other 4xx
+// otherwise.
 func statusKind(status int, other4xx error) error {
 	switch {
-	case status == http.StatusNotFound || status == http.StatusGone:
+	case status == http.StatusGone:
+		return connector.ErrNotLive
+	case status == http.StatusNotFound:
 		return connector.ErrNotFound
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return connector.ErrRefused

@@ -158,7 +158,7 @@ func TestGetSessionErrorMapping(t *testing.T) {
 		wantReason string
 	}{
 		{"404", 404, "", connector.ErrNotFound, "HTTP 404 Not Found"},
-		{"410", 410, "gone", connector.ErrNotFound, "gone"},
+		{"410", 410, "gone", connector.ErrNotLive, "gone"},
 		{"400", 400, "bad token", connector.ErrNotFound, "bad token"},
 		{"500", 500, "boom", connector.ErrUnavailable, "boom"},
 		{"503", 503, "", connector.ErrUnavailable, "HTTP 503 Service Unavailable"},
@@ -369,7 +369,8 @@ func TestBayeuxErrorMapping(t *testing.T) {
 		{"403::agent busy", connector.ErrRefused, "agent busy"},
 		{"403:x:Controller already joined", connector.ErrRefused, "Controller already joined"},
 		{"404::session not found", connector.ErrNotFound, "session not found"},
-		{"410::session ended", connector.ErrNotFound, "session ended"},
+		{"410::session ended", connector.ErrNotLive, "session ended"},
+		{"404::session ended", connector.ErrNotLive, "session ended"},
 		{"400::Session not found", connector.ErrNotFound, "Session not found"},
 		{"402::Unknown client", connector.ErrUnavailable, "Unknown client"},
 		{"402::session_unknown", connector.ErrUnavailable, "session_unknown"},

@@ -31,8 +31,8 @@
 //   - Get Session: any node (and the front) answers for any live session of the cluster. 200
 //     {"sessionToken","sessionServerName"} plus "sessionServerUrl" (the owning node's URL, no
 //     trailing slash) when Options.ServerURL is on. It sets the cookie gcbSessionServer=<the
-//     owning node's sessionServerName>; Path=/. 404 for an unknown or ended token. It needs an
-//     Origin header, or a Referer whose scheme://host is taken as the origin: neither is 403;
+//     owning node's sessionServerName>; Path=/. 404 for an unknown token, 410 for one whose
+//     session ended. It needs an Origin header, or a Referer whose scheme://host is taken as the origin: neither is 403;
 //     with AllowedOrigins set, an origin not on it (compared case-insensitively, trailing
 //     slash ignored) is 403. An accepted origin is echoed in Access-Control-Allow-Origin.
 //   - Create (POST) creates the session on the node that receives it (through the front:
@@ -63,7 +63,8 @@
 // The error strings (code::text, as CometD words errors):
 //
 //	400::invalid join request, 400::sessionToken missing, 400::invalid role, 400::userToken missing
-//	404::session not found            (unknown, ended, or never existed)
+//	404::session not found            (unknown: never existed here)
+//	410::session ended                (the session existed and has ended)
 //	404::session not found on this node (the token lives on another node: wrong stickiness)
 //	404::user not found               (stop/exit with an unknown or released user token)
 //	403::already joined               (this Bayeux session is already a member)

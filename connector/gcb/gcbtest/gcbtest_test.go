@@ -263,7 +263,7 @@ func TestControllerLifecycle(t *testing.T) {
 			// No re-join of an ended session, by anyone.
 			cl2 := r.client(t, c, s)
 			cl2.start(ctx)
-			if e := cl2.refused(ctx, "/service/session/join", map[string]any{"sessionToken": s.Token(), "role": 3}); !strings.HasPrefix(e, "404:") {
+			if e := cl2.refused(ctx, "/service/session/join", map[string]any{"sessionToken": s.Token(), "role": 3}); e != "410::session ended" {
 				t.Fatalf("join of an ended session: %q", e)
 			}
 			if err := s.AgentJoin("agent-8", "Eve"); !errors.Is(err, gcbtest.ErrEnded) {
@@ -784,8 +784,8 @@ func TestKillAndRestart(t *testing.T) {
 	if _, err := http.Get(n.URL() + "/health"); err == nil {
 		t.Fatal("a dead node answered")
 	}
-	if got := rest(t, http.MethodGet, c.URL()+"/rest/live/sessions/"+s.Token(), origin); got.status != http.StatusNotFound {
-		t.Fatalf("get session of a dead node: %+v", got)
+	if got := rest(t, http.MethodGet, c.URL()+"/rest/live/sessions/"+s.Token(), origin); got.status != http.StatusGone {
+		t.Fatalf("get session of a dead node (ended with it): %+v", got)
 	}
 	if _, err := c.CreateSession(1); !errors.Is(err, gcbtest.ErrNodeDown) {
 		t.Fatalf("create on a dead node: %v", err)

@@ -329,10 +329,14 @@ func (g *generation) restGet(w http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
 	c := g.n.c
 	c.mu.Lock()
-	s := c.live[token]
+	s, ended := c.live[token], c.ended[token] != nil
 	c.mu.Unlock()
-	if s == nil {
-		restError(w, http.StatusNotFound, "session "+token+" not found or not live")
+	switch {
+	case s == nil && ended:
+		restError(w, http.StatusGone, "session "+token+" has ended")
+		return
+	case s == nil:
+		restError(w, http.StatusNotFound, "session "+token+" not found")
 		return
 	}
 	setSticky(w, s.node.name)

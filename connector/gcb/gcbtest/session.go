@@ -473,6 +473,9 @@ func (g *generation) join(bx *bayeux.Session, data json.RawMessage) (any, string
 	defer c.mu.Unlock()
 	s := c.live[string(req.SessionToken)]
 	if s == nil {
+		if c.ended[string(req.SessionToken)] != nil {
+			return nil, "410::session ended"
+		}
 		return nil, "404::session not found"
 	}
 	if s.node != g.n {
