@@ -13,13 +13,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cobrowse-connector/cobrowse-connector/test/logtest"
 	"github.com/cobrowse-connector/cobrowse-connector/test/natstest"
 )
 
 type env struct {
 	srv *natstest.Server
 	js  jetstream.JetStream
-	log *syncBuffer
+	log *logtest.Buffer
 }
 
 func start(t *testing.T) *env {
@@ -29,31 +30,13 @@ func start(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{srv: s, js: js, log: &syncBuffer{}}
+	return &env{srv: s, js: js, log: &logtest.Buffer{}}
 }
 
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
-}
-
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func (e *env) publisher(t *testing.T, cfg Config) *Publisher {

@@ -1,7 +1,6 @@
 package chat
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/cobrowse-connector/cobrowse-connector/test/logtest"
 	"github.com/cobrowse-connector/cobrowse-connector/test/natstest"
 )
 
@@ -184,22 +184,7 @@ func (e *env) streamNames(t *testing.T) []string {
 }
 
 // logBuffer collects JSON log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer struct{ logtest.Buffer }
 
 func (b *logBuffer) records(t *testing.T, msg string) []map[string]any {
 	t.Helper()

@@ -22,6 +22,7 @@ import (
 	"github.com/cobrowse-connector/cobrowse-connector/cmd/cobrowse-connector/daemon"
 	"github.com/cobrowse-connector/cobrowse-connector/configs"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest"
+	"github.com/cobrowse-connector/cobrowse-connector/test/logtest"
 	"github.com/cobrowse-connector/cobrowse-connector/test/natstest"
 )
 
@@ -36,7 +37,7 @@ type env struct {
 	js      jetstream.JetStream
 	cluster *gcbtest.Cluster
 	cfg     configs.Config
-	logs    *syncBuffer
+	logs    *logtest.Buffer
 
 	run      *daemonRun
 	watching bool
@@ -72,7 +73,7 @@ func newEnv(t *testing.T, gopts gcbtest.Options, mutate func(*configs.Config)) *
 	if gopts.MaxInterval == 0 {
 		gopts.MaxInterval = 3 * time.Second
 	}
-	e := &env{t: t, logs: &syncBuffer{}, outC: make(chan struct{}, 1)}
+	e := &env{t: t, logs: &logtest.Buffer{}, outC: make(chan struct{}, 1)}
 	e.ns = natstest.Start(t)
 	e.nc = natstest.Connect(t, e.ns)
 	var err error
@@ -102,7 +103,7 @@ func newEnv(t *testing.T, gopts gcbtest.Options, mutate func(*configs.Config)) *
 	e.cfg = cfg
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("daemon log (tail):\n%s", e.logs.tail(12000))
+			t.Logf("daemon log (tail):\n%s", e.logs.Tail(12000))
 		}
 	})
 	return e
@@ -337,32 +338,4 @@ func (e *env) waitEnded(s *gcbtest.Session) {
 	case <-time.After(wait):
 		e.t.Fatalf("session %s not ended at the server (state %v)", s.Token(), s.State())
 	}
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > n {
-		s = s[len(s)-n:]
-	}
-	return s
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
