@@ -139,6 +139,7 @@ type ControllerConfig struct {
 	JoinTimeout     Duration      `yaml:"join_timeout" json:"join_timeout"`
 	MaxInteractions int           `yaml:"max_interactions" json:"max_interactions"`
 	RetryDelay      Duration      `yaml:"retry_delay" json:"retry_delay"`
+	StopOnShutdown  bool          `yaml:"stop_on_shutdown" json:"stop_on_shutdown"`
 	Breaker         BreakerConfig `yaml:"breaker" json:"breaker"`
 }
 

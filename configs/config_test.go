@@ -63,6 +63,7 @@ var wantDefault = Config{
 		JoinTimeout:     dur("20s"),
 		MaxInteractions: 20000,
 		RetryDelay:      dur("10s"),
+		StopOnShutdown:  false,
 		Breaker:         BreakerConfig{Failures: 5, OpenFor: dur("30s"), HalfOpenRequests: 1},
 	},
 	Genesys: GenesysConfig{
@@ -430,7 +431,7 @@ func TestEnvVars(t *testing.T) {
 			t.Errorf("%s: got key %q, want %q", name, seen[name], key)
 		}
 	}
-	if len(vars) != 47 {
+	if len(vars) != 48 {
 		t.Errorf("%d keys; update this count when adding one", len(vars))
 	}
 }
@@ -687,5 +688,27 @@ func assertNoSecret(t *testing.T, s string) {
 		if strings.Contains(s, secret) {
 			t.Fatalf("a secret leaked:\n%s", s)
 		}
+	}
+}
+
+func TestEnvBool(t *testing.T) {
+	env := func(v string) func(string) (string, bool) {
+		return func(name string) (string, bool) {
+			if name == "COBROWSE_CONTROLLER_STOP_ON_SHUTDOWN" {
+				return v, true
+			}
+			return "", false
+		}
+	}
+	cfg, err := Parse(nil, env("true"))
+	if err != nil || !cfg.Controller.StopOnShutdown {
+		t.Fatalf("true: %v %v", cfg.Controller.StopOnShutdown, err)
+	}
+	if _, err := Parse([]byte("controller:\n  stop_on_shutdown: true\n"), env("false")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Parse(nil, env("1"))
+	if err == nil || !strings.Contains(err.Error(), `env COBROWSE_CONTROLLER_STOP_ON_SHUTDOWN: controller.stop_on_shutdown: "1" is not true or false`) {
+		t.Fatalf("bad bool: %v", err)
 	}
 }

@@ -212,6 +212,17 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(i)
+	case t.Kind() == reflect.Bool:
+		// Only true and false: YAML 1.1's yes/no/on/off are refused, not guessed at.
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || (n.Value != "true" && n.Value != "false") {
+			if n.Kind != yaml.ScalarNode {
+				wrongKind("true or false")
+				return
+			}
+			d.add(Problem{Line: line, Key: path, Reason: quote(n.Value) + " is not true or false"})
+			return
+		}
+		v.SetBool(n.Value == "true")
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			wrongKind("a list")

@@ -93,6 +93,15 @@ func setString(v reflect.Value, s string) error {
 			return fmt.Errorf("%s is out of range", quote(s))
 		}
 		v.SetInt(i)
+	case t.Kind() == reflect.Bool:
+		switch strings.TrimSpace(s) {
+		case "true":
+			v.SetBool(true)
+		case "false":
+			v.SetBool(false)
+		default:
+			return fmt.Errorf("%s is not true or false", quote(s))
+		}
 	case t.Kind() == reflect.Slice:
 		out := reflect.MakeSlice(t, 0, 0)
 		if strings.TrimSpace(s) != "" {

@@ -111,6 +111,8 @@ func leafValue(v reflect.Value) slog.Value {
 		return slog.StringValue(v.String())
 	case v.Kind() == reflect.Int:
 		return slog.Int64Value(v.Int())
+	case v.Kind() == reflect.Bool:
+		return slog.BoolValue(v.Bool())
 	case v.Kind() == reflect.Slice:
 		items := make([]string, v.Len())
 		for i := range items {

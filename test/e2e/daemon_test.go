@@ -377,3 +377,16 @@ func TestCloseStopsThroughRESTWhenCometDIsDown(t *testing.T) {
 		t.Fatalf("server says ended by %q, want the REST stop", by)
 	}
 }
+
+func TestStopOnShutdown(t *testing.T) {
+	e := newEnv(t, gcbtest.Options{}, func(c *configs.Config) { c.Controller.StopOnShutdown = true })
+	e.startDaemon()
+	s := e.joinSession("i-1", "", 1)
+	e.activate("i-1", s, "agent-1")
+	e.stopDaemon()
+	e.expectEnd("i-1", "shutdown")
+	e.waitEnded(s)
+	if s.EndedBy() != gcbtest.EndedByController {
+		t.Fatalf("ended by %q", s.EndedBy())
+	}
+}

@@ -292,6 +292,7 @@ func controllerConfig(cfg configs.Config, log *slog.Logger) controller.Config {
 		RetryDelay:      c.RetryDelay.D(),
 		MaxInteractions: c.MaxInteractions,
 		Sweep:           c.Sweep,
+		StopOnShutdown:  c.StopOnShutdown,
 		Logger:          log,
 	}
 }
