@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest/internal/bayeux"
 )
 
@@ -339,7 +340,7 @@ func (c *Cluster) endLocked(s *Session, by string) {
 	c.rememberEndedLocked(s)
 	s.changedLocked()
 	close(s.done)
-	c.log.Debug("session ended", "token", s.token, "by", by)
+	c.log.Debug("session ended", "token", connector.MaskToken(s.token), "by", by)
 }
 
 // bindAgentLocked binds an agent to s for the one-live-session-per-agent rule; false if the
@@ -380,7 +381,7 @@ func (n *Node) createSession(withCustomer bool) (*Session, error) {
 	if withCustomer {
 		s.joinLocked(roleCustomer, "Customer", nil)
 	}
-	n.log.Debug("session created", "token", token)
+	n.log.Debug("session created", "token", connector.MaskToken(token))
 	return s, nil
 }
 
