@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,9 +15,20 @@ import (
 
 // KVStore keeps interaction states in a JetStream key-value bucket (default cobrowse_interactions),
 // one key per interaction, as JSON.
+//
+// Beside each state with a live session it keeps an empty marker key, "live.<key>", so that a
+// restart finds the live sessions by listing the markers instead of reading every interaction
+// the bucket ever held. The marker is written before the first live state and deleted after the
+// state stops being live: a crash in between leaves a stale marker, which Live cleans up, never a
+// live state without one.
 type KVStore struct {
 	kv jetstream.KeyValue
+
+	mu     sync.Mutex
+	marked map[string]bool // state keys whose marker this store wrote or found
 }
+
+const livePrefix = "live."
 
 // KVConfig names the bucket and how long an untouched interaction's state is kept.
 type KVConfig struct {
@@ -46,7 +59,7 @@ func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV
 	if err != nil {
 		return nil, fmt.Errorf("key-value bucket %s: %w", cfg.Bucket, err)
 	}
-	return &KVStore{kv: kv}, nil
+	return &KVStore{kv: kv, marked: make(map[string]bool)}, nil
 }
 
 // kvKey maps an interaction id to a bucket key. Ids made only of characters a key allows are used
@@ -86,6 +99,12 @@ func (s *KVStore) Save(ctx context.Context, st State, rev uint64) (uint64, error
 		return 0, err
 	}
 	key := kvKey(st.InteractionID)
+	if st.Live != nil && !s.isMarked(key) {
+		if _, err := s.kv.Put(ctx, livePrefix+key, nil); err != nil {
+			return 0, fmt.Errorf("live marker: %w", err)
+		}
+		s.setMarked(key, true)
+	}
 	var n uint64
 	if rev == 0 {
 		n, err = s.kv.Create(ctx, key, b)
@@ -96,32 +115,64 @@ func (s *KVStore) Save(ctx context.Context, st State, rev uint64) (uint64, error
 		(rev != 0 && errors.Is(err, jetstream.ErrKeyNotFound)) {
 		return 0, fmt.Errorf("%w: %w", ErrConflict, err)
 	}
+	if err == nil && st.Live == nil && s.isMarked(key) {
+		// A failure leaves the key marked: the next save, or the next start, tries again.
+		if derr := s.kv.Delete(ctx, livePrefix+key); derr == nil {
+			s.setMarked(key, false)
+		}
+	}
 	return n, err
 }
 
-// Live returns every state that has a live session.
+func (s *KVStore) isMarked(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.marked[key]
+}
+
+func (s *KVStore) setMarked(key string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		s.marked[key] = true
+	} else {
+		delete(s.marked, key)
+	}
+}
+
+// Live returns every state that has a live session, found through the live markers; a marker
+// whose state is no longer live is deleted.
 func (s *KVStore) Live(ctx context.Context) ([]Saved, error) {
-	lister, err := s.kv.ListKeys(ctx)
+	lister, err := s.kv.ListKeysFiltered(ctx, livePrefix+">")
 	if err != nil {
 		return nil, err
 	}
-	defer lister.Stop()
+	var markers []string
+	for m := range lister.Keys() {
+		markers = append(markers, m)
+	}
+	_ = lister.Stop() // the listing is complete once Keys is closed
 	var out []Saved
-	for key := range lister.Keys() {
+	for _, m := range markers {
+		key := strings.TrimPrefix(m, livePrefix)
 		e, err := s.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil, err
 		}
 		var st State
-		if err := json.Unmarshal(e.Value(), &st); err != nil {
-			return nil, fmt.Errorf("state under key %s: %w", key, err)
+		if err == nil {
+			if err := json.Unmarshal(e.Value(), &st); err != nil {
+				return nil, fmt.Errorf("state under key %s: %w", key, err)
+			}
 		}
-		if st.Live != nil {
-			out = append(out, Saved{State: st, Rev: e.Revision()})
+		if st.Live == nil {
+			if err := s.kv.Delete(ctx, m); err != nil {
+				return nil, fmt.Errorf("stale live marker %s: %w", m, err)
+			}
+			continue
 		}
+		s.setMarked(key, true)
+		out = append(out, Saved{State: st, Rev: e.Revision()})
 	}
 	return out, nil
 }

@@ -60,6 +60,62 @@ func TestKVStoreRoundTripAndCompareAndSet(t *testing.T) {
 	if got.Rev != rev || got.State.InteractionID != "chat:42@tenant" || got.State.Seq != 3 || got.State.Live.Handle.UserToken != "u1" {
 		t.Fatalf("live state: %+v", got)
 	}
+
+	// The session ends: the state is saved without it, and the marker goes.
+	ended := got.State
+	ended.Live = nil
+	if _, err := again.Save(ctx, ended, got.Rev); err != nil {
+		t.Fatal(err)
+	}
+	if live, err := again.Live(ctx); err != nil || len(live) != 0 {
+		t.Fatalf("live after the end: %+v %v", live, err)
+	}
+	if _, err := kvOf(t, js).Get(ctx, livePrefix+kvKey("chat:42@tenant")); err == nil {
+		t.Fatal("the live marker outlived the session")
+	}
+}
+
+// A marker left by a daemon that stopped between saving a state that is no longer live and
+// deleting its marker is cleaned up by the next Live.
+func TestKVStoreStaleLiveMarker(t *testing.T) {
+	s := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	store, err := OpenKVStore(ctx, js, KVConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Save(ctx, State{InteractionID: "i1", Seq: 2}, 0); err != nil {
+		t.Fatal(err)
+	}
+	kv := kvOf(t, js)
+	if _, err := kv.Put(ctx, livePrefix+"i1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, livePrefix+"gone", nil); err != nil { // no state at all
+		t.Fatal(err)
+	}
+	if live, err := store.Live(ctx); err != nil || len(live) != 0 {
+		t.Fatalf("live: %+v %v", live, err)
+	}
+	for _, m := range []string{livePrefix + "i1", livePrefix + "gone"} {
+		if _, err := kv.Get(ctx, m); err == nil {
+			t.Fatalf("stale marker %s kept", m)
+		}
+	}
+}
+
+func kvOf(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
+	kv, err := js.KeyValue(t.Context(), "cobrowse_interactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
 }
 
 func TestKVKey(t *testing.T) {
