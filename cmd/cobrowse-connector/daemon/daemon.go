@@ -127,8 +127,12 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	var wg sync.WaitGroup
-	consumerErr := make(chan error, 1)
-	wg.Go(func() { consumerErr <- consumer.Run(runCtx, ctrl) })
+	var consumerErr error // written by the consumer's goroutine, read once consumerDone is closed
+	consumerDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(consumerDone)
+		consumerErr = consumer.Run(runCtx, ctrl)
+	})
 	wg.Go(func() { _ = ctrl.Run(runCtx) })
 	// The configured URLs may carry credentials: log them as the config shows them, masked.
 	shown := cfg.Redacted()
@@ -144,9 +148,8 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "bound", cfg.ShutdownTimeout.D())
-	case err = <-consumerErr:
-		consumerErr <- err
-		log.Error("inbound consumer stopped", "err", err)
+	case <-consumerDone:
+		log.Error("inbound consumer stopped", "err", consumerErr)
 	case <-opts.Abort:
 		aborted = true
 		log.Warn("aborting: closing NATS without draining")
@@ -157,14 +160,11 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	// theirs and release the connector, NATS and the embedded server, in that order.
 	stopRun()
 	wg.Wait()
-	if err == nil {
-		err = <-consumerErr
-	}
 	if aborted {
 		shutdownBound = 0
 		return nil
 	}
-	return err
+	return consumerErr
 }
 
 func startEmbeddedNATS(cfg configs.EmbeddedNATSConfig, log *slog.Logger) (*server.Server, func(), error) {
