@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -294,3 +295,17 @@ func (d *delivery) Last() bool               { return d.last }
 func (d *delivery) StreamSeq() uint64        { return 0 }
 
 var _ chat.Delivery = (*delivery)(nil)
+
+// clone returns a deep copy, so that the in-memory store keeps what was saved, not what the
+// actor changes afterwards.
+func (s State) clone() State {
+	c := s
+	c.Seen = slices.Clone(s.Seen)
+	c.Outbox = slices.Clone(s.Outbox)
+	c.PendingStops = slices.Clone(s.PendingStops)
+	if s.Live != nil {
+		l := *s.Live
+		c.Live = &l
+	}
+	return c
+}

@@ -108,19 +108,6 @@ func (s *State) remember(id string) {
 	}
 }
 
-// clone returns a deep copy, so that an actor can roll back a step that could not be saved.
-func (s State) clone() State {
-	c := s
-	c.Seen = slices.Clone(s.Seen)
-	c.Outbox = slices.Clone(s.Outbox)
-	c.PendingStops = slices.Clone(s.PendingStops)
-	if s.Live != nil {
-		l := *s.Live
-		c.Live = &l
-	}
-	return c
-}
-
 // data computes the attached data from the state: every co-browse key that has a value.
 func (s *State) data() attach.Data {
 	d := attach.Data{
