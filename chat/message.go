@@ -260,7 +260,13 @@ func (o object) timestamp(key string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, malformed("field %s: not an RFC 3339 timestamp", key)
 	}
-	return t.UTC(), nil
+	// An offset can carry a time past either end of the 4-digit years ("0000-01-01T00:00:00+01:00"
+	// is in year -1 in UTC), where time.Time.MarshalJSON refuses to write it back.
+	t = t.UTC()
+	if y := t.Year(); y < 1 || y > 9999 {
+		return time.Time{}, malformed("field %s: out of range (UTC year 1 to 9999)", key)
+	}
+	return t, nil
 }
 
 // checkToken refuses a value of field key that cannot be one NATS subject token, the rule the
@@ -326,7 +332,7 @@ func (o object) interactionID(token string) (string, error) {
 // decodeChat decodes and validates a chat message published on the subject whose interaction
 // token is token. Required: id, interactionId (a NATS subject token, see checkToken, equal to
 // token), text (present, may be empty), from.role (one of the four roles). Optional: from.id,
-// from.name, sentAt (RFC 3339).
+// from.name, sentAt (RFC 3339, in UTC years 1 to 9999).
 func decodeChat(token string, data []byte) (*Message, error) {
 	obj, err := decodeObject(data, "chat message")
 	if err != nil {
@@ -391,7 +397,8 @@ func decodeSender(raw json.RawMessage) (Sender, error) {
 // interaction token is token. Required: id, interactionId (a NATS subject token, see checkToken,
 // equal to token), type (any non-empty string: an unknown type is valid here, and the consumer
 // acks and ignores it). Optional: agentId and toAgentId (each, when present and not null, a NATS
-// subject token: the daemon publishes on <prefix>.agent.<agentId>.cobrowse), at (RFC 3339).
+// subject token: the daemon publishes on <prefix>.agent.<agentId>.cobrowse), at (RFC 3339, in UTC
+// years 1 to 9999).
 func decodeEvent(token string, data []byte) (*Event, error) {
 	obj, err := decodeObject(data, "event")
 	if err != nil {

@@ -124,6 +124,10 @@ func TestDecodeChat(t *testing.T) {
 			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleBot}, Text: "hi"}},
 		{"duplicate keys, last wins", `{"id":"m0","id":"m1","interactionId":"I1","from":{"role":"system"},"text":"a","text":"b"}`,
 			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleSystem}, Text: "b"}},
+		{"sentAt at the edges of the range", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"hi","sentAt":"0001-01-01T00:00:01Z"}`,
+			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleCustomer}, Text: "hi", SentAt: time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC)}},
+		{"sentAt in year 9999", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"hi","sentAt":"9999-12-31T23:59:59+00:00"}`,
+			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleCustomer}, Text: "hi", SentAt: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}},
 		{"null optionals", `{"id":"m1","interactionId":"I1","from":{"role":"customer","id":null,"name":null},"text":"hi","sentAt":null}`,
 			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleCustomer}, Text: "hi"}},
 		{"empty text", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":""}`,
@@ -185,6 +189,11 @@ func TestDecodeChat(t *testing.T) {
 		{"no-zone sentAt", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"2025-03-04T05:06:07"}`, "field sentAt: not an RFC 3339 timestamp"},
 		{"empty sentAt", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":""}`, "field sentAt: not an RFC 3339 timestamp"},
 		{"numeric sentAt", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":1741064767000}`, "field sentAt: not a string"},
+		// Times whose UTC year is outside 1..9999 (time.Time.MarshalJSON cannot write them back).
+		{"sentAt in UTC year -1 (fuzz)", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"0000-01-01T0:00:00+01:00"}`, "field sentAt: out of range (UTC year 1 to 9999)"},
+		{"sentAt in UTC year 0", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"0000-06-01T00:00:00Z"}`, "field sentAt: out of range (UTC year 1 to 9999)"},
+		{"sentAt a minute before year 1", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"0001-01-01T00:00:00+00:01"}`, "field sentAt: out of range (UTC year 1 to 9999)"},
+		{"sentAt in UTC year 10000", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"9999-12-31T23:00:00-02:00"}`, "field sentAt: out of range (UTC year 1 to 9999)"},
 	}
 	for _, tc := range malformedCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -240,6 +249,8 @@ func TestDecodeEvent(t *testing.T) {
 		{"numeric toAgentId", `{"id":"e1","interactionId":"I1","type":"transferred","toAgentId":[]}`, "field toAgentId: not a string"},
 		{"bad at", `{"id":"e1","interactionId":"I1","type":"closed","at":"yesterday ` + secret + `"}`, "field at: not an RFC 3339 timestamp"},
 		{"out of range at", `{"id":"e1","interactionId":"I1","type":"closed","at":"2025-13-40T25:61:00Z"}`, "field at: not an RFC 3339 timestamp"},
+		{"at in UTC year -1", `{"id":"e1","interactionId":"I1","type":"closed","at":"0000-01-01T00:30:00+01:00"}`, "field at: out of range (UTC year 1 to 9999)"},
+		{"at in UTC year 10000", `{"id":"e1","interactionId":"I1","type":"closed","at":"9999-12-31T22:00:00-03:00"}`, "field at: out of range (UTC year 1 to 9999)"},
 	}
 	for _, tc := range malformedCases {
 		t.Run(tc.name, func(t *testing.T) {
