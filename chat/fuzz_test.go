@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -59,6 +60,9 @@ func FuzzDecodeChat(f *testing.F) {
 	f.Add("I*", []byte(`{"id":"m1","interactionId":"I*","from":{"role":"customer"},"text":"x"}`))
 	f.Add("I\f1", []byte(`{"id":"m1","interactionId":"I\f1","from":{"role":"customer"},"text":"x"}`))
 	f.Add("I\u00851", []byte(`{"id":"m1","interactionId":"I\u00851","from":{"role":"customer"},"text":"x"}`))
+	f.Add("I1", []byte(`{"text":"hi","id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"{start:123456789}"}`))
+	f.Add("I1", []byte(`{"id":"m1","interactionId":"I1","from":{"role":"customer","r\u006fle":"agent"},"text":"x"}`))
+	// testdata/fuzz/FuzzDecodeChat holds the inputs the fuzzer found (sentAt in UTC year -1).
 	f.Fuzz(func(t *testing.T, token string, data []byte) {
 		m, err := decodeChat(token, data)
 		if err != nil {
@@ -66,6 +70,12 @@ func FuzzDecodeChat(f *testing.F) {
 				t.Fatalf("value %+v returned with error %v", m, err)
 			}
 			return
+		}
+		if key, path, dup := duplicateKeyOracle(data); dup {
+			t.Fatalf("accepted a message with the duplicate key %q in %q", key, path)
+		}
+		if y := m.SentAt.Year(); !m.SentAt.IsZero() && (y < 1 || y > 9999 || m.SentAt.Location() != time.UTC) {
+			t.Fatalf("accepted sentAt %v", m.SentAt)
 		}
 		if m.ID == "" || m.InteractionID != token || !m.From.Role.Valid() {
 			t.Fatalf("accepted an invalid message: %+v", m)
@@ -111,6 +121,8 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"transferred","toAgentId":"b\u2028c"}`))
 	f.Add("I\u00a01", []byte(`{"id":"e1","interactionId":"I\u00a01","type":"closed"}`))
 	f.Add("I>", []byte(`{"id":"e1","interactionId":"I>","type":"closed"}`))
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"activity","type":"closed"}`))
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"closed","at":"0000-01-01T00:00:00+01:00"}`))
 	f.Fuzz(func(t *testing.T, token string, data []byte) {
 		e, err := decodeEvent(token, data)
 		if err != nil {
@@ -118,6 +130,9 @@ func FuzzDecodeEvent(f *testing.F) {
 				t.Fatalf("value %+v returned with error %v", e, err)
 			}
 			return
+		}
+		if key, path, dup := duplicateKeyOracle(data); dup {
+			t.Fatalf("accepted an event with the duplicate key %q in %q", key, path)
 		}
 		if e.ID == "" || e.InteractionID != token || e.Type == "" {
 			t.Fatalf("accepted an invalid event: %+v", e)
@@ -154,6 +169,37 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 		if again.ID != e.ID || again.Type != e.Type || again.AgentID != e.AgentID || again.ToAgentID != e.ToAgentID || !again.At.Equal(e.At) {
 			t.Fatalf("round trip changed %+v into %+v", e, again)
+		}
+	})
+}
+
+// FuzzDuplicateKey: duplicateKey never panics, on any input; on valid JSON it finds the same
+// first duplicate (key and path) as duplicateKeyOracle, the Decoder.Token walk.
+func FuzzDuplicateKey(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1,"a":2}`, `{"a":{"b":1},"b":{"b":2}}`, `[{"k":1},{"k":[{"k":1,"k":2}]}]`,
+		`{"\u0074ext":1,"text":2}`, `{"\ud800":1,"\udfff":2}`, `{"a\\":1,"a\\":2}`, `{"a":"\"}","a":0}`,
+		`{"a":1,"a":2`, `{"a`, `"`, `{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"a":0}`,
+		"{\"\xff\":1,\"\xfe\":2}", `{} {"a":1,"a":1}`, `]]]}}}{"a":0,"a":0}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		key, path, found := duplicateKey(data)
+		if !json.Valid(data) {
+			return // anything but a panic
+		}
+		okey, opath, ofound := duplicateKeyOracle(data)
+		if found != ofound || key != okey || path != opath {
+			t.Fatalf("duplicateKey(%q) = %q in %q (%v); the Token walk finds %q in %q (%v)", data, key, path, found, okey, opath, ofound)
+		}
+		// Through the decoders: a payload with a duplicate key is malformed, with its name.
+		if found {
+			if _, err := decodeChat("I1", data); err == nil || !strings.Contains(err.Error(), "duplicate key "+quoteKey(key)) {
+				if utf8.Valid(data) {
+					t.Fatalf("decodeChat(%q) = %v, want the duplicate key %q", data, err, key)
+				}
+			}
 		}
 	})
 }

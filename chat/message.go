@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -187,9 +188,26 @@ func malformed(format string, args ...any) error {
 }
 
 // object is a decoded JSON object: exact-case keys (encoding/json matches struct fields
-// case-insensitively, which would accept "ID" or "Text"), the last of duplicate keys wins, and
-// unknown keys are ignored.
+// case-insensitively, which would accept "ID" or "Text") and unknown keys ignored. Duplicate keys
+// never reach it: decodePayload refuses them first.
 type object map[string]json.RawMessage
+
+// decodePayload decodes a whole inbound payload as a JSON object, after refusing a payload with a
+// duplicate key at any depth (checkDuplicateKeys): with encoding/json the last one would silently
+// win, so `{"text":"hi","text":"{start:123456789}"}` would start a session that a reader of the
+// first key never saw.
+func decodePayload(data []byte, what string) (object, error) {
+	if !utf8.Valid(data) {
+		return nil, malformed("%s: not valid UTF-8", what)
+	}
+	// Invalid JSON is left to decodeObject, which says where it breaks.
+	if json.Valid(data) {
+		if err := checkDuplicateKeys(data, what); err != nil {
+			return nil, err
+		}
+	}
+	return decodeObject(data, what)
+}
 
 func decodeObject(data []byte, what string) (object, error) {
 	if !utf8.Valid(data) {
@@ -204,6 +222,169 @@ func decodeObject(data []byte, what string) (object, error) {
 	}
 	return obj, nil
 }
+
+// checkDuplicateKeys refuses data, which must be valid JSON (json.Valid), when one of its objects,
+// at any depth and including values the decoder ignores, has the same key twice. Keys are compared
+// as encoding/json decodes them (escapes resolved, so "text" and "\u0074ext" are the same key;
+// invalid UTF-8 and lone surrogates become U+FFFD). The reason names the key and the path to its
+// object (key names and array indexes, never a value).
+func checkDuplicateKeys(data []byte, what string) error {
+	key, path, ok := duplicateKey(data)
+	if !ok {
+		return nil
+	}
+	if path == "" {
+		return malformed("%s: duplicate key %s", what, quoteKey(key))
+	}
+	return malformed("%s: duplicate key %s in %s", what, quoteKey(key), path)
+}
+
+// keyFrame is one open object or array of the duplicate-key scan.
+type keyFrame struct {
+	object    bool
+	keys      [][]byte            // the object's keys so far, while there are few
+	set       map[string]struct{} // all of them, once there are many
+	last      []byte              // the object's latest key: the name of a child container
+	index     int                 // the array's current element
+	expectKey bool                // the object's next string is a key
+}
+
+// manyKeys is where a keyFrame switches from a linear search to a map.
+const manyKeys = 16
+
+// duplicateKey scans data, valid JSON, for the first key (in document order) that its object
+// already has. It returns the key as it decodes and the path of its object ("" at the top level,
+// else like from or meta[1].a). On input that is not valid JSON it never panics, and what it
+// returns is unspecified.
+func duplicateKey(data []byte) (key, path string, found bool) {
+	var frames [8]keyFrame
+	stack := frames[:0]
+	var keys [manyKeys][]byte
+	spare := keys[:0:manyKeys] // a popped frame's key slice, reused by the next push
+	for i := 0; i < len(data); {
+		switch c := data[i]; c {
+		case '{', '[':
+			stack = append(stack, keyFrame{object: c == '{', keys: spare[:0], expectKey: c == '{'})
+			spare = nil
+			i++
+		case '}', ']':
+			if n := len(stack); n > 0 {
+				spare = stack[n-1].keys
+				stack = stack[:n-1]
+			}
+			i++
+		case ',':
+			if n := len(stack); n > 0 {
+				if top := &stack[n-1]; top.object {
+					top.expectKey = true
+				} else {
+					top.index++
+				}
+			}
+			i++
+		case '"':
+			end, escaped := stringEnd(data, i)
+			if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expectKey {
+				top := &stack[n-1]
+				top.expectKey = false
+				k := data[i+1 : max(end-1, i+1)]
+				if escaped || !utf8.Valid(k) {
+					var s string
+					if json.Unmarshal(data[i:end], &s) == nil {
+						k = []byte(s)
+					}
+				}
+				if top.has(k) {
+					return string(k), framePath(stack[:n-1]), true
+				}
+				top.add(k)
+				top.last = k
+			}
+			i = end
+		default: // whitespace, ':', numbers, true, false, null
+			i++
+		}
+	}
+	return "", "", false
+}
+
+// stringEnd returns the offset just past the JSON string starting at data[start] ('"'), and
+// whether it holds an escape.
+func stringEnd(data []byte, start int) (end int, escaped bool) {
+	for i := start + 1; i < len(data); i++ {
+		switch data[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			return i + 1, escaped
+		}
+	}
+	return len(data), escaped
+}
+
+func (f *keyFrame) has(k []byte) bool {
+	if f.set != nil {
+		_, ok := f.set[string(k)]
+		return ok
+	}
+	for _, seen := range f.keys {
+		if bytes.Equal(seen, k) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *keyFrame) add(k []byte) {
+	if f.set == nil && len(f.keys) < manyKeys {
+		f.keys = append(f.keys, k)
+		return
+	}
+	if f.set == nil {
+		f.set = make(map[string]struct{}, 2*manyKeys)
+		for _, seen := range f.keys {
+			f.set[string(seen)] = struct{}{}
+		}
+	}
+	f.set[string(k)] = struct{}{}
+}
+
+// framePath names, from the top level, the container opened inside the last of ancestors (each
+// frame's open child is its latest key or its current element): keys joined by '.', array
+// elements as [i].
+func framePath(stack []keyFrame) string {
+	var b strings.Builder
+	for _, f := range stack {
+		if f.object {
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(shortKey(f.last))
+		} else {
+			fmt.Fprintf(&b, "[%d]", f.index)
+		}
+	}
+	return b.String()
+}
+
+// maxKeyShown bounds a key (in runes) written into a rejection reason.
+const maxKeyShown = 40
+
+func shortKey(k []byte) string {
+	s := string(k)
+	if utf8.RuneCountInString(s) > maxKeyShown {
+		s = string([]rune(s)[:maxKeyShown]) + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+func quoteKey(k string) string { return strconv.Quote(shortKey([]byte(k))) }
 
 // jsonReason describes a decoding error without quoting the input.
 func jsonReason(what string, err error) error {
@@ -332,9 +513,9 @@ func (o object) interactionID(token string) (string, error) {
 // decodeChat decodes and validates a chat message published on the subject whose interaction
 // token is token. Required: id, interactionId (a NATS subject token, see checkToken, equal to
 // token), text (present, may be empty), from.role (one of the four roles). Optional: from.id,
-// from.name, sentAt (RFC 3339, in UTC years 1 to 9999).
+// from.name, sentAt (RFC 3339, in UTC years 1 to 9999). A duplicate key anywhere is malformed.
 func decodeChat(token string, data []byte) (*Message, error) {
-	obj, err := decodeObject(data, "chat message")
+	obj, err := decodePayload(data, "chat message")
 	if err != nil {
 		return nil, err
 	}
@@ -398,9 +579,9 @@ func decodeSender(raw json.RawMessage) (Sender, error) {
 // equal to token), type (any non-empty string: an unknown type is valid here, and the consumer
 // acks and ignores it). Optional: agentId and toAgentId (each, when present and not null, a NATS
 // subject token: the daemon publishes on <prefix>.agent.<agentId>.cobrowse), at (RFC 3339, in UTC
-// years 1 to 9999).
+// years 1 to 9999). A duplicate key anywhere is malformed.
 func decodeEvent(token string, data []byte) (*Event, error) {
-	obj, err := decodeObject(data, "event")
+	obj, err := decodePayload(data, "event")
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,11 @@
 package chat
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,8 +124,8 @@ func TestDecodeChat(t *testing.T) {
 			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleAgent, ID: "a7", Name: "Ann"}, Text: "hi", SentAt: sent}},
 		{"unknown fields", `{"id":"m1","interactionId":"I1","from":{"role":"bot","avatar":{"x":1}},"text":"hi","channel":"web","meta":[1,2,{"a":null}]}`,
 			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleBot}, Text: "hi"}},
-		{"duplicate keys, last wins", `{"id":"m0","id":"m1","interactionId":"I1","from":{"role":"system"},"text":"a","text":"b"}`,
-			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleSystem}, Text: "b"}},
+		{"same key in different objects", `{"id":"m1","interactionId":"I1","from":{"role":"system","id":"s","text":"a"},"text":"b","meta":[{"id":1},{"id":2}]}`,
+			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleSystem, ID: "s"}, Text: "b"}},
 		{"sentAt at the edges of the range", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"hi","sentAt":"0001-01-01T00:00:01Z"}`,
 			Message{ID: "m1", InteractionID: "I1", From: Sender{Role: RoleCustomer}, Text: "hi", SentAt: time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC)}},
 		{"sentAt in year 9999", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"hi","sentAt":"9999-12-31T23:59:59+00:00"}`,
@@ -194,6 +196,12 @@ func TestDecodeChat(t *testing.T) {
 		{"sentAt in UTC year 0", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"0000-06-01T00:00:00Z"}`, "field sentAt: out of range (UTC year 1 to 9999)"},
 		{"sentAt a minute before year 1", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"0001-01-01T00:00:00+00:01"}`, "field sentAt: out of range (UTC year 1 to 9999)"},
 		{"sentAt in UTC year 10000", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"9999-12-31T23:00:00-02:00"}`, "field sentAt: out of range (UTC year 1 to 9999)"},
+		// Duplicate keys, at any depth, are malformed: the last one would win otherwise.
+		{"duplicate text", `{"text":"hi","id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"{start:123456789}"}`, `chat message: duplicate key "text"`},
+		{"duplicate id", `{"id":"m0","id":"m1","interactionId":"I1","from":{"role":"system"},"text":"` + secret + `"}`, `chat message: duplicate key "id"`},
+		{"duplicate from.role", `{"id":"m1","interactionId":"I1","from":{"role":"agent","role":"customer"},"text":"` + secret + `"}`, `chat message: duplicate key "role" in from`},
+		{"duplicate in an ignored value", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","meta":[1,{"a":{"b":"` + secret + `","b":"` + secret + `"}}]}`, `chat message: duplicate key "b" in meta[1].a`},
+		{"duplicate after unescaping", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","text":"` + secret + `"}`, `chat message: duplicate key "text"`},
 	}
 	for _, tc := range malformedCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -251,6 +259,9 @@ func TestDecodeEvent(t *testing.T) {
 		{"out of range at", `{"id":"e1","interactionId":"I1","type":"closed","at":"2025-13-40T25:61:00Z"}`, "field at: not an RFC 3339 timestamp"},
 		{"at in UTC year -1", `{"id":"e1","interactionId":"I1","type":"closed","at":"0000-01-01T00:30:00+01:00"}`, "field at: out of range (UTC year 1 to 9999)"},
 		{"at in UTC year 10000", `{"id":"e1","interactionId":"I1","type":"closed","at":"9999-12-31T22:00:00-03:00"}`, "field at: out of range (UTC year 1 to 9999)"},
+		{"duplicate type", `{"id":"e1","interactionId":"I1","type":"activity","type":"closed"}`, `event: duplicate key "type"`},
+		{"duplicate agentId", `{"id":"e1","interactionId":"I1","type":"assigned","agentId":"a1","agentId":"a2"}`, `event: duplicate key "agentId"`},
+		{"duplicate in an ignored object", `{"id":"e1","interactionId":"I1","type":"closed","reason":{"code":3,"code":4}}`, `event: duplicate key "code" in reason`},
 	}
 	for _, tc := range malformedCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -483,4 +494,173 @@ func TestDeadlineFor(t *testing.T) {
 	if got := deadlineFor(30, nil, 3); got != 30 {
 		t.Errorf("without backoff: %v, want the ack wait", got)
 	}
+}
+
+func TestDuplicateKey(t *testing.T) {
+	tests := []struct {
+		data, key, path string // key "": no duplicate
+	}{
+		{`{}`, "", ""},
+		{`[]`, "", ""},
+		{`"a"`, "", ""},
+		{`{"a":1,"b":2}`, "", ""},
+		{`{"a":1,"a":2}`, "a", ""},
+		{`{"a":{"a":1},"b":{"a":2}}`, "", ""},                    // the same key in different objects
+		{`{"a":[{"k":1},{"k":2}]}`, "", ""},                      // in different array elements
+		{`{"a":"a","b":"a"}`, "", ""},                            // a value equal to a key
+		{`{"a":["a","a"]}`, "", ""},                              // strings in an array are not keys
+		{`{"a":{"b":1,"b":2}}`, "b", "a"},                        // nested
+		{`{"x":[0,{"y":{"z":1,"z":null}}]}`, "z", "x[1].y"},      // deep, in an ignored value
+		{`[{"a":1},{"b":1,"b":2}]`, "b", "[1]"},                  // a top-level array
+		{`[[[{"k":1,"k":1}]]]`, "k", "[0][0][0]"},                // arrays in arrays
+		{`{"text":"hi","text":"{start:123456789}"}`, "text", ""}, // the case that started it
+		{`{"\u0074ext":1,"text":2}`, "text", ""},                 // compared after unescaping
+		{`{"a\"b":1,"a\u0022b":2}`, `a"b`, ""},                   // an escaped quote
+		{`{"\ud800":1,"\udfff":2}`, "\ufffd", ""},                // lone surrogates both decode to U+FFFD
+		{`{"\ud83d\ude00":1,"😀":2}`, "😀", ""},                    // a surrogate pair
+		{`{"é":1,"e\u0301":2}`, "", ""},                          // no Unicode normalization
+		{`{"A":1,"a":2}`, "", ""},                                // case-sensitive
+		{`{ "a" : 1 , "b" : { "c" : [ ] } , "a" : 3 }`, "a", ""}, // whitespace everywhere
+		{`{"a":"}","a":"{"}`, "a", ""},                           // brackets inside strings
+		{`{"a":"\\","b":"\\\"","a":0}`, "a", ""},                 // backslashes before the closing quote
+		{`{"k0":0,"k1":0,"k2":0,"k3":0,"k4":0,"k5":0,"k6":0,"k7":0,"k8":0,"k9":0,"k10":0,"k11":0,"k12":0,"k13":0,"k14":0,"k15":0,"k16":0,"k17":0,"k3":1}`, "k3", ""}, // past manyKeys
+		{`{"a":{"b":1},"c":{"b":2,"d":{"b":3}},"e":1,"e":2}`, "e", ""}, // the frame after a closed child
+	}
+	for _, tc := range tests {
+		if !json.Valid([]byte(tc.data)) {
+			t.Fatalf("test input %s is not valid JSON", tc.data)
+		}
+		key, path, found := duplicateKey([]byte(tc.data))
+		if found != (tc.key != "") {
+			t.Errorf("duplicateKey(%s) found=%v, want %v", tc.data, found, tc.key != "")
+			continue
+		}
+		if key != tc.key || path != tc.path {
+			t.Errorf("duplicateKey(%s) = %q in %q, want %q in %q", tc.data, key, path, tc.key, tc.path)
+		}
+		// The oracle agrees.
+		okey, opath, ofound := duplicateKeyOracle([]byte(tc.data))
+		if ofound != found || okey != key || opath != path {
+			t.Errorf("oracle(%s) = %q in %q (%v), scanner %q in %q (%v)", tc.data, okey, opath, ofound, key, path, found)
+		}
+	}
+	// The empty key twice is a duplicate too.
+	if key, path, found := duplicateKey([]byte(`{"":1,"":2}`)); !found || key != "" || path != "" {
+		t.Errorf(`duplicateKey({"":1,"":2}) = %q, %q, %v`, key, path, found)
+	}
+
+	// The reason names the key, shortened and without control characters, never a value.
+	for _, tc := range []struct{ data, reason string }{
+		{`{"a":1,"a":"` + secret + `"}`, `event: duplicate key "a"`},
+		{`{"from":{"role":"` + secret + `","role":"agent"}}`, `event: duplicate key "role" in from`},
+		{`{"` + strings.Repeat("k", 100) + `":1,"` + strings.Repeat("k", 100) + `":2}`, `event: duplicate key "` + strings.Repeat("k", 40) + `…"`},
+		{`{"a\u001bb":1,"a\u001bb":2}`, `event: duplicate key "a?b"`},
+	} {
+		err := checkDuplicateKeys([]byte(tc.data), "event")
+		if err == nil || err.Error() != tc.reason {
+			t.Errorf("checkDuplicateKeys(%s) = %v, want %q", tc.data, err, tc.reason)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("reason %q quotes a value", err)
+		}
+	}
+	// Invalid JSON still says where it breaks (the duplicate check runs on valid JSON only).
+	m, err := decodeChat("I1", []byte(`{"text":"a","text":"b",`))
+	checkMalformed(t, m, err, "chat message: invalid JSON at offset")
+}
+
+// duplicateKeyOracle is duplicateKey written independently, on encoding/json's Decoder.Token
+// walk: valid JSON only.
+func duplicateKeyOracle(data []byte) (key, path string, found bool) {
+	type frame struct {
+		object  bool
+		keys    map[string]bool
+		wantKey bool
+		last    string
+		index   int
+	}
+	pathOf := func(stack []*frame) string {
+		var b strings.Builder
+		for _, f := range stack {
+			if f.object {
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(shortKey([]byte(f.last)))
+			} else {
+				b.WriteString("[" + strconv.Itoa(f.index) + "]")
+			}
+		}
+		return b.String()
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var stack []*frame
+	// valueDone moves the parent on after one of its values.
+	valueDone := func() {
+		if n := len(stack); n > 0 {
+			if top := stack[n-1]; top.object {
+				top.wantKey = true
+			} else {
+				top.index++
+			}
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", "", false
+		}
+		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].wantKey {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:n-1]
+				valueDone()
+				continue
+			}
+			k := tok.(string)
+			top := stack[n-1]
+			if top.keys[k] {
+				return k, pathOf(stack[:n-1]), true
+			}
+			top.keys[k] = true
+			top.last, top.wantKey = k, false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{object: true, keys: map[string]bool{}, wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+		default:
+			valueDone()
+		}
+		if len(stack) == 0 && !dec.More() {
+			return "", "", false
+		}
+	}
+}
+
+// BenchmarkDecodeChat measures a typical chat message through decodeChat, the duplicate-key check
+// included, and the check alone.
+func BenchmarkDecodeChat(b *testing.B) {
+	data := []byte(`{"id":"m-7f3a","interactionId":"I-20260314-0042","from":{"role":"customer","id":"c-981","name":"Ann Example"},"text":"Could you show me where to change my delivery address?","sentAt":"2026-03-14T09:26:51.204Z","channel":"web","meta":{"locale":"en-GB","tags":["billing","vip"]}}`)
+	b.Run("decodeChat", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeChat("I-20260314-0042", data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("duplicateKey", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, found := duplicateKey(data); found {
+				b.Fatal("duplicate")
+			}
+		}
+	})
 }
