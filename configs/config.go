@@ -74,7 +74,8 @@ type NATSConfig struct {
 	// URL is one NATS URL or a comma-separated list. Empty: start an embedded server with
 	// JetStream (Embedded). It may carry user:password, which Redacted masks.
 	URL             string             `yaml:"url" json:"url"`
-	Name            string             `yaml:"name" json:"name"` // client connection name
+	Name            string             `yaml:"name" json:"name"`                 // client connection name
+	ConnectWait     Duration           `yaml:"connect_wait" json:"connect_wait"` // how long `run` retries the first connection
 	User            string             `yaml:"user" json:"user"`
 	Password        Secret             `yaml:"password" json:"password"`
 	Token           Secret             `yaml:"token" json:"token"`
@@ -134,13 +135,16 @@ type ControllerConfig struct {
 	Inactivity  Duration `yaml:"inactivity" json:"inactivity"`       // then stop: interaction_timeout
 	// Sweep is a cron spec as cron.ParseStandard reads it: 5 fields or a descriptor such as
 	// "@every 30s". SweepSchedule parses it.
-	Sweep           string        `yaml:"sweep" json:"sweep"`
-	StopWait        Duration      `yaml:"stop_wait" json:"stop_wait"`
-	JoinTimeout     Duration      `yaml:"join_timeout" json:"join_timeout"`
-	MaxInteractions int           `yaml:"max_interactions" json:"max_interactions"`
-	RetryDelay      Duration      `yaml:"retry_delay" json:"retry_delay"`
-	StopOnShutdown  bool          `yaml:"stop_on_shutdown" json:"stop_on_shutdown"`
-	Breaker         BreakerConfig `yaml:"breaker" json:"breaker"`
+	Sweep           string   `yaml:"sweep" json:"sweep"`
+	StopWait        Duration `yaml:"stop_wait" json:"stop_wait"`
+	JoinTimeout     Duration `yaml:"join_timeout" json:"join_timeout"`
+	MaxInteractions int      `yaml:"max_interactions" json:"max_interactions"`
+	RetryDelay      Duration `yaml:"retry_delay" json:"retry_delay"`
+	// StopRetry is the delay before a stop that failed by every route (CometD, REST) is tried
+	// again by the interaction's actor. At most one minute.
+	StopRetry      Duration      `yaml:"stop_retry" json:"stop_retry"`
+	StopOnShutdown bool          `yaml:"stop_on_shutdown" json:"stop_on_shutdown"`
+	Breaker        BreakerConfig `yaml:"breaker" json:"breaker"`
 }
 
 // BreakerConfig is "controller.breaker": one circuit breaker per Co-browse Server node.
@@ -169,6 +173,16 @@ type GenesysConfig struct {
 	LostAfter         Duration `yaml:"lost_after" json:"lost_after"`
 	AgentViewFragment string   `yaml:"agent_view_fragment" json:"agent_view_fragment"` // must contain {token}
 	ControllerName    string   `yaml:"controller_name" json:"controller_name"`
+	// RejoinWindow is how long a refused re-join of a live session (after a restart or a Bayeux
+	// re-handshake) is retried with backoff before the session is stopped through REST and ended
+	// as server_lost. 0: twice the maxInterval of the server's handshake advice, else 30s.
+	RejoinWindow Duration `yaml:"rejoin_window" json:"rejoin_window"`
+	// MaxConcurrentJoins bounds the joins in flight at once per Co-browse node (1 to 10000);
+	// further new joins wait (their inbound message is nak'ed with a delay).
+	MaxConcurrentJoins int `yaml:"max_concurrent_joins" json:"max_concurrent_joins"`
+	// WebSocketRefusalTTL is how long a node's refusal of the websocket upgrade is remembered, so
+	// that later sessions on that node go straight to long-polling. 0: not remembered.
+	WebSocketRefusalTTL Duration `yaml:"websocket_refusal_ttl" json:"websocket_refusal_ttl"`
 }
 
 // Default returns the embedded default.yaml, decoded. It neither applies the environment nor

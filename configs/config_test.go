@@ -36,10 +36,11 @@ var wantDefault = Config{
 	Log:             LogConfig{Level: "info", Format: "auto"},
 	ShutdownTimeout: dur("15s"),
 	NATS: NATSConfig{
-		URL:      "",
-		Name:     "cobrowse-connector",
-		Embedded: EmbeddedNATSConfig{Host: "127.0.0.1", Port: 4222, StoreDir: ""},
-		Prefix:   "cc",
+		URL:         "",
+		Name:        "cobrowse-connector",
+		ConnectWait: dur("10m"),
+		Embedded:    EmbeddedNATSConfig{Host: "127.0.0.1", Port: 4222, StoreDir: ""},
+		Prefix:      "cc",
 		Inbound: InboundConfig{
 			Stream:        "CC_INBOUND",
 			Durable:       "cobrowse-connector",
@@ -63,16 +64,20 @@ var wantDefault = Config{
 		JoinTimeout:     dur("20s"),
 		MaxInteractions: 20000,
 		RetryDelay:      dur("10s"),
+		StopRetry:       dur("2s"),
 		StopOnShutdown:  false,
 		Breaker:         BreakerConfig{Failures: 5, OpenFor: dur("30s"), HalfOpenRequests: 1},
 	},
 	Genesys: GenesysConfig{
-		CometDPath:        "/cometd",
-		Transports:        []string{"websocket", "long-polling"},
-		RequestTimeout:    dur("10s"),
-		MaxNetworkDelay:   dur("10s"),
-		LostAfter:         dur("60s"),
-		AgentViewFragment: "nosidinput=1&sid={token}",
+		CometDPath:          "/cometd",
+		Transports:          []string{"websocket", "long-polling"},
+		RequestTimeout:      dur("10s"),
+		MaxNetworkDelay:     dur("10s"),
+		LostAfter:           dur("60s"),
+		AgentViewFragment:   "nosidinput=1&sid={token}",
+		RejoinWindow:        dur("0s"),
+		MaxConcurrentJoins:  16,
+		WebSocketRefusalTTL: dur("10m"),
 	},
 }
 
@@ -431,7 +436,7 @@ func TestEnvVars(t *testing.T) {
 			t.Errorf("%s: got key %q, want %q", name, seen[name], key)
 		}
 	}
-	if len(vars) != 48 {
+	if len(vars) != 53 {
 		t.Errorf("%d keys; update this count when adding one", len(vars))
 	}
 }
@@ -500,6 +505,11 @@ func TestValidateAccepts(t *testing.T) {
 		"genesys: {url: 'https://gcb.example', origin: 'https://agent.example:8443'}",
 		"genesys: {cometd_path: /}",
 		"genesys: {agent_view_fragment: '#sid={token}&id={sessionId}'}",
+		"nats: {connect_wait: 1ms}",
+		"genesys: {rejoin_window: 0s, max_concurrent_joins: 1, websocket_refusal_ttl: 0s}",
+		"genesys: {rejoin_window: 2m, max_concurrent_joins: 10000, websocket_refusal_ttl: 24h}",
+		"controller: {stop_retry: 1m}",
+		"controller: {stop_retry: 100ms}",
 	} {
 		if _, err := Parse([]byte(in), nil); err != nil {
 			t.Errorf("%s: %v", in, err)
@@ -710,5 +720,28 @@ func TestEnvBool(t *testing.T) {
 	_, err = Parse(nil, env("1"))
 	if err == nil || !strings.Contains(err.Error(), `env COBROWSE_CONTROLLER_STOP_ON_SHUTDOWN: controller.stop_on_shutdown: "1" is not true or false`) {
 		t.Fatalf("bad bool: %v", err)
+	}
+}
+
+// TestNewKeysFromEnv: the keys added for the daemon's start, re-join, join limit, websocket memory
+// and stop retry are overridable from the environment like every other key.
+func TestNewKeysFromEnv(t *testing.T) {
+	got, err := Parse(nil, env(map[string]string{
+		"COBROWSE_NATS_CONNECT_WAIT":             "90s",
+		"COBROWSE_GENESYS_REJOIN_WINDOW":         "45s",
+		"COBROWSE_GENESYS_MAX_CONCURRENT_JOINS":  "4",
+		"COBROWSE_GENESYS_WEBSOCKET_REFUSAL_TTL": "0s",
+		"COBROWSE_CONTROLLER_STOP_RETRY":         "5s",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.NATS.ConnectWait != dur("90s") || got.Genesys.RejoinWindow != dur("45s") || got.Genesys.MaxConcurrentJoins != 4 ||
+		got.Genesys.WebSocketRefusalTTL != dur("0s") || got.Controller.StopRetry != dur("5s") {
+		t.Fatalf("env overrides not applied:\n%s", got)
+	}
+	_, err = Parse(nil, env(map[string]string{"COBROWSE_CONTROLLER_STOP_RETRY": "2m"}))
+	if want := "config: env COBROWSE_CONTROLLER_STOP_RETRY: controller.stop_retry: must be at most 1m"; err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
 	}
 }

@@ -83,6 +83,7 @@ func (c Config) problems(run bool) problemList {
 	if n.CredentialsFile != "" && (n.User != "" || n.Password != "" || n.Token != "") {
 		l.addf("nats.credentials_file", "use either nats.credentials_file or nats.user/nats.password or nats.token, not several")
 	}
+	positive(&l, "nats.connect_wait", n.ConnectWait)
 	switch h := n.Embedded.Host; {
 	case h == "":
 		l.addf("nats.embedded.host", "required")
@@ -150,6 +151,8 @@ func (c Config) problems(run bool) problemList {
 		l.addf("controller.max_interactions", "must be > 0")
 	}
 	positive(&l, "controller.retry_delay", ct.RetryDelay)
+	positive(&l, "controller.stop_retry", ct.StopRetry)
+	atMost(&l, "controller.stop_retry", ct.StopRetry, time.Minute)
 	count32(&l, "controller.breaker.failures", ct.Breaker.Failures)
 	positive(&l, "controller.breaker.open_for", ct.Breaker.OpenFor)
 	count32(&l, "controller.breaker.half_open_requests", ct.Breaker.HalfOpenRequests)
@@ -189,12 +192,36 @@ func (c Config) problems(run bool) problemList {
 	if !strings.Contains(g.AgentViewFragment, "{token}") {
 		l.addf("genesys.agent_view_fragment", "must contain {token}")
 	}
+	notNegativeMeaning(&l, "genesys.rejoin_window", g.RejoinWindow, "twice the maxInterval of the server's handshake advice, else 30s")
+	between(&l, "genesys.max_concurrent_joins", g.MaxConcurrentJoins, 1, maxConcurrentJoins)
+	notNegativeMeaning(&l, "genesys.websocket_refusal_ttl", g.WebSocketRefusalTTL, "not remembered")
 	return l
 }
 
+// maxConcurrentJoins bounds genesys.max_concurrent_joins.
+const maxConcurrentJoins = 10000
+
 func notNegative(l *problemList, key string, d Duration) {
+	notNegativeMeaning(l, key, d, "no limit")
+}
+
+// notNegativeMeaning refuses a negative duration, saying what 0s means for the key.
+func notNegativeMeaning(l *problemList, key string, d Duration, zero string) {
 	if d.Duration < 0 {
-		l.addf(key, "must not be negative (0s: no limit)")
+		l.addf(key, "must not be negative (0s: %s)", zero)
+	}
+}
+
+// atMost refuses a duration above limit (a non-positive one is left to positive).
+func atMost(l *problemList, key string, d Duration, limit time.Duration) {
+	if d.Duration > limit {
+		l.addf(key, "must be at most %s", Duration{limit})
+	}
+}
+
+func between(l *problemList, key string, n, lo, hi int) {
+	if n < lo || n > hi {
+		l.addf(key, "must be between %d and %d", lo, hi)
 	}
 }
 
