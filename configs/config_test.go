@@ -745,3 +745,67 @@ func TestNewKeysFromEnv(t *testing.T) {
 		t.Fatalf("got %v, want %s", err, want)
 	}
 }
+
+// TestURLs: every entry of nats.url, genesys.url and genesys.origin is checked in full (scheme,
+// host, port, path), so that a typo is refused at start rather than failing later as a DNS error.
+func TestURLs(t *testing.T) {
+	for _, tc := range []struct {
+		key, value, want string // want "": accepted
+	}{
+		{"nats.url", "nats://[::1]:4222", ""},
+		{"nats.url", "nats_server:4222", ""},        // Docker Compose service names may hold '_'
+		{"nats.url", "nats://n1.example.:4222", ""}, // a fully qualified name
+		{"nats.url", "10.0.0.7", ""},
+		{"nats.url", "wss://nats.example/ws/path", ""},
+		{"nats.url", "ws://nats.example:8080/", ""},
+		{"nats.url", "tls://tok@nats.example:4222", ""},
+		{"nats.url", "nats//host", `nats.url: "nats//host" is not a NATS URL (nats://, tls://, ws://, wss:// or host:port)`},
+		{"nats.url", "nats:/host:4222", `nats.url: "nats:/host:4222" is not a NATS URL (nats://, tls://, ws://, wss:// or host:port)`},
+		{"nats.url", "host:4222/x", `nats.url: "host:4222/x" is not a NATS URL (nats://, tls://, ws://, wss:// or host:port)`},
+		{"nats.url", "nats://host/", `nats.url: "nats://host/" has a path (only ws:// and wss:// URLs take one)`},
+		{"nats.url", "tls://host:4222/x", `nats.url: "tls://host:4222/x" has a path (only ws:// and wss:// URLs take one)`},
+		{"nats.url", "nats://host#f", `nats.url: "nats://host#f" has a query or a fragment`},
+		{"nats.url", "nats://host?", `nats.url: "nats://host?" has a query or a fragment`},
+		{"nats.url", "nats://host:", `nats.url: "nats://host:" has an empty port`},
+		{"nats.url", "nats://host:65536", `nats.url: "nats://host:65536" has a port out of range`},
+		{"nats.url", "nats://host:4222:5", `nats.url: "nats://host:4222:5" has an invalid host name`},
+		{"nats.url", "nats://::1:4222", `nats.url: "nats://::1:4222" has an invalid host name`},
+		{"nats.url", "nats://-host", `nats.url: "nats://-host" has an invalid host name`},
+		{"nats.url", "nats://u:hunter2-secret@:4222", `nats.url: "nats://******@:4222" has no host`},
+		{"nats.url", "nats://a:4222,,nats://b:4222", `nats.url: entry 1: is empty`},
+		{"genesys.url", "http://127.0.0.1:8700/cobrowse", ""},
+		{"genesys.url", "http://[::1]:8700/cobrowse", ""},
+		{"genesys.url", "https://gcb.example", ""},
+		{"genesys.url", "https://gcb.example:443/a/b", ""},
+		{"genesys.url", "https//gcb.example/cobrowse", "genesys.url: must be an http or https URL without a trailing slash"},
+		{"genesys.url", "https:/gcb.example/cobrowse", "genesys.url: must be an http or https URL without a trailing slash"},
+		{"genesys.url", "https:gcb.example", "genesys.url: must be an http or https URL without a trailing slash"},
+		{"genesys.url", "https://gcb.example/co browse", "genesys.url: is not a valid URL (a space or a control character)"},
+		{"genesys.url", "https://gcb.example:0/cobrowse", "genesys.url: has a port out of range"},
+		{"genesys.url", "https://gcb.example:/cobrowse", "genesys.url: has an empty port"},
+		{"genesys.url", "https://gcb.example:8700:1/cobrowse", "genesys.url: is not a valid URL"},
+		{"genesys.url", "https://gcb.example:http/cobrowse", "genesys.url: is not a valid URL"},
+		{"genesys.url", "https://gcb_example/cobrowse", ""},
+		{"genesys.origin", "https://agent.example:8443", ""},
+		{"genesys.origin", "http://[::1]:8080", ""},
+		{"genesys.origin", "https://agent.example:", "genesys.origin: has an empty port"},
+		{"genesys.origin", "https://agent.example:99999", "genesys.origin: has a port out of range"},
+		{"genesys.origin", "https://agent%example", "genesys.origin: must be an origin: http or https, a host and an optional port (like https://agent.example.com)"},
+		{"genesys.origin", "https://agent.example/", "genesys.origin: must be an origin: http or https, a host and an optional port (like https://agent.example.com)"},
+	} {
+		vars := map[string]string{EnvName(tc.key): tc.value}
+		if tc.key == "genesys.origin" {
+			vars["COBROWSE_GENESYS_URL"] = "https://gcb.example/cobrowse"
+		}
+		_, err := Parse(nil, env(vars))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s %q refused: %v", tc.key, tc.value, err)
+		case tc.want != "" && (err == nil || err.Error() != "config: env "+EnvName(tc.key)+": "+tc.want):
+			t.Errorf("%s %q:\n got: %v\nwant: %s", tc.key, tc.value, err, tc.want)
+		}
+		if err != nil {
+			assertNoSecret(t, err.Error())
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -159,13 +160,13 @@ func (c Config) problems(run bool) problemList {
 
 	// genesys
 	g := c.Genesys
-	switch {
+	switch reason := checkBaseURL(g.URL); {
 	case g.URL == "":
 		if run {
 			l.addf("genesys.url", "required")
 		}
-	case !isBaseURL(g.URL):
-		l.addf("genesys.url", "must be an http or https URL without a trailing slash")
+	case reason != "":
+		l.addf("genesys.url", "%s", reason)
 	default:
 		u, _ := url.Parse(g.URL)
 		if u.User != nil {
@@ -176,8 +177,10 @@ func (c Config) problems(run bool) problemList {
 			l.addf("genesys.url", "must not have a query or a fragment")
 		}
 	}
-	if g.Origin != "" && !isOrigin(g.Origin) {
-		l.addf("genesys.origin", "must be an origin: http or https, a host and an optional port (like https://agent.example.com)")
+	if g.Origin != "" {
+		if reason := checkOrigin(g.Origin); reason != "" {
+			l.addf("genesys.origin", "%s", reason)
+		}
 	}
 	if p := g.CometDPath; !strings.HasPrefix(p, "/") || (p != "/" && strings.HasSuffix(p, "/")) || strings.ContainsAny(p, "?# ") {
 		l.addf("genesys.cometd_path", "must be a path starting with '/', without a trailing slash, query or fragment")
@@ -269,15 +272,21 @@ func jetStreamName(l *problemList, key, v string) {
 
 func notSubjectRune(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }
 
-// checkNATSURL returns what is wrong with one entry of nats.url, "" if nothing. A password in
-// the entry never appears in the reason.
+// checkNATSURL returns what is wrong with one entry of nats.url, "" if nothing. An entry is a URL
+// (nats://, tls://, ws://, wss://) or host[:port], as the NATS client reads it: a non-empty host
+// name or IP address, a port from 1 to 65535 when one is given, no query or fragment, and no path
+// but on ws:// and wss://. A password in the entry never appears in the reason.
 func checkNATSURL(entry string) string {
 	if entry == "" {
 		return "is empty"
 	}
 	shown := quote(redactURL(entry))
+	notNATS := shown + " is not a NATS URL (nats://, tls://, ws://, wss:// or host:port)"
 	s := entry
 	if !strings.Contains(s, "://") {
+		if strings.ContainsAny(s, "/?#") {
+			return notNATS // "nats//host", "nats:/host", "host:4222/x": not host:port
+		}
 		s = "nats://" + s // as the NATS client reads host:port
 	}
 	u, err := url.Parse(s)
@@ -285,35 +294,90 @@ func checkNATSURL(entry string) string {
 		return shown + " is not a valid URL"
 	}
 	if !slices.Contains(natsScheme, u.Scheme) {
-		return shown + " is not a NATS URL (nats://, tls://, ws://, wss:// or host:port)"
+		return notNATS
 	}
-	if u.Hostname() == "" {
-		return shown + " has no host"
+	if reason := checkHostPort(u); reason != "" {
+		return shown + " " + reason
 	}
-	if p := u.Port(); p != "" {
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#") {
+		return shown + " has a query or a fragment"
+	}
+	if (u.Path != "" || u.RawPath != "") && u.Scheme != "ws" && u.Scheme != "wss" {
+		return shown + " has a path (only ws:// and wss:// URLs take one)"
+	}
+	return ""
+}
+
+// urlHostName is a host name in a URL: dot-separated labels of letters, digits, '-' and '_' (which
+// Docker and some DNS servers allow), not starting or ending with '-', with an optional final dot.
+var urlHostName = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$`)
+
+// checkHostPort returns what is wrong with the host and port of a parsed URL, "" if nothing: the
+// host must be a host name or an IPv4 address, or an IPv6 address in brackets; a port, when the URL
+// has a ':' after the host, must be a number from 1 to 65535. The reason never quotes the URL.
+func checkHostPort(u *url.URL) string {
+	host := u.Hostname()
+	if host == "" {
+		return "has no host"
+	}
+	if strings.HasPrefix(u.Host, "[") {
+		if a, err := netip.ParseAddr(host); err != nil || !a.Is6() {
+			return "has an invalid host name"
+		}
+	} else if a, err := netip.ParseAddr(host); err == nil {
+		if !a.Is4() {
+			return "has an invalid host name" // an IPv6 address without brackets
+		}
+	} else if len(host) > 253 || !urlHostName.MatchString(host) {
+		return "has an invalid host name"
+	}
+	switch p := u.Port(); {
+	case p == "" && strings.HasSuffix(u.Host, ":"):
+		return "has an empty port"
+	case p != "":
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return shown + " has a port out of range"
+			return "has a port out of range"
 		}
 	}
 	return ""
 }
 
-// isBaseURL accepts an absolute http or https URL with a host and no trailing slash.
-func isBaseURL(s string) bool {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.Opaque != "" {
-		return false
+// checkBaseURL returns what is wrong with genesys.url, "" if nothing: an absolute http or https
+// URL with a valid host and port and no trailing slash. Credentials, a query and a fragment are
+// checked by the caller. The reason never quotes the URL (it might carry a password).
+func checkBaseURL(s string) string {
+	const base = "must be an http or https URL without a trailing slash"
+	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return "is not a valid URL (a space or a control character)"
 	}
-	return !strings.HasSuffix(s, "/") && strings.TrimSpace(s) == s
+	u, err := url.Parse(s)
+	if err != nil {
+		return "is not a valid URL"
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" || !strings.HasPrefix(s[len(u.Scheme):], "://") {
+		return base
+	}
+	if reason := checkHostPort(u); reason != "" {
+		if reason == "has no host" {
+			return base
+		}
+		return reason
+	}
+	if strings.HasSuffix(s, "/") {
+		return base
+	}
+	return ""
 }
 
-// isOrigin accepts scheme://host[:port] for http or https, and nothing more.
-func isOrigin(s string) bool {
+// checkOrigin returns what is wrong with genesys.origin, "" if nothing: scheme://host[:port] for
+// http or https, and nothing more.
+func checkOrigin(s string) string {
+	const origin = "must be an origin: http or https, a host and an optional port (like https://agent.example.com)"
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-		return false
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || s != u.Scheme+"://"+u.Host {
+		return origin
 	}
-	return s == u.Scheme+"://"+u.Host
+	return checkHostPort(u)
 }
 
 // parseSweep parses a sweep spec with cron.ParseStandard, guarding the parser's panic on a
