@@ -5,7 +5,8 @@
 // Loading layers three sources, later ones winning: the defaults of default.yaml, the config
 // file, the environment (COBROWSE_<PATH>, see EnvVars). It is strict: an unknown key, a value of
 // the wrong type, a duplicate key or a second YAML document is refused, naming the key's dotted
-// path and its line. Validation reports every problem at once, each as "<key>: <reason>",
+// path and its line, and so is a COBROWSE_ variable that overrides no key (Kubernetes service
+// links aside, see IsServiceLinkEnv). Validation reports every problem at once, each as "<key>: <reason>",
 // prefixed with where the value came from ("line 12: " or "env COBROWSE_LOG_LEVEL: ") when that
 // is known. The secrets (nats.password, nats.token, and a password written in a URL) never
 // appear in an error message or in log output.
@@ -199,8 +200,9 @@ func Default() Config {
 }
 
 // Load reads the config file at path (the embedded default when path is ""), applies the
-// environment overrides (os.LookupEnv) and validates with Validate. The daemon's `run` also
-// calls ValidateRun on the result. A refused config returns an *Error naming the file.
+// environment overrides (os.LookupEnv), refuses an unknown COBROWSE_ variable (os.Environ, see
+// Parse) and validates with Validate. The daemon's `run` also calls ValidateRun on the result. A
+// refused config returns an *Error naming the file.
 func Load(path string) (Config, error) {
 	data := DefaultYAML
 	if path != "" {
@@ -210,7 +212,7 @@ func Load(path string) (Config, error) {
 			return Config{}, fmt.Errorf("config: %w", err)
 		}
 	}
-	cfg, err := Parse(data, os.LookupEnv)
+	cfg, err := Parse(data, os.LookupEnv, os.Environ()...)
 	if e, ok := errors.AsType[*Error](err); ok {
 		e.File = path
 	}
@@ -222,13 +224,19 @@ func Load(path string) (Config, error) {
 // the environment overrides found through env (nil: none; Load passes os.LookupEnv), then runs
 // Validate. Every refusal is an *Error listing every problem found at that stage: the file and
 // the environment first, then (only when they were readable) validation.
-func Parse(data []byte, env func(string) (string, bool)) (Config, error) {
+//
+// environ, optional, lists the environment's variables as os.Environ does ("NAME=value"; a bare
+// NAME will do): a name that starts with EnvPrefix but overrides no key is refused (a typo would
+// otherwise be ignored), save the service links Kubernetes injects (see IsServiceLinkEnv). Only
+// the names are read; the values come from env. Load passes os.Environ().
+func Parse(data []byte, env func(string) (string, bool), environ ...string) (Config, error) {
 	cfg := Default()
 	d := newDecoder()
 	d.document(data, &cfg)
 	if env != nil {
 		d.applyEnv(&cfg, env)
 	}
+	d.unknownEnv(environ)
 	if len(d.problems) > 0 {
 		return Config{}, d.err("")
 	}

@@ -317,7 +317,7 @@ controller:
 		"COBROWSE_NATS_EMBEDDED_PORT":          "-1",                          // a negative integer
 		"COBROWSE_GENESYS_CONTROLLER_NAME":     "",                            // set and empty
 		"COBROWSE_GENESYS_URL":                 "http://gcb.example/cobrowse", // not in the file
-		"COBROWSE_NATS_INBOUND_MAX_DELIVERY":   "1",                           // not a key: ignored
+		"COBROWSE_NATS_INBOUND_MAX_DELIVERY":   "1",                           // not a key: unseen without the environ list (TestUnknownEnv)
 		"NATS_URL":                             "nats://other.example:4222",   // not ours
 		"cobrowse_log_level":                   "error",                       // names are upper case
 		"COBROWSE_GENESYS_TRANSPORTS":          "long-polling",                // a one-item list
@@ -807,5 +807,95 @@ func TestURLs(t *testing.T) {
 		if err != nil {
 			assertNoSecret(t, err.Error())
 		}
+	}
+}
+
+// environ turns a map into the os.Environ form, in a fixed order.
+func environ(m map[string]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestUnknownEnv: a COBROWSE_ variable that overrides no key is refused, with the closest known
+// name when there is one; the service-link variables Kubernetes injects are let through.
+func TestUnknownEnv(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string // "": accepted
+	}{
+		{map[string]string{"COBROWSE_NATS_URLS": "nats://a:4222"},
+			"config: env COBROWSE_NATS_URLS: unknown variable, not a config key (did you mean COBROWSE_NATS_URL?)"},
+		{map[string]string{"COBROWSE_NATS_INBOUND_MAX_DELIVERY": "1"},
+			"config: env COBROWSE_NATS_INBOUND_MAX_DELIVERY: unknown variable, not a config key (did you mean COBROWSE_NATS_INBOUND_MAX_DELIVER?)"},
+		{map[string]string{"COBROWSE_LOG_LEVL": "debug"},
+			"config: env COBROWSE_LOG_LEVL: unknown variable, not a config key (did you mean COBROWSE_LOG_LEVEL?)"},
+		{map[string]string{"COBROWSE_log_level": "debug"},
+			"config: env COBROWSE_log_level: unknown variable, not a config key (did you mean COBROWSE_LOG_LEVEL?)"},
+		{map[string]string{"COBROWSE_NATS.URL": "nats://a:4222"},
+			"config: env COBROWSE_NATS.URL: unknown variable, not a config key (did you mean COBROWSE_NATS_URL?)"},
+		{map[string]string{"COBROWSE_SESSION_SECRET": "hunter2-secret"},
+			"config: env COBROWSE_SESSION_SECRET: unknown variable, not a config key"},
+		{map[string]string{"COBROWSE_": ""},
+			"config: env COBROWSE_: unknown variable, not a config key"},
+		// Every unknown variable, sorted, after the problems with known ones.
+		{map[string]string{"COBROWSE_ZZZ": "1", "COBROWSE_GENESYS_ULR": "x", "COBROWSE_LOG_LEVEL": "loud", "COBROWSE_SHUTDOWN_TIMEOUT": "soon"},
+			"config: 3 problems:\n" +
+				`  env COBROWSE_SHUTDOWN_TIMEOUT: shutdown_timeout: "soon" is not a duration (like "30s" or "3m")` + "\n" +
+				"  env COBROWSE_GENESYS_ULR: unknown variable, not a config key (did you mean COBROWSE_GENESYS_URL?)\n" +
+				"  env COBROWSE_ZZZ: unknown variable, not a config key"},
+		// Kubernetes service links of a Service named "cobrowse" (or "cobrowse-<anything>").
+		{map[string]string{
+			"COBROWSE_SERVICE_HOST":                    "10.0.0.1",
+			"COBROWSE_SERVICE_PORT":                    "8080",
+			"COBROWSE_SERVICE_PORT_HTTP":               "8080",
+			"COBROWSE_PORT":                            "tcp://10.0.0.1:8080",
+			"COBROWSE_PORT_8080_TCP":                   "tcp://10.0.0.1:8080",
+			"COBROWSE_PORT_8080_TCP_PROTO":             "tcp",
+			"COBROWSE_PORT_8080_TCP_PORT":              "8080",
+			"COBROWSE_PORT_8080_TCP_ADDR":              "10.0.0.1",
+			"COBROWSE_CONNECTOR_SERVICE_HOST":          "10.0.0.2",
+			"COBROWSE_CONNECTOR_SERVICE_PORT":          "9090",
+			"COBROWSE_CONNECTOR_PORT_9090_TCP_ADDR":    "10.0.0.2",
+			"COBROWSE_CONNECTOR_METRICS_SERVICE_PORT":  "9100",
+			"COBROWSE_CONNECTOR_METRICS_PORT_9100_TCP": "tcp://10.0.0.3:9100",
+			"COBROWSE_NATS_EMBEDDED_PORT":              "4223", // a known key ending in _PORT is still read
+		}, ""},
+		// Not ours: other prefixes, and the prefix in another case.
+		{map[string]string{"NATS_URL": "x", "cobrowse_nats_urls": "x", "COBROWSEX": "x", "PATH": "/bin"}, ""},
+	} {
+		cfg, err := Parse(nil, env(tc.env), environ(tc.env)...)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("env %v refused: %v", tc.env, err)
+		case tc.want != "" && (err == nil || err.Error() != tc.want):
+			t.Errorf("env %v:\n got: %v\nwant: %s", tc.env, err, tc.want)
+		}
+		if err != nil {
+			assertNoSecret(t, err.Error())
+		}
+		if tc.env["COBROWSE_NATS_EMBEDDED_PORT"] == "4223" && cfg.NATS.Embedded.Port != 4223 {
+			t.Errorf("the known key among the service links was not applied: %d", cfg.NATS.Embedded.Port)
+		}
+	}
+
+	// The environ list may hold bare names too, and a name twice is reported once.
+	_, err := Parse(nil, nil, "COBROWSE_NATS_URLS", "COBROWSE_NATS_URLS=x", "=C:=C:\\", "")
+	if want := "config: env COBROWSE_NATS_URLS: unknown variable, not a config key (did you mean COBROWSE_NATS_URL?)"; err == nil || err.Error() != want {
+		t.Errorf("bare names: %v", err)
+	}
+}
+
+// TestLoadRefusesUnknownEnv: Load reads the names of the process environment.
+func TestLoadRefusesUnknownEnv(t *testing.T) {
+	t.Setenv("COBROWSE_GENESYS_URLS", "https://gcb.example/cobrowse")
+	t.Setenv("COBROWSE_SERVICE_PORT", "8080")
+	_, err := Load("")
+	want := "config: env COBROWSE_GENESYS_URLS: unknown variable, not a config key (did you mean COBROWSE_GENESYS_URL?)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
 	}
 }

@@ -3,8 +3,11 @@ package configs
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // EnvPrefix starts the name of every environment override.
@@ -32,7 +35,8 @@ func EnvName(key string) string {
 //   - a list: comma-separated items, each trimmed (COBROWSE_CHAT_TRIGGER_ROLES=customer,bot);
 //     set and empty means an empty list; an empty item is refused.
 //
-// A variable that is set, even to "", overrides the file; one that is unset does not.
+// A variable that is set, even to "", overrides the file; one that is unset does not. A variable
+// that starts with EnvPrefix and is none of these is refused by Load (see Parse).
 func EnvVars() []EnvVar {
 	var out []EnvVar
 	walkLeaves(reflect.New(reflect.TypeFor[Config]()).Elem(), "", func(key string, _ reflect.Value) {
@@ -69,6 +73,77 @@ func (d *decoder) applyEnv(cfg *Config, env func(string) (string, bool)) {
 			d.add(Problem{Env: name, Key: key, Reason: err.Error()})
 		}
 	})
+}
+
+// IsServiceLinkEnv reports whether name has the shape of a variable Kubernetes injects for each
+// Service of the namespace (its "service links"): <SERVICE>_SERVICE_HOST, <SERVICE>_SERVICE_PORT,
+// <SERVICE>_SERVICE_PORT_<PORT NAME>, <SERVICE>_PORT and <SERVICE>_PORT_<PORT>_<PROTO>[_...]. A
+// Service named cobrowse or cobrowse-<anything> gives names that start with EnvPrefix: they are
+// not config overrides, and not refused as unknown ones.
+func IsServiceLinkEnv(name string) bool {
+	return strings.HasSuffix(name, "_SERVICE_HOST") || strings.Contains(name, "_SERVICE_PORT") ||
+		strings.HasSuffix(name, "_PORT") || strings.Contains(name, "_PORT_")
+}
+
+// unknownEnv records a problem for each variable of environ that starts with EnvPrefix and
+// overrides no key (service links excepted), sorted by name, each once.
+func (d *decoder) unknownEnv(environ []string) {
+	if len(environ) == 0 {
+		return
+	}
+	vars := EnvVars()
+	known := make(map[string]bool, len(vars))
+	for _, v := range vars {
+		known[v.Name] = true
+	}
+	var unknown []string
+	for _, entry := range environ {
+		name, _, _ := strings.Cut(entry, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || known[name] || IsServiceLinkEnv(name) || slices.Contains(unknown, name) {
+			continue
+		}
+		unknown = append(unknown, name)
+	}
+	slices.Sort(unknown)
+	for _, name := range unknown {
+		reason := "unknown variable, not a config key"
+		if s := suggestEnv(name, vars); s != "" {
+			reason += " (did you mean " + s + "?)"
+		}
+		d.add(Problem{Env: shownEnvName(name), Reason: reason})
+	}
+}
+
+// suggestEnv returns the known variable closest to an unknown one (compared in upper case), if it
+// is close enough to be a typo.
+func suggestEnv(name string, vars []EnvVar) string {
+	if len(name) > 100 {
+		return ""
+	}
+	upper := strings.ToUpper(name)
+	best, bestDist := "", 4
+	for _, v := range vars {
+		if dist := levenshtein(upper, v.Name); dist < bestDist || (dist == bestDist && v.Name < best) {
+			best, bestDist = v.Name, dist
+		}
+	}
+	if best == "" || bestDist > (len(best)-len(EnvPrefix))/3 {
+		return ""
+	}
+	return best
+}
+
+// shownEnvName cuts a variable's name before a space or control character and to a readable
+// length for a message. (A name is not a secret; a value never appears.)
+func shownEnvName(name string) string {
+	if i := strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }); i >= 0 {
+		return name[:i] + "…"
+	}
+	const max = 80
+	if utf8.RuneCountInString(name) > max {
+		return string([]rune(name)[:max]) + "…"
+	}
+	return name
 }
 
 // setString sets the leaf v from its environment form. The error never repeats a string value
