@@ -1,6 +1,7 @@
 // Command cobrowse-connector is the co-browse sidecar: `run` starts the daemon, `demo` runs it on
-// embedded defaults with a scripted conversation. main turns flags into a config and signals into
-// a context; everything else lives in the daemon package.
+// embedded defaults with a scripted conversation, `config` checks the config as `run` does and
+// prints it. main turns flags into a config and signals into a context; everything else lives in
+// the daemon package.
 package main
 
 import (
@@ -23,9 +24,13 @@ const usage = `usage:
   cobrowse-connector demo [--end transferred|closed]
                                            run the daemon on embedded defaults (embedded NATS, built-in
                                            3-node Co-browse Server) with a scripted conversation
-  cobrowse-connector config [--config FILE] print the effective config, secrets masked
+  cobrowse-connector config [--config FILE] [--check]
+                                           check the config as run does and print it, secrets masked;
+                                           --check: only check it (no output when it is valid). A
+                                           refused config exits 2 with every problem, as run does.
 
 Every config key can be overridden from the environment: COBROWSE_<KEY PATH>, e.g. COBROWSE_NATS_URL.
+A COBROWSE_ variable that names no key is refused (Kubernetes service links excepted).
 `
 
 func main() {
@@ -45,15 +50,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	configPath := fs.String("config", "", "YAML config file (default: the embedded default config)")
 	end := fs.String("end", "transferred", "demo: how the interaction ends: transferred or closed")
+	check := fs.Bool("check", false, "config: only check the config, print nothing when it is valid")
 	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if *check && args[0] != "config" {
+		// `run --check` must not start the daemon it seems to only check.
+		fmt.Fprintf(stderr, "cobrowse-connector: --check is for the config command (cobrowse-connector config --check)\n")
 		return 2
 	}
 	switch args[0] {
 	case "run":
-		cfg, err := configs.Load(*configPath)
-		if err == nil {
-			err = cfg.ValidateRun()
-		}
+		cfg, err := loadConfig(*configPath)
 		if err != nil {
 			fmt.Fprintf(stderr, "cobrowse-connector: refusing to start: %v\n", err)
 			return 2
@@ -70,12 +78,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "config":
-		cfg, err := configs.Load(*configPath)
+		cfg, err := loadConfig(*configPath)
 		if err != nil {
 			fmt.Fprintf(stderr, "cobrowse-connector: %v\n", err)
 			return 2
 		}
-		fmt.Fprint(stdout, cfg.String())
+		if !*check {
+			fmt.Fprint(stdout, cfg.String())
+		}
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -83,4 +93,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "cobrowse-connector: unknown command %q\n%s", args[0], usage)
 	return 2
+}
+
+// loadConfig loads the config file at path ("": the embedded default) with the environment, and
+// checks it as `run` needs it (configs.Config.ValidateRun). `run` and `config` both use it, so
+// that `config` accepts exactly what `run` accepts. A refusal names the file.
+func loadConfig(path string) (configs.Config, error) {
+	cfg, err := configs.Load(path)
+	if err != nil {
+		return configs.Config{}, err
+	}
+	if err := cfg.ValidateRun(); err != nil {
+		if e, ok := errors.AsType[*configs.Error](err); ok {
+			e.File = path
+		}
+		return configs.Config{}, err
+	}
+	return cfg, nil
 }

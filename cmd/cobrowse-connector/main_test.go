@@ -32,6 +32,7 @@ func TestRunRefusesABadConfigNamingTheKey(t *testing.T) {
 }
 
 func TestConfigCommandMasksSecrets(t *testing.T) {
+	t.Setenv("COBROWSE_GENESYS_URL", "http://gcb.example:8700/cobrowse") // `config` checks as `run` does
 	t.Setenv("COBROWSE_NATS_PASSWORD", "hunter2-secret")
 	t.Setenv("COBROWSE_NATS_USER", "svc")
 	var stdout, stderr bytes.Buffer
@@ -47,5 +48,82 @@ func TestUnknownCommand(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run(t.Context(), []string{"frobnicate"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "usage") {
 		t.Fatalf("exit %d, %q", code, stderr.String())
+	}
+}
+
+// TestConfigValidatesLikeRun: `config` and `config --check` accept exactly what `run` accepts,
+// and refuse the rest with the same problems and exit status 2.
+func TestConfigValidatesLikeRun(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, yaml string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("good.yaml", "genesys:\n  url: http://gcb.example:8700/cobrowse\n")
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"no genesys url", write("no_url.yaml", "log:\n  level: debug\n"), "genesys.url: required"},
+		{"the embedded default", "", "genesys.url: required"},
+		{"bad value", write("bad.yaml", "genesys:\n  url: http://gcb.example:8700/cobrowse\nnats:\n  url: nats//n1.example:4222\n"),
+			`line 4: nats.url: "nats//n1.example:4222" is not a NATS URL`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"--config", tc.path}
+			if tc.path == "" {
+				args = nil
+			}
+			for _, cmd := range [][]string{{"config"}, {"config", "--check"}} {
+				var stdout, stderr bytes.Buffer
+				code := run(t.Context(), append(cmd, args...), &stdout, &stderr)
+				if code != 2 || stdout.Len() != 0 || !strings.Contains(stderr.String(), tc.want) {
+					t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2, nothing, and %q", cmd, code, stdout.String(), stderr.String(), tc.want)
+				}
+				if tc.path != "" && !strings.Contains(stderr.String(), "config "+tc.path+":") {
+					t.Errorf("%v: the message does not name the file: %q", cmd, stderr.String())
+				}
+			}
+		})
+	}
+
+	// A good config: --check says nothing and exits 0; config prints it.
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"config", "--check", "--config", good}, &stdout, &stderr); code != 0 || stdout.Len() != 0 || stderr.Len() != 0 {
+		t.Fatalf("config --check on a good config: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	if code := run(t.Context(), []string{"config", "--config", good}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "url: http://gcb.example:8700/cobrowse") {
+		t.Fatalf("config on a good config: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+}
+
+// TestCheckIsForConfigOnly: `run --check` must not start the daemon that it seems to only check.
+func TestCheckIsForConfigOnly(t *testing.T) {
+	for _, cmd := range []string{"run", "demo"} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), []string{cmd, "--check"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--check is for the config command") {
+			t.Errorf("%s --check: exit %d, stderr %q", cmd, code, stderr.String())
+		}
+	}
+}
+
+func TestUnknownEnvRefused(t *testing.T) {
+	t.Setenv("COBROWSE_GENESYS_URL", "http://gcb.example:8700/cobrowse")
+	t.Setenv("COBROWSE_NATS_URLS", "nats://n1.example:4222")
+	want := "env COBROWSE_NATS_URLS: unknown variable, not a config key (did you mean COBROWSE_NATS_URL?)"
+	for _, args := range [][]string{{"run"}, {"config"}, {"config", "--check"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), want) {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "config [--config FILE] [--check]") {
+		t.Fatalf("exit %d, usage:\n%s", code, stdout.String())
 	}
 }
