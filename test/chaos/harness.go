@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cobrowse-connector/cobrowse-connector/test/chaos/control"
+)
+
+// The names the daemon uses by default (configs/default.yaml): the harness leaves them as they
+// are and reads the outbound stream by its name.
+const (
+	prefix         = "cc"
+	outboundStream = "CC_COBROWSE"
+)
+
+// harness owns the processes, the NATS connection of the platform and the observer.
+type harness struct {
+	opt    options
+	dir    string
+	bin    binaries
+	stderr io.Writer
+	outMu  sync.Mutex // serialises stderr
+
+	procMu sync.Mutex
+	procs  []*proc // every process started, for the cleanup
+
+	natsPort int
+	natsProc *proc
+	natsLog  *os.File
+
+	gcbProc *proc
+	gcbOut  *os.File
+	gcb     control.Ready
+	ctl     *control.Client
+
+	configPath    string
+	daemonLog     *os.File
+	dmu           sync.Mutex // guards daemon, daemonRuns; held across a start
+	daemon        *daemonRun
+	daemonRuns    int
+	daemonCrashes atomic.Int32
+	stopping      atomic.Bool
+
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	obs *observer
+
+	inters   []*interaction
+	progress progress
+
+	faultMu sync.Mutex
+	faults  []string        // what each fault did, for the report
+	touched map[string]bool // tokens of sessions a node kill ended
+	kills   []daemonKill    // every SIGKILL of the daemon
+}
+
+// daemonKill is one SIGKILL of the daemon: when it was reaped, and the Controller present in each
+// live session just after (the dead daemon's, until its Bayeux session expires or the next life
+// takes over).
+type daemonKill struct {
+	at          time.Time
+	controllers map[string]string // token -> user id of the Controller present
+}
+
+func (h *harness) notef(format string, args ...any) {
+	h.outMu.Lock()
+	defer h.outMu.Unlock()
+	fmt.Fprintf(h.stderr, "chaos: "+format+"\n", args...)
+}
+
+func (h *harness) verbosef(format string, args ...any) {
+	if h.opt.verbose {
+		h.notef(format, args...)
+	}
+}
+
+func (h *harness) track(p *proc) {
+	h.procMu.Lock()
+	h.procs = append(h.procs, p)
+	h.procMu.Unlock()
+}
+
+// run starts the processes, plays the scenario with its faults, settles and counts.
+func (h *harness) run(ctx context.Context) (*result, error) {
+	defer h.cleanup()
+	var err error
+	if h.opt.bin != "" {
+		h.bin, err = binariesIn(h.opt.bin)
+	} else {
+		h.notef("building the daemon, natsd and gcbserver")
+		h.bin, err = buildBinaries(ctx, filepath.Join(h.dir, "bin"), h.opt.race)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if h.natsPort, err = freePort(); err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		dst  **os.File
+		name string
+	}{{&h.natsLog, "natsd.out"}, {&h.gcbOut, "gcbserver.out"}, {&h.daemonLog, "daemon.log"}} {
+		if *f.dst, err = os.OpenFile(filepath.Join(h.dir, f.name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if err := h.startNATS(ctx); err != nil {
+		return nil, err
+	}
+	if err := h.startGCB(ctx); err != nil {
+		return nil, err
+	}
+	if err := h.writeConfig(); err != nil {
+		return nil, err
+	}
+	// The platform's connection: it rides out the NATS restart like any client.
+	h.nc, err = nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", h.natsPort),
+		nats.Name("chaos-harness"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	if h.js, err = jetstream.New(h.nc); err != nil {
+		return nil, err
+	}
+	// The daemon's first start creates the streams, the consumer and the bucket.
+	if err := h.startDaemon(ctx); err != nil {
+		return nil, err
+	}
+	h.obs = newObserver()
+	stopObs, err := h.obs.start(ctx, h.js, outboundStream)
+	if err != nil {
+		return nil, fmt.Errorf("outbound observer: %w", err)
+	}
+	defer stopObs()
+
+	h.touched = make(map[string]bool)
+	h.inters = make([]*interaction, h.opt.n)
+	for i := range h.inters {
+		h.inters[i] = newInteraction(i+1, h.opt.seed)
+	}
+	began := time.Now()
+	faultErr := make(chan error, 1)
+	go func() { faultErr <- h.runFaults(ctx) }()
+	h.play(ctx)
+	ferr := <-faultErr
+	h.notef("scenario played in %v; closing what is open and settling", time.Since(began).Round(100*time.Millisecond))
+
+	h.closeOpen(ctx)
+	settled := h.settle(ctx)
+	if cerr := h.obs.waitComplete(ctx, h.js, outboundStream, 30*time.Second); cerr != nil {
+		return nil, cerr
+	}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	sessions, err := h.ctl.Sessions(lctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("listing the server's sessions: %w", err)
+	}
+	res := h.count(sessions)
+	res.settled = settled
+	if ferr != nil {
+		return res, fmt.Errorf("fault schedule: %w", ferr)
+	}
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("run bound reached: %w", ctx.Err())
+	}
+	return res, nil
+}
+
+// cleanup stops every process, the daemon first (gracefully, so that its log ends cleanly),
+// and reaps them all, also when the run failed midway.
+func (h *harness) cleanup() {
+	h.stopping.Store(true)
+	if h.nc != nil {
+		h.nc.Close()
+	}
+	h.dmu.Lock()
+	if h.daemon != nil {
+		if err := h.daemon.p.stop(20 * time.Second); err != nil {
+			h.notef("FINDING: %v", err)
+		}
+		h.daemon = nil
+	}
+	h.dmu.Unlock()
+	h.procMu.Lock()
+	procs := append([]*proc(nil), h.procs...)
+	h.procMu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		p := procs[i]
+		select {
+		case <-p.exited:
+			continue
+		default:
+		}
+		if err := p.stop(10 * time.Second); err != nil {
+			h.notef("%v", err)
+		}
+	}
+	for _, f := range []*os.File{h.natsLog, h.gcbOut, h.daemonLog} {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
+}
+
+// publish publishes one inbound message and retries until the stream PubAcks it: NATS may be
+// down for a while. The msg id lets the inbound stream drop a retry whose first try was stored.
+func (h *harness) publish(ctx context.Context, subject, msgID string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(h.opt.joinWait)
+	var last error
+	for attempt := 0; attempt < 1000; attempt++ {
+		m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, last = h.js.PublishMsg(actx, m)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			break
+		}
+		select { // a short, growing pause between tries
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 100 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	return fmt.Errorf("publish %s: not PubAck'd: %w", subject, errors.Join(last, ctx.Err()))
+}
+
+// progress counts the interactions begun; the fault schedule paces itself on it.
+type progress struct {
+	mu sync.Mutex
+	n  int
+	ch chan struct{}
+}
+
+func (p *progress) add() {
+	p.mu.Lock()
+	p.n++
+	if p.ch != nil {
+		close(p.ch)
+		p.ch = nil
+	}
+	p.mu.Unlock()
+}
+
+// wait waits until at least n interactions have begun.
+func (p *progress) wait(ctx context.Context, n int) error {
+	for {
+		p.mu.Lock()
+		if p.n >= n {
+			p.mu.Unlock()
+			return nil
+		}
+		if p.ch == nil {
+			p.ch = make(chan struct{})
+		}
+		ch := p.ch
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (p *progress) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
