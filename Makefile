@@ -30,3 +30,11 @@ static: build
 
 demo:
 	$(GO) run ./cmd/cobrowse-connector demo
+
+# The chaos harness (test/chaos/README.md): the built daemon, NATS and a Co-browse cluster in their
+# own processes, 200 interactions under daemon SIGKILLs, a node kill and a NATS restart; one line of
+# counters, non-zero exit if anything was lost, doubled, left live or ended by a restart. Extra
+# flags: make chaos CHAOS_FLAGS='-n 1000'.
+.PHONY: chaos
+chaos:
+	$(GO) run ./test/chaos $(CHAOS_FLAGS)
