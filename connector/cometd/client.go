@@ -304,6 +304,10 @@ func (c *Client) Transport() string {
 	return c.tr.name()
 }
 
+// WebSocketRefused reports whether the server answered this client's websocket upgrade with an
+// HTTP status (the client then prefers the next transport): the owner may remember it per server.
+func (c *Client) WebSocketRefused() bool { return c.wsRefused.Load() }
+
 // Advice returns the last advice seen, merged field by field (servers send advice only when it
 // changes).
 func (c *Client) Advice() Advice {

@@ -34,6 +34,13 @@ type Options struct {
 	// session that already had a Controller, even after that Controller's Bayeux session was
 	// lost. By default such a re-join is allowed (see the package doc).
 	RefuseControllerRejoin bool
+
+	// HoldController keeps a Controller whose Bayeux session went (expired, dropped) a member
+	// for this long: meanwhile a new Controller's join is refused with "403::controller already
+	// joined", as a server that releases the old membership later than the Bayeux session would.
+	// Its token keeps working for the REST stop. Zero: the Controller leaves with its Bayeux
+	// session.
+	HoldController time.Duration
 }
 
 // Cluster is a Co-browse cluster: a front (the load balancer) and its nodes, each an HTTP

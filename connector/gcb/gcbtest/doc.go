@@ -113,7 +113,8 @@
 //     Controller is present (after the previous one lost its membership or exited): allowed
 //     by default, refused with "403::rejoin not allowed" under Options.RefuseControllerRejoin,
 //     so both branches of a connector's recovery can be tested. A second Controller while
-//     one is present is refused. A Controller's /service/session/exit leaves the session
+//     one is present is refused ("403::controller already joined"); under
+//     Options.HoldController a Controller whose Bayeux session went stays present that long. A Controller's /service/session/exit leaves the session
 //     (which goes on) and releases its token.
 //   - Only the Controller stops, with its own token, from its own Bayeux session (CometD) or
 //     by the REST stop. A join or a stop on an ended session is refused (404).

@@ -112,6 +112,9 @@ type user struct {
 	name    string
 	bx      *bayeux.Session
 	present bool
+	// heldUntil is set on a Controller whose Bayeux session went under Options.HoldController:
+	// it stays present (refusing a second Controller) until then.
+	heldUntil time.Time
 }
 
 func (u *user) public() User { return User{ID: strconv.Itoa(u.id), Role: u.role, Name: u.name} }
@@ -487,6 +490,9 @@ func (g *generation) join(bx *bayeux.Session, data json.RawMessage) (any, string
 			return nil, "403::already joined"
 		}
 	}
+	if p := s.present(roleController); p != nil && !p.heldUntil.IsZero() && !time.Now().Before(p.heldUntil) {
+		p.leaveLocked() // the held Controller's time is over
+	}
 	if s.present(role) != nil {
 		switch role {
 		case roleCustomer:
@@ -583,6 +589,12 @@ func (g *generation) removed(bx *bayeux.Session, _ bayeux.Reason) {
 		case roleAgent:
 			c.endLocked(u.sess, EndedByAgent)
 		default:
+			if c.opts.HoldController > 0 {
+				// Still a member for a while, but no longer reachable: no notifications.
+				u.bx = nil
+				u.heldUntil = time.Now().Add(c.opts.HoldController)
+				continue
+			}
 			u.leaveLocked()
 		}
 	}
