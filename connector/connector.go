@@ -99,6 +99,9 @@ type Handle struct {
 	NodeURL   string `json:"nodeUrl,omitempty"`   // the owning node's URL, or the cluster URL under cookie stickiness
 	Sticky    string `json:"sticky,omitempty"`    // the stickiness cookie value (gcbSessionServer), when the cluster URL is used
 	AgentID   string `json:"agentId,omitempty"`   // the agent the Controller joined for
+	// InteractionID is the interaction the session rides on, for the vendor's logs. The
+	// controller sets it on every handle it passes.
+	InteractionID string `json:"interactionId,omitempty"`
 }
 
 // Times are the server's activation and deactivation times of a session, when it gave them.
@@ -123,8 +126,10 @@ const (
 	// EventRejoined: the connection to the server was re-established and the Controller joined
 	// again; Handle carries the new user token, which the owner must save.
 	EventRejoined
-	// EventLost: the session's server connection is gone for good (node lost, re-join refused).
-	// The vendor has already tried to stop the session through any route it still has. Err says why.
+	// EventLost: the session's server connection is gone for good (node lost, re-join refused
+	// past its window). The vendor has already tried to stop the session through the routes it
+	// still has; Stopped says whether that worked, and when it did not the owner keeps stopping
+	// it through StopHandle. Err says why.
 	EventLost
 )
 
@@ -151,6 +156,7 @@ type Event struct {
 	Times       Times       // EventActivated, EventDeactivated
 	Handle      Handle      // EventRejoined: the handle to save from now on
 	Err         error       // EventLost
+	Stopped     bool        // EventLost: the session was stopped at the server (or found ended)
 }
 
 // Session is a co-browse session the daemon has joined as Controller.
@@ -183,11 +189,16 @@ type Connector interface {
 	// Join joins the session named by the trigger as Controller. Errors wrap one of the
 	// sentinels below.
 	Join(ctx context.Context, t Trigger) (Session, error)
-	// Rejoin joins again a session saved before a restart. A server that refuses returns an
-	// error wrapping ErrRefused or ErrNotFound; the owner then stops it through StopHandle.
+	// Rejoin joins again a session saved before a restart. While the server refuses (the old
+	// connection may still be held) or cannot be reached, the vendor retries within its own
+	// re-join window; cancel ctx to give up earlier. It returns an error wrapping ErrNotLive (the
+	// session ended meanwhile), ErrNotFound, or the last ErrRefused or ErrUnavailable once the
+	// window is over; the owner then stops the session through StopHandle. A live session's
+	// re-join is never refused by a circuit breaker that other sessions' failures opened.
 	Rejoin(ctx context.Context, h Handle) (Session, error)
 	// StopHandle stops a session without a live connection (Genesys: the REST stop with the
-	// saved user token). It returns the times the server's reply carried.
+	// saved user token). It returns the times the server's reply carried. Like Rejoin, it is
+	// never refused by a circuit breaker.
 	StopHandle(ctx context.Context, h Handle) (Times, error)
 }
 

@@ -15,17 +15,23 @@ import (
 
 // The defaults of Config.
 const (
-	DefaultCometDPath        = "/cometd"
-	DefaultRequestTimeout    = 10 * time.Second
-	DefaultMaxNetworkDelay   = 10 * time.Second
-	DefaultBackoffIncrement  = time.Second
-	DefaultMaxBackoff        = 30 * time.Second
-	DefaultJoinTimeout       = 15 * time.Second
-	DefaultStopTimeout       = 5 * time.Second
-	DefaultDisconnectTimeout = 2 * time.Second
-	DefaultLostAfter         = 60 * time.Second
-	DefaultAgentViewPath     = "/slave.html"
-	DefaultEventBuffer       = 16
+	DefaultCometDPath          = "/cometd"
+	DefaultRequestTimeout      = 10 * time.Second
+	DefaultMaxNetworkDelay     = 10 * time.Second
+	DefaultBackoffIncrement    = time.Second
+	DefaultMaxBackoff          = 30 * time.Second
+	DefaultJoinTimeout         = 15 * time.Second
+	DefaultStopTimeout         = 5 * time.Second
+	DefaultDisconnectTimeout   = 2 * time.Second
+	DefaultLostAfter           = 60 * time.Second
+	DefaultAgentViewPath       = "/slave.html"
+	DefaultEventBuffer         = 16
+	DefaultMaxConcurrentJoins  = 16
+	DefaultWebSocketRefusalTTL = 10 * time.Minute
+
+	// DefaultRejoinWindow is the re-join window when the server's handshake advice gave no
+	// maxInterval (see Config.RejoinWindow).
+	DefaultRejoinWindow = 30 * time.Second
 
 	// DefaultAgentViewFragment is the fragment of the agent view URL (slave.html#...).
 	//
@@ -68,8 +74,7 @@ type Config struct {
 	MaxBackoff       time.Duration
 
 	// JoinTimeout bounds a join as Controller: the CometD handshake and first connect plus the
-	// /service/session/join call. It also bounds the one re-join after a re-handshake.
-	// Default 15s.
+	// /service/session/join call. It also bounds each attempt of a re-join. Default 15s.
 	JoinTimeout time.Duration
 
 	// StopTimeout bounds the CometD /service/session/stop call; when it runs out, Stop falls back
@@ -79,6 +84,28 @@ type Config struct {
 	// DisconnectTimeout bounds the /meta/disconnect sent when a session ends or is closed.
 	// Default 2s.
 	DisconnectTimeout time.Duration
+
+	// RejoinWindow bounds how long a live session's re-join (after a daemon restart, or after a
+	// Bayeux re-handshake) is retried while the server refuses it or cannot be reached. A
+	// Controller that went away without /meta/disconnect (a killed daemon) stays a member until
+	// the server expires its Bayeux session, and the server refuses a second Controller until
+	// then; Genesys does not document the words of that refusal, so any refusal counts as "the old
+	// Controller is still present" until the window is over. Zero: twice the maxInterval of the
+	// server's handshake advice plus its connect timeout (a long-poll held by a killed client is
+	// noticed only when the hold ends), else DefaultRejoinWindow.
+	RejoinWindow time.Duration
+
+	// MaxConcurrentJoins bounds the new joins in flight at once per node (per sessionServerUrl,
+	// or per stickiness cookie value on the cluster URL), so that a burst of start messages does
+	// not flood one node. A join that finds no free slot within half of JoinTimeout fails as
+	// unavailable (connector.ErrUnavailable wrapping ErrNodeBusy): the caller retries it later.
+	// Re-joins and stops of live sessions are not bounded. Default 16.
+	MaxConcurrentJoins int
+
+	// WebSocketRefusalTTL is how long a node's refusal of the websocket upgrade is remembered:
+	// meanwhile new sessions on that node use the next transport (long-polling) at once instead of
+	// paying a refused upgrade each. Zero: DefaultWebSocketRefusalTTL; negative: not remembered.
+	WebSocketRefusalTTL time.Duration
 
 	// LostAfter is how long a session's Bayeux connection may stay disconnected (the CometD client
 	// retrying) before the session counts as lost (EventLost, after a best-effort REST stop).
@@ -161,6 +188,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"StopTimeout", &c.StopTimeout, DefaultStopTimeout},
 		{"DisconnectTimeout", &c.DisconnectTimeout, DefaultDisconnectTimeout},
 		{"LostAfter", &c.LostAfter, DefaultLostAfter},
+		{"RejoinWindow", &c.RejoinWindow, 0},
 	} {
 		switch {
 		case *d.v < 0:
@@ -168,6 +196,14 @@ func (c Config) withDefaults() (Config, error) {
 		case *d.v == 0:
 			*d.v = d.def
 		}
+	}
+	if c.WebSocketRefusalTTL == 0 {
+		c.WebSocketRefusalTTL = DefaultWebSocketRefusalTTL
+	}
+	if c.MaxConcurrentJoins < 0 {
+		errs = append(errs, fmt.Errorf("gcb: MaxConcurrentJoins must not be negative (got %d)", c.MaxConcurrentJoins))
+	} else if c.MaxConcurrentJoins == 0 {
+		c.MaxConcurrentJoins = DefaultMaxConcurrentJoins
 	}
 	if c.AgentViewPath == "" {
 		c.AgentViewPath = DefaultAgentViewPath

@@ -12,12 +12,16 @@
 //     connects, then calls /service/session/join with role 3;
 //  4. /service/session/joined, /activated and /deactivated become EventParticipantJoined,
 //     EventActivated and EventDeactivated; after deactivated the Bayeux client disconnects;
-//  5. a Bayeux re-handshake loses the Genesys join: the session joins again once, and if that
-//     fails it stops the session through REST and ends with EventLost;
+//  5. a Bayeux re-handshake loses the Genesys join: the session joins again, retrying a refusal
+//     within the re-join window (Config.RejoinWindow: the old Controller may still be a member
+//     until the server expires it); when the window is over it stops the session through REST
+//     and ends with EventLost. A restart's Rejoin follows the same rule;
 //  6. Stop uses /service/session/stop, and falls back to the REST stop with the Controller's user
 //     token.
 //
-// Every server call goes through the circuit breaker of the node it goes to.
+// Circuit breakers (one per real node, see route.node) and the per-node join slots guard new
+// work only: Get Session and new joins. A live session's re-join, its stop and its REST fallback
+// never wait for a breaker that other sessions' failures opened; their callers bound them.
 package gcb
 
 import (
@@ -28,6 +32,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
@@ -50,6 +55,8 @@ type Connector struct {
 	ownRT    *http.Transport // the transport New made, closed by Close; nil when Config gave one
 	http     *http.Client    // REST calls: shared transport, no cookie jar (cookies are set per request)
 	breakers *connector.Breakers
+	slots    *joinSlots // new joins in flight per node
+	ws       *wsMemory  // nodes that refused the websocket upgrade
 }
 
 var _ connector.Connector = (*Connector)(nil)
@@ -60,7 +67,8 @@ func New(cfg Config) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Connector{cfg: cfg, log: cfg.Logger.With("component", "gcb"), rt: cfg.RoundTripper, breakers: cfg.Breakers}
+	c := &Connector{cfg: cfg, log: cfg.Logger.With("component", "gcb"), rt: cfg.RoundTripper, breakers: cfg.Breakers,
+		slots: newJoinSlots(cfg.MaxConcurrentJoins), ws: newWSMemory(cfg.WebSocketRefusalTTL)}
 	if c.rt == nil {
 		c.ownRT = http.DefaultTransport.(*http.Transport).Clone()
 		c.rt = c.ownRT
@@ -94,27 +102,50 @@ func (c *Connector) Close() error {
 // Join finds the session's owning node, connects to it and joins as Controller. The name sent on
 // join is the trigger's AgentID (or Config.ControllerName). Errors are *connector.ServerError
 // wrapping ErrNotFound (unknown token, not live), ErrRefused (the server said no; Reason has its
-// words) or ErrUnavailable (network, 5xx, time-out, open breaker).
+// words) or ErrUnavailable (network, 5xx, time-out, open breaker, no free join slot on the node).
+//
+// A new join goes through the node's circuit breaker and takes one of the node's join slots
+// (Config.MaxConcurrentJoins): these protect a node from new work, never a live session.
 func (c *Connector) Join(ctx context.Context, t connector.Trigger) (connector.Session, error) {
 	if !validToken(t.Token) {
 		return nil, invalidToken(opJoin, c.cfg.ClusterURL)
 	}
-	log := c.log.With("session", connector.MaskToken(t.Token))
+	log := c.log.With("interaction", t.InteractionID, "token", connector.MaskToken(t.Token))
 	r, err := c.locate(ctx, log, t.Token)
 	if err != nil {
 		return nil, err
 	}
-	s, err := c.connect(ctx, opJoin, r, t.Token, t.AgentID, "")
+	node := r.node()
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.JoinTimeout/2)
+	release, err := c.slots.acquire(wctx, node)
+	cancel()
 	if err != nil {
-		log.DebugContext(ctx, "join failed", "node", r.NodeURL, "err", err)
+		if ctx.Err() != nil {
+			return nil, &connector.ServerError{Op: opJoin, Node: node, Kind: connector.ErrUnavailable, Err: ctx.Err()}
+		}
+		log.DebugContext(ctx, "no free join slot on the node", "node", node)
+		return nil, busyError(opJoin, node, c.cfg.MaxConcurrentJoins)
+	}
+	defer release()
+	s, err := connector.Execute(c.breakers, node, opJoin, func() (*session, error) {
+		return c.connect(ctx, opJoin, r, params{token: t.Token, agentID: t.AgentID, interactionID: t.InteractionID}, nil)
+	})
+	if err != nil {
+		log.DebugContext(ctx, "join failed", "node", node, "error", err)
 		return nil, err
 	}
 	return s, nil
 }
 
-// Rejoin connects to the node saved in h (with its stickiness cookie) and joins the session as
-// Controller again, after a daemon restart. A handle without a usable node URL is located again
-// through Get Session. Errors are as for Join.
+// Rejoin joins a live session again as Controller after a daemon restart, on the node saved in h
+// (with its stickiness cookie); a handle without a usable node URL is located again through Get
+// Session. The old Controller may still be a member (a killed daemon sends no /meta/disconnect),
+// so a refused join, or a node that cannot be reached, is retried with backoff within the
+// re-join window (Config.RejoinWindow) before Rejoin gives up with the last error. Only "the
+// session is gone" (ErrNotFound, ErrNotLive) ends it at once. Cancel ctx to give up earlier.
+//
+// Rejoin does not go through the circuit breakers: it is a live session's own recovery, which
+// other sessions' failures must not refuse.
 func (c *Connector) Rejoin(ctx context.Context, h connector.Handle) (connector.Session, error) {
 	if h.Vendor != "" && h.Vendor != connector.Genesys {
 		return nil, &connector.ServerError{Op: opRejoin, Node: h.NodeURL, Kind: connector.ErrNotFound,
@@ -123,17 +154,41 @@ func (c *Connector) Rejoin(ctx context.Context, h connector.Handle) (connector.S
 	if !validToken(h.Token) {
 		return nil, invalidToken(opRejoin, h.NodeURL)
 	}
-	log := c.log.With("session", connector.MaskToken(h.Token))
-	r, err := c.handleRoute(ctx, log, h)
-	if err != nil {
-		return nil, err
+	log := c.log.With("interaction", h.InteractionID, "session_id", h.SessionID, "token", connector.MaskToken(h.Token))
+	p := params{token: h.Token, agentID: h.AgentID, interactionID: h.InteractionID, sessionID: h.SessionID}
+	w := &rejoinState{start: time.Now()}
+	for {
+		r, err := c.handleRoute(ctx, log, h)
+		if err == nil {
+			var s *session
+			if s, err = c.connect(ctx, opRejoin, r, p, w); err == nil {
+				return s, nil
+			}
+		}
+		if !retryable(ctx, err) || time.Since(w.start) >= c.rejoinWindow(w.advice) {
+			log.DebugContext(ctx, "re-join failed", "error", err, "attempts", w.attempts)
+			return nil, err
+		}
+		d := c.retryDelay(w.attempts)
+		w.attempts++
+		log.InfoContext(ctx, "re-join not possible yet; retrying", "error", err, "retry_in", d)
+		if !waitRetry(ctx, d) {
+			return nil, err
+		}
 	}
-	s, err := c.connect(ctx, opRejoin, r, h.Token, h.AgentID, h.SessionID)
-	if err != nil {
-		log.DebugContext(ctx, "rejoin failed", "node", r.NodeURL, "err", err)
-		return nil, err
-	}
-	return s, nil
+}
+
+// rejoinState is one re-join's progress across its attempts.
+type rejoinState struct {
+	start    time.Time
+	attempts int
+	advice   *cometd.Advice // the latest handshake advice from the node
+}
+
+// params are what a session is joined with.
+type params struct {
+	token, agentID, interactionID string
+	sessionID                     string // known on a re-join
 }
 
 // StopHandle stops a session without a live connection: the REST stop with the saved user token
@@ -144,7 +199,8 @@ func (c *Connector) StopHandle(ctx context.Context, h connector.Handle) (connect
 		return connector.Times{}, &connector.ServerError{Op: opRESTStop, Node: h.NodeURL, Kind: connector.ErrNotFound,
 			Reason: "handle has no user token"}
 	}
-	log := c.log.With("session", connector.MaskToken(h.Token), "user", connector.MaskToken(h.UserToken))
+	log := c.log.With("interaction", h.InteractionID, "session_id", h.SessionID, "token", connector.MaskToken(h.Token),
+		"user_token", connector.MaskToken(h.UserToken))
 	r, err := c.handleRoute(ctx, log, h)
 	if err != nil {
 		if isNotFound(err) {
@@ -155,12 +211,12 @@ func (c *Connector) StopHandle(ctx context.Context, h connector.Handle) (connect
 	t, err := c.restStop(ctx, r, h.UserToken)
 	if err != nil {
 		if isNotFound(err) {
-			log.InfoContext(ctx, "REST stop: session already ended", "node", r.NodeURL)
+			log.InfoContext(ctx, "REST stop: session already ended", "node", r.node())
 			return connector.Times{}, nil
 		}
 		return connector.Times{}, err
 	}
-	log.InfoContext(ctx, "session stopped through REST", "node", r.NodeURL)
+	log.InfoContext(ctx, "session stopped through REST", "node", r.node())
 	return t, nil
 }
 
@@ -168,7 +224,7 @@ func (c *Connector) StopHandle(ctx context.Context, h connector.Handle) (connect
 func (c *Connector) locate(ctx context.Context, log *slog.Logger, token string) (route, error) {
 	info, err := c.getSession(ctx, token)
 	if err != nil {
-		log.DebugContext(ctx, "get session failed", "err", err)
+		log.DebugContext(ctx, "get session failed", "error", err)
 		return route{}, err
 	}
 	r := chooseRoute(c.cfg.ClusterURL, info.ServerURL, info.Cookie)
@@ -177,12 +233,12 @@ func (c *Connector) locate(ctx context.Context, log *slog.Logger, token string) 
 		// Not invented: the cookie's format is not documented. With one node, or a load
 		// balancer that routes otherwise, this still works.
 		log.WarnContext(ctx, "no sessionServerUrl and no gcbSessionServer cookie from Get Session; using the cluster URL without stickiness",
-			"node", r.NodeURL, "server", info.ServerName, "route", r.Why)
+			"node", r.node(), "server", info.ServerName, "route", r.Why)
 	case strings.HasPrefix(r.Why, "bad-server-url"):
 		log.WarnContext(ctx, "unusable sessionServerUrl; staying on the cluster URL",
-			"sessionServerUrl", clip(info.ServerURL), "route", r.Why)
+			"session_server_url", clip(info.ServerURL), "route", r.Why)
 	default:
-		log.DebugContext(ctx, "session located", "node", r.NodeURL, "server", info.ServerName, "route", r.Why)
+		log.DebugContext(ctx, "session located", "node", r.node(), "server", info.ServerName, "route", r.Why)
 	}
 	return r, nil
 }
@@ -199,22 +255,23 @@ func (c *Connector) handleRoute(ctx context.Context, log *slog.Logger, h connect
 	return c.locate(ctx, log, h.Token)
 }
 
-// connect creates the session's CometD client on r, starts it and joins as Controller, all through
-// r's breaker and bounded by JoinTimeout. On failure everything is released.
-func (c *Connector) connect(ctx context.Context, op string, r route, token, agentID, prevSessionID string) (*session, error) {
-	s := newSession(c, token, r, agentID)
+// connect creates the session's CometD client on r, starts it and joins as Controller, bounded by
+// JoinTimeout. A re-join (rj not nil) repeats a refused join call on the same Bayeux session
+// within the re-join window. On failure everything is released.
+func (c *Connector) connect(ctx context.Context, op string, r route, p params, rj *rejoinState) (*session, error) {
+	s := newSession(c, r, p)
 	jctx, cancel := context.WithTimeout(ctx, c.cfg.JoinTimeout)
 	defer cancel()
-	reply, err := connector.Execute(c.breakers, r.NodeURL, op, func() (joinReply, error) {
+	reply, err := func() (joinReply, error) {
 		client, err := cometd.New(cometd.Options{
 			URL:              r.NodeURL + c.cfg.CometDPath,
-			Transports:       c.cfg.Transports,
+			Transports:       c.transportsFor(r.node()),
 			Cookies:          r.stickyCookies(),
 			RoundTripper:     c.rt,
 			MaxNetworkDelay:  c.cfg.MaxNetworkDelay,
 			BackoffIncrement: c.cfg.BackoffIncrement,
 			MaxBackoff:       c.cfg.MaxBackoff,
-			Logger:           c.cfg.Logger.With("session", connector.MaskToken(token)),
+			Logger:           s.clientLog,
 			OnMessage:        s.onMessage,
 			OnState:          s.onState,
 		})
@@ -223,11 +280,19 @@ func (c *Connector) connect(ctx context.Context, op string, r route, token, agen
 				Err: fmt.Errorf("creating the CometD client: %w", err)}
 		}
 		s.client = client
-		if err := client.Start(jctx); err != nil {
+		err = client.Start(jctx)
+		c.noteTransport(s)
+		if err != nil {
 			return joinReply{}, bayeuxError(op, r.NodeURL, err)
 		}
-		return s.joinCall(jctx, op)
-	})
+		if rj == nil {
+			return s.joinCall(jctx, op)
+		}
+		adv := client.Advice()
+		rj.advice = &adv
+		// The re-join's own bound is its window, not JoinTimeout: each call is bounded alone.
+		return s.joinUntil(ctx, op, rj)
+	}()
 	if err != nil {
 		if s.client != nil {
 			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 2*c.cfg.DisconnectTimeout)
@@ -237,8 +302,32 @@ func (c *Connector) connect(ctx context.Context, op string, r route, token, agen
 		s.cancel()
 		return nil, err
 	}
-	s.begin(reply, prevSessionID)
+	s.begin(reply)
 	return s, nil
+}
+
+// joinUntil calls /service/session/join as Controller until the server accepts, retrying a
+// refusal or a failed call with backoff until the re-join window that began at rj.start is over.
+// Each call is bounded by JoinTimeout; ctx (or the session's Close) ends the wait early.
+func (s *session) joinUntil(ctx context.Context, op string, rj *rejoinState) (joinReply, error) {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, s.c.cfg.JoinTimeout)
+		reply, err := s.joinCall(cctx, op)
+		cancel()
+		if err == nil {
+			return reply, nil
+		}
+		if !retryable(ctx, err) || time.Since(rj.start) >= s.c.rejoinWindow(rj.advice) {
+			return joinReply{}, err
+		}
+		d := s.c.retryDelay(rj.attempts)
+		rj.attempts++
+		s.log.InfoContext(ctx, "re-join refused or failed; the old Controller may still be present, retrying",
+			"error", err, "retry_in", d, "attempt", rj.attempts)
+		if !waitRetry(ctx, d) {
+			return joinReply{}, err
+		}
+	}
 }
 
 // joinCall calls /service/session/join as Controller on the session's client and checks the reply.

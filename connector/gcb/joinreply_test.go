@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
@@ -70,6 +71,7 @@ type fakeNode struct {
 	joins       int
 	disconnects []string // the clientIds of the /meta/disconnect messages
 	stops       []string // the user tokens of the REST stops
+	upgrades    int      // websocket upgrades asked for (refused with 400)
 }
 
 func newFakeNode(t *testing.T, joinData func(n int) string) *fakeNode {
@@ -87,6 +89,12 @@ func newFakeNode(t *testing.T, joinData func(n int) string) *fakeNode {
 		_, _ = w.Write([]byte(`{}`))
 	})
 	mux.HandleFunc("POST /cobrowse/cometd", f.bayeux)
+	mux.HandleFunc("GET /cobrowse/cometd", func(w http.ResponseWriter, _ *http.Request) {
+		f.mu.Lock()
+		f.upgrades++
+		f.mu.Unlock()
+		http.Error(w, "websocket not supported", http.StatusBadRequest)
+	})
 	f.Server = httptest.NewServer(mux)
 	t.Cleanup(f.Close)
 	return f
@@ -158,7 +166,11 @@ func fakeConnector(t *testing.T, f *fakeNode) *Connector {
 		MaxNetworkDelay:   wait,
 		JoinTimeout:       wait,
 		DisconnectTimeout: wait,
-		Logger:            testLogger(t),
+		// A refused re-join is retried on the same Bayeux session within this window.
+		RejoinWindow:     300 * time.Millisecond,
+		BackoffIncrement: 50 * time.Millisecond,
+		MaxBackoff:       100 * time.Millisecond,
+		Logger:           testLogger(t),
 	})
 }
 
@@ -187,19 +199,20 @@ func TestJoinWithoutSessionHistoryIDRefused(t *testing.T) {
 		t.Fatalf("server saw %d joins and disconnects %v; want 1 join, then /meta/disconnect of client-1", joins, disconnects)
 	}
 
-	// Rejoin from a saved handle (a daemon restart) reads the reply the same way.
+	// Rejoin from a saved handle (a daemon restart) reads the reply the same way, and retries the
+	// refusal on the same Bayeux session until its window is over.
 	_, err = c.Rejoin(t.Context(), connector.Handle{Vendor: connector.Genesys, Token: tok, NodeURL: f.URL + "/cobrowse", SessionID: "h-0"})
 	if !errors.Is(err, connector.ErrRefused) || serverError(t, err).Reason != "join reply carries no sessionHistoryId" {
 		t.Fatalf("Rejoin = %v", err)
 	}
-	if joins, disconnects, _ := f.counts(); joins != 2 || len(disconnects) != 2 || disconnects[1] != "client-2" {
-		t.Fatalf("server saw %d joins and disconnects %v after Rejoin", joins, disconnects)
+	if joins, disconnects, _ := f.counts(); joins < 3 || len(disconnects) != 2 || disconnects[1] != "client-2" {
+		t.Fatalf("server saw %d joins and disconnects %v after Rejoin; want at least 2 re-join calls, all from client-2", joins, disconnects)
 	}
 }
 
 // TestRejoinReplyWithoutSessionHistoryIDLoses: after a re-handshake, a re-join whose reply has no
-// sessionHistoryId is refused: the session is stopped through REST with the saved user token and
-// ends as lost, with the refusal as the cause.
+// sessionHistoryId is refused, retried within the re-join window, and then the session is stopped
+// through REST with the saved user token and ends as lost, with the refusal as the cause.
 func TestRejoinReplyWithoutSessionHistoryIDLoses(t *testing.T) {
 	f := newFakeNode(t, func(n int) string {
 		if n == 1 {
@@ -226,8 +239,11 @@ func TestRejoinReplyWithoutSessionHistoryIDLoses(t *testing.T) {
 		t.Fatalf("EventLost.Err = %v, want ErrLost and the refusal", ev.Err)
 	}
 	expectClosed(t, s)
-	if joins, _, stops := f.counts(); joins != 2 || len(stops) != 1 || stops[0] != "ut-1" {
-		t.Fatalf("server saw %d joins and REST stops %v; want 2 joins and a stop of ut-1", joins, stops)
+	if joins, _, stops := f.counts(); joins < 3 || len(stops) != 1 || stops[0] != "ut-1" {
+		t.Fatalf("server saw %d joins and REST stops %v; want the join, 2 or more re-join calls and a stop of ut-1", joins, stops)
+	}
+	if !ev.Stopped {
+		t.Fatal("EventLost.Stopped = false after a REST stop that went through")
 	}
 	if h := s.Handle(); h.SessionID != "h-1" {
 		t.Fatalf("handle after the refused re-join %+v: the session id changed", h)

@@ -72,14 +72,15 @@ func (c *Connector) getSession(ctx context.Context, token string) (sessionInfo, 
 
 // restStop stops a session through REST with the Controller's user token:
 // GET <node>/rest/live/users/{userToken}/session/stop, with the stickiness cookie when the route
-// has one, through the node's breaker. It returns the times of the reply.
+// has one. It returns the times of the reply. It does not go through the node's breaker: a stop
+// belongs to a live session, which other sessions' failures must not refuse.
 func (c *Connector) restStop(ctx context.Context, r route, userToken string) (connector.Times, error) {
 	node := r.NodeURL
 	if userToken == "" {
 		return connector.Times{}, &connector.ServerError{Op: opRESTStop, Node: node, Kind: connector.ErrNotFound,
 			Reason: "no user token to stop with"}
 	}
-	t, err := connector.Execute(c.breakers, node, opRESTStop, func() (connector.Times, error) {
+	t, err := func() (connector.Times, error) {
 		u := node + "/rest/live/users/" + url.PathEscape(userToken) + "/session/stop"
 		status, _, body, err := c.restGET(ctx, u, r.Sticky)
 		if err != nil {
@@ -92,11 +93,11 @@ func (c *Connector) restStop(ctx context.Context, r route, userToken string) (co
 		t, err := decodeTimes(body)
 		if err != nil {
 			// The stop went through (2xx); only its times are unreadable.
-			c.log.WarnContext(ctx, "REST stop reply has unreadable times", "node", node, "err", err)
+			c.log.WarnContext(ctx, "REST stop reply has unreadable times", "node", r.node(), "error", err)
 			return connector.Times{}, nil
 		}
 		return t, nil
-	})
+	}()
 	return t, redact(err, userToken)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
@@ -18,12 +19,15 @@ import (
 // (run) handles the queue in order: it turns deliveries into events, re-joins after a
 // re-handshake, times out a connection that stays down, and ends the event stream.
 type session struct {
-	c       *Connector
-	log     *slog.Logger
-	token   string
-	route   route
-	name    string // the name sent on join ("" for none)
-	agentID string // the agent the Controller joined for
+	c             *Connector
+	log           *slog.Logger // interaction, token, node, and session_id once known
+	clientLog     *slog.Logger // the same scope, for the session's CometD client
+	sessionID     *atomic.Pointer[string]
+	token         string
+	route         route
+	name          string // the name sent on join ("" for none)
+	agentID       string // the agent the Controller joined for
+	interactionID string
 
 	ctx    context.Context // cancelled by Close: aborts a re-join or a REST stop in flight
 	cancel context.CancelFunc
@@ -59,44 +63,57 @@ type item struct {
 
 var _ connector.Session = (*session)(nil)
 
-func newSession(c *Connector, token string, r route, agentID string) *session {
-	name := agentID
+func newSession(c *Connector, r route, p params) *session {
+	name := p.agentID
 	if name == "" {
 		name = c.cfg.ControllerName
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	sid := new(atomic.Pointer[string])
+	if p.sessionID != "" {
+		sid.Store(&p.sessionID)
+	}
+	// The CometD client adds its own component; the session's lines are the connector's.
+	scoped := slog.New(sessionIDHandler{Handler: c.cfg.Logger.Handler(), id: sid}).With(
+		"interaction", p.interactionID, "token", connector.MaskToken(p.token), "node", r.node())
 	return &session{
-		c:       c,
-		log:     c.log.With("session", connector.MaskToken(token), "node", r.NodeURL),
-		token:   token,
-		route:   r,
-		name:    name,
-		agentID: agentID,
-		ctx:     ctx,
-		cancel:  cancel,
-		wake:    make(chan struct{}, 1),
-		events:  make(chan connector.Event, c.cfg.EventBuffer),
-		closeCh: make(chan struct{}),
-		done:    make(chan struct{}),
+		c:             c,
+		log:           scoped.With("component", "gcb"),
+		clientLog:     scoped,
+		sessionID:     sid,
+		token:         p.token,
+		route:         r,
+		name:          name,
+		agentID:       p.agentID,
+		interactionID: p.interactionID,
+		ctx:           ctx,
+		cancel:        cancel,
+		wake:          make(chan struct{}, 1),
+		events:        make(chan connector.Event, c.cfg.EventBuffer),
+		closeCh:       make(chan struct{}),
+		done:          make(chan struct{}),
 	}
 }
 
 // begin records the join reply and starts run.
-func (s *session) begin(r joinReply, prevSessionID string) {
+func (s *session) begin(r joinReply) {
 	s.mu.Lock()
 	s.handle = connector.Handle{
-		Vendor:    connector.Genesys,
-		Token:     s.token,
-		NodeURL:   s.route.NodeURL,
-		Sticky:    s.route.Sticky,
-		AgentID:   s.agentID,
-		SessionID: prevSessionID,
+		Vendor:        connector.Genesys,
+		Token:         s.token,
+		NodeURL:       s.route.NodeURL,
+		Sticky:        s.route.Sticky,
+		AgentID:       s.agentID,
+		InteractionID: s.interactionID,
+	}
+	if p := s.sessionID.Load(); p != nil {
+		s.handle.SessionID = *p
 	}
 	s.applyJoinLocked(r)
 	s.viewURL = agentViewURL(s.route.NodeURL, s.c.cfg.AgentViewPath, s.c.cfg.AgentViewFragment, s.token, s.handle.SessionID)
 	h := s.handle
 	s.mu.Unlock()
-	s.log.Info("joined as Controller", "user", connector.MaskToken(h.UserToken), "sessionId", h.SessionID,
+	s.log.Info("joined as Controller", "user_token", connector.MaskToken(h.UserToken),
 		"transport", s.client.Transport(), "sticky", h.Sticky != "", "participants", len(r.Users))
 	s.started = true
 	go s.run()
@@ -106,6 +123,8 @@ func (s *session) applyJoinLocked(r joinReply) {
 	s.handle.UserToken = r.UserToken
 	if r.SessionHistoryID != "" {
 		s.handle.SessionID = r.SessionHistoryID
+		id := r.SessionHistoryID
+		s.sessionID.Store(&id)
 	}
 	s.participants = participants(r.Users)
 }
@@ -168,7 +187,7 @@ func (s *session) Stop(ctx context.Context) (connector.Times, error) {
 		case ctx.Err() != nil:
 			return connector.Times{}, err
 		}
-		s.log.WarnContext(ctx, "CometD stop failed; falling back to the REST stop", "err", err)
+		s.log.WarnContext(ctx, "CometD stop failed; falling back to the REST stop", "error", err)
 	}
 	t, err := s.c.restStop(ctx, s.route, userToken)
 	if err != nil {
@@ -258,7 +277,7 @@ func (s *session) shutdownClient(ctx context.Context, disconnect bool) error {
 			} else {
 				dctx, cancel := context.WithTimeout(ctx, s.c.cfg.DisconnectTimeout)
 				if err := s.client.Disconnect(dctx); err != nil {
-					s.log.Debug("disconnect failed", "err", err)
+					s.log.Debug("disconnect failed", "error", err)
 				}
 				cancel()
 			}
@@ -345,7 +364,7 @@ func (s *session) run() {
 				case cometd.StateDisconnected:
 					downErr = st.Err
 					if lostTimer == nil {
-						s.log.Warn("Bayeux connection down; retrying", "err", st.Err, "lostAfter", s.c.cfg.LostAfter)
+						s.log.Warn("Bayeux connection down; retrying", "error", st.Err, "lost_after", s.c.cfg.LostAfter)
 						lostTimer = time.NewTimer(s.c.cfg.LostAfter)
 						lostC = lostTimer.C
 					}
@@ -376,16 +395,16 @@ func (s *session) deliver(m cometd.Message) bool {
 	case ChannelJoined:
 		var u userJSON
 		if err := json.Unmarshal(m.Data, &u); err != nil {
-			s.log.Warn("undecodable joined notification; ignored", "err", err, "data", clip(string(m.Data)))
+			s.log.Warn("undecodable joined notification; ignored", "error", err, "data", clip(string(m.Data)))
 			return false
 		}
 		p := u.participant()
-		s.log.Info("participant joined", "role", p.Role.String(), "userId", p.ID)
+		s.log.Info("participant joined", "role", p.Role.String(), "user_id", p.ID)
 		return !s.emit(connector.Event{Kind: connector.EventParticipantJoined, Participant: p})
 	case ChannelActivated:
 		var t timesJSON
 		if err := json.Unmarshal(m.Data, &t); err != nil {
-			s.log.Warn("undecodable activated notification; times left empty", "err", err, "data", clip(string(m.Data)))
+			s.log.Warn("undecodable activated notification; times left empty", "error", err, "data", clip(string(m.Data)))
 		}
 		times := t.times()
 		if times.Activation.IsZero() {
@@ -394,12 +413,12 @@ func (s *session) deliver(m cometd.Message) bool {
 		s.mu.Lock()
 		s.times.Activation = times.Activation
 		s.mu.Unlock()
-		s.log.Info("session activated", "activationTime", times.Activation.UnixMilli())
+		s.log.Info("session activated", "activation_time", times.Activation.UnixMilli())
 		return !s.emit(connector.Event{Kind: connector.EventActivated, Times: connector.Times{Activation: times.Activation}})
 	case ChannelDeactivated:
 		var t timesJSON
 		if err := json.Unmarshal(m.Data, &t); err != nil {
-			s.log.Warn("undecodable deactivated notification; times left empty", "err", err, "data", clip(string(m.Data)))
+			s.log.Warn("undecodable deactivated notification; times left empty", "error", err, "data", clip(string(m.Data)))
 		}
 		s.deactivate(t.times())
 		return true
@@ -418,24 +437,23 @@ func (s *session) deactivate(t connector.Times) {
 	s.times = t
 	s.deactivated = true
 	s.mu.Unlock()
-	s.log.Info("session deactivated", "activationTime", millis(t.Activation), "deactivationTime", millis(t.Deactivation))
+	s.log.Info("session deactivated", "activation_time", millis(t.Activation), "deactivation_time", millis(t.Deactivation))
 	s.emit(connector.Event{Kind: connector.EventDeactivated, Times: t})
 	s.closeEvents()
 	s.shutdown(true)
 }
 
-// rejoin joins again as Controller on the new Bayeux session after a re-handshake, once. It
-// reports whether the session goes on.
+// rejoin joins again as Controller on the new Bayeux session after a re-handshake. A refusal
+// (the server may still hold the old membership) or a failed call is retried within the re-join
+// window (Config.RejoinWindow); then the session is lost. It reports whether the session goes on.
+// Queued deliveries wait meanwhile: they are handled in order once the re-join is settled.
 func (s *session) rejoin() bool {
 	if s.closed() {
 		return false
 	}
-	s.log.Warn("Bayeux session re-established; joining again as Controller", "clientId", s.client.ClientID())
-	ctx, cancel := context.WithTimeout(s.ctx, s.c.cfg.JoinTimeout)
-	reply, err := connector.Execute(s.c.breakers, s.route.NodeURL, opRejoin, func() (joinReply, error) {
-		return s.joinCall(ctx, opRejoin)
-	})
-	cancel()
+	s.log.Warn("Bayeux session re-established; joining again as Controller", "client_id", s.client.ClientID())
+	adv := s.client.Advice()
+	reply, err := s.joinUntil(s.ctx, opRejoin, &rejoinState{start: time.Now(), advice: &adv})
 	if err != nil {
 		s.lose(fmt.Errorf("%w: re-join after a Bayeux re-handshake failed: %w", connector.ErrLost, err))
 		return false
@@ -444,12 +462,12 @@ func (s *session) rejoin() bool {
 	s.applyJoinLocked(reply)
 	h := s.handle
 	s.mu.Unlock()
-	s.log.Info("joined again as Controller", "user", connector.MaskToken(h.UserToken))
+	s.log.Info("joined again as Controller", "user_token", connector.MaskToken(h.UserToken), "participants", len(reply.Users))
 	return s.emit(connector.Event{Kind: connector.EventRejoined, Handle: h})
 }
 
 // lose stops the session through REST with the saved user token (best effort), ends the stream
-// with EventLost and closes the client.
+// with EventLost (Stopped says whether that stop went through) and closes the client.
 func (s *session) lose(err error) {
 	if s.closed() {
 		return
@@ -457,15 +475,19 @@ func (s *session) lose(err error) {
 	s.mu.Lock()
 	userToken := s.handle.UserToken
 	s.mu.Unlock()
-	s.log.Warn("session lost; stopping it through REST", "err", err)
+	s.log.Warn("session lost; stopping it through REST", "error", err)
+	stopped := false
 	if t, serr := s.c.restStop(s.ctx, s.route, userToken); serr != nil && !isNotFound(serr) {
-		s.log.Warn("best-effort REST stop failed", "err", serr)
-	} else if serr == nil {
-		s.mu.Lock()
-		s.times = t
-		s.mu.Unlock()
+		s.log.Warn("best-effort REST stop failed; the owner retries it", "error", serr)
+	} else {
+		stopped = true
+		if serr == nil {
+			s.mu.Lock()
+			s.times = t
+			s.mu.Unlock()
+		}
 	}
-	s.emit(connector.Event{Kind: connector.EventLost, Err: err})
+	s.emit(connector.Event{Kind: connector.EventLost, Err: err, Stopped: stopped})
 	s.closeEvents()
 	s.shutdown(false)
 }
@@ -493,4 +515,27 @@ func millis(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixMilli()
+}
+
+// sessionIDHandler adds session_id to every record once the join reply has named the session:
+// the session's and its CometD client's loggers are made before the id is known.
+type sessionIDHandler struct {
+	slog.Handler
+	id *atomic.Pointer[string]
+}
+
+func (h sessionIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if p := h.id.Load(); p != nil {
+		r = r.Clone()
+		r.AddAttrs(slog.String("session_id", *p))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h sessionIDHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return sessionIDHandler{Handler: h.Handler.WithAttrs(as), id: h.id}
+}
+
+func (h sessionIDHandler) WithGroup(name string) slog.Handler {
+	return sessionIDHandler{Handler: h.Handler.WithGroup(name), id: h.id}
 }

@@ -1,0 +1,211 @@
+package gcb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest"
+)
+
+// crash drops a session's connection as a killed daemon would: no /meta/disconnect, no stop. The
+// server keeps the Controller's Bayeux session (and so its membership) until it expires it.
+func crash(t *testing.T, s connector.Session) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Close(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Close(done ctx) = %v", err)
+	}
+}
+
+func hasRole(gs *gcbtest.Session, role int) bool {
+	for _, u := range gs.Users() {
+		if u.Role == role {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRejoinWhileOldControllerHeld: after a crash and a prompt restart the server still holds the
+// old Controller, so the first re-join is refused ("controller already joined"); Rejoin retries
+// within its window until the server has expired the old Bayeux session, and the session goes on.
+// Under both stickiness routes and both transports.
+func TestRejoinWhileOldControllerHeld(t *testing.T) {
+	for _, serverURL := range []bool{true, false} {
+		for _, tr := range []string{cometd.TransportWebSocket, cometd.TransportLongPolling} {
+			t.Run(fmt.Sprintf("serverURL=%v/%s", serverURL, tr), func(t *testing.T) {
+				e := newEnv(t, serverURL, tr, nil) // RejoinWindow 0: derived from the advice (2 x 3s + 0.5s)
+				gs := e.create(1)
+				s := e.join(gs, "agent-1")
+				h := s.Handle()
+				h.InteractionID = "i-1"
+				crash(t, s)
+				if !hasRole(gs, 3) {
+					t.Fatal("the server let the crashed Controller go at once; the test needs it held")
+				}
+
+				restarted := newConnector(t, e.cfg)
+				s2, err := restarted.Rejoin(t.Context(), h)
+				if err != nil {
+					t.Fatalf("Rejoin while the old Controller is held: %v", err)
+				}
+				t.Cleanup(func() { closeSession(t, s2) })
+				if h2 := s2.Handle(); h2.UserToken == h.UserToken || h2.SessionID != h.SessionID {
+					t.Fatalf("rejoined handle %+v, saved %+v", h2, h)
+				}
+				if err := gs.AgentJoin("agent-1", "Alice"); err != nil {
+					t.Fatalf("AgentJoin: %v", err)
+				}
+				expect(t, s2, connector.EventParticipantJoined)
+				expect(t, s2, connector.EventActivated)
+				if _, err := s2.Stop(t.Context()); err != nil {
+					t.Fatalf("Stop: %v", err)
+				}
+				expect(t, s2, connector.EventDeactivated)
+				waitDone(t, gs)
+				if got := gs.EndedBy(); got != gcbtest.EndedByController {
+					t.Fatalf("EndedBy = %q", got)
+				}
+			})
+		}
+	}
+}
+
+// TestRejoinGivesUpAfterItsWindow: a server that keeps refusing the re-join is retried until the
+// window is over, then Rejoin returns the refusal (the owner stops the session through REST).
+func TestRejoinGivesUpAfterItsWindow(t *testing.T) {
+	e := newEnvOpts(t, gcbtest.Options{ServerURL: true, RefuseControllerRejoin: true}, "", func(c *Config) {
+		c.RejoinWindow = 500 * time.Millisecond
+	})
+	gs := e.create(0)
+	s := e.join(gs, "")
+	h := s.Handle()
+	closeSession(t, s)
+	start := time.Now()
+	_, err := e.conn.Rejoin(t.Context(), h)
+	if !errors.Is(err, connector.ErrRefused) || serverError(t, err).Reason != "rejoin not allowed" {
+		t.Fatalf("Rejoin = %v, want the server's refusal", err)
+	}
+	if el := time.Since(start); el < 500*time.Millisecond {
+		t.Fatalf("Rejoin gave up after %s, before its window", el)
+	}
+	if gs.State() == gcbtest.StateEnded {
+		t.Fatal("Rejoin stopped the session itself; that is the owner's call")
+	}
+}
+
+// TestRehandshakeWhileOldControllerHeld: after a Bayeux re-handshake the server still holds the
+// old Controller for a while (HoldController) and refuses the re-join; the session retries within
+// its window and goes on. The agent who joins meanwhile is not announced (the held Controller
+// cannot be reached), but the successful re-join lists the agent, so the owner can report it.
+func TestRehandshakeWhileOldControllerHeld(t *testing.T) {
+	for _, serverURL := range []bool{true, false} {
+		t.Run(fmt.Sprintf("serverURL=%v", serverURL), func(t *testing.T) {
+			e := newEnvOpts(t, gcbtest.Options{ServerURL: serverURL, HoldController: time.Second}, "", nil)
+			gs := e.create(1)
+			s := e.join(gs, "agent-1")
+			old := s.Handle()
+			gs.Node().ExpireBayeuxSessions()
+			if err := gs.AgentJoin("agent-1", "Alice"); err != nil {
+				t.Fatalf("AgentJoin: %v", err)
+			}
+			ev := expect(t, s, connector.EventRejoined)
+			if ev.Handle.UserToken == old.UserToken {
+				t.Fatal("re-join kept the old user token")
+			}
+			agent := false
+			for _, p := range s.Participants() {
+				agent = agent || p.Role == connector.RoleAgent
+			}
+			if !agent {
+				t.Fatalf("participants after the re-join %+v: the agent who joined meanwhile is missing", s.Participants())
+			}
+			if _, err := s.Stop(t.Context()); err != nil {
+				t.Fatalf("Stop: %v", err)
+			}
+			expect(t, s, connector.EventDeactivated)
+			waitDone(t, gs)
+		})
+	}
+}
+
+// TestJoinSlotsBoundPerNode: with every join slot of a node taken, a new join on that node fails
+// as unavailable (ErrNodeBusy) instead of flooding it, while a join on another node goes on.
+func TestJoinSlotsBoundPerNode(t *testing.T) {
+	e := newEnv(t, true, "", func(c *Config) {
+		c.MaxConcurrentJoins = 2
+		c.JoinTimeout = 2 * time.Second
+	})
+	busy := e.create(1)
+	node := busy.Node().URL()
+	busy.Node().SetFault(gcbtest.Fault{Channel: ChannelJoin, Drop: true}) // joins on node 1 hang
+	done := make(chan error, 2)
+	for range 2 {
+		gs := e.create(1)
+		go func() {
+			_, err := e.conn.Join(context.Background(), connector.Trigger{Token: gs.Token()})
+			done <- err
+		}()
+	}
+	deadline := time.Now().Add(wait)
+	for held := 0; held < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the two hanging joins hold %d slots", held)
+		}
+		e.conn.slots.mu.Lock()
+		if s := e.conn.slots.nodes[node]; s != nil {
+			held = len(s.ch)
+		}
+		e.conn.slots.mu.Unlock()
+		waitRetry(t.Context(), 10*time.Millisecond)
+	}
+	_, err := e.conn.Join(t.Context(), connector.Trigger{Token: busy.Token()})
+	if !errors.Is(err, connector.ErrUnavailable) || !errors.Is(err, ErrNodeBusy) {
+		t.Fatalf("third join on a busy node: %v, want ErrUnavailable wrapping ErrNodeBusy", err)
+	}
+	e.join(e.create(2), "") // another node is not held up
+	for range 2 {
+		if err := <-done; !errors.Is(err, connector.ErrUnavailable) {
+			t.Fatalf("hanging join: %v", err)
+		}
+	}
+	if n := len(e.conn.slots.nodes); n != 0 {
+		t.Fatalf("%d nodes keep join slots after every join ended", n)
+	}
+}
+
+// TestWebSocketRefusalRememberedPerNode: a node that refuses the websocket upgrade is asked once;
+// the next sessions on it go straight to long-polling.
+func TestWebSocketRefusalRememberedPerNode(t *testing.T) {
+	f := newFakeNode(t, func(int) string { return fullJoin })
+	c := newConnector(t, Config{
+		ClusterURL:        f.URL + "/cobrowse",
+		Transports:        []string{cometd.TransportWebSocket, cometd.TransportLongPolling},
+		MaxNetworkDelay:   wait,
+		JoinTimeout:       wait,
+		DisconnectTimeout: wait,
+		Logger:            testLogger(t),
+	})
+	for i := range 3 {
+		s, err := c.Join(t.Context(), connector.Trigger{Token: tok})
+		if err != nil {
+			t.Fatalf("join %d: %v", i, err)
+		}
+		if tr := s.(*session).client.Transport(); tr != cometd.TransportLongPolling {
+			t.Fatalf("join %d on transport %q", i, tr)
+		}
+		closeSession(t, s)
+	}
+	f.mu.Lock()
+	n := f.upgrades
+	f.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d websocket upgrades for 3 sessions on one node, want 1", n)
+	}
+}
