@@ -45,8 +45,26 @@ type actor struct {
 	sess   connector.Session
 	events <-chan connector.Event
 
-	deadline *time.Timer // the next no-agent or inactivity deadline
-	retry    *time.Timer // the next attempt at an outbox or a save that failed
+	deadline  *time.Timer // the next no-agent or inactivity deadline
+	retry     *time.Timer // the next attempt at an outbox or a save that failed
+	stopRetry *time.Timer // the next attempt at the pending stops
+	stopTries int         // attempts at the pending stops since they last changed, for backoff
+
+	// rejoin is the re-join of a saved live session in flight (after a restart, or a session
+	// found in the store), on a goroutine the actor owns: the vendor retries it within its
+	// window, which may take longer than the actor may stop handling messages.
+	rejoin *rejoinCall
+}
+
+// rejoinCall is a re-join in flight. Its goroutine sends exactly one result on done.
+type rejoinCall struct {
+	cancel context.CancelFunc
+	done   chan rejoinResult
+}
+
+type rejoinResult struct {
+	sess connector.Session
+	err  error
 }
 
 // errRetryLater marks a step that must be tried again later (the co-browse server was
@@ -106,19 +124,27 @@ func (a *actor) queued() int {
 // the actor joins it again before anything else.
 func (a *actor) run(ctx context.Context, recovered *Saved) {
 	defer a.stopTimers()
+	defer a.cancelRejoin()
 	a.lastRun = time.Now()
 	if recovered != nil {
 		a.adopt(recovered.State, recovered.Rev)
-		a.rejoin(ctx)
+		a.startRejoin(ctx)
 	}
 	for {
 		a.armDeadline()
-		var timerC, retryC <-chan time.Time
+		var timerC, retryC, stopRetryC <-chan time.Time
+		var rejoinC <-chan rejoinResult
 		if a.deadline != nil {
 			timerC = a.deadline.C
 		}
 		if a.retry != nil {
 			retryC = a.retry.C
+		}
+		if a.stopRetry != nil {
+			stopRetryC = a.stopRetry.C
+		}
+		if a.rejoin != nil {
+			rejoinC = a.rejoin.done
 		}
 		select {
 		case <-a.wake:
@@ -137,6 +163,13 @@ func (a *actor) run(ctx context.Context, recovered *Saved) {
 		case <-retryC:
 			a.retry = nil
 			a.commitOrRetry(ctx)
+		case <-stopRetryC:
+			a.stopRetry = nil
+			a.retryPendingStops(ctx)
+		case r := <-rejoinC:
+			a.rejoin.cancel()
+			a.rejoin = nil
+			a.rejoined(ctx, r)
 		case <-a.poke:
 			a.checkDeadline(ctx)
 			a.retryPendingStops(ctx)
@@ -149,6 +182,7 @@ func (a *actor) run(ctx context.Context, recovered *Saved) {
 			return
 		case <-ctx.Done():
 			// Out of time (or aborted): drop the connection without the polite disconnect.
+			a.cancelRejoin()
 			a.closeSession(ctx)
 			return
 		}
@@ -164,7 +198,8 @@ func (a *actor) idle() bool {
 	if !a.loaded {
 		return a.queued() == 0
 	}
-	return a.st.Live == nil && a.sess == nil && !a.dirty && len(a.outbox) == 0 && len(a.st.PendingStops) == 0 && a.queued() == 0
+	return a.st.Live == nil && a.sess == nil && a.rejoin == nil && !a.dirty && len(a.outbox) == 0 &&
+		len(a.st.PendingStops) == 0 && a.queued() == 0
 }
 
 // adopt takes a state read from the store, with the messages a previous run left unpublished.
@@ -191,7 +226,10 @@ func (a *actor) load(ctx context.Context) error {
 	if st.Live != nil {
 		// A live session in the store that no actor holds: another daemon instance left it, or
 		// recovery could not reach it at start. Take it over as recovery would.
-		a.rejoin(ctx)
+		a.startRejoin(ctx)
+	}
+	if len(st.PendingStops) > 0 {
+		a.armStopRetry()
 	}
 	return nil
 }
@@ -253,7 +291,7 @@ func (a *actor) finish(ctx context.Context, in chat.Inbound, stepErr error) {
 	}
 	if stepErr == nil {
 		if err := d.Ack(ctx); err != nil {
-			a.log.Warn("ack", "err", err)
+			a.log.Warn("ack", "error", err)
 		}
 		return
 	}
@@ -263,15 +301,15 @@ func (a *actor) finish(ctx context.Context, in chat.Inbound, stepErr error) {
 		return
 	}
 	if !d.Last() {
-		a.log.Warn("inbound message not done; redelivering later", "attempt", d.Attempt(), "delay", a.c.cfg.RetryDelay, "err", stepErr)
+		a.log.Warn("inbound message not done; redelivering later", "attempt", d.Attempt(), "delay", a.c.cfg.RetryDelay, "error", stepErr)
 		if err := d.Nak(a.c.cfg.RetryDelay); err != nil {
-			a.log.Warn("nak", "err", err)
+			a.log.Warn("nak", "error", err)
 		}
 		return
 	}
 	// The last delivery: report it and terminate it. What could not be published stays in the
 	// outbox and the actor's retry timer keeps trying, so the effects are not lost either.
-	a.log.Error("inbound message failed on its last delivery", "attempt", d.Attempt(), "err", stepErr)
+	a.log.Error("inbound message failed on its last delivery", "attempt", d.Attempt(), "error", stepErr)
 	a.queue(Outbound{Life: &attach.Lifecycle{
 		Event:         attach.Failed,
 		InteractionID: a.id,
@@ -285,7 +323,7 @@ func (a *actor) finish(ctx context.Context, in chat.Inbound, stepErr error) {
 	a.st.remember(inboundKey(in))
 	a.commitOrRetry(ctx)
 	if err := d.Term("failed after the last delivery: " + stepErr.Error()); err != nil {
-		a.log.Warn("term", "err", err)
+		a.log.Warn("term", "error", err)
 	}
 }
 
@@ -352,10 +390,10 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	if err != nil {
 		outcome, why := decideJoinError(err, lastAttempt)
 		if outcome == joinRetry {
-			a.log.Warn("join: server unavailable, retrying later", "token", connector.MaskToken(token), "err", err)
+			a.log.Warn("join: server unavailable, retrying later", "token", connector.MaskToken(token), "error", err)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
-		a.log.Warn("join failed", "token", connector.MaskToken(token), "why", why, "err", err)
+		a.log.Warn("join failed", "token", connector.MaskToken(token), "why", why, "error", err)
 		a.queue(Outbound{Life: &attach.Lifecycle{
 			Event:         attach.Failed,
 			InteractionID: a.id,
@@ -387,43 +425,125 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	return nil
 }
 
-// rejoin joins again a session saved before a restart, or stops it through its handle and ends
-// it as server_lost.
-func (a *actor) rejoin(ctx context.Context) {
+// startRejoin begins the re-join of the saved live session (after a restart, or a session found
+// in the store that no actor held) on a goroutine the actor owns; rejoined takes the result. The
+// session stays live meanwhile: its deadlines, a close or a new start message act on it as usual
+// (stopLive cancels the re-join and stops the session through its handle).
+//
+// A stop that was under way when the daemon went down is finished through the handle instead:
+// the server may already have ended the session, and the stop's reason is known.
+func (a *actor) startRejoin(ctx context.Context) {
 	l := a.st.Live
-	// A stop that was under way when the daemon went down is redone by the redelivered event
-	// that caused it; until then the session is what it was before the stop began.
+	if l.Phase == PhaseStopping && l.StopReason != "" {
+		a.log.Info("finishing a stop that was under way before the restart", "session_id", l.Handle.SessionID, "reason", l.StopReason)
+		times := a.stopByHandle(ctx, l.Handle)
+		a.endSession(l.StopReason, times)
+		a.commitOrRetry(ctx)
+		return
+	}
 	l.StopReason = ""
 	l.Phase = PhaseJoined
 	if !l.ActivatedAt.IsZero() {
 		l.Phase = PhaseActive
 	}
-	jctx, cancel := context.WithTimeout(ctx, a.c.cfg.JoinTimeout)
-	defer cancel()
-	sess, err := a.c.conn.Rejoin(jctx, l.Handle)
-	if err != nil {
-		a.log.Warn("re-join after restart failed; stopping the session through its handle", "session", l.Handle.SessionID, "err", err)
-		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
-		times, serr := a.c.conn.StopHandle(sctx, l.Handle)
+	h := l.Handle
+	h.InteractionID = a.id
+	rctx, cancel := context.WithCancel(ctx)
+	call := &rejoinCall{cancel: cancel, done: make(chan rejoinResult, 1)}
+	a.rejoin = call
+	a.log.Info("re-joining a live session", "session_id", h.SessionID, "token", connector.MaskToken(h.Token))
+	go func() {
+		sess, err := a.c.conn.Rejoin(rctx, h)
+		call.done <- rejoinResult{sess: sess, err: err}
+	}()
+}
+
+// cancelRejoin gives up a re-join in flight and waits for its goroutine; a session it returned
+// anyway is left without being stopped (the caller decides the session's fate).
+func (a *actor) cancelRejoin() {
+	if a.rejoin == nil {
+		return
+	}
+	a.rejoin.cancel()
+	r := <-a.rejoin.done
+	a.rejoin = nil
+	if r.sess != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), a.c.cfg.StopWait)
+		_ = r.sess.Close(cctx)
 		cancel()
-		if serr != nil {
-			a.log.Warn("stop through the saved handle failed; retrying it from the sweep", "session", l.Handle.SessionID, "err", serr)
-			a.st.PendingStops = append(a.st.PendingStops, PendingStop{Handle: l.Handle, Since: time.Now()})
+	}
+}
+
+// rejoined takes the outcome of a re-join. Joined: the session goes on (an agent who joined
+// meanwhile is reported as activated now). The session ended at the server meanwhile (not live):
+// it ends as participant_exit, since neither the daemon nor a fault ended it. Otherwise (not found,
+// or still refused or unreachable when the vendor's window was over) it is stopped through its
+// handle and ends as server_lost.
+func (a *actor) rejoined(ctx context.Context, r rejoinResult) {
+	if ctx.Err() != nil {
+		// The daemon is stopping abruptly: the session stays saved as live for the next start.
+		if r.sess != nil {
+			a.attachSession(r.sess)
+			a.closeSession(ctx)
 		}
-		a.endSession(connector.ServerLost, times)
+		return
+	}
+	l := a.st.Live
+	if l == nil { // cannot happen: every end of the session cancels the re-join first
+		if r.sess != nil {
+			a.attachSession(r.sess)
+			a.closeSession(ctx)
+		}
+		return
+	}
+	if r.err != nil {
+		reason := connector.ServerLost
+		if errors.Is(r.err, connector.ErrNotLive) {
+			reason = connector.ParticipantExit
+		}
+		a.log.Warn("re-join failed; stopping the session through its handle", "session_id", l.Handle.SessionID, "reason", reason, "error", r.err)
+		times := a.stopByHandle(ctx, l.Handle)
+		a.endSession(reason, times)
 		a.commitOrRetry(ctx)
 		return
 	}
-	l.Handle = sess.Handle()
+	l.Handle = r.sess.Handle()
 	a.dirty = true
-	a.attachSession(sess)
-	a.log.Info("re-joined after restart", "session", l.Handle.SessionID)
-	if l.Phase == PhaseJoined && hasAgent(sess.Participants()) {
-		// The agent joined while the daemon was down: the activated notification was missed and
-		// its time is unknown, so the session counts as active from now.
+	a.attachSession(r.sess)
+	a.log.Info("re-joined a live session", "session_id", l.Handle.SessionID)
+	a.agentMayHaveJoined()
+	a.commitOrRetry(ctx)
+}
+
+// agentMayHaveJoined reports as activated (from now: the server's time is unknown) an agent the
+// latest join reply lists while the session still counts as idle: the activated notification
+// went to a Bayeux session the server no longer had (a restart, a re-handshake).
+func (a *actor) agentMayHaveJoined() {
+	if l := a.st.Live; l != nil && l.Phase == PhaseJoined && a.sess != nil && hasAgent(a.sess.Participants()) {
 		a.activated(time.Now())
 	}
-	a.commitOrRetry(ctx)
+}
+
+// stopByHandle stops a session without its connection (through the vendor's REST route). A stop
+// that fails is kept as a pending stop, retried within seconds.
+func (a *actor) stopByHandle(ctx context.Context, h connector.Handle) connector.Times {
+	h.InteractionID = a.id
+	sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
+	times, err := a.c.conn.StopHandle(sctx, h)
+	cancel()
+	if err != nil {
+		a.addPendingStop(h, err)
+	}
+	return times
+}
+
+// addPendingStop keeps a stop that failed by every route, to be retried by the stop timer.
+func (a *actor) addPendingStop(h connector.Handle, err error) {
+	a.log.Warn("stop failed by every route; retrying it shortly", "session_id", h.SessionID, "retry_in", a.c.cfg.StopRetry, "error", err)
+	a.st.PendingStops = append(a.st.PendingStops, PendingStop{Handle: h, Since: time.Now()})
+	a.dirty = true
+	a.stopTries = 0
+	a.armStopRetry()
 }
 
 func hasAgent(ps []connector.Participant) bool {
@@ -446,8 +566,8 @@ func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
 		// The stream closed without a deactivated or lost event: the vendor gave up on it.
 		a.events = nil
 		if a.st.Live != nil {
-			a.log.Warn("session stream closed unexpectedly", "session", a.st.Live.Handle.SessionID)
-			a.endSession(connector.ServerLost, connector.Times{})
+			a.log.Warn("session stream closed unexpectedly; stopping it through its handle", "session_id", a.st.Live.Handle.SessionID)
+			a.endSession(connector.ServerLost, a.stopByHandle(ctx, a.st.Live.Handle))
 			a.commitOrRetry(ctx)
 		}
 		return
@@ -457,7 +577,7 @@ func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
 	}
 	switch ev.Kind {
 	case connector.EventParticipantJoined:
-		a.log.Info("participant joined", "role", ev.Participant.Role, "session", a.st.Live.Handle.SessionID)
+		a.log.Info("participant joined", "role", ev.Participant.Role.String(), "session_id", a.st.Live.Handle.SessionID)
 	case connector.EventActivated:
 		at := ev.Times.Activation
 		if at.IsZero() {
@@ -467,11 +587,15 @@ func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
 	case connector.EventDeactivated:
 		a.endSession(endReason(a.st.Live), ev.Times)
 	case connector.EventRejoined:
-		a.log.Info("re-joined after a Bayeux re-handshake", "session", a.st.Live.Handle.SessionID)
+		a.log.Info("re-joined after a Bayeux re-handshake", "session_id", a.st.Live.Handle.SessionID)
 		a.st.Live.Handle = ev.Handle
 		a.dirty = true
+		a.agentMayHaveJoined()
 	case connector.EventLost:
-		a.log.Warn("co-browse server lost", "session", a.st.Live.Handle.SessionID, "err", ev.Err)
+		a.log.Warn("co-browse server lost", "session_id", a.st.Live.Handle.SessionID, "error", ev.Err)
+		if !ev.Stopped {
+			a.addPendingStop(a.st.Live.Handle, ev.Err)
+		}
 		a.endSession(connector.ServerLost, connector.Times{})
 	}
 	a.commitOrRetry(ctx)
@@ -492,7 +616,7 @@ func (a *actor) activated(at time.Time) {
 		a.st.FirstStart = at
 	}
 	a.dirty = true
-	a.log.Info("session activated", "session", l.Handle.SessionID)
+	a.log.Info("session activated", "session_id", l.Handle.SessionID)
 	now := time.Now()
 	life := a.lifecycle(attach.Activated, now)
 	life.ActivationTime = at.UnixMilli()
@@ -509,23 +633,23 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 	if l == nil {
 		return
 	}
+	a.cancelRejoin() // a re-join in flight is moot now; the handle stops the session
 	l.Phase = PhaseStopping
 	l.StopReason = reason
 	a.dirty = true
-	a.log.Info("stopping session", "session", l.Handle.SessionID, "reason", reason)
-	sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
+	a.log.Info("stopping session", "session_id", l.Handle.SessionID, "reason", reason)
 	var times connector.Times
-	var err error
 	if a.sess != nil {
+		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
+		var err error
 		times, err = a.sess.Stop(sctx)
+		cancel()
+		if err != nil {
+			a.addPendingStop(l.Handle, err)
+			a.closeSession(context.WithoutCancel(ctx))
+		}
 	} else {
-		times, err = a.c.conn.StopHandle(sctx, l.Handle)
-	}
-	cancel()
-	if err != nil {
-		a.log.Warn("stop failed by every route; retrying it from the sweep", "session", l.Handle.SessionID, "err", err)
-		a.st.PendingStops = append(a.st.PendingStops, PendingStop{Handle: l.Handle, Since: time.Now()})
-		a.closeSession(context.WithoutCancel(ctx))
+		times = a.stopByHandle(ctx, l.Handle)
 	}
 	wait := time.NewTimer(a.c.cfg.StopWait)
 	defer wait.Stop()
@@ -552,7 +676,7 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 				a.events = nil
 			}
 		case <-wait.C:
-			a.log.Warn("no deactivated notification within the stop wait", "session", l.Handle.SessionID, "wait", a.c.cfg.StopWait)
+			a.log.Warn("no deactivated notification within the stop wait", "session_id", l.Handle.SessionID, "wait", a.c.cfg.StopWait)
 			a.events = nil
 		case <-ctx.Done():
 			a.events = nil
@@ -561,8 +685,27 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 	a.endSession(reason, times)
 }
 
-// pendingStopFor bounds how long the sweep keeps retrying a stop that failed by every route.
+// pendingStopFor bounds how long a stop that failed by every route keeps being retried.
 const pendingStopFor = time.Hour
+
+// maxStopRetry caps the backoff between two attempts at the pending stops.
+const maxStopRetry = 30 * time.Second
+
+// armStopRetry schedules the next attempt at the pending stops: StopRetry, doubled after each
+// attempt that left some, at most maxStopRetry. The sweep retries them too.
+func (a *actor) armStopRetry() {
+	if a.stopRetry != nil || len(a.st.PendingStops) == 0 {
+		return
+	}
+	d := a.c.cfg.StopRetry
+	for range a.stopTries {
+		if d >= maxStopRetry {
+			break
+		}
+		d *= 2
+	}
+	a.stopRetry = time.NewTimer(min(d, maxStopRetry))
+}
 
 // retryPendingStops stops again, through their saved handles, the sessions no route could stop.
 func (a *actor) retryPendingStops(ctx context.Context) {
@@ -571,18 +714,20 @@ func (a *actor) retryPendingStops(ctx context.Context) {
 	}
 	kept := a.st.PendingStops[:0]
 	for _, p := range a.st.PendingStops {
+		p.Handle.InteractionID = a.id
 		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
 		_, err := a.c.conn.StopHandle(sctx, p.Handle)
 		cancel()
 		switch {
 		case err == nil:
-			a.log.Info("pending stop done", "session", p.Handle.SessionID)
+			a.log.Info("pending stop done", "session_id", p.Handle.SessionID)
 		case time.Since(p.Since) >= pendingStopFor:
-			a.log.Error("giving up a stop that failed for an hour; the server may still hold the session", "session", p.Handle.SessionID, "err", err)
+			a.log.Error("giving up a stop that failed for an hour; the server may still hold the session", "session_id", p.Handle.SessionID, "error", err)
 		default:
 			kept = append(kept, p)
 		}
 	}
+	a.stopTries++
 	if len(kept) != len(a.st.PendingStops) {
 		a.st.PendingStops = slices.Clip(kept)
 		if len(kept) == 0 {
@@ -591,6 +736,7 @@ func (a *actor) retryPendingStops(ctx context.Context) {
 		a.dirty = true
 		a.commitOrRetry(ctx)
 	}
+	a.armStopRetry()
 }
 
 // mergeTimes prefers the notification's times and fills gaps from the stop reply's.
@@ -640,7 +786,7 @@ func (a *actor) endSession(reason connector.EndReason, times connector.Times) {
 	life.Reason = string(reason)
 	a.st.Live = nil
 	a.dirty = true
-	a.log.Info("session ended", "session", l.Handle.SessionID, "reason", reason)
+	a.log.Info("session ended", "session_id", l.Handle.SessionID, "reason", reason)
 	a.queue(Outbound{Life: life})
 	a.queueUpdateFor(l.Handle.SessionID, before, now)
 	a.closeSession(context.Background())
@@ -653,7 +799,7 @@ func (a *actor) closeSession(ctx context.Context) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopWait)
 	if err := a.sess.Close(cctx); err != nil {
-		a.log.Debug("close session connection", "err", err)
+		a.log.Debug("close session connection", "error", err)
 	}
 	cancel()
 	a.sess, a.events = nil, nil
@@ -694,6 +840,9 @@ func (a *actor) stopTimers() {
 	if a.retry != nil {
 		a.retry.Stop()
 	}
+	if a.stopRetry != nil {
+		a.stopRetry.Stop()
+	}
 }
 
 // --- shutdown ---
@@ -701,6 +850,8 @@ func (a *actor) stopTimers() {
 // shutdown finishes what was handed to the actor, then leaves the live session to the next start
 // (which re-joins it) or, when configured, stops it with reason shutdown.
 func (a *actor) shutdown(ctx context.Context) {
+	// A re-join in flight is abandoned: the session stays saved as live for the next start.
+	a.cancelRejoin()
 	for {
 		in, ok := a.next()
 		if !ok {
@@ -712,7 +863,7 @@ func (a *actor) shutdown(ctx context.Context) {
 		a.stopLive(ctx, connector.Shutdown)
 	}
 	if err := a.commit(ctx); err != nil {
-		a.log.Error("state not saved at shutdown", "err", err)
+		a.log.Error("state not saved at shutdown", "error", err)
 	}
 	// Within the shutdown bound the connection is left politely; past it (ctx done) it is
 	// dropped, as a crash would.
@@ -799,7 +950,7 @@ func (a *actor) commit(ctx context.Context) error {
 			}
 			// The stream or the contract refuses this message for good: retrying would block
 			// every later message of the interaction behind it. Say so once and go on.
-			a.log.Error("outbound message refused for good; dropped", "err", err)
+			a.log.Error("outbound message refused for good; dropped", "error", err)
 		}
 		a.outbox[0] = Outbound{}
 		a.outbox = a.outbox[1:]
@@ -851,7 +1002,7 @@ func refused(err error) bool {
 // commitOrRetry commits, and on failure tries again after the retry delay.
 func (a *actor) commitOrRetry(ctx context.Context) {
 	if err := a.commit(ctx); err != nil {
-		a.log.Warn("publishing or saving failed; retrying", "delay", a.c.cfg.RetryDelay, "err", err)
+		a.log.Warn("publishing or saving failed; retrying", "delay", a.c.cfg.RetryDelay, "error", err)
 		a.scheduleRetry()
 	}
 }

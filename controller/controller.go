@@ -55,6 +55,7 @@ type Config struct {
 	JoinTimeout     time.Duration // bound on one join (default 20s)
 	PublishTimeout  time.Duration // bound on one publish (default 5s)
 	RetryDelay      time.Duration // delayed nak when the server is unavailable, and the retry of a failed save (default 10s)
+	StopRetry       time.Duration // first retry of a stop that failed by every route, doubled up to 30s (default 2s)
 	MaxInteractions int           // bound on live actors (default 20000)
 	IdleReap        time.Duration // an actor with no live session is reaped after this long idle (default 1m)
 	Sweep           string        // cron spec of the sweep that catches what timers missed (default "@every 30s")
@@ -73,6 +74,7 @@ func (c Config) withDefaults() Config {
 	def(&c.JoinTimeout, 20*time.Second)
 	def(&c.PublishTimeout, 5*time.Second)
 	def(&c.RetryDelay, 10*time.Second)
+	def(&c.StopRetry, 2*time.Second)
 	def(&c.IdleReap, time.Minute)
 	if c.MaxInteractions <= 0 {
 		c.MaxInteractions = 20000
@@ -188,7 +190,7 @@ var (
 // reported as failed and terminated, never dropped silently.
 func (c *Controller) notTaken(ctx context.Context, in chat.Inbound, why error) {
 	if !in.Delivery.Last() {
-		c.log.Warn("inbound message not taken; redelivering later", "interaction", in.InteractionID, "err", why)
+		c.log.Warn("inbound message not taken; redelivering later", "interaction", in.InteractionID, "error", why)
 		_ = in.Delivery.Nak(c.cfg.RetryDelay)
 		return
 	}
@@ -198,7 +200,7 @@ func (c *Controller) notTaken(ctx context.Context, in chat.Inbound, why error) {
 // giveUp reports an inbound message that failed on its last delivery with a failed lifecycle
 // event (best effort) and terminates it.
 func (c *Controller) giveUp(ctx context.Context, in chat.Inbound, why error) {
-	c.log.Error("inbound message failed on its last delivery", "interaction", in.InteractionID, "attempt", in.Delivery.Attempt(), "err", why)
+	c.log.Error("inbound message failed on its last delivery", "interaction", in.InteractionID, "attempt", in.Delivery.Attempt(), "error", why)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PublishTimeout)
 	defer cancel()
 	err := c.pub.Lifecycle(pctx, attach.Lifecycle{
@@ -211,10 +213,10 @@ func (c *Controller) giveUp(ctx context.Context, in chat.Inbound, why error) {
 		MsgID:         in.InteractionID + ".failed." + inboundKey(in),
 	})
 	if err != nil {
-		c.log.Error("failed event not published", "interaction", in.InteractionID, "err", err)
+		c.log.Error("failed event not published", "interaction", in.InteractionID, "error", err)
 	}
 	if err := in.Delivery.Term("failed after the last delivery: " + why.Error()); err != nil {
-		c.log.Warn("term", "err", err)
+		c.log.Warn("term", "error", err)
 	}
 }
 

@@ -667,7 +667,9 @@ func TestRevisionConflictIsRecovered(t *testing.T) {
 	})
 }
 
-func TestStopThatFailsEveryRouteIsRetriedBySweep(t *testing.T) {
+// TestStopThatFailsEveryRouteIsRetriedWithinSeconds: a stop that no route could send (an open
+// breaker, a node away) is retried by the actor's own timer after StopRetry, not at the next sweep.
+func TestStopThatFailsEveryRouteIsRetriedWithinSeconds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
 		mustFate(t, h.start_("i1", "123456789"), "ack")
@@ -679,15 +681,15 @@ func TestStopThatFailsEveryRouteIsRetriedBySweep(t *testing.T) {
 		if st := h.store.get("i1"); len(st.PendingStops) != 1 {
 			t.Fatalf("pending stops: %+v", st.PendingStops)
 		}
-		time.Sleep(time.Minute) // two sweeps fail
+		time.Sleep(2 * time.Second) // the first retry (StopRetry) fails too
 		synctest.Wait()
 		h.conn.mu.Lock()
 		h.conn.stopErr = nil
 		h.conn.mu.Unlock()
-		time.Sleep(30 * time.Second)
+		time.Sleep(4 * time.Second) // the second, after the doubled delay, goes through
 		synctest.Wait()
 		if st := h.store.get("i1"); len(st.PendingStops) != 0 {
-			t.Fatalf("pending stop not cleared: %+v", st.PendingStops)
+			t.Fatalf("pending stop not cleared 6s after the close: %+v", st.PendingStops)
 		}
 		if len(h.conn.stopHandle) != 1 {
 			t.Fatalf("stopped through the handle %d times", len(h.conn.stopHandle))
@@ -749,6 +751,128 @@ func TestRecoveryStopThatFailsIsRetried(t *testing.T) {
 		synctest.Wait()
 		if st := h.store.get("i1"); len(st.PendingStops) != 0 || len(h.conn.stopHandle) != 1 {
 			t.Fatalf("pending stop after the sweep: %+v, %d handle stops", st.PendingStops, len(h.conn.stopHandle))
+		}
+	})
+}
+
+// restart shuts the controller down and starts a new one over the same store and server, as a
+// daemon restart does, and recovers the live sessions.
+func (h *harness) restart() {
+	h.t.Helper()
+	h.stop()
+	c, err := New(h.c.cfg, h.conn, h.store, h.pub)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.c = c
+	if err := c.Recover(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+	h.start()
+	synctest.Wait()
+}
+
+// TestRejoinInFlightDoesNotHoldTheInteraction: after a restart the server holds the old
+// Controller and the re-join waits; meanwhile the interaction closes: the close is handled at once,
+// the re-join is given up and the session is stopped through its handle, ending as
+// interaction_closed (not server_lost).
+func TestRejoinInFlightDoesNotHoldTheInteraction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		h.conn.mu.Lock()
+		h.conn.rejoinGate = make(chan struct{}) // never opened
+		h.conn.mu.Unlock()
+		h.restart()
+		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
+		st := h.store.get("i1")
+		if st.Live != nil || st.EndReason != "interaction_closed" {
+			t.Fatalf("after a close during the re-join: %+v", st)
+		}
+		if len(h.conn.stopHandle) != 1 || h.conn.stopHandle[0].InteractionID != "i1" {
+			t.Fatalf("stops through the handle: %+v", h.conn.stopHandle)
+		}
+		wantKinds(t, h, "joined", "attach#1", "deactivated:interaction_closed", "attach#2")
+	})
+}
+
+// TestRejoinAfterRestartWaitsForTheServer: the re-join that the server refuses for a while is
+// the vendor's to retry; the session is neither stopped nor ended meanwhile, and goes on when the
+// re-join succeeds (same seq line, no server_lost).
+func TestRejoinAfterRestartWaitsForTheServer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		gate := make(chan struct{})
+		h.conn.mu.Lock()
+		h.conn.rejoinGate = gate
+		h.conn.mu.Unlock()
+		h.restart()
+		time.Sleep(20 * time.Second)
+		synctest.Wait()
+		if st := h.store.get("i1"); st.Live == nil || len(h.conn.stopHandle) != 0 {
+			t.Fatalf("session ended or stopped while its re-join waits: %+v", st)
+		}
+		close(gate)
+		synctest.Wait()
+		h.conn.session(1).activate(time.Now())
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1", "activated", "attach#2")
+	})
+}
+
+// TestRehandshakeReportsAnAgentWhoJoinedMeanwhile: the activated notification went to the expired
+// Bayeux session; the re-join reply lists the agent: activated and CoBrowseStartTime follow.
+func TestRehandshakeReportsAnAgentWhoJoinedMeanwhile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		s := h.conn.session(0)
+		s.mu.Lock()
+		s.users = []connector.Participant{{ID: "1", Role: connector.RoleCustomer}, {ID: "2", Role: connector.RoleAgent}}
+		s.mu.Unlock()
+		s.emit(connector.Event{Kind: connector.EventRejoined, Handle: s.handle})
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1", "activated", "attach#2")
+		if u := updates(h.pub.all())[1]; u.Data.StartTime == "" {
+			t.Fatalf("no CoBrowseStartTime: %+v", u.Data)
+		}
+	})
+}
+
+// TestRejoinOfASessionEndedMeanwhile: the session ended at the server while the daemon was down
+// (not live): it ends as participant_exit, not server_lost.
+func TestRejoinOfASessionEndedMeanwhile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		h.conn.mu.Lock()
+		h.conn.rejoinErr = &connector.ServerError{Op: "rejoin", Kind: connector.ErrNotLive, Reason: "session ended"}
+		h.conn.mu.Unlock()
+		h.restart()
+		wantKinds(t, h, "joined", "attach#1", "deactivated:participant_exit", "attach#2")
+	})
+}
+
+// TestLostSessionNotStoppedIsStopped: a session lost with its best-effort stop failed is stopped
+// through its handle by the actor, within seconds.
+func TestLostSessionNotStoppedIsStopped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		h.conn.mu.Lock()
+		h.conn.stopErr = &connector.ServerError{Op: "stop", Kind: connector.ErrUnavailable}
+		h.conn.mu.Unlock()
+		h.conn.session(0).emit(connector.Event{Kind: connector.EventLost, Err: connector.ErrLost})
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1", "deactivated:server_lost", "attach#2")
+		h.conn.mu.Lock()
+		h.conn.stopErr = nil
+		h.conn.mu.Unlock()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if st := h.store.get("i1"); len(st.PendingStops) != 0 || len(h.conn.stopHandle) != 1 {
+			t.Fatalf("pending stops %+v, handle stops %d", st.PendingStops, len(h.conn.stopHandle))
 		}
 	})
 }

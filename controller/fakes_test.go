@@ -22,6 +22,11 @@ type fakeConn struct {
 	mu         sync.Mutex
 	joinErr    map[string]error // token -> error to return from Join
 	rejoinErr  error
+	// rejoinGate, when set, holds every Rejoin until it is closed or the caller gives up, as a
+	// server that still holds the old Controller would.
+	rejoinGate chan struct{}
+	// rejoinUsers are the participants a re-join reply lists.
+	rejoinUsers []connector.Participant
 	stopHandle []connector.Handle
 	sessions   []*fakeSession
 	next       int
@@ -59,12 +64,23 @@ func (f *fakeConn) Join(ctx context.Context, t connector.Trigger) (connector.Ses
 
 func (f *fakeConn) Rejoin(ctx context.Context, h connector.Handle) (connector.Session, error) {
 	f.mu.Lock()
+	gate := f.rejoinGate
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, &connector.ServerError{Op: "rejoin", Kind: connector.ErrUnavailable, Err: ctx.Err()}
+		}
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.rejoinErr != nil {
 		return nil, f.rejoinErr
 	}
 	s := f.newSession(h.Token)
 	s.handle.SessionID = h.SessionID
+	s.users = f.rejoinUsers
 	return s, nil
 }
 
