@@ -196,7 +196,9 @@ func TestAbruptStopAndRestart(t *testing.T) {
 		reason  string
 		endedBy string
 	}{
-		{"old Controller still present", false, "server_lost", gcbtest.EndedByControllerREST},
+		// The server still holds the old Controller (a minute of maxInterval): the re-join waits
+		// within its window, and the close meanwhile stops the session through REST.
+		{"old Controller still present", false, "interaction_closed", gcbtest.EndedByControllerREST},
 		{"old Controller expired", true, "interaction_closed", gcbtest.EndedByController},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -389,4 +391,21 @@ func TestStopOnShutdown(t *testing.T) {
 	if s.EndedBy() != gcbtest.EndedByController {
 		t.Fatalf("ended by %q", s.EndedBy())
 	}
+}
+
+// TestStartsWhenNATSComesLater: NATS is down when the daemon starts; the daemon waits (saying it
+// is not ready) instead of exiting, and consumes once NATS is there.
+func TestStartsWhenNATSComesLater(t *testing.T) {
+	e := newEnv(t, gcbtest.Options{}, func(c *configs.Config) { c.NATS.ConnectWait = d(time.Minute) })
+	e.ns.Shutdown()
+	e.ns.WaitForShutdown()
+	ready := e.launchDaemon()
+	if !e.logs.WaitFor("NATS not reachable; not ready, retrying", wait, e.run.done) {
+		e.run = nil
+		t.Fatal("no not-ready line while NATS is down, or the daemon exited")
+	}
+	e.ns = e.ns.Restart(t)
+	e.waitReady(ready)
+	s := e.joinSession("i-1", "", 1)
+	e.activate("i-1", s, "agent-1")
 }

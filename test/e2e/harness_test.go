@@ -115,22 +115,33 @@ func d(v time.Duration) configs.Duration { return configs.Duration{Duration: v} 
 // first run (the daemon creates the outbound stream).
 func (e *env) startDaemon() {
 	e.t.Helper()
+	e.waitReady(e.launchDaemon())
+}
+
+// launchDaemon starts the daemon without waiting for it; waitReady waits.
+func (e *env) launchDaemon() <-chan struct{} {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &daemonRun{cancel: cancel, abort: make(chan struct{}), done: make(chan error, 1)}
 	ready := make(chan struct{})
-	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: daemon.DurationsAsText}))
 	go func() {
 		r.done <- daemon.Run(ctx, e.cfg, daemon.Options{Logger: log, Abort: r.abort, Ready: func(string) { close(ready) }})
 	}()
+	e.run = r
+	e.t.Cleanup(func() { e.stopDaemon() })
+	return ready
+}
+
+func (e *env) waitReady(ready <-chan struct{}) {
+	e.t.Helper()
 	select {
 	case <-ready:
-	case err := <-r.done:
+	case err := <-e.run.done:
+		e.run = nil
 		e.t.Fatalf("daemon did not start: %v", err)
 	case <-time.After(wait):
 		e.t.Fatal("daemon not ready in time")
 	}
-	e.run = r
-	e.t.Cleanup(func() { e.stopDaemon() })
 	e.watchOnce()
 }
 

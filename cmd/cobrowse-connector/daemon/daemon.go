@@ -67,8 +67,12 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		closers = append(closers, stop)
 		natsURL = ns.ClientURL()
 	}
-	nc, err := connectNATS(natsURL, cfg.NATS, log)
+	nc, err := connectNATS(ctx, natsURL, cfg.NATS, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped while waiting for NATS")
+			return nil
+		}
 		return err
 	}
 	closers = append(closers, func() { drainNATS(nc, log) })
@@ -111,7 +115,7 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownBound)
 		defer cancel()
 		if err := ctrl.Shutdown(sctx); err != nil {
-			log.Warn("shutdown", "err", err)
+			log.Warn("shutdown", "error", err)
 		}
 	})
 	if err := ctrl.Recover(setupCtx); err != nil {
@@ -149,7 +153,7 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	case <-ctx.Done():
 		log.Info("shutting down", "bound", cfg.ShutdownTimeout.D())
 	case <-consumerDone:
-		log.Error("inbound consumer stopped", "err", consumerErr)
+		log.Error("inbound consumer stopped", "error", consumerErr)
 	case <-opts.Abort:
 		aborted = true
 		log.Warn("aborting: closing NATS without draining")
@@ -207,15 +211,47 @@ func startEmbeddedNATS(cfg configs.EmbeddedNATSConfig, log *slog.Logger) (*serve
 	}, nil
 }
 
-func connectNATS(url string, cfg configs.NATSConfig, log *slog.Logger) (*nats.Conn, error) {
+// connectNATS connects to NATS. NATS may come up after the daemon (a pod's containers start in
+// any order): the first connection is retried with backoff for up to nats.connect_wait, saying
+// each time that the daemon is not ready; once connected, nats.go reconnects on its own.
+func connectNATS(ctx context.Context, url string, cfg configs.NATSConfig, log *slog.Logger) (*nats.Conn, error) {
 	l := log.With("component", "nats")
+	wait := cfg.ConnectWait.D()
+	deadline := time.Now().Add(wait)
+	delay := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		nc, err := dialNATS(url, cfg, l)
+		if err == nil {
+			if attempt > 1 {
+				l.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "attempts", attempt)
+			}
+			return nc, nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, fmt.Errorf("nats: connect: no connection within nats.connect_wait (%s): %w", wait, err)
+		}
+		delay = min(delay, left)
+		l.Warn("NATS not reachable; not ready, retrying", "error", err, "attempt", attempt, "retry_in", delay, "gives_up_in", left.Round(time.Second))
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("nats: connect: stopped while waiting for NATS: %w", err)
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+func dialNATS(url string, cfg configs.NATSConfig, l *slog.Logger) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
-				l.Warn("disconnected", "err", err)
+				l.Warn("disconnected", "error", err)
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { l.Info("reconnected", "url", nc.ConnectedUrlRedacted()) }),
@@ -229,11 +265,7 @@ func connectNATS(url string, cfg configs.NATSConfig, log *slog.Logger) (*nats.Co
 	if cfg.CredentialsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredentialsFile))
 	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("nats: connect: %w", err)
-	}
-	return nc, nil
+	return nats.Connect(url, opts...)
 }
 
 // drainNATS flushes what is pending and closes the connection, within a bound.
@@ -259,17 +291,20 @@ func gcbConfig(cfg configs.Config, log *slog.Logger) gcb.Config {
 	g := cfg.Genesys
 	c := cfg.Controller
 	return gcb.Config{
-		ClusterURL:        g.URL,
-		Origin:            g.Origin,
-		CometDPath:        g.CometDPath,
-		Transports:        g.Transports,
-		RequestTimeout:    g.RequestTimeout.D(),
-		MaxNetworkDelay:   g.MaxNetworkDelay.D(),
-		JoinTimeout:       c.JoinTimeout.D(),
-		StopTimeout:       c.StopWait.D(), // the CometD stop; the REST fallback then has request_timeout
-		LostAfter:         g.LostAfter.D(),
-		AgentViewFragment: g.AgentViewFragment,
-		ControllerName:    g.ControllerName,
+		ClusterURL:          g.URL,
+		Origin:              g.Origin,
+		CometDPath:          g.CometDPath,
+		Transports:          g.Transports,
+		RequestTimeout:      g.RequestTimeout.D(),
+		MaxNetworkDelay:     g.MaxNetworkDelay.D(),
+		JoinTimeout:         c.JoinTimeout.D(),
+		StopTimeout:         c.StopWait.D(), // the CometD stop; the REST fallback then has request_timeout
+		LostAfter:           g.LostAfter.D(),
+		RejoinWindow:        g.RejoinWindow.D(),
+		MaxConcurrentJoins:  g.MaxConcurrentJoins,
+		WebSocketRefusalTTL: websocketMemory(g.WebSocketRefusalTTL.D()),
+		AgentViewFragment:   g.AgentViewFragment,
+		ControllerName:      g.ControllerName,
 		Breaker: connector.BreakerSettings{
 			FailuresToTrip:      uint32(c.Breaker.Failures),
 			OpenFor:             c.Breaker.OpenFor.D(),
@@ -278,6 +313,15 @@ func gcbConfig(cfg configs.Config, log *slog.Logger) gcb.Config {
 		},
 		Logger: log,
 	}
+}
+
+// websocketMemory maps genesys.websocket_refusal_ttl (0s: not remembered) onto gcb's setting
+// (zero: the default; negative: not remembered).
+func websocketMemory(ttl time.Duration) time.Duration {
+	if ttl == 0 {
+		return -1
+	}
+	return ttl
 }
 
 func controllerConfig(cfg configs.Config, log *slog.Logger) controller.Config {
@@ -290,6 +334,7 @@ func controllerConfig(cfg configs.Config, log *slog.Logger) controller.Config {
 		JoinTimeout:     c.JoinTimeout.D(),
 		PublishTimeout:  cfg.NATS.Outbound.PublishTimeout.D(),
 		RetryDelay:      c.RetryDelay.D(),
+		StopRetry:       c.StopRetry.D(),
 		MaxInteractions: c.MaxInteractions,
 		Sweep:           c.Sweep,
 		StopOnShutdown:  c.StopOnShutdown,
