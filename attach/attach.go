@@ -113,9 +113,9 @@ type Lifecycle struct {
 func (e Lifecycle) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("event", string(e.Event)),
-		slog.String("interactionId", e.InteractionID),
-		slog.String("sessionId", e.SessionID),
-		slog.String("sessionToken", connector.MaskToken(e.SessionToken)),
+		slog.String("interaction", e.InteractionID),
+		slog.String("session_id", e.SessionID),
+		slog.String("token", connector.MaskToken(e.SessionToken)),
 		slog.String("vendor", e.Vendor),
 	)
 }

@@ -416,7 +416,7 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	a.st.Associated = "Yes"
 	a.dirty = true
 	a.attachSession(sess)
-	a.log.Info("joined as Controller", "session", h.SessionID, "token", connector.MaskToken(token))
+	a.log.Info("joined as Controller", "session_id", h.SessionID, "token", connector.MaskToken(token))
 	a.queue(Outbound{Life: a.lifecycle(attach.Joined, now)})
 	a.queueUpdate(before, now)
 	if a.st.AgentID != "" {

@@ -143,7 +143,7 @@ func (c *Client) dispatch(msgs []Message, scope []*pending) {
 		switch {
 		case m.IsReply():
 			if m.Channel == "/meta/disconnect" && m.OK() {
-				c.log.Info("server disconnected the session", "clientId", m.ClientID)
+				c.log.Info("server disconnected the session", "client_id", m.ClientID)
 			} else {
 				c.log.Debug("reply to no pending request dropped", "channel", m.Channel, "id", m.ID)
 			}

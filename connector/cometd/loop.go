@@ -38,7 +38,7 @@ func (c *Client) handshake(ctx context.Context) error {
 		}
 		t, err := c.open(ctx, name)
 		if err != nil {
-			c.log.Info("transport unavailable", "transport", name, "err", err)
+			c.log.Info("transport unavailable", "transport", name, "error", err)
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			if ctx.Err() != nil {
 				break
@@ -81,7 +81,7 @@ func (c *Client) handshake(ctx context.Context) error {
 		if !c.install(t, r.ClientID, r.Advice) {
 			return ErrClosed
 		}
-		c.log.Debug("handshake", "clientId", r.ClientID, "transport", name)
+		c.log.Debug("handshake", "client_id", r.ClientID, "transport", name)
 		return nil
 	}
 	if c.stopping() {
@@ -157,7 +157,7 @@ func (c *Client) reopen() error {
 		if !errors.As(err, &he) || !slices.Contains(c.transports, TransportLongPolling) {
 			return err
 		}
-		c.log.Info("websocket upgrade refused, session continues on long-polling", "err", err)
+		c.log.Info("websocket upgrade refused, session continues on long-polling", "error", err)
 		nt = &longPolling{c: c}
 	}
 	c.mu.Lock()
@@ -191,7 +191,7 @@ func (c *Client) restore() error {
 			if errors.As(err, &be) && be.SessionUnknown() {
 				return err
 			}
-			c.log.Warn("subscription not restored", "channel", subs[i], "err", err)
+			c.log.Warn("subscription not restored", "channel", subs[i], "error", err)
 			c.forget(subs[i])
 		}
 	}
@@ -240,7 +240,7 @@ func (c *Client) endLoop(l *loop, err error) {
 		return // Start fails and closes the client; no events
 	}
 	if err != nil {
-		c.log.Warn("client terminated", "err", err)
+		c.log.Warn("client terminated", "error", err)
 		c.beginStop(err)
 		c.cancel()
 		c.closeTransport()
@@ -278,11 +278,11 @@ func (l *loop) nextBackoff() time.Duration {
 // failed reports an outage once.
 func (l *loop) failed(err error) {
 	if l.disconnected {
-		l.c.log.Debug("still disconnected", "err", err)
+		l.c.log.Debug("still disconnected", "error", err)
 		return
 	}
 	l.disconnected = true
-	l.c.log.Warn("disconnected", "err", err)
+	l.c.log.Warn("disconnected", "error", err)
 	l.c.emitState(StateDisconnected, err)
 }
 
@@ -413,14 +413,14 @@ func (l *loop) after(r Message, err error) (end bool, why error) {
 	switch {
 	case !l.running:
 		l.running = true
-		c.log.Info("connected", "clientId", c.ClientID(), "transport", c.Transport())
+		c.log.Info("connected", "client_id", c.ClientID(), "transport", c.Transport())
 		c.emitState(StateConnected, nil)
 		l.started <- nil
 	case l.reestablish:
-		c.log.Info("session reestablished", "clientId", c.ClientID(), "transport", c.Transport())
+		c.log.Info("session reestablished", "client_id", c.ClientID(), "transport", c.Transport())
 		c.emitState(StateReestablished, nil)
 	case l.disconnected:
-		c.log.Info("reconnected", "clientId", c.ClientID())
+		c.log.Info("reconnected", "client_id", c.ClientID())
 		c.emitState(StateConnected, nil)
 	}
 	l.reestablish, l.disconnected = false, false

@@ -183,7 +183,7 @@ func (w *wsTransport) read() {
 		}
 		msgs, err := DecodeMessages(b)
 		if err != nil {
-			w.c.log.Warn("undecodable websocket frame dropped", "err", err, "bytes", len(b))
+			w.c.log.Warn("undecodable websocket frame dropped", "error", err, "bytes", len(b))
 			continue
 		}
 		w.c.dispatch(msgs, nil)

@@ -2,14 +2,18 @@ package gcb
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest"
+	"github.com/cobrowse-connector/cobrowse-connector/test/logtest"
 )
 
 // crash drops a session's connection as a killed daemon would: no /meta/disconnect, no stop. The
@@ -207,5 +211,61 @@ func TestWebSocketRefusalRememberedPerNode(t *testing.T) {
 	f.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("%d websocket upgrades for 3 sessions on one node, want 1", n)
+	}
+}
+
+// TestSessionLogsCarryInteractionAndSessionID: with a thousand sessions a masked token (three
+// digits) collides, so every session-scoped line of gcb and its CometD client names the
+// interaction, and from the join reply on the session id (not a secret); the token only masked.
+func TestSessionLogsCarryInteractionAndSessionID(t *testing.T) {
+	var buf logtest.Buffer
+	e := newEnv(t, false, cometd.TransportLongPolling, func(c *Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	gs := e.create(1)
+	s := e.join(gs, "agent-1")
+	if err := gs.AgentJoin("agent-1", "Alice"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, s, connector.EventParticipantJoined)
+	expect(t, s, connector.EventActivated)
+	if _, err := s.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, s, connector.EventDeactivated)
+	expectClosed(t, s)
+
+	sid, iid := s.Handle().SessionID, "i-"+gs.Token()
+	joined, scoped := false, 0
+	for line := range strings.Lines(buf.String()) {
+		if strings.Contains(strings.ReplaceAll(line, iid, "i-..."), gs.Token()) { // the test's interaction ids hold the token
+			t.Fatalf("the session token in clear: %s", line)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if m["component"] != "gcb" && m["component"] != "cometd" {
+			continue
+		}
+		if _, ok := m["token"]; !ok {
+			continue // a connector-wide line (breakers, Get Session before the session exists)
+		}
+		scoped++
+		if m["interaction"] != iid {
+			t.Fatalf("session line without its interaction: %s", line)
+		}
+		if joined && m["session_id"] != sid {
+			t.Fatalf("session line after the join without session_id %s: %s", sid, line)
+		}
+		if m["msg"] == "joined as Controller" {
+			joined = true
+			if m["session_id"] != sid {
+				t.Fatalf("join line without session_id: %s", line)
+			}
+		}
+	}
+	if !joined || scoped < 5 {
+		t.Fatalf("joined line seen %v, %d session lines: %s", joined, scoped, buf.String())
 	}
 }

@@ -269,7 +269,7 @@ func serve(ln net.Listener, h http.Handler, log *slog.Logger) *httpServer {
 	go func() {
 		defer close(s.served)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("serve", "err", err)
+			log.Error("serve", "error", err)
 		}
 	}()
 	return s

@@ -169,7 +169,7 @@ func (n *Node) Restart() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err != nil {
-		n.log.Error("restart: listen", "addr", n.addr, "err", err)
+		n.log.Error("restart: listen", "addr", n.addr, "error", err)
 		return
 	}
 	n.start(ln)

@@ -399,7 +399,7 @@ func (srv *Server) wsWrite(wc *wsConn, msgs []out) {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	if err := wc.c.Write(ctx, websocket.MessageText, joinArray(msgs)); err != nil {
-		srv.log.Debug("bayeux websocket write failed", "err", err)
+		srv.log.Debug("bayeux websocket write failed", "error", err)
 		wc.c.CloseNow()
 	}
 }
