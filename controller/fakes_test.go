@@ -19,17 +19,17 @@ import (
 
 // fakeConn is a co-browse server that knows a set of tokens.
 type fakeConn struct {
-	mu         sync.Mutex
-	joinErr    map[string]error // token -> error to return from Join
-	rejoinErr  error
+	mu        sync.Mutex
+	joinErr   map[string]error // token -> error to return from Join
+	rejoinErr error
 	// rejoinGate, when set, holds every Rejoin until it is closed or the caller gives up, as a
 	// server that still holds the old Controller would.
 	rejoinGate chan struct{}
 	// rejoinUsers are the participants a re-join reply lists.
 	rejoinUsers []connector.Participant
-	stopHandle []connector.Handle
-	sessions   []*fakeSession
-	next       int
+	stopHandle  []connector.Handle
+	sessions    []*fakeSession
+	next        int
 	// silentStop: Stop does not produce a deactivated notification.
 	silentStop bool
 	// stopErr: Stop and StopHandle fail with it (every route failed).
