@@ -1,7 +1,7 @@
 // Package gcb is the Genesys Co-browse (GCB 8.5 / 9.0) connector: it joins a co-browse session as
 // Controller (role 3) and turns the server's CometD notifications into connector events.
 //
-// The flow, per co-browse session (see shared/reference/genesys-cobrowse.md):
+// The flow, per co-browse session (see docs/genesys.md for what Genesys leaves open):
 //
 //  1. Get Session on the cluster URL (GET <cluster>/rest/live/sessions/{token}, with an Origin
 //     header) to learn the owning node;

@@ -12,9 +12,9 @@
 //	s.AgentJoin("agent-7", "Bob")    // joined + activated go to the Controller
 //	<-s.Done(); s.EndedBy()          // "controller", "controller-rest", "agent", ...
 //
-// The protocol reference is /work/shared/reference/genesys-cobrowse.md (sections 2-7, 9, 11).
-// Where it says [NOT FOUND] or [INFERRED], this package chose the most robust behaviour
-// below; a Controller that works against gcbtest should say which of these it relies on.
+// It follows the public Genesys Co-browse documentation (the Live Session REST API, the CometD
+// notifications, stickiness) and CometD 3.1. Where Genesys documents nothing, this package chose
+// the most robust behaviour below; a Controller that works against gcbtest should say which of these it relies on.
 //
 // # URLs
 //
