@@ -424,12 +424,15 @@ func TestRehandshakeRejoins(t *testing.T) {
 	}
 }
 
-// TestRehandshakeRejoinRefused: the server refuses the one re-join after a re-handshake; the
-// session is stopped through REST with the saved user token and ends as lost.
+// TestRehandshakeRejoinRefused: the server keeps refusing the re-join after a re-handshake; when
+// the re-join window is over the session is stopped through REST with the saved user token and
+// ends as lost.
 func TestRehandshakeRejoinRefused(t *testing.T) {
 	for _, serverURL := range []bool{true, false} {
 		t.Run(fmt.Sprintf("serverURL=%v", serverURL), func(t *testing.T) {
-			e := newEnvOpts(t, gcbtest.Options{ServerURL: serverURL, RefuseControllerRejoin: true}, "", nil)
+			e := newEnvOpts(t, gcbtest.Options{ServerURL: serverURL, RefuseControllerRejoin: true}, "", func(c *Config) {
+				c.RejoinWindow = time.Second
+			})
 			gs := e.create(1)
 			s := e.join(gs, "agent-1")
 			if err := gs.AgentJoin("agent-1", "Alice"); err != nil {
@@ -615,11 +618,20 @@ func (c *countingRT) RoundTrip(r *http.Request) (*http.Response, error) {
 	return c.rt.RoundTrip(r)
 }
 
+// TestBreakerOpensOnDeadNode: one breaker per real node, under both stickiness routes (under cookie
+// stickiness the cookie names the node, not the cluster URL): failed new joins open it and then new
+// joins on that node are refused at once, while a live session's re-join and stop still go out.
 func TestBreakerOpensOnDeadNode(t *testing.T) {
+	for _, serverURL := range []bool{true, false} {
+		t.Run(fmt.Sprintf("serverURL=%v", serverURL), func(t *testing.T) { testBreakerOpensOnDeadNode(t, serverURL) })
+	}
+}
+
+func testBreakerOpensOnDeadNode(t *testing.T, serverURL bool) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(tr.CloseIdleConnections)
 	counter := &countingRT{rt: tr}
-	e := newEnv(t, true, "", func(c *Config) {
+	e := newEnv(t, serverURL, "", func(c *Config) {
 		c.RoundTripper = counter
 		c.Breaker = connector.BreakerSettings{FailuresToTrip: 2, OpenFor: time.Hour}
 		c.RejoinWindow = 300 * time.Millisecond
@@ -630,6 +642,9 @@ func TestBreakerOpensOnDeadNode(t *testing.T) {
 	saved := s.Handle()
 	closeSession(t, s)
 	node := gs.Node().URL()
+	if !serverURL {
+		node = e.cluster.URL() + "#" + StickyCookie + "=" + gs.Node().Name()
+	}
 	u, err := url.Parse(node)
 	if err != nil {
 		t.Fatal(err)
