@@ -461,13 +461,13 @@ func TestRehandshakeRejoinRefused(t *testing.T) {
 	}
 }
 
-// TestRehandshakeRejoinTimesOut: the one re-join gets no answer (the node swallows join
-// replies); the session ends as lost after the REST stop.
+// TestRehandshakeRejoinTimesOut: no re-join gets an answer (the node swallows join replies); when
+// the re-join window is over the session ends as lost after the REST stop.
 func TestRehandshakeRejoinTimesOut(t *testing.T) {
-	e := newEnv(t, true, "", func(c *Config) { c.JoinTimeout = time.Second })
+	e := newEnv(t, true, "", func(c *Config) { c.JoinTimeout, c.RejoinWindow = time.Second, 1500*time.Millisecond })
 	gs := e.create(1)
 	s := e.join(gs, "agent-1")
-	// The node now swallows the replies to joins; the re-join's reply never comes.
+	// The node now swallows the replies to joins; no re-join's reply ever comes.
 	gs.Node().SetFault(gcbtest.Fault{Channel: ChannelJoin, Drop: true})
 	gs.Node().ExpireBayeuxSessions()
 	ev := expect(t, s, connector.EventLost)
