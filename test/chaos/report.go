@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -24,6 +25,7 @@ type result struct {
 
 	// Not counted against the daemon, said on stderr to help reading the line.
 	endReasons    map[string]int // deactivated reasons, one per session
+	reasonVsSrv   map[string]int // "reported reason <- server's EndedBy", one per session
 	failedReasons map[string]int // "reason: detail"
 	noStart       []string       // interactions whose session or start message never made it
 	liveUnclosed  []string       // sessions live at the end without a final attach (their work failed)
@@ -64,7 +66,7 @@ func (r *result) offend(it *interaction, what string, keys ...string) {
 //     kills and NATS restarts touch no node: the daemon must come back to its sessions);
 //   - server_lost: every session ended as server_lost; failed: every failed event stored.
 func (h *harness) count(sessions []control.Session) *result {
-	r := &result{n: h.opt.n, endReasons: map[string]int{}, failedReasons: map[string]int{}}
+	r := &result{n: h.opt.n, endReasons: map[string]int{}, reasonVsSrv: map[string]int{}, failedReasons: map[string]int{}}
 	byToken := make(map[string]control.Session, len(sessions))
 	for _, s := range sessions {
 		byToken[s.Token] = s
@@ -132,6 +134,9 @@ func (h *harness) count(sessions []control.Session) *result {
 		var lostEnd *event
 		for i, l := range deact {
 			r.endReasons[l.Reason]++
+			if known {
+				r.reasonVsSrv[l.Reason+"<-"+cmp.Or(srv.EndedBy, "live")]++
+			}
 			if l.Reason == "server_lost" && lostEnd == nil {
 				lostEnd = &deact[i]
 			}
@@ -212,6 +217,7 @@ func (r *result) explain(w io.Writer, h *harness) {
 	h.outMu.Lock()
 	defer h.outMu.Unlock()
 	fmt.Fprintf(w, "chaos: end reasons: %s\n", histogram(r.endReasons))
+	fmt.Fprintf(w, "chaos: end reason <- who ended it at the server: %s\n", histogram(r.reasonVsSrv))
 	if len(r.failedReasons) > 0 {
 		fmt.Fprintf(w, "chaos: failed events: %s\n", histogram(r.failedReasons))
 	}
