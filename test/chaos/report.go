@@ -162,8 +162,9 @@ func (h *harness) count(sessions []control.Session) *result {
 
 // blindExit says why a session that a participant ended, and that the daemon reported as
 // server_lost, is not counted against a restart: no daemon life could both witness that exit and
-// report it. By the contract a session found ended at restart is server_lost (the server gives no
-// reason), so these are the scenario's doing, not the daemon's:
+// report it. The server gives no reason for an end, so a daemon that finds the session ended when
+// it re-joins cannot tell a participant's exit from a loss; and it is the participant, not the
+// restart, that ended the session:
 //
 //   - no Controller was present when the participant left (the dead daemon's had expired and the
 //     next life had not joined yet);
