@@ -211,6 +211,9 @@ func TestAbruptStopAndRestart(t *testing.T) {
 				s.Node().ExpireBayeuxSessions()
 			}
 			e.startDaemon()
+			if tc.expire && !e.logs.WaitFor("re-joined a live session", wait, nil) {
+				t.Fatal("the session was not re-joined")
+			}
 			e.event("i-1", chat.EventClosed, "")
 			l := e.expectLifecycle("i-1", attach.Deactivated)
 			if l.Reason != tc.reason {
