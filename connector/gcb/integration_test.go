@@ -300,7 +300,7 @@ func TestJoinUnknownToken(t *testing.T) {
 func TestJoinOnDeadOrSlowNode(t *testing.T) {
 	for _, serverURL := range []bool{true, false} {
 		t.Run(fmt.Sprintf("serverURL=%v", serverURL), func(t *testing.T) {
-			e := newEnv(t, serverURL, "", func(c *Config) { c.JoinTimeout = time.Second })
+			e := newEnv(t, serverURL, "", func(c *Config) { c.JoinTimeout, c.RejoinWindow = time.Second, 500*time.Millisecond })
 			slow := e.create(1)
 			slow.Node().SetFault(gcbtest.Fault{Channel: "/meta/handshake", Drop: true})
 			_, err := e.conn.Join(t.Context(), connector.Trigger{Token: slow.Token()})
