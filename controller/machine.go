@@ -1,0 +1,390 @@
+// The state machine of one interaction's co-browse session lives in this file. Every transition
+// has one entry point, step: the actor's loop turns whatever happened (a chat message, an
+// interaction event, an event of the live session, a deadline, the outcome of a re-join) into an
+// input and hands it to step, which applies it to the state, calling the vendor where the input
+// asks for it, and queues the outbound messages. The loop then commits (outbox.go): publish, save,
+// and only then settle the inbound message.
+//
+//	detected -> joining -> joined -> active -> ended, with stopping between any live phase and ended
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/attach"
+	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+)
+
+// input is one thing that happened to the interaction; exactly one field is set.
+type input struct {
+	msg      *chat.Inbound    // a chat message or an interaction event, not seen before
+	event    *connector.Event // an event of the live session
+	closed   bool             // the live session's event stream closed
+	deadline bool             // a timer or the sweep: check the no-agent and inactivity deadlines
+	rejoin   *rejoinResult    // the outcome of a re-join in flight
+}
+
+// step applies one input to the state machine. An error means the input must be tried again later
+// (errRetryLater: the co-browse server was unavailable); whatever the step produced is committed
+// all the same.
+func (a *actor) step(ctx context.Context, in input) error {
+	switch {
+	case in.msg != nil && in.msg.Chat != nil:
+		return a.chatMessage(ctx, *in.msg)
+	case in.msg != nil && in.msg.Event != nil:
+		return a.interactionEvent(ctx, *in.msg)
+	case in.event != nil:
+		a.sessionEvent(ctx, *in.event, true)
+	case in.closed:
+		a.sessionEvent(ctx, connector.Event{}, false)
+	case in.deadline:
+		a.checkDeadline(ctx)
+	case in.rejoin != nil:
+		a.rejoined(ctx, *in.rejoin)
+	}
+	return nil
+}
+
+func (a *actor) chatMessage(ctx context.Context, in chat.Inbound) error {
+	if in.StartToken == "" {
+		return nil
+	}
+	token := in.StartToken
+	action, why := decideStart(&a.st, token)
+	a.log.Info("start message", "token", connector.MaskToken(token), "decision", why)
+	switch action {
+	case startIgnore:
+		return nil
+	case startReplaceJoin:
+		inProgress(in)
+		a.stopLive(ctx, connector.Replaced)
+	}
+	inProgress(in)
+	return a.join(ctx, token, inboundKey(in), in.Delivery.Last())
+}
+
+func (a *actor) interactionEvent(ctx context.Context, in chat.Inbound) error {
+	act := decideEvent(&a.st, in.Event)
+	a.log.Debug("interaction event", "type", in.Event.Type, "decision", act.why)
+	if act.stop != "" {
+		inProgress(in)
+		a.stopLive(ctx, act.stop)
+	}
+	if act.agentID != "" && act.agentID != a.st.AgentID {
+		a.st.AgentID = act.agentID
+		a.dirty = true
+		if act.view && a.st.Live != nil {
+			a.queueAgentView()
+		}
+	}
+	if act.close && !a.st.Closed {
+		a.st.Closed = true
+		a.dirty = true
+	}
+	return nil
+}
+
+// join joins the session as Controller and queues the joined event, the attach and the agent view.
+func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool) error {
+	jctx, cancel := context.WithTimeout(ctx, a.c.cfg.JoinTimeout)
+	defer cancel()
+	sess, err := a.c.conn.Join(jctx, connector.Trigger{Token: token, InteractionID: a.id, AgentID: a.st.AgentID})
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", errRetryLater, ctx.Err())
+	}
+	if err != nil {
+		outcome, why := decideJoinError(err, lastAttempt)
+		if outcome == joinRetry {
+			a.log.Warn("join: server unavailable, retrying later", "token", connector.MaskToken(token), "error", err)
+			return fmt.Errorf("%w: %w", errRetryLater, err)
+		}
+		a.log.Warn("join failed", "token", connector.MaskToken(token), "why", why, "error", err)
+		a.queue(Outbound{Life: &attach.Lifecycle{
+			Event:         attach.Failed,
+			InteractionID: a.id,
+			SessionToken:  token,
+			Vendor:        a.c.vendor,
+			AgentID:       a.st.AgentID,
+			Reason:        string(connector.JoinFailed),
+			Detail:        connector.ReasonOf(err),
+			At:            time.Now(),
+			MsgID:         a.id + ".failed." + cause,
+		}})
+		return nil
+	}
+	h := sess.Handle()
+	now := time.Now()
+	before := a.st.data()
+	a.st.Live = &Live{Handle: h, Phase: PhaseJoined, JoinedAt: now}
+	a.st.Sessions++
+	a.st.SessionID = h.SessionID
+	a.st.Associated = "Yes"
+	a.dirty = true
+	a.attachSession(sess)
+	a.log.Info("joined as Controller", "session_id", h.SessionID, "token", connector.MaskToken(token))
+	a.queue(Outbound{Life: a.lifecycle(attach.Joined, now)})
+	a.queueUpdate(before, now)
+	if a.st.AgentID != "" {
+		a.queueAgentView()
+	}
+	return nil
+}
+
+// startRejoin begins the re-join of the saved live session (after a restart, or a session found
+// in the store that no actor held) on a goroutine the actor owns; rejoined takes the result. The
+// session stays live meanwhile: its deadlines, a close or a new start message act on it as usual
+// (stopLive cancels the re-join and stops the session through its handle).
+//
+// A stop that was under way when the daemon went down is finished through the handle instead:
+// the server may already have ended the session, and the stop's reason is known.
+func (a *actor) startRejoin(ctx context.Context) {
+	l := a.st.Live
+	if l.Phase == PhaseStopping && l.StopReason != "" {
+		a.log.Info("finishing a stop that was under way before the restart", "session_id", l.Handle.SessionID, "reason", l.StopReason)
+		times := a.stopByHandle(ctx, l.Handle)
+		a.endSession(l.StopReason, times)
+		a.commitOrRetry(ctx)
+		return
+	}
+	l.StopReason = ""
+	l.Phase = PhaseJoined
+	if !l.ActivatedAt.IsZero() {
+		l.Phase = PhaseActive
+	}
+	h := l.Handle
+	h.InteractionID = a.id
+	rctx, cancel := context.WithCancel(ctx)
+	call := &rejoinCall{cancel: cancel, done: make(chan rejoinResult, 1)}
+	a.rejoin = call
+	a.log.Info("re-joining a live session", "session_id", h.SessionID, "token", connector.MaskToken(h.Token))
+	go func() {
+		sess, err := a.c.conn.Rejoin(rctx, h)
+		call.done <- rejoinResult{sess: sess, err: err}
+	}()
+}
+
+// rejoined takes the outcome of a re-join. Joined: the session goes on (an agent who joined
+// meanwhile is reported as activated now). The session ended at the server meanwhile (not live):
+// it ends as participant_exit, since neither the daemon nor a fault ended it. Otherwise (not found,
+// or still refused or unreachable when the vendor's window was over) it is stopped through its
+// handle and ends as server_lost.
+func (a *actor) rejoined(ctx context.Context, r rejoinResult) {
+	if ctx.Err() != nil {
+		// The daemon is stopping abruptly: the session stays saved as live for the next start.
+		if r.sess != nil {
+			a.attachSession(r.sess)
+			a.closeSession(ctx)
+		}
+		return
+	}
+	l := a.st.Live
+	if l == nil { // cannot happen: every end of the session cancels the re-join first
+		if r.sess != nil {
+			a.attachSession(r.sess)
+			a.closeSession(ctx)
+		}
+		return
+	}
+	if r.err != nil {
+		reason := connector.ServerLost
+		if errors.Is(r.err, connector.ErrNotLive) {
+			reason = connector.ParticipantExit
+		}
+		a.log.Warn("re-join failed; stopping the session through its handle", "session_id", l.Handle.SessionID, "reason", reason, "error", r.err)
+		times := a.stopByHandle(ctx, l.Handle)
+		a.endSession(reason, times)
+		return
+	}
+	l.Handle = r.sess.Handle()
+	a.dirty = true
+	a.attachSession(r.sess)
+	a.log.Info("re-joined a live session", "session_id", l.Handle.SessionID)
+	a.agentMayHaveJoined()
+}
+
+// agentMayHaveJoined reports as activated (from now: the server's time is unknown) an agent the
+// latest join reply lists while the session still counts as idle: the activated notification
+// went to a Bayeux session the server no longer had (a restart, a re-handshake).
+func (a *actor) agentMayHaveJoined() {
+	if l := a.st.Live; l != nil && l.Phase == PhaseJoined && a.sess != nil && hasAgent(a.sess.Participants()) {
+		a.activated(time.Now())
+	}
+}
+
+// sessionEvent handles what the co-browse server says about the live session; ok is false when
+// the session's event stream closed.
+func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
+	if !ok {
+		// The stream closed without a deactivated or lost event: the vendor gave up on it.
+		a.events = nil
+		if a.st.Live != nil {
+			a.log.Warn("session stream closed unexpectedly; stopping it through its handle", "session_id", a.st.Live.Handle.SessionID)
+			a.endSession(connector.ServerLost, a.stopByHandle(ctx, a.st.Live.Handle))
+		}
+		return
+	}
+	if a.st.Live == nil {
+		return
+	}
+	switch ev.Kind {
+	case connector.EventParticipantJoined:
+		a.log.Info("participant joined", "role", ev.Participant.Role.String(), "session_id", a.st.Live.Handle.SessionID)
+	case connector.EventActivated:
+		at := ev.Times.Activation
+		if at.IsZero() {
+			at = time.Now()
+		}
+		a.activated(at)
+	case connector.EventDeactivated:
+		a.endSession(endReason(a.st.Live), ev.Times)
+	case connector.EventRejoined:
+		a.log.Info("re-joined after a Bayeux re-handshake", "session_id", a.st.Live.Handle.SessionID)
+		a.st.Live.Handle = ev.Handle
+		a.dirty = true
+		a.agentMayHaveJoined()
+	case connector.EventLost:
+		a.log.Warn("co-browse server lost", "session_id", a.st.Live.Handle.SessionID, "error", ev.Err)
+		if !ev.Stopped {
+			a.addPendingStop(a.st.Live.Handle, ev.Err)
+		}
+		a.endSession(connector.ServerLost, connector.Times{})
+	}
+}
+
+// activated records the session's activation and queues the activated event and the attach.
+func (a *actor) activated(at time.Time) {
+	l := a.st.Live
+	if !l.ActivatedAt.IsZero() {
+		return
+	}
+	before := a.st.data()
+	if l.Phase == PhaseJoined {
+		l.Phase = PhaseActive
+	}
+	l.ActivatedAt = at
+	if a.st.FirstStart.IsZero() {
+		a.st.FirstStart = at
+	}
+	a.dirty = true
+	a.log.Info("session activated", "session_id", l.Handle.SessionID)
+	now := time.Now()
+	life := a.lifecycle(attach.Activated, now)
+	life.ActivationTime = at.UnixMilli()
+	a.queue(Outbound{Life: life})
+	a.queueUpdate(before, now)
+}
+
+// stopLive stops the live session for reason and ends it: it asks the server to stop (CometD,
+// with the vendor's REST fallback, within StopTimeout), then waits for the deactivated
+// notification up to StopWait, and falls back on the stop reply's times, else now. A session
+// that neither route could stop is kept as a pending stop, retried by the sweep.
+func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
+	l := a.st.Live
+	if l == nil {
+		return
+	}
+	a.cancelRejoin() // a re-join in flight is moot now; the handle stops the session
+	l.Phase = PhaseStopping
+	l.StopReason = reason
+	a.dirty = true
+	a.log.Info("stopping session", "session_id", l.Handle.SessionID, "reason", reason)
+	var times connector.Times
+	if a.sess != nil {
+		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
+		var err error
+		times, err = a.sess.Stop(sctx)
+		cancel()
+		if err != nil {
+			a.addPendingStop(l.Handle, err)
+			a.closeSession(context.WithoutCancel(ctx))
+		}
+	} else {
+		times = a.stopByHandle(ctx, l.Handle)
+	}
+	wait := time.NewTimer(a.c.cfg.StopWait)
+	defer wait.Stop()
+	for a.events != nil {
+		select {
+		case ev, ok := <-a.events:
+			if !ok {
+				a.events = nil
+				continue
+			}
+			switch ev.Kind {
+			case connector.EventActivated:
+				// The agent joined just before the stop: it counts, for the duration and the
+				// contract's activated event and attach.
+				at := ev.Times.Activation
+				if at.IsZero() {
+					at = time.Now()
+				}
+				a.activated(at)
+			case connector.EventDeactivated:
+				a.endSession(reason, mergeTimes(ev.Times, times))
+				return
+			case connector.EventLost:
+				a.events = nil
+			}
+		case <-wait.C:
+			a.log.Warn("no deactivated notification within the stop wait", "session_id", l.Handle.SessionID, "wait", a.c.cfg.StopWait)
+			a.events = nil
+		case <-ctx.Done():
+			a.events = nil
+		}
+	}
+	a.endSession(reason, times)
+}
+
+// endSession ends the live session: totals, the deactivated event, the final attach, and the
+// release of the session's connection.
+func (a *actor) endSession(reason connector.EndReason, times connector.Times) {
+	l := a.st.Live
+	if l == nil {
+		return
+	}
+	now := time.Now()
+	before := a.st.data()
+	act := l.ActivatedAt
+	if act.IsZero() {
+		act = times.Activation
+	}
+	deact := times.Deactivation
+	if deact.IsZero() {
+		deact = now
+	}
+	if !act.IsZero() {
+		if d := deact.Sub(act).Milliseconds(); d > 0 {
+			a.st.DurationMs += d
+		}
+		if a.st.FirstStart.IsZero() {
+			a.st.FirstStart = act
+		}
+	}
+	a.st.Ended++
+	a.st.EndReason = reason
+	a.st.Associated = "No"
+	life := a.lifecycle(attach.Deactivated, now)
+	if !act.IsZero() {
+		life.ActivationTime = act.UnixMilli()
+	}
+	life.DeactivationTime = deact.UnixMilli()
+	life.Reason = string(reason)
+	a.st.Live = nil
+	a.dirty = true
+	a.log.Info("session ended", "session_id", l.Handle.SessionID, "reason", reason)
+	a.queue(Outbound{Life: life})
+	a.queueUpdateFor(l.Handle.SessionID, before, now)
+	a.closeSession(context.Background())
+}
+
+func (a *actor) checkDeadline(ctx context.Context) {
+	reason, due := decideDeadline(&a.st, a.c.cfg.Timers, time.Now())
+	if !due {
+		return
+	}
+	a.stopLive(ctx, reason)
+}

@@ -1,0 +1,165 @@
+// The outbox: what a step of the state machine queued, saved with the state, published in order,
+// and the state saved again; only then is the inbound message settled.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/attach"
+)
+
+// queue adds a message to the step's outbox, keeping the routing fields its JSON leaves out.
+func (a *actor) queue(o Outbound) {
+	if o.Life != nil {
+		o.LifeMsgID = o.Life.MsgID
+	}
+	if o.View != nil {
+		o.ViewAgent = o.View.AgentID
+	}
+	a.outbox = append(a.outbox, o)
+	a.outboxSaved = false // a new message is not reserved until the next commit saves it
+}
+
+func (a *actor) lifecycle(kind attach.LifecycleKind, at time.Time) *attach.Lifecycle {
+	l := a.st.Live
+	return &attach.Lifecycle{
+		Event:         kind,
+		InteractionID: a.id,
+		SessionID:     l.Handle.SessionID,
+		SessionToken:  l.Handle.Token,
+		Vendor:        a.c.vendor,
+		AgentID:       a.st.AgentID,
+		At:            at,
+	}
+}
+
+func (a *actor) queueUpdate(before attach.Data, at time.Time) {
+	a.queueUpdateFor(a.st.Live.Handle.SessionID, before, at)
+}
+
+// queueUpdateFor queues the attach that follows a change: the full key set and the keys changed.
+func (a *actor) queueUpdateFor(sessionID string, before attach.Data, at time.Time) {
+	after := a.st.data()
+	a.st.Seq++
+	a.queue(Outbound{Update: &attach.Update{
+		InteractionID: a.id,
+		Seq:           a.st.Seq,
+		SessionID:     sessionID,
+		Vendor:        a.c.vendor,
+		Data:          after,
+		Changed:       changedKeys(before, after),
+		At:            at,
+	}})
+}
+
+func (a *actor) queueAgentView() {
+	l := a.st.Live
+	if l == nil || a.sess == nil || a.st.AgentID == "" {
+		return
+	}
+	a.queue(Outbound{View: &attach.AgentView{
+		AgentID:       a.st.AgentID,
+		InteractionID: a.id,
+		SessionID:     l.Handle.SessionID,
+		URL:           a.sess.AgentViewURL(),
+		At:            time.Now(),
+	}})
+}
+
+// commit saves the state with the step's outbound messages, publishes them in order, then saves
+// the state again without them. Saving first reserves the messages' seq and ids: a daemon that
+// stops after a publish and before a save would otherwise reuse a seq for a different message,
+// and the stream's dedupe would drop that message.
+func (a *actor) commit(ctx context.Context) error {
+	if len(a.outbox) > 0 && !a.outboxSaved {
+		a.st.Outbox = a.outbox
+		if err := a.save(ctx); err != nil {
+			a.st.Outbox = nil
+			return err
+		}
+		a.outboxSaved = true
+	}
+	for len(a.outbox) > 0 {
+		if err := a.publish(ctx, a.outbox[0]); err != nil {
+			if !refused(err) {
+				return err
+			}
+			// The stream or the contract refuses this message for good: retrying would block
+			// every later message of the interaction behind it. Say so once and go on.
+			a.log.Error("outbound message refused for good; dropped", "error", err)
+		}
+		a.outbox[0] = Outbound{}
+		a.outbox = a.outbox[1:]
+	}
+	a.outbox = nil
+	if a.outboxSaved {
+		a.st.Outbox = nil
+		a.outboxSaved = false
+		a.dirty = true
+	}
+	if !a.dirty {
+		return nil
+	}
+	return a.save(ctx)
+}
+
+// save writes the state. On a revision conflict (a write whose reply was lost, a key that
+// expired, a second writer) the actor, which owns the interaction, takes the stored revision and
+// writes its own state over it, never letting seq go back.
+func (a *actor) save(ctx context.Context) error {
+	rev, err := a.c.store.Save(ctx, a.st, a.rev)
+	if errors.Is(err, ErrConflict) {
+		stored, srev, lerr := a.c.store.Load(ctx, a.id)
+		if lerr != nil {
+			return fmt.Errorf("save state: %w; reload: %w", err, lerr)
+		}
+		a.log.Warn("state changed in the store under the actor; writing over it", "had", a.rev, "stored", srev)
+		a.st.Seq = max(a.st.Seq, stored.Seq)
+		a.rev = srev
+		rev, err = a.c.store.Save(ctx, a.st, a.rev)
+	}
+	if err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	a.rev, a.dirty = rev, false
+	return nil
+}
+
+// refused reports whether a publish failed for good: the message breaks the contract, or the
+// stream rejected it. Anything else (a time-out, NATS away) is retried.
+func refused(err error) bool {
+	if errors.Is(err, attach.ErrInvalid) {
+		return true
+	}
+	var pe *attach.PublishError
+	return errors.As(err, &pe) && !pe.Transient
+}
+
+// commitOrRetry commits, and on failure tries again after the retry delay.
+func (a *actor) commitOrRetry(ctx context.Context) {
+	if err := a.commit(ctx); err != nil {
+		a.log.Warn("publishing or saving failed; retrying", "delay", a.c.cfg.RetryDelay, "error", err)
+		a.scheduleRetry()
+	}
+}
+
+func (a *actor) publish(ctx context.Context, o Outbound) error {
+	pctx, cancel := context.WithTimeout(ctx, a.c.cfg.PublishTimeout)
+	defer cancel()
+	switch {
+	case o.Update != nil:
+		return a.c.pub.Update(pctx, *o.Update)
+	case o.Life != nil:
+		l := *o.Life
+		l.MsgID = o.LifeMsgID
+		return a.c.pub.Lifecycle(pctx, l)
+	case o.View != nil:
+		v := *o.View
+		v.AgentID = o.ViewAgent
+		return a.c.pub.AgentView(pctx, v)
+	}
+	return nil
+}
