@@ -21,8 +21,10 @@ type Inbound struct {
 	InteractionID string
 	Chat          *Message
 	Event         *Event
-	// StartToken is set when Chat is a start message (DetectStart) from a role in
-	// Config.TriggerRoles.
+	// Signal is set for a message on <prefix>.signal.<interactionId>.<source>.
+	Signal *Signal
+	// StartToken is set when Chat has the form of a start message (StartCandidate) and comes
+	// from a role in Config.TriggerRoles; whether it names a session is the vendor's call.
 	StartToken string
 	Delivery   Delivery
 }
@@ -57,6 +59,7 @@ type Consumer struct {
 	triggers map[Role]bool
 	chatSubj string
 	evSubj   string
+	sigSubj  string
 	running  atomic.Bool
 
 	// onKeepAlive, when set before Run, is called after each in-progress ack the keeper sends.
@@ -92,6 +95,7 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (*Cons
 		triggers: make(map[Role]bool),
 		chatSubj: cfg.Prefix + ".chat.*.message",
 		evSubj:   cfg.Prefix + ".interaction.*.event",
+		sigSubj:  cfg.Prefix + ".signal.*.*",
 	}
 	for _, r := range cfg.TriggerRoles {
 		c.triggers[r] = true
@@ -132,7 +136,7 @@ func (c *Consumer) ensure(ctx context.Context) error {
 		MaxDeliver:     c.cfg.MaxDeliver,
 		BackOff:        c.cfg.Backoff,
 		MaxAckPending:  c.cfg.MaxAckPending,
-		FilterSubjects: []string{c.chatSubj, c.evSubj},
+		FilterSubjects: c.subjects(),
 	}
 	cons, err := c.js.CreateOrUpdateConsumer(ctx, stream, cc)
 	if err != nil {
@@ -149,42 +153,86 @@ func (c *Consumer) ensure(ctx context.Context) error {
 	return nil
 }
 
-// ensureStream returns the stream that captures both inbound subjects, creating it when no stream
-// captures either.
+// subjects are the inbound subject patterns, in the order of the contract.
+func (c *Consumer) subjects() []string { return []string{c.chatSubj, c.evSubj, c.sigSubj} }
+
+// streamDescription marks the inbound stream the daemon creates (an older release wrote the same
+// description and no metadata); createdMarker is the metadata key this release adds.
+const (
+	streamDescription = "contact-center chat messages and interaction events"
+	createdMarker     = "cobrowse-connector.created"
+)
+
+// ensureStream returns the stream that captures the inbound subjects, creating it when no stream
+// captures any of them. A stream the daemon created that lacks a subject of this release (the
+// signals) is updated to capture it; a stream the operator manages is refused with the subject it
+// lacks.
 func (c *Consumer) ensureStream(ctx context.Context) (string, error) {
-	name, found, err := c.findStream(ctx)
+	name, missing, found, err := c.findStream(ctx)
 	if err != nil {
 		return "", err
 	}
+	if found && len(missing) > 0 {
+		if err := c.addSubjects(ctx, name, missing); err != nil {
+			return "", err
+		}
+	}
 	if found {
-		c.log.Info("using the existing inbound stream", "stream", name, "subjects", []string{c.chatSubj, c.evSubj})
+		c.log.Info("using the existing inbound stream", "stream", name, "subjects", c.subjects())
 		return name, nil
 	}
 	_, err = c.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        c.cfg.Stream,
-		Description: "contact-center chat messages and interaction events",
-		Subjects:    []string{c.chatSubj, c.evSubj},
+		Description: streamDescription,
+		Subjects:    c.subjects(),
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  DuplicateWindow,
 		MaxAge:      c.cfg.MaxAge,
+		Metadata:    map[string]string{createdMarker: "1"},
 	})
 	if err != nil {
 		// Another instance may have created it meanwhile: look again before giving up.
-		if name, found, ferr := c.findStream(ctx); ferr == nil && found {
+		if name, missing, found, ferr := c.findStream(ctx); ferr == nil && found && len(missing) == 0 {
 			c.log.Info("using the existing inbound stream", "stream", name)
 			return name, nil
 		}
 		return "", fmt.Errorf("chat: create stream %s: %w", c.cfg.Stream, err)
 	}
-	c.log.Info("created the inbound stream", "stream", c.cfg.Stream, "subjects", []string{c.chatSubj, c.evSubj})
+	c.log.Info("created the inbound stream", "stream", c.cfg.Stream, "subjects", c.subjects())
 	return c.cfg.Stream, nil
 }
 
-// findStream looks up, by subject, the streams whose subjects overlap the two inbound subjects.
-func (c *Consumer) findStream(ctx context.Context) (name string, found bool, err error) {
-	patterns := []string{c.chatSubj, c.evSubj}
+// addSubjects adds the missing subject patterns to the inbound stream, when the daemon created it.
+func (c *Consumer) addSubjects(ctx context.Context, name string, missing []string) error {
+	s, err := c.js.Stream(ctx, name)
+	if err != nil {
+		return fmt.Errorf("chat: stream %s: %w", name, err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.Metadata[createdMarker] == "" && cfg.Description != streamDescription {
+		return fmt.Errorf("chat: stream %s captures the chat and the events but not %s, and it is not a stream the daemon created: "+
+			"add %s to its subjects (one stream keeps an interaction's order)", name, strings.Join(missing, ", "), strings.Join(missing, ", "))
+	}
+	cfg.Subjects = append(cfg.Subjects, missing...)
+	if cfg.Metadata == nil {
+		cfg.Metadata = map[string]string{}
+	}
+	cfg.Metadata[createdMarker] = "1"
+	if _, err := c.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("chat: add %s to stream %s: %w", strings.Join(missing, ", "), name, err)
+	}
+	c.log.Info("added subjects to the inbound stream", "stream", name, "subjects", missing)
+	return nil
+}
+
+// findStream looks up, by subject, the streams whose subjects overlap the inbound subjects. It
+// returns the one stream that captures them, with the patterns it does not capture at all (a
+// subject this release added), or an error when they are spread over streams or captured only in
+// part.
+func (c *Consumer) findStream(ctx context.Context) (name string, missing []string, found bool, err error) {
+	patterns := c.subjects()
 	owners := make([][]*jetstream.StreamInfo, len(patterns))
 	seen := false
 	for i, p := range patterns {
@@ -193,32 +241,41 @@ func (c *Consumer) findStream(ctx context.Context) (name string, found bool, err
 			owners[i] = append(owners[i], info)
 		}
 		if err := l.Err(); err != nil {
-			return "", false, fmt.Errorf("chat: look up the stream of %s: %w", p, err)
+			return "", nil, false, fmt.Errorf("chat: look up the stream of %s: %w", p, err)
 		}
 		seen = seen || len(owners[i]) > 0
 	}
 	if !seen {
-		return "", false, nil
+		return "", nil, false, nil
 	}
 	var problems []string
 	for i, p := range patterns {
 		switch {
 		case len(owners[i]) == 0:
-			problems = append(problems, fmt.Sprintf("no stream captures %s", p))
+			if i < 2 { // chat and events: from the first release on
+				problems = append(problems, fmt.Sprintf("no stream captures %s", p))
+			} else {
+				missing = append(missing, p)
+			}
 		case len(owners[i]) > 1:
 			problems = append(problems, fmt.Sprintf("%s is split over streams %s", p, streamNames(owners[i])))
 		case !capturesAll(owners[i][0].Config.Subjects, p):
 			problems = append(problems, fmt.Sprintf("stream %s captures only part of %s", owners[i][0].Config.Name, p))
 		}
 	}
-	if len(problems) == 0 && owners[0][0].Config.Name != owners[1][0].Config.Name {
-		problems = append(problems, fmt.Sprintf("%s and %s are captured by different streams (%s, %s): they must share one stream to keep their order",
-			patterns[0], patterns[1], owners[0][0].Config.Name, owners[1][0].Config.Name))
+	if len(problems) == 0 {
+		first := owners[0][0].Config.Name
+		for i := 1; i < len(patterns); i++ {
+			if len(owners[i]) == 1 && owners[i][0].Config.Name != first {
+				problems = append(problems, fmt.Sprintf("%s and %s are captured by different streams (%s, %s): they must share one stream to keep their order",
+					patterns[0], patterns[i], first, owners[i][0].Config.Name))
+			}
+		}
 	}
 	if len(problems) > 0 {
-		return "", false, fmt.Errorf("chat: existing streams do not fit the inbound subjects: %s", strings.Join(problems, "; "))
+		return "", nil, false, fmt.Errorf("chat: existing streams do not fit the inbound subjects: %s", strings.Join(problems, "; "))
 	}
-	return owners[0][0].Config.Name, true, nil
+	return owners[0][0].Config.Name, missing, true, nil
 }
 
 func streamNames(infos []*jetstream.StreamInfo) string {
@@ -461,13 +518,12 @@ func (c *Consumer) dispatch(ctx context.Context, d *delivery, h Handler) {
 		c.log.Warn("malformed inbound message terminated", attrs...)
 		return
 	}
-	if in.Event != nil && !in.Event.Type.Known() {
+	if typ, unknown := unknownType(in); unknown {
 		aerr := d.Ack(ctx)
-		typ := string(in.Event.Type)
 		if len(typ) > 64 {
 			typ = typ[:64] + "..."
 		}
-		c.log.Debug("acked and ignored an event of unknown type", "subject", d.msg.Subject(), "stream_seq", d.seq,
+		c.log.Debug("acked and ignored a message of unknown type", "subject", d.msg.Subject(), "stream_seq", d.seq,
 			"type", typ, "ack_error", aerr)
 		return
 	}
@@ -480,7 +536,7 @@ func (c *Consumer) decode(subject string, data []byte) (Inbound, error) {
 	if len(data) > c.cfg.MaxPayload {
 		return Inbound{}, malformed("payload of %d bytes exceeds the limit of %d", len(data), c.cfg.MaxPayload)
 	}
-	kind, token := parseSubject(c.cfg.Prefix, subject)
+	kind, token, source := parseSubject(c.cfg.Prefix, subject)
 	in := Inbound{InteractionID: token}
 	switch kind {
 	case subjectChat:
@@ -490,7 +546,7 @@ func (c *Consumer) decode(subject string, data []byte) (Inbound, error) {
 		}
 		in.Chat = m
 		if c.triggers[m.From.Role] {
-			in.StartToken, _ = DetectStart(m.Text)
+			in.StartToken, _ = StartCandidate(m.Text)
 		}
 	case subjectEvent:
 		e, err := decodeEvent(token, data)
@@ -498,8 +554,26 @@ func (c *Consumer) decode(subject string, data []byte) (Inbound, error) {
 			return Inbound{}, err
 		}
 		in.Event = e
+	case subjectSignal:
+		g, err := decodeSignal(token, source, data)
+		if err != nil {
+			return Inbound{}, err
+		}
+		in.Signal = g
 	default:
 		return Inbound{}, malformed("subject matches neither inbound pattern")
 	}
 	return in, nil
+}
+
+// unknownType reports an event or a signal of a type the daemon does not act on (valid on the
+// wire, acked and ignored, so that the platform can add types before the daemon knows them).
+func unknownType(in Inbound) (string, bool) {
+	switch {
+	case in.Event != nil && !in.Event.Type.Known():
+		return string(in.Event.Type), true
+	case in.Signal != nil && !in.Signal.Type.Known():
+		return string(in.Signal.Type), true
+	}
+	return "", false
 }

@@ -212,8 +212,8 @@ func TestNewConsumerCreatesStreamAndConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := st.CachedInfo().Config
-	if !slices.Equal(sc.Subjects, []string{"cc.chat.*.message", "cc.interaction.*.event"}) {
-		t.Errorf("stream subjects %v", sc.Subjects)
+	if !slices.Equal(sc.Subjects, []string{"cc.chat.*.message", "cc.interaction.*.event", "cc.signal.*.*"}) || sc.Metadata[createdMarker] != "1" {
+		t.Errorf("stream subjects %v, metadata %v", sc.Subjects, sc.Metadata)
 	}
 	if sc.Duplicates != 2*time.Minute || sc.Storage != jetstream.FileStorage {
 		t.Errorf("stream duplicates %v, storage %v", sc.Duplicates, sc.Storage)
@@ -222,7 +222,7 @@ func TestNewConsumerCreatesStreamAndConsumer(t *testing.T) {
 	cc := e.consumerInfo(t, c).Config
 	if cc.Durable != "cobrowse-connector" || cc.AckPolicy != jetstream.AckExplicitPolicy ||
 		cc.DeliverPolicy != jetstream.DeliverAllPolicy || cc.MaxDeliver != 6 || cc.MaxAckPending != 20000 ||
-		!slices.Equal(cc.FilterSubjects, []string{"cc.chat.*.message", "cc.interaction.*.event"}) ||
+		!slices.Equal(cc.FilterSubjects, []string{"cc.chat.*.message", "cc.interaction.*.event", "cc.signal.*.*"}) ||
 		!slices.Equal(cc.BackOff, DefaultBackoff()) || cc.DeliverSubject != "" {
 		t.Errorf("consumer config %+v", cc)
 	}
@@ -263,7 +263,7 @@ func TestNewConsumerReusesExistingStream(t *testing.T) {
 	for _, subjects := range [][]string{
 		{"cc.>"},
 		{"cc.*.*.*"},
-		{"cc.interaction.*.event", "cc.chat.*.message", "cc.interaction.*.attach"},
+		{"cc.interaction.*.event", "cc.chat.*.message", "cc.interaction.*.attach", "cc.signal.*.*"},
 	} {
 		t.Run(strings.Join(subjects, ","), func(t *testing.T) {
 			e := newEnv(t)
@@ -481,7 +481,7 @@ func TestUnknownEventTypeIsAckedAndIgnored(t *testing.T) {
 	if info.AckFloor.Stream != goodSeq || info.NumAckPending != 0 || info.NumRedelivered != 0 {
 		t.Errorf("consumer: ack floor %d, ack pending %d, redelivered %d", info.AckFloor.Stream, info.NumAckPending, info.NumRedelivered)
 	}
-	if logs := e.logs.records(t, "acked and ignored an event of unknown type"); len(logs) != 1 || logs[0]["level"] != "DEBUG" || logs[0]["type"] != "sneezed" {
+	if logs := e.logs.records(t, "acked and ignored a message of unknown type"); len(logs) != 1 || logs[0]["level"] != "DEBUG" || logs[0]["type"] != "sneezed" {
 		t.Errorf("logs %v", logs)
 	}
 	if n := len(e.logs.records(t, "malformed inbound message terminated")); n != 0 {
@@ -806,5 +806,75 @@ func TestRecreatesADeletedConsumer(t *testing.T) {
 	}
 	if logs := e.logs.records(t, "ensured the inbound stream and consumer again"); len(logs) != 1 {
 		t.Errorf("logs %v", logs)
+	}
+}
+
+// TestStreamOfThePreviousReleaseGainsTheSignals: the inbound stream an older release created
+// (chat and events, its description, no metadata) is updated to capture the signals too; an
+// operator's stream without them is refused, naming the subject it lacks.
+func TestStreamOfThePreviousReleaseGainsTheSignals(t *testing.T) {
+	e := newEnv(t)
+	old := jetstream.StreamConfig{Name: "CC_INBOUND", Description: streamDescription,
+		Subjects: []string{"cc.chat.*.message", "cc.interaction.*.event"}}
+	if _, err := e.js.CreateStream(ctxFor(t), old); err != nil {
+		t.Fatal(err)
+	}
+	seq := e.publish(t, ChatSubject("cc", "I1"), chatJSON("m1", "I1", RoleCustomer, "before the upgrade"))
+	c := e.consumer(t, Config{})
+	st, err := e.js.Stream(ctxFor(t), c.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := st.CachedInfo().Config
+	if !slices.Equal(sc.Subjects, []string{"cc.chat.*.message", "cc.interaction.*.event", "cc.signal.*.*"}) || sc.Metadata[createdMarker] != "1" {
+		t.Fatalf("stream after the upgrade: subjects %v, metadata %v", sc.Subjects, sc.Metadata)
+	}
+	if st.CachedInfo().State.LastSeq != seq {
+		t.Fatalf("the upgrade lost messages: last seq %d, want %d", st.CachedInfo().State.LastSeq, seq)
+	}
+
+	e2 := newEnv(t)
+	if _, err := e2.js.CreateStream(ctxFor(t), jetstream.StreamConfig{Name: "PLATFORM",
+		Subjects: []string{"cc.chat.*.message", "cc.interaction.*.event"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewConsumer(ctxFor(t), e2.js, Config{})
+	if err == nil || !strings.Contains(err.Error(), "PLATFORM") || !strings.Contains(err.Error(), "cc.signal.*.*") {
+		t.Fatalf("operator's stream without the signals: %v", err)
+	}
+}
+
+// TestSignalsAndNewEventFields: a signal reaches the handler decoded, in order with the chat and
+// the events; cobrowse_requested and cobrowseVendor are decoded; a signal whose subject names an
+// unknown source is malformed; an unknown signal type is acked and ignored.
+func TestSignalsAndNewEventFields(t *testing.T) {
+	e := newEnv(t)
+	c := e.consumer(t, Config{})
+	e.publish(t, EventSubject("cc", "I1"), []byte(`{"id":"e1","interactionId":"I1","type":"created","agentId":"a1","cobrowseVendor":"zoom"}`))
+	e.publish(t, EventSubject("cc", "I1"), []byte(`{"id":"e2","interactionId":"I1","type":"cobrowse_requested","requestedBy":{"role":"bot","id":"b1"}}`))
+	e.publish(t, SignalSubject("cc", "I1", "operator"), []byte(`{"id":"s1","interactionId":"I1","source":"operator","type":"stop"}`))
+	e.publish(t, SignalSubject("cc", "I1", "nobody"), []byte(`{"id":"s2","interactionId":"I1","source":"nobody","type":"stop"}`))
+	e.publish(t, SignalSubject("cc", "I1", "zoom"), []byte(`{"id":"s3","interactionId":"I1","source":"zoom","type":"sneezed"}`))
+	e.publish(t, SignalSubject("cc", "I1", "zoom"), []byte(`{"id":"s4","interactionId":"I1","source":"zoom","type":"user_joined","role":"agent","sessionId":"z-1","raw":{"event":"cobrowse.session_user_joined"}}`))
+	h, ch := collect(t, true)
+	start(t, c, h)
+	if in := recv(t, ch); in.Event == nil || in.Event.Vendor != "zoom" || in.Event.AgentID != "a1" {
+		t.Fatalf("created: %+v", in.Event)
+	}
+	if in := recv(t, ch); in.Event == nil || in.Event.Type != EventCobrowseRequested || in.Event.RequestedBy == nil || in.Event.RequestedBy.Role != RoleBot {
+		t.Fatalf("cobrowse_requested: %+v", in.Event)
+	}
+	if in := recv(t, ch); in.Signal == nil || in.Signal.Source != SourceOperator || in.Signal.Type != SignalStop {
+		t.Fatalf("operator stop: %+v", in)
+	}
+	in := recv(t, ch)
+	if in.Signal == nil || in.Signal.ID != "s4" || in.Signal.Role != RoleAgent || in.Signal.SessionID != "z-1" || string(in.Signal.Raw) != `{"event":"cobrowse.session_user_joined"}` {
+		t.Fatalf("zoom signal: %+v", in.Signal)
+	}
+	if n := len(e.logs.records(t, "malformed inbound message terminated")); n != 1 {
+		t.Errorf("%d malformed logs, want 1 (the unknown source)", n)
+	}
+	if n := len(e.logs.records(t, "acked and ignored a message of unknown type")); n != 1 {
+		t.Errorf("%d unknown-type logs, want 1", n)
 	}
 }

@@ -18,11 +18,11 @@ func isSubjectToken(s string) bool {
 	})
 }
 
-// startOracle is the specification of DetectStart as a regexp. RE2's \s is [\t\n\f\r ], which is
-// exactly startWhitespace; [0-9] is ASCII only.
-var startOracle = regexp.MustCompile(`^\s*(\{start:[0-9]{9}\}|<start:[0-9]{9}>)\s*$`)
+// startOracle is the specification of StartCandidate as a regexp. RE2's \s is [\t\n\f\r ], which
+// is exactly startWhitespace; the classes are ASCII only.
+var startOracle = regexp.MustCompile(`^\s*(?:\{start:([A-Za-z0-9]{1,64})\}|<start:([A-Za-z0-9]{1,64})>)\s*$`)
 
-func FuzzDetectStart(f *testing.F) {
+func FuzzStartCandidate(f *testing.F) {
 	for _, s := range []string{
 		"{start:123456789}", "<start:000000000>", " \t\n\r\f{start:123456789}\f\r\n\t ",
 		"{start:123456789} hi", "{start: 123456789}", "{START:123456789}", "{start:1234567890}",
@@ -31,19 +31,19 @@ func FuzzDetectStart(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
-		token, ok := DetectStart(text)
+		token, ok := StartCandidate(text)
 		m := startOracle.FindStringSubmatch(text)
 		if ok != (m != nil) {
-			t.Fatalf("DetectStart(%q) ok=%v, oracle says %v", text, ok, m != nil)
+			t.Fatalf("StartCandidate(%q) ok=%v, oracle says %v", text, ok, m != nil)
 		}
 		if !ok {
 			if token != "" {
-				t.Fatalf("DetectStart(%q) returned token %q with ok=false", text, token)
+				t.Fatalf("StartCandidate(%q) returned token %q with ok=false", text, token)
 			}
 			return
 		}
-		if want := m[1][7:16]; token != want {
-			t.Fatalf("DetectStart(%q) = %q, oracle token %q", text, token, want)
+		if want := m[1] + m[2]; token != want {
+			t.Fatalf("StartCandidate(%q) = %q, oracle token %q", text, token, want)
 		}
 	})
 }
@@ -210,11 +210,15 @@ func FuzzParseSubject(f *testing.F) {
 	f.Add("cc", "cc.chat..message")
 	f.Add("cc", "cc.chat.a.b.message")
 	f.Fuzz(func(t *testing.T, prefix, subject string) {
-		kind, id := parseSubject(prefix, subject)
+		kind, id, source := parseSubject(prefix, subject)
 		switch kind {
 		case subjectNone:
-			if id != "" {
-				t.Fatalf("no match but id %q", id)
+			if id != "" || source != "" {
+				t.Fatalf("no match but id %q, source %q", id, source)
+			}
+		case subjectSignal:
+			if got := prefix + ".signal." + id + "." + source; got != subject {
+				t.Fatalf("parsed %q as signal %q from %q of prefix %q", subject, id, source, prefix)
 			}
 		case subjectChat:
 			if got := prefix + ".chat." + id + ".message"; got != subject {
@@ -227,6 +231,36 @@ func FuzzParseSubject(f *testing.F) {
 		}
 		if kind != subjectNone && (id == "" || strings.ContainsAny(id, ".*> \t\r\n")) {
 			t.Fatalf("parsed %q into a bad token %q", subject, id)
+		}
+	})
+}
+
+func FuzzDecodeSignal(f *testing.F) {
+	f.Add("I1", "zoom", []byte(`{"id":"s1","interactionId":"I1","source":"zoom","type":"user_joined","role":"agent","sessionId":"z","at":"2025-01-02T03:04:05Z","raw":{"a":[1,2]}}`))
+	f.Add("I1", "operator", []byte(`{"id":"s1","interactionId":"I1","source":"operator","type":"stop"}`))
+	f.Add("I1", "agent", []byte(`{"id":"s1","interactionId":"I1","source":"zoom","type":"stop"}`))
+	f.Add("I1", "nobody", []byte(`{"id":"s1","interactionId":"I1","source":"nobody","type":"stop"}`))
+	f.Add("I1", "customer", []byte(`{"id":"s1","interactionId":"I1","source":"customer","type":"user_left","role":"bot"}`))
+	f.Add("I1", "zoom", []byte(`{"id":"s1","interactionId":"I1","source":"zoom","type":"stop","raw":{"x":1,"x":2}}`))
+	f.Fuzz(func(t *testing.T, token, source string, data []byte) {
+		g, err := decodeSignal(token, source, data)
+		if err != nil {
+			if g != nil {
+				t.Fatalf("value %+v returned with error %v", g, err)
+			}
+			return
+		}
+		if key, path, dup := duplicateKeyOracle(data); dup {
+			t.Fatalf("accepted a signal with the duplicate key %q in %q", key, path)
+		}
+		if g.ID == "" || g.InteractionID != token || g.Source != source || !knownSource(source) || g.Type == "" {
+			t.Fatalf("accepted an invalid signal: %+v", g)
+		}
+		if g.Role != "" && g.Role != RoleCustomer && g.Role != RoleAgent {
+			t.Fatalf("accepted role %q", g.Role)
+		}
+		if g.Raw != nil && !json.Valid(g.Raw) {
+			t.Fatalf("kept raw %q, not JSON", g.Raw)
 		}
 	})
 }

@@ -3,15 +3,20 @@
 // (<prefix>.interaction.<interactionId>.event), captured by one stream so that an interaction's chat
 // and events keep their publish order, and read by one durable pull consumer with explicit acks.
 //
+// It also reads the signals (<prefix>.signal.<interactionId>.<source>: the vendor's webhooks after
+// the daemon's router, the pages' reports, operators' stops) from the same stream.
+//
 // It decodes and validates each message, terminates malformed ones (logged once, never their text),
-// spots the co-browse start message ({start:NNNNNNNNN} or <start:NNNNNNNNN>) and hands every valid
-// message, with its delivery, to a Handler in stream order. It knows no co-browse vendor.
+// spots the form of a co-browse start message ({start:X} or <start:X>) and hands every valid
+// message, with its delivery, to a Handler in stream order. It knows no co-browse vendor: whether X
+// is a session token (Genesys) or a PIN (Zoom) is the interaction's vendor's call.
 package chat
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -66,12 +71,15 @@ const (
 	EventClosed      EventType = "closed"
 	EventTimeout     EventType = "timeout"
 	EventActivity    EventType = "activity"
+	// EventCobrowseRequested: the bot or the agent asks for co-browse; the daemon creates the
+	// session for vendors that can (Zoom BYOP, CEC).
+	EventCobrowseRequested EventType = "cobrowse_requested"
 )
 
 // Known reports whether t is one of the event types the daemon acts on.
 func (t EventType) Known() bool {
 	switch t {
-	case EventCreated, EventAssigned, EventTransferred, EventClosed, EventTimeout, EventActivity:
+	case EventCreated, EventAssigned, EventTransferred, EventClosed, EventTimeout, EventActivity, EventCobrowseRequested:
 		return true
 	}
 	return false
@@ -84,7 +92,68 @@ type Event struct {
 	Type          EventType `json:"type"`
 	AgentID       string    `json:"agentId,omitempty"`
 	ToAgentID     string    `json:"toAgentId,omitempty"`
-	At            time.Time `json:"at,omitzero"`
+	// Vendor is the co-browse vendor that serves the interaction (created, assigned), when the
+	// platform names one; the controller decides what an unknown or disabled one means.
+	Vendor string `json:"cobrowseVendor,omitempty"`
+	// RequestedBy is who asked for co-browse (cobrowse_requested).
+	RequestedBy *Sender   `json:"requestedBy,omitempty"`
+	At          time.Time `json:"at,omitzero"`
+}
+
+// SignalType is what an inbound signal says about the interaction's co-browse session.
+type SignalType string
+
+// The signal types the daemon acts on. Any other type is valid on the wire but ignored.
+const (
+	SignalSessionStarted SignalType = "session_started"
+	SignalUserJoined     SignalType = "user_joined"
+	SignalUserLeft       SignalType = "user_left"
+	SignalSessionEnded   SignalType = "session_ended"
+	SignalStop           SignalType = "stop" // an operator asks the daemon to stop the session
+)
+
+// Known reports whether t is one of the signal types the daemon acts on.
+func (t SignalType) Known() bool {
+	switch t {
+	case SignalSessionStarted, SignalUserJoined, SignalUserLeft, SignalSessionEnded, SignalStop:
+		return true
+	}
+	return false
+}
+
+// The sources of inbound signals: the fourth token of <prefix>.signal.<interactionId>.<source>.
+const (
+	SourceZoom     = "zoom"     // the daemon's Zoom webhook router
+	SourceCustomer = "customer" // the customer page's backend
+	SourceAgent    = "agent"    // the agent desktop's backend
+	SourceOperator = "operator" // an operator (sessions.stop)
+)
+
+func knownSource(s string) bool {
+	switch s {
+	case SourceZoom, SourceCustomer, SourceAgent, SourceOperator:
+		return true
+	}
+	return false
+}
+
+// Signal is an inbound report about an interaction's co-browse session from outside the chat:
+// the vendor's webhooks after the daemon's router, the pages, an operator. Published on
+// <prefix>.signal.<interactionId>.<source>, in the same stream as the interaction's chat and events.
+type Signal struct {
+	ID            string          `json:"id"`
+	InteractionID string          `json:"interactionId"`
+	Source        string          `json:"source"`
+	Type          SignalType      `json:"type"`
+	Role          Role            `json:"role,omitempty"`      // whose join or leave (customer, agent)
+	SessionID     string          `json:"sessionId,omitempty"` // the vendor's session id, when known
+	At            time.Time       `json:"at,omitzero"`
+	Raw           json.RawMessage `json:"raw,omitempty"` // the vendor's payload, kept for the record
+}
+
+// SignalSubject is the subject a signal about the interaction from source is published on.
+func SignalSubject(prefix, interactionID, source string) string {
+	return orDefaultPrefix(prefix) + ".signal." + interactionID + "." + source
 }
 
 // DefaultPrefix is the subject prefix used when none is configured.
@@ -109,19 +178,25 @@ func orDefaultPrefix(prefix string) string {
 	return prefix
 }
 
-// startWhitespace is the whitespace DetectStart allows around the start token: space, tab, line
-// feed, carriage return and form feed. It is exactly RE2's \s ([\t\n\f\r ]), so the regexp
-// `^\s*(\{start:[0-9]{9}\}|<start:[0-9]{9}>)\s*$` is an exact oracle. Vertical tab and Unicode
-// spaces (NBSP, U+2028, ...) are not whitespace here.
+// startWhitespace is the whitespace StartCandidate allows around the start message: space, tab,
+// line feed, carriage return and form feed. It is exactly RE2's \s ([\t\n\f\r ]), so the regexp
+// `^\s*(\{start:[A-Za-z0-9]{1,64}\}|<start:[A-Za-z0-9]{1,64}>)\s*$` is an exact oracle. Vertical
+// tab and Unicode spaces (NBSP, U+2028, ...) are not whitespace here.
 const startWhitespace = " \t\n\r\f"
 
-// DetectStart reports whether text is a co-browse start message and returns its nine-digit token.
-// The whole text must be {start:NNNNNNNNN} or <start:NNNNNNNNN>, with exactly nine ASCII digits,
-// optionally surrounded by startWhitespace and nothing else. Leading zeros are kept.
-func DetectStart(text string) (token string, ok bool) {
+// MaxStartToken bounds the token of a start message. Every vendor's token fits (Genesys: 9
+// digits; Zoom: a PIN of at most 10 characters); a longer one is not a start message.
+const MaxStartToken = 64
+
+// StartCandidate reports whether text has the form of a co-browse start message, {start:X} or
+// <start:X> with X one to MaxStartToken ASCII letters and digits, optionally surrounded by
+// startWhitespace and nothing else, and returns X as written. It knows no vendor: whether X is a
+// token of the interaction's vendor (nine digits for Genesys, a PIN for Zoom) is the vendor's
+// call (connector.Connector.MatchStart).
+func StartCandidate(text string) (token string, ok bool) {
 	s := strings.Trim(text, startWhitespace)
-	const n = len("{start:") + 9 + len("}")
-	if len(s) != n {
+	const frame = len("{start:") + len("}")
+	if len(s) <= frame || len(s) > frame+MaxStartToken {
 		return "", false
 	}
 	var closer byte
@@ -133,16 +208,17 @@ func DetectStart(text string) (token string, ok bool) {
 	default:
 		return "", false
 	}
-	if s[n-1] != closer {
+	if s[len(s)-1] != closer {
 		return "", false
 	}
-	digits := s[7 : n-1]
-	for i := 0; i < len(digits); i++ {
-		if digits[i] < '0' || digits[i] > '9' {
+	body := s[7 : len(s)-1]
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
 			return "", false
 		}
 	}
-	return digits, true
+	return body, true
 }
 
 // subjectKind tells which inbound subject pattern a subject matched.
@@ -152,10 +228,29 @@ const (
 	subjectNone subjectKind = iota
 	subjectChat
 	subjectEvent
+	subjectSignal
 )
 
-// parseSubject splits <prefix>.chat.<id>.message or <prefix>.interaction.<id>.event.
-func parseSubject(prefix, subject string) (subjectKind, string) {
+// parseSubject splits <prefix>.chat.<id>.message, <prefix>.interaction.<id>.event or
+// <prefix>.signal.<id>.<source>; for a signal, source is the fourth token.
+func parseSubject(prefix, subject string) (kind subjectKind, id, source string) {
+	k, id := parseSubject3(prefix, subject)
+	if k != subjectNone {
+		return k, id, ""
+	}
+	rest, ok := strings.CutPrefix(subject, prefix+".signal.")
+	if !ok {
+		return subjectNone, "", ""
+	}
+	id, source, ok = strings.Cut(rest, ".")
+	if !ok || id == "" || source == "" || strings.ContainsAny(id, "*> \t\r\n") || strings.ContainsAny(source, ".*> \t\r\n") {
+		return subjectNone, "", ""
+	}
+	return subjectSignal, id, source
+}
+
+// parseSubject3 splits the three-token-tailed subjects: chat messages and interaction events.
+func parseSubject3(prefix, subject string) (subjectKind, string) {
 	rest, ok := strings.CutPrefix(subject, prefix+".")
 	if !ok {
 		return subjectNone, ""
@@ -437,6 +532,10 @@ func (o object) timestamp(key string) (time.Time, error) {
 	if err != nil || !ok {
 		return time.Time{}, err
 	}
+	// time.Parse takes a one-digit hour ("T0:00:00") that RFC 3339 does not: check the form first.
+	if !rfc3339.MatchString(s) {
+		return time.Time{}, malformed("field %s: not an RFC 3339 timestamp", key)
+	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
 		return time.Time{}, malformed("field %s: not an RFC 3339 timestamp", key)
@@ -449,6 +548,9 @@ func (o object) timestamp(key string) (time.Time, error) {
 	}
 	return t, nil
 }
+
+// rfc3339 is the form of an RFC 3339 date-time (section 5.6), two-digit fields throughout.
+var rfc3339 = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$`)
 
 // checkToken refuses a value of field key that cannot be one NATS subject token, the rule the
 // daemon's publishers apply to the ids they put in subjects (attach.checkToken): non-empty, valid
@@ -534,7 +636,7 @@ func decodeChat(token string, data []byte) (*Message, error) {
 		return nil, malformed("field text: missing")
 	}
 	m.Text = text
-	if m.From, err = decodeSender(obj["from"]); err != nil {
+	if m.From, err = decodeSender(obj["from"], "from"); err != nil {
 		return nil, err
 	}
 	if m.SentAt, err = obj.timestamp("sentAt"); err != nil {
@@ -543,33 +645,33 @@ func decodeChat(token string, data []byte) (*Message, error) {
 	return &m, nil
 }
 
-func decodeSender(raw json.RawMessage) (Sender, error) {
+func decodeSender(raw json.RawMessage, field string) (Sender, error) {
 	if raw == nil || bytes.Equal(raw, []byte("null")) {
-		return Sender{}, malformed("field from: missing")
+		return Sender{}, malformed("field %s: missing", field)
 	}
 	if raw[0] != '{' {
-		return Sender{}, malformed("field from: not a JSON object")
+		return Sender{}, malformed("field %s: not a JSON object", field)
 	}
-	obj, err := decodeObject(raw, "field from")
+	obj, err := decodeObject(raw, "field "+field)
 	if err != nil {
 		return Sender{}, err
 	}
 	var s Sender
 	role, ok, err := obj.str("role")
 	if err != nil {
-		return Sender{}, malformed("field from.role: not a string")
+		return Sender{}, malformed("field %s.role: not a string", field)
 	}
 	if !ok {
-		return Sender{}, malformed("field from.role: missing")
+		return Sender{}, malformed("field %s.role: missing", field)
 	}
 	if s.Role = Role(role); !s.Role.Valid() {
-		return Sender{}, malformed("field from.role: not one of customer, agent, bot, system")
+		return Sender{}, malformed("field %s.role: not one of customer, agent, bot, system", field)
 	}
 	if s.ID, err = obj.optional("id"); err != nil {
-		return Sender{}, malformed("field from.id: not a string")
+		return Sender{}, malformed("field %s.id: not a string", field)
 	}
 	if s.Name, err = obj.optional("name"); err != nil {
-		return Sender{}, malformed("field from.name: not a string")
+		return Sender{}, malformed("field %s.name: not a string", field)
 	}
 	return s, nil
 }
@@ -603,8 +705,67 @@ func decodeEvent(token string, data []byte) (*Event, error) {
 	if e.ToAgentID, err = obj.optionalToken("toAgentId"); err != nil {
 		return nil, err
 	}
+	if e.Vendor, err = obj.optionalToken("cobrowseVendor"); err != nil {
+		return nil, err
+	}
+	if raw, ok := obj["requestedBy"]; ok && !bytes.Equal(raw, []byte("null")) {
+		who, err := decodeSender(raw, "requestedBy")
+		if err != nil {
+			return nil, err
+		}
+		e.RequestedBy = &who
+	}
 	if e.At, err = obj.timestamp("at"); err != nil {
 		return nil, err
 	}
 	return &e, nil
+}
+
+// decodeSignal decodes and validates a signal published on <prefix>.signal.<token>.<source>.
+// Required: id, interactionId (equal to token), source (equal to the subject's), type (any
+// non-empty string: an unknown type is acked and ignored). Optional: role (customer or agent),
+// sessionId (a string), at (RFC 3339), raw (any JSON value, kept as it is).
+func decodeSignal(token, source string, data []byte) (*Signal, error) {
+	if !knownSource(source) {
+		return nil, malformed("signal: subject source is not one of zoom, customer, agent, operator")
+	}
+	obj, err := decodePayload(data, "signal")
+	if err != nil {
+		return nil, err
+	}
+	var g Signal
+	if g.ID, err = obj.required("id"); err != nil {
+		return nil, err
+	}
+	if g.InteractionID, err = obj.interactionID(token); err != nil {
+		return nil, err
+	}
+	if g.Source, err = obj.required("source"); err != nil {
+		return nil, err
+	}
+	if g.Source != source {
+		return nil, malformed("field source: differs from the subject's")
+	}
+	typ, err := obj.required("type")
+	if err != nil {
+		return nil, err
+	}
+	g.Type = SignalType(typ)
+	role, err := obj.optional("role")
+	if err != nil {
+		return nil, err
+	}
+	if g.Role = Role(role); role != "" && g.Role != RoleCustomer && g.Role != RoleAgent {
+		return nil, malformed("field role: not one of customer, agent")
+	}
+	if g.SessionID, err = obj.optional("sessionId"); err != nil {
+		return nil, err
+	}
+	if g.At, err = obj.timestamp("at"); err != nil {
+		return nil, err
+	}
+	if raw, ok := obj["raw"]; ok && !bytes.Equal(raw, []byte("null")) {
+		g.Raw = bytes.Clone(raw)
+	}
+	return &g, nil
 }

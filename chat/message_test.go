@@ -11,7 +11,9 @@ import (
 	"time"
 )
 
-func TestDetectStart(t *testing.T) {
+// TestStartCandidate: the vendor-neutral form of a start message. Which tokens a vendor accepts
+// (nine digits for Genesys) is the vendor's test.
+func TestStartCandidate(t *testing.T) {
 	tests := []struct {
 		text  string
 		token string // "" = not a start message
@@ -35,8 +37,11 @@ func TestDetectStart(t *testing.T) {
 		{"{START:123456789}", ""},
 		{"{Start:123456789}", ""},
 		{"<START:123456789>", ""},
-		{"{start:1234567890}", ""},
-		{"{start:12345678}", ""},
+		{"{start:1234567890}", "1234567890"}, // the vendor decides: not nine digits, not Genesys
+		{"{start:12345678}", "12345678"},
+		{"{start:AB12cd}", "AB12cd"}, // a Zoom BYOP PIN, as written
+		{"{start:" + strings.Repeat("9", 64) + "}", strings.Repeat("9", 64)},
+		{"{start:" + strings.Repeat("9", 65) + "}", ""},
 		{"{start:}", ""},
 		{"{start:123456789>", ""},
 		{"<start:123456789}", ""},
@@ -47,7 +52,9 @@ func TestDetectStart(t *testing.T) {
 		{"{start:123456789}{start:123456789}", ""},
 		{"{start=123456789}", ""},
 		{"{start 123456789}", ""},
-		{"{start:12345678a}", ""},
+		{"{start:12345678a}", "12345678a"},
+		{"{start:1234-5678}", ""},
+		{"{start:1234_5678}", ""},
 		{"{start:+12345678}", ""},
 		{"{start:-12345678}", ""},
 		{"{start:1234 5678}", ""},
@@ -67,9 +74,9 @@ func TestDetectStart(t *testing.T) {
 		{"x", ""},
 	}
 	for _, tc := range tests {
-		token, ok := DetectStart(tc.text)
+		token, ok := StartCandidate(tc.text)
 		if ok != (tc.token != "") || token != tc.token {
-			t.Errorf("DetectStart(%q) = %q, %v; want %q, %v", tc.text, token, ok, tc.token, tc.token != "")
+			t.Errorf("StartCandidate(%q) = %q, %v; want %q, %v", tc.text, token, ok, tc.token, tc.token != "")
 		}
 	}
 }
@@ -78,26 +85,31 @@ func TestParseSubject(t *testing.T) {
 	tests := []struct {
 		prefix, subject string
 		kind            subjectKind
-		id              string
+		id, source      string
 	}{
-		{"cc", "cc.chat.I1.message", subjectChat, "I1"},
-		{"cc", "cc.interaction.I-2_x.event", subjectEvent, "I-2_x"},
-		{"acme.cc", "acme.cc.chat.I1.message", subjectChat, "I1"},
-		{"acme.cc", "cc.chat.I1.message", subjectNone, ""},
-		{"cc", "cc.chat.I1.event", subjectNone, ""},
-		{"cc", "cc.interaction.I1.message", subjectNone, ""},
-		{"cc", "cc.chat.I1.message.extra", subjectNone, ""},
-		{"cc", "cc.chat.message", subjectNone, ""},
-		{"cc", "cc.chat..message", subjectNone, ""},
-		{"cc", "cc.chat.*.message", subjectNone, ""},
-		{"cc", "ccx.chat.I1.message", subjectNone, ""},
-		{"cc", "other.chat.I1.message", subjectNone, ""},
-		{"cc", "cc.interaction.I1.attach", subjectNone, ""},
+		{"cc", "cc.signal.I1.zoom", subjectSignal, "I1", "zoom"},
+		{"cc", "cc.signal.I1.anything", subjectSignal, "I1", "anything"}, // the decoder refuses unknown sources
+		{"cc", "cc.signal.I1", subjectNone, "", ""},
+		{"cc", "cc.signal.I1.zoom.x", subjectNone, "", ""},
+		{"cc", "cc.signal..zoom", subjectNone, "", ""},
+		{"cc", "cc.chat.I1.message", subjectChat, "I1", ""},
+		{"cc", "cc.interaction.I-2_x.event", subjectEvent, "I-2_x", ""},
+		{"acme.cc", "acme.cc.chat.I1.message", subjectChat, "I1", ""},
+		{"acme.cc", "cc.chat.I1.message", subjectNone, "", ""},
+		{"cc", "cc.chat.I1.event", subjectNone, "", ""},
+		{"cc", "cc.interaction.I1.message", subjectNone, "", ""},
+		{"cc", "cc.chat.I1.message.extra", subjectNone, "", ""},
+		{"cc", "cc.chat.message", subjectNone, "", ""},
+		{"cc", "cc.chat..message", subjectNone, "", ""},
+		{"cc", "cc.chat.*.message", subjectNone, "", ""},
+		{"cc", "ccx.chat.I1.message", subjectNone, "", ""},
+		{"cc", "other.chat.I1.message", subjectNone, "", ""},
+		{"cc", "cc.interaction.I1.attach", subjectNone, "", ""},
 	}
 	for _, tc := range tests {
-		kind, id := parseSubject(tc.prefix, tc.subject)
-		if kind != tc.kind || id != tc.id {
-			t.Errorf("parseSubject(%q, %q) = %v, %q; want %v, %q", tc.prefix, tc.subject, kind, id, tc.kind, tc.id)
+		kind, id, source := parseSubject(tc.prefix, tc.subject)
+		if kind != tc.kind || id != tc.id || source != tc.source {
+			t.Errorf("parseSubject(%q, %q) = %v, %q, %q; want %v, %q, %q", tc.prefix, tc.subject, kind, id, source, tc.kind, tc.id, tc.source)
 		}
 	}
 	if got := ChatSubject("", "I1"); got != "cc.chat.I1.message" {
@@ -192,7 +204,8 @@ func TestDecodeChat(t *testing.T) {
 		{"empty sentAt", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":""}`, "field sentAt: not an RFC 3339 timestamp"},
 		{"numeric sentAt", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":1741064767000}`, "field sentAt: not a string"},
 		// Times whose UTC year is outside 1..9999 (time.Time.MarshalJSON cannot write them back).
-		{"sentAt in UTC year -1 (fuzz)", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"0000-01-01T0:00:00+01:00"}`, "field sentAt: out of range (UTC year 1 to 9999)"},
+		{"sentAt with a one-digit hour (fuzz)", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"0000-01-01T0:00:00+01:00"}`, "field sentAt: not an RFC 3339 timestamp"},
+		{"sentAt in UTC year -1", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"0000-01-01T00:00:00+01:00"}`, "field sentAt: out of range (UTC year 1 to 9999)"},
 		{"sentAt in UTC year 0", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"0000-06-01T00:00:00Z"}`, "field sentAt: out of range (UTC year 1 to 9999)"},
 		{"sentAt a minute before year 1", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"0001-01-01T00:00:00+00:01"}`, "field sentAt: out of range (UTC year 1 to 9999)"},
 		{"sentAt in UTC year 10000", `{"id":"m1","interactionId":"I1","from":{"role":"customer"},"text":"x","sentAt":"9999-12-31T23:00:00-02:00"}`, "field sentAt: out of range (UTC year 1 to 9999)"},
