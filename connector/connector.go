@@ -40,13 +40,14 @@ const (
 	JoinFailed             EndReason = "join_failed"             // the Controller's join was refused or failed for good
 	Replaced               EndReason = "replaced"                // a new start message on the same interaction replaced this session
 	Shutdown               EndReason = "shutdown"                // the daemon stopped the session while shutting down
+	OperatorStop           EndReason = "operator_stop"           // an operator asked the daemon to stop the session
 )
 
 // Valid reports whether r is one of the known end reasons.
 func (r EndReason) Valid() bool {
 	switch r {
 	case ParticipantExit, InteractionTransferred, InteractionClosed, InteractionTimeout,
-		NoAgentJoin, ServerLost, JoinFailed, Replaced, Shutdown:
+		NoAgentJoin, ServerLost, JoinFailed, Replaced, Shutdown, OperatorStop:
 		return true
 	}
 	return false
@@ -83,7 +84,7 @@ type Participant struct {
 
 // Trigger is what the daemon knows when it decides to join a session.
 type Trigger struct {
-	Token         string // the session token from the start message (9 digits for Genesys), kept a string
+	Token         string // the session token from the start message (9 digits for Genesys), kept a string; "" for a request
 	InteractionID string // the contact-center interaction the session rides on
 	AgentID       string // the interaction's current agent, if known; a vendor may join on its behalf
 }
@@ -186,8 +187,16 @@ type Session interface {
 // Connector is one vendor's co-browse server, as the controller sees it.
 type Connector interface {
 	Vendor() Vendor
-	// Join joins the session named by the trigger as Controller. Errors wrap one of the
-	// sentinels below.
+	// MatchStart reports whether the token of a start message (chat.StartCandidate: the X of
+	// {start:X}, as the customer wrote it) is a token of this vendor, and returns it in the form
+	// the vendor uses (Genesys: exactly nine digits; a Zoom PIN would be upper-cased). Each vendor
+	// owns its syntax: nine digits are a Genesys token on a Genesys interaction and could be a PIN
+	// on a Zoom one.
+	MatchStart(token string) (string, bool)
+	// Join joins the session named by the trigger as Controller. A trigger without a token (a
+	// cobrowse_requested event: the bot or the agent asks) asks the vendor to create the session;
+	// a vendor that cannot (Genesys: the customer's page creates it) returns ErrUnsupported.
+	// Errors wrap one of the sentinels below.
 	Join(ctx context.Context, t Trigger) (Session, error)
 	// Rejoin joins again a session saved before a restart. While the server refuses (the old
 	// connection may still be held) or cannot be reached, the vendor retries within its own
@@ -218,6 +227,9 @@ var (
 	ErrUnavailable = errors.New("co-browse server unavailable")
 	// ErrLost: the connection the session depended on is gone and cannot be recovered.
 	ErrLost = errors.New("co-browse server connection lost")
+	// ErrUnsupported: the vendor cannot do what was asked (Genesys cannot create a session for a
+	// cobrowse_requested event). Final.
+	ErrUnsupported = errors.New("not supported by this co-browse vendor")
 )
 
 // ServerError is a failed call to a co-browse server. Its Kind is one of the sentinels above, so

@@ -87,6 +87,9 @@ func New(cfg Config) (*Connector, error) {
 // Vendor returns connector.Genesys.
 func (c *Connector) Vendor() connector.Vendor { return connector.Genesys }
 
+// MatchStart accepts exactly nine ASCII digits, the Genesys session token (leading zeros kept).
+func (c *Connector) MatchStart(token string) (string, bool) { return token, validToken(token) }
+
 // Breakers returns the per-node circuit breakers the connector uses.
 func (c *Connector) Breakers() *connector.Breakers { return c.breakers }
 
@@ -107,6 +110,11 @@ func (c *Connector) Close() error {
 // A new join goes through the node's circuit breaker and takes one of the node's join slots
 // (Config.MaxConcurrentJoins): these protect a node from new work, never a live session.
 func (c *Connector) Join(ctx context.Context, t connector.Trigger) (connector.Session, error) {
+	if t.Token == "" {
+		// A cobrowse_requested: Genesys sessions are created by the customer's page only.
+		return nil, &connector.ServerError{Op: opJoin, Node: c.cfg.ClusterURL, Kind: connector.ErrUnsupported,
+			Reason: "Genesys Co-browse sessions are started by the customer's page; the daemon cannot create one"}
+	}
 	if !validToken(t.Token) {
 		return nil, invalidToken(opJoin, c.cfg.ClusterURL)
 	}

@@ -136,7 +136,12 @@ func TestInvalidTokenMakesNoCall(t *testing.T) {
 	ctx := t.Context()
 	for _, bad := range []string{"", "12345", "abcdefghi", "5351768340"} {
 		_, err := c.Join(ctx, connector.Trigger{Token: bad})
-		if !errors.Is(err, connector.ErrNotFound) || !errors.Is(err, ErrInvalidToken) {
+		switch {
+		case bad == "": // no token: a request to create a session, which Genesys cannot
+			if !errors.Is(err, connector.ErrUnsupported) {
+				t.Errorf("Join without a token = %v, want ErrUnsupported", err)
+			}
+		case !errors.Is(err, connector.ErrNotFound) || !errors.Is(err, ErrInvalidToken):
 			t.Errorf("Join(%q) = %v, want ErrNotFound+ErrInvalidToken", bad, err)
 		}
 		_, err = c.Rejoin(ctx, connector.Handle{Token: bad, NodeURL: f.URL})
@@ -539,5 +544,30 @@ func TestErrorsMaskTokens(t *testing.T) {
 	_, err = c.StopHandle(t.Context(), connector.Handle{Token: tok, UserToken: userToken, NodeURL: dead})
 	if !errors.Is(err, connector.ErrUnavailable) || strings.Contains(err.Error(), userToken) {
 		t.Fatalf("REST stop error shows the user token: %v", err)
+	}
+}
+
+// TestMatchStart: a Genesys token is exactly nine ASCII digits; anything else the chat's start form
+// lets through (a PIN of letters, eight or ten digits) is not this vendor's.
+func TestMatchStart(t *testing.T) {
+	c := &Connector{}
+	for tok, want := range map[string]bool{
+		"123456789": true, "000000001": true,
+		"12345678": false, "1234567890": false, "12345678a": false, "ABCDEF": false, "": false, "１２３４５６７８９": false,
+	} {
+		if got, ok := c.MatchStart(tok); ok != want || (ok && got != tok) {
+			t.Errorf("MatchStart(%q) = %q, %v; want %v", tok, got, ok, want)
+		}
+	}
+}
+
+// TestJoinWithoutTokenIsUnsupported: Genesys cannot create a session (cobrowse_requested).
+func TestJoinWithoutTokenIsUnsupported(t *testing.T) {
+	c, err := New(Config{ClusterURL: "http://127.0.0.1:1/cobrowse"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Join(t.Context(), connector.Trigger{InteractionID: "i1"}); !errors.Is(err, connector.ErrUnsupported) {
+		t.Fatalf("Join without a token: %v, want ErrUnsupported", err)
 	}
 }
