@@ -41,6 +41,8 @@ type actor struct {
 	// outboxSaved: the store holds outbox (st.Outbox) as it is now.
 	outboxSaved bool
 	lastRun     time.Time // when the actor last did work, for reaping
+	// vendorWarned: a cobrowseVendor different from the fixed one was logged already.
+	vendorWarned bool
 
 	sess   connector.Session
 	events <-chan connector.Event
@@ -246,6 +248,7 @@ func (a *actor) inbound(ctx context.Context, in chat.Inbound) {
 		return
 	}
 	a.st.LastActivity = time.Now()
+	a.fixVendor(in)
 	err := a.step(ctx, input{msg: &in})
 	if err == nil {
 		a.st.remember(key)
@@ -257,8 +260,51 @@ func (a *actor) inbound(ctx context.Context, in chat.Inbound) {
 	a.finish(ctx, in, err)
 }
 
+// fixVendor fixes the interaction's vendor at its first decision: the cobrowseVendor of a created
+// or assigned event, else the default vendor. A later, different cobrowseVendor is logged once and
+// ignored: the interaction's session, its state and its reporting stay with one vendor.
+func (a *actor) fixVendor(in chat.Inbound) {
+	named := ""
+	if ev := in.Event; ev != nil && (ev.Type == chat.EventCreated || ev.Type == chat.EventAssigned) {
+		named = ev.Vendor
+	}
+	switch {
+	case a.st.Vendor == "" && named != "":
+		a.st.Vendor = connector.Vendor(named)
+		a.dirty = true
+	case a.st.Vendor == "":
+		a.st.Vendor = a.c.vendor // saved with the next change; the default serves until then anyway
+	case named != "" && connector.Vendor(named) != a.st.Vendor && !a.vendorWarned:
+		a.vendorWarned = true
+		a.log.Warn("the interaction's vendor is fixed; a different cobrowseVendor is ignored", "vendor", a.st.Vendor, "named", named)
+	}
+}
+
+// vendor is the interaction's vendor (see fixVendor).
+func (a *actor) vendor() connector.Vendor {
+	if a.st.Vendor != "" {
+		return a.st.Vendor
+	}
+	return a.c.vendor
+}
+
+// conn is the connector of the interaction's vendor; nil when that vendor is not enabled.
+func (a *actor) conn() connector.Connector { return a.c.conns[a.vendor()] }
+
+// connFor is the connector of a saved session's vendor (states saved before vendors were chosen per
+// interaction name it in the handle only).
+func (a *actor) connFor(h connector.Handle) connector.Connector {
+	if h.Vendor != "" {
+		return a.c.conns[h.Vendor]
+	}
+	return a.conn()
+}
+
 // inboundKey is the dedupe key of an inbound message within its interaction.
 func inboundKey(in chat.Inbound) string {
+	if in.Signal != nil {
+		return "s:" + in.Signal.ID
+	}
 	if in.Chat != nil {
 		return "c:" + in.Chat.ID
 	}
@@ -302,7 +348,7 @@ func (a *actor) finish(ctx context.Context, in chat.Inbound, stepErr error) {
 	a.queue(Outbound{Life: &attach.Lifecycle{
 		Event:         attach.Failed,
 		InteractionID: a.id,
-		Vendor:        a.c.vendor,
+		Vendor:        string(a.vendor()),
 		AgentID:       a.st.AgentID,
 		Reason:        ReasonProcessingFailed,
 		Detail:        stepErr.Error(),

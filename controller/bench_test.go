@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
 )
 
 // BenchmarkLiveInteractions holds 10,000 interactions, each with a joined co-browse session, and
@@ -20,7 +21,7 @@ func BenchmarkLiveInteractions(b *testing.B) {
 	for range b.N {
 		conn, store, pub := newFakeConn(), newMemStore(), newRecorder()
 		pub.published = make(chan any, 4*n)
-		c, err := New(Config{Timers: Timers{NoAgentJoin: time.Hour, Inactivity: time.Hour}, MaxInteractions: 2 * n}, conn, store, pub)
+		c, err := New(Config{Timers: Timers{NoAgentJoin: time.Hour, Inactivity: time.Hour}, MaxInteractions: 2 * n}, []connector.Connector{conn}, store, pub)
 		if err != nil {
 			b.Fatal(err)
 		}

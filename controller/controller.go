@@ -60,7 +60,10 @@ type Config struct {
 	IdleReap        time.Duration // an actor with no live session is reaped after this long idle (default 1m)
 	Sweep           string        // cron spec of the sweep that catches what timers missed (default "@every 30s")
 	StopOnShutdown  bool          // stop live sessions (reason shutdown) instead of leaving them for the next start to re-join
-	Logger          *slog.Logger
+	// DefaultVendor serves an interaction whose created or assigned event names no
+	// cobrowseVendor. Empty: the vendor of the only connector given to New.
+	DefaultVendor connector.Vendor
+	Logger        *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -91,10 +94,10 @@ func (c Config) withDefaults() Config {
 // Controller routes inbound messages to one actor per interaction and owns the actors.
 type Controller struct {
 	cfg    Config
-	conn   connector.Connector
+	conns  map[connector.Vendor]connector.Connector // the enabled vendors
 	store  Store
 	pub    Publisher
-	vendor string
+	vendor connector.Vendor // the default vendor
 	log    *slog.Logger
 	sched  cron.Schedule
 
@@ -109,19 +112,29 @@ type Controller struct {
 }
 
 // New builds a controller. It starts nothing: Recover and Run do.
-func New(cfg Config, conn connector.Connector, store Store, pub Publisher) (*Controller, error) {
+func New(cfg Config, conns []connector.Connector, store Store, pub Publisher) (*Controller, error) {
 	cfg = cfg.withDefaults()
 	sched, err := cron.ParseStandard(cfg.Sweep)
 	if err != nil {
 		return nil, fmt.Errorf("controller: sweep %q: %w", cfg.Sweep, err)
 	}
+	enabled := make(map[connector.Vendor]connector.Connector, len(conns))
+	for _, c := range conns {
+		enabled[c.Vendor()] = c
+	}
+	if cfg.DefaultVendor == "" && len(conns) == 1 {
+		cfg.DefaultVendor = conns[0].Vendor()
+	}
+	if _, ok := enabled[cfg.DefaultVendor]; !ok {
+		return nil, fmt.Errorf("controller: the default vendor %q is not among the enabled vendors", cfg.DefaultVendor)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Controller{
 		cfg:    cfg,
-		conn:   conn,
 		store:  store,
 		pub:    pub,
-		vendor: string(conn.Vendor()),
+		conns:  enabled,
+		vendor: cfg.DefaultVendor,
 		log:    cfg.Logger.With("component", "controller"),
 		sched:  sched,
 		ctx:    ctx,
@@ -206,7 +219,7 @@ func (c *Controller) giveUp(ctx context.Context, in chat.Inbound, why error) {
 	err := c.pub.Lifecycle(pctx, attach.Lifecycle{
 		Event:         attach.Failed,
 		InteractionID: in.InteractionID,
-		Vendor:        c.vendor,
+		Vendor:        string(c.vendor),
 		Reason:        ReasonProcessingFailed,
 		Detail:        why.Error(),
 		At:            time.Now(),

@@ -41,7 +41,7 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 		mutate(&cfg)
 	}
 	h := &harness{t: t, conn: newFakeConn(), store: newMemStore(), pub: newRecorder(), done: make(chan struct{})}
-	c, err := New(cfg, h.conn, h.store, h.pub)
+	c, err := New(cfg, []connector.Connector{h.conn}, h.store, h.pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +511,7 @@ func TestRecoverRejoinsOrEndsAsServerLost(t *testing.T) {
 		}
 
 		// A new controller over the same store and server, as after a restart.
-		c2, err := New(h.c.cfg, h.conn, h.store, h.pub)
+		c2, err := New(h.c.cfg, []connector.Connector{h.conn}, h.store, h.pub)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -534,7 +534,7 @@ func TestRecoverRejoinsOrEndsAsServerLost(t *testing.T) {
 
 		// Another restart where the server refuses the re-join: stopped through the handle.
 		h.stop()
-		c3, _ := New(h.c.cfg, h.conn, h.store, h.pub)
+		c3, _ := New(h.c.cfg, []connector.Connector{h.conn}, h.store, h.pub)
 		h.c = c3
 		h.conn.mu.Lock()
 		h.conn.rejoinErr = &connector.ServerError{Op: "join", Kind: connector.ErrRefused}
@@ -613,7 +613,7 @@ func TestOutboxSurvivesAStopMidPublish(t *testing.T) {
 		h.conn.mu.Lock()
 		h.conn.rejoinErr = &connector.ServerError{Op: "join", Kind: connector.ErrRefused}
 		h.conn.mu.Unlock()
-		c2, err := New(h.c.cfg, h.conn, h.store, h.pub)
+		c2, err := New(h.c.cfg, []connector.Connector{h.conn}, h.store, h.pub)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -734,7 +734,7 @@ func TestRecoveryStopThatFailsIsRetried(t *testing.T) {
 		h.conn.rejoinErr = &connector.ServerError{Op: "join", Kind: connector.ErrUnavailable}
 		h.conn.stopErr = &connector.ServerError{Op: "stop", Kind: connector.ErrUnavailable}
 		h.conn.mu.Unlock()
-		c2, _ := New(h.c.cfg, h.conn, h.store, h.pub)
+		c2, _ := New(h.c.cfg, []connector.Connector{h.conn}, h.store, h.pub)
 		h.c = c2
 		if err := c2.Recover(context.Background()); err != nil {
 			t.Fatal(err)
@@ -760,7 +760,7 @@ func TestRecoveryStopThatFailsIsRetried(t *testing.T) {
 func (h *harness) restart() {
 	h.t.Helper()
 	h.stop()
-	c, err := New(h.c.cfg, h.conn, h.store, h.pub)
+	c, err := New(h.c.cfg, []connector.Connector{h.conn}, h.store, h.pub)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -874,5 +874,83 @@ func TestLostSessionNotStoppedIsStopped(t *testing.T) {
 		if st := h.store.get("i1"); len(st.PendingStops) != 0 || len(h.conn.stopHandle) != 1 {
 			t.Fatalf("pending stops %+v, handle stops %d", st.PendingStops, len(h.conn.stopHandle))
 		}
+	})
+}
+
+func (h *harness) signal(iid, source string, typ chat.SignalType) *delivery {
+	return h.send(chat.Inbound{InteractionID: iid, Signal: &chat.Signal{ID: h.nextID(), InteractionID: iid, Source: source, Type: typ}})
+}
+
+func (h *harness) eventWith(iid string, ev chat.Event) *delivery {
+	ev.ID, ev.InteractionID = h.nextID(), iid
+	return h.send(chat.Inbound{InteractionID: iid, Event: &ev})
+}
+
+// TestStartMessageNotInTheVendorsForm: {start:X} whose X is not a token of the interaction's
+// vendor (a PIN of letters on a Genesys interaction) starts nothing.
+func TestStartMessageNotInTheVendorsForm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "AB12CD"), "ack")
+		mustFate(t, h.start_("i1", "1234567890"), "ack")
+		wantKinds(t, h)
+		if len(h.conn.sessions) != 0 {
+			t.Fatalf("%d joins", len(h.conn.sessions))
+		}
+	})
+}
+
+// TestRequestOnGenesysIsUnsupported: a cobrowse_requested event asks the vendor to create the
+// session; Genesys cannot, and the request fails as unsupported. A request while a session is
+// live is a no-op.
+func TestRequestOnGenesysIsUnsupported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.conn.joinErr[""] = &connector.ServerError{Op: "join", Kind: connector.ErrUnsupported, Reason: "cannot create"}
+		mustFate(t, h.eventWith("i1", chat.Event{Type: chat.EventCobrowseRequested, RequestedBy: &chat.Sender{Role: chat.RoleBot}}), "ack")
+		wantKinds(t, h, "failed:unsupported")
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		mustFate(t, h.eventWith("i1", chat.Event{Type: chat.EventCobrowseRequested}), "ack")
+		wantKinds(t, h, "failed:unsupported", "joined", "attach#1")
+	})
+}
+
+// TestVendorIsFixedAtTheFirstDecision: cobrowseVendor on created chooses the interaction's
+// vendor; one not enabled fails the start as vendor_unavailable; a later different value is
+// ignored, and the state keeps the vendor.
+func TestVendorIsFixedAtTheFirstDecision(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.eventWith("i1", chat.Event{Type: chat.EventCreated, AgentID: "a1", Vendor: "zoom"}), "ack")
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		mustFate(t, h.eventWith("i1", chat.Event{Type: chat.EventAssigned, AgentID: "a2", Vendor: "genesys"}), "ack")
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		wantKinds(t, h, "failed:vendor_unavailable", "failed:vendor_unavailable")
+		if st := h.store.get("i1"); st.Vendor != "zoom" {
+			t.Fatalf("saved vendor %q", st.Vendor)
+		}
+		// Another interaction without cobrowseVendor gets the default vendor.
+		mustFate(t, h.eventWith("i2", chat.Event{Type: chat.EventCreated, AgentID: "a3"}), "ack")
+		mustFate(t, h.start_("i2", "123456789"), "ack")
+		if got := kinds(h.pub.all()); len(got) != 5 || got[2] != "joined" {
+			t.Fatalf("default vendor: %v", got)
+		}
+	})
+}
+
+// TestOperatorStop: an operator's stop signal ends the live session as operator_stop; other
+// signals change nothing on a Genesys session (its events come over CometD).
+func TestOperatorStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		mustFate(t, h.signal("i1", chat.SourceAgent, chat.SignalUserLeft), "ack")
+		mustFate(t, h.signal("i1", chat.SourceOperator, chat.SignalStop), "ack")
+		wantKinds(t, h, "joined", "attach#1", "deactivated:operator_stop", "attach#2")
+		if h.conn.session(0).stops() != 1 {
+			t.Fatal("the session was not stopped at the server")
+		}
+		mustFate(t, h.signal("i1", chat.SourceOperator, chat.SignalStop), "ack") // nothing live: nothing to do
+		wantKinds(t, h, "joined", "attach#1", "deactivated:operator_stop", "attach#2")
 	})
 }

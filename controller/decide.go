@@ -41,6 +41,7 @@ type eventAction struct {
 	agentID string              // non-empty: the interaction's agent is now this one
 	close   bool                // the interaction is over: mark it closed
 	view    bool                // announce the agent view to agentID (a live, joined session)
+	request bool                // co-browse was asked for: start a session the vendor creates
 	why     string
 }
 
@@ -70,6 +71,14 @@ func decideEvent(s *State, ev *chat.Event) eventAction {
 			a.stop = connector.InteractionTimeout
 		}
 		return a
+	case chat.EventCobrowseRequested:
+		if live {
+			return eventAction{why: "co-browse requested while a session is live: nothing to do"}
+		}
+		if s.Closed {
+			return eventAction{why: "co-browse requested on a closed interaction: ignored"}
+		}
+		return eventAction{request: true, why: "co-browse requested"}
 	}
 	// activity, and any type the chat package let through: activity only.
 	return eventAction{why: "activity"}
@@ -137,6 +146,8 @@ const (
 // will not be delivered again: a transient failure then ends the attempt too.
 func decideJoinError(err error, lastAttempt bool) (joinOutcome, string) {
 	switch {
+	case errors.Is(err, connector.ErrUnsupported):
+		return joinFailed, "not supported by the vendor"
 	case errors.Is(err, connector.ErrNotLive):
 		return joinFailed, "session no longer live"
 	case errors.Is(err, connector.ErrNotFound):

@@ -54,6 +54,9 @@ func TestDecideEvent(t *testing.T) {
 		{"timeout stops", withLive, chat.Event{Type: chat.EventTimeout}, eventAction{stop: connector.InteractionTimeout, why: "interaction timeout"}},
 		{"timeout without a session", State{}, chat.Event{Type: chat.EventTimeout}, eventAction{why: "interaction timeout"}},
 		{"activity", withLive, chat.Event{Type: chat.EventActivity}, eventAction{why: "activity"}},
+		{"co-browse requested", State{}, chat.Event{Type: chat.EventCobrowseRequested}, eventAction{request: true, why: "co-browse requested"}},
+		{"co-browse requested during a session", withLive, chat.Event{Type: chat.EventCobrowseRequested}, eventAction{why: "co-browse requested while a session is live: nothing to do"}},
+		{"co-browse requested when closed", State{Closed: true}, chat.Event{Type: chat.EventCobrowseRequested}, eventAction{why: "co-browse requested on a closed interaction: ignored"}},
 	} {
 		if got := decideEvent(&tc.state, &tc.ev); got != tc.want {
 			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
@@ -100,6 +103,7 @@ func TestDecideJoinError(t *testing.T) {
 		want joinOutcome
 	}{
 		{&connector.ServerError{Kind: connector.ErrNotFound}, false, joinFailed},
+		{&connector.ServerError{Kind: connector.ErrUnsupported}, false, joinFailed},
 		{&connector.ServerError{Kind: connector.ErrNotLive}, false, joinFailed},
 		{&connector.ServerError{Kind: connector.ErrRefused, Reason: "agent busy"}, false, joinFailed},
 		{unavailable, false, joinRetry},

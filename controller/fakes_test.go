@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -324,4 +325,12 @@ func (s State) clone() State {
 		c.Live = &l
 	}
 	return c
+}
+
+// MatchStart accepts nine ASCII digits, as Genesys does.
+func (f *fakeConn) MatchStart(token string) (string, bool) {
+	if len(token) != 9 || strings.Trim(token, "0123456789") != "" {
+		return "", false
+	}
+	return token, true
 }

@@ -37,6 +37,8 @@ func (a *actor) step(ctx context.Context, in input) error {
 		return a.chatMessage(ctx, *in.msg)
 	case in.msg != nil && in.msg.Event != nil:
 		return a.interactionEvent(ctx, *in.msg)
+	case in.msg != nil && in.msg.Signal != nil:
+		a.signal(ctx, *in.msg)
 	case in.event != nil:
 		a.sessionEvent(ctx, *in.event, true)
 	case in.closed:
@@ -53,7 +55,18 @@ func (a *actor) chatMessage(ctx context.Context, in chat.Inbound) error {
 	if in.StartToken == "" {
 		return nil
 	}
-	token := in.StartToken
+	conn := a.conn()
+	if conn == nil {
+		a.vendorUnavailable(inboundKey(in))
+		return nil
+	}
+	// The vendor owns its start syntax: {start:X} is a start message only when X is a token of
+	// the interaction's vendor.
+	token, ok := conn.MatchStart(in.StartToken)
+	if !ok {
+		a.log.Info("start message not in the vendor's form; ignored", "vendor", a.vendor(), "token", connector.MaskToken(in.StartToken))
+		return nil
+	}
 	action, why := decideStart(&a.st, token)
 	a.log.Info("start message", "token", connector.MaskToken(token), "decision", why)
 	switch action {
@@ -70,6 +83,14 @@ func (a *actor) chatMessage(ctx context.Context, in chat.Inbound) error {
 func (a *actor) interactionEvent(ctx context.Context, in chat.Inbound) error {
 	act := decideEvent(&a.st, in.Event)
 	a.log.Debug("interaction event", "type", in.Event.Type, "decision", act.why)
+	if act.request {
+		if a.conn() == nil {
+			a.vendorUnavailable(inboundKey(in))
+			return nil
+		}
+		inProgress(in)
+		return a.join(ctx, "", inboundKey(in), in.Delivery.Last())
+	}
 	if act.stop != "" {
 		inProgress(in)
 		a.stopLive(ctx, act.stop)
@@ -92,7 +113,7 @@ func (a *actor) interactionEvent(ctx context.Context, in chat.Inbound) error {
 func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool) error {
 	jctx, cancel := context.WithTimeout(ctx, a.c.cfg.JoinTimeout)
 	defer cancel()
-	sess, err := a.c.conn.Join(jctx, connector.Trigger{Token: token, InteractionID: a.id, AgentID: a.st.AgentID})
+	sess, err := a.conn().Join(jctx, connector.Trigger{Token: token, InteractionID: a.id, AgentID: a.st.AgentID})
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%w: %w", errRetryLater, ctx.Err())
 	}
@@ -103,13 +124,17 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
 		a.log.Warn("join failed", "token", connector.MaskToken(token), "why", why, "error", err)
+		reason := string(connector.JoinFailed)
+		if errors.Is(err, connector.ErrUnsupported) {
+			reason = ReasonUnsupported
+		}
 		a.queue(Outbound{Life: &attach.Lifecycle{
 			Event:         attach.Failed,
 			InteractionID: a.id,
 			SessionToken:  token,
-			Vendor:        a.c.vendor,
+			Vendor:        string(a.vendor()),
 			AgentID:       a.st.AgentID,
-			Reason:        string(connector.JoinFailed),
+			Reason:        reason,
 			Detail:        connector.ReasonOf(err),
 			At:            time.Now(),
 			MsgID:         a.id + ".failed." + cause,
@@ -157,12 +182,19 @@ func (a *actor) startRejoin(ctx context.Context) {
 	}
 	h := l.Handle
 	h.InteractionID = a.id
+	conn := a.connFor(h)
+	if conn == nil {
+		a.log.Error("the vendor of a live session is not enabled: it cannot be re-joined or stopped", "vendor", h.Vendor, "session_id", h.SessionID)
+		a.endSession(connector.ServerLost, connector.Times{})
+		a.commitOrRetry(ctx)
+		return
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	call := &rejoinCall{cancel: cancel, done: make(chan rejoinResult, 1)}
 	a.rejoin = call
 	a.log.Info("re-joining a live session", "session_id", h.SessionID, "token", connector.MaskToken(h.Token))
 	go func() {
-		sess, err := a.c.conn.Rejoin(rctx, h)
+		sess, err := conn.Rejoin(rctx, h)
 		call.done <- rejoinResult{sess: sess, err: err}
 	}()
 }
@@ -388,3 +420,45 @@ func (a *actor) checkDeadline(ctx context.Context) {
 	}
 	a.stopLive(ctx, reason)
 }
+
+// signal handles an inbound signal about the interaction's co-browse session. An operator's stop
+// ends the live session as operator_stop (and writes an audit line). The other signals report
+// what the pages or the vendor's webhooks saw; a Genesys session's events come from its own
+// CometD connection, so they add nothing to it and are only logged.
+func (a *actor) signal(ctx context.Context, in chat.Inbound) {
+	g := in.Signal
+	switch {
+	case g.Type == chat.SignalStop && g.Source == chat.SourceOperator:
+		if a.st.Live == nil {
+			a.log.Info("operator stop: no live session", "signal", g.ID)
+			return
+		}
+		a.log.Warn("audit: operator stop", "signal", g.ID, "session_id", a.st.Live.Handle.SessionID)
+		inProgress(in)
+		a.stopLive(ctx, connector.OperatorStop)
+	default:
+		a.log.Debug("signal without effect on this vendor's session", "source", g.Source, "type", g.Type, "vendor", a.vendor())
+	}
+}
+
+// vendorUnavailable reports a start or a request on an interaction whose vendor is not enabled
+// in this daemon.
+func (a *actor) vendorUnavailable(cause string) {
+	a.log.Warn("the interaction's co-browse vendor is not enabled", "vendor", a.vendor())
+	a.queue(Outbound{Life: &attach.Lifecycle{
+		Event:         attach.Failed,
+		InteractionID: a.id,
+		Vendor:        string(a.vendor()),
+		AgentID:       a.st.AgentID,
+		Reason:        ReasonVendorUnavailable,
+		Detail:        "vendor " + string(a.vendor()) + " is not enabled in this daemon",
+		At:            time.Now(),
+		MsgID:         a.id + ".failed." + cause,
+	}})
+}
+
+// The reasons of failed lifecycle events besides join_failed and processing_failed.
+const (
+	ReasonVendorUnavailable = "vendor_unavailable" // the interaction's vendor is not enabled
+	ReasonUnsupported       = "unsupported"        // the vendor cannot do it (Genesys cannot create a session)
+)

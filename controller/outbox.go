@@ -30,7 +30,7 @@ func (a *actor) lifecycle(kind attach.LifecycleKind, at time.Time) *attach.Lifec
 		InteractionID: a.id,
 		SessionID:     l.Handle.SessionID,
 		SessionToken:  l.Handle.Token,
-		Vendor:        a.c.vendor,
+		Vendor:        string(a.vendor()),
 		AgentID:       a.st.AgentID,
 		At:            at,
 	}
@@ -48,7 +48,7 @@ func (a *actor) queueUpdateFor(sessionID string, before attach.Data, at time.Tim
 		InteractionID: a.id,
 		Seq:           a.st.Seq,
 		SessionID:     sessionID,
-		Vendor:        a.c.vendor,
+		Vendor:        string(a.vendor()),
 		Data:          after,
 		Changed:       changedKeys(before, after),
 		At:            at,

@@ -53,6 +53,10 @@ type State struct {
 	DurationMs int64 `json:"durationMs"`
 	// EndReason is the last ended session's reason (CoBrowseEndReason).
 	EndReason connector.EndReason `json:"endReason,omitempty"`
+	// Vendor is the co-browse vendor that serves the interaction, fixed at its first decision:
+	// cobrowseVendor on created or assigned, else the default vendor. Empty in states saved
+	// before vendors were chosen per interaction: the default vendor.
+	Vendor connector.Vendor `json:"vendor,omitempty"`
 	// AgentID is the interaction's current agent (created, assigned, transferred).
 	AgentID string `json:"agentId,omitempty"`
 	// Closed is set once the interaction closed.

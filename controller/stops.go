@@ -4,6 +4,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -41,9 +42,7 @@ func (a *actor) cancelRejoin() {
 // that fails is kept as a pending stop, retried within seconds.
 func (a *actor) stopByHandle(ctx context.Context, h connector.Handle) connector.Times {
 	h.InteractionID = a.id
-	sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
-	times, err := a.c.conn.StopHandle(sctx, h)
-	cancel()
+	times, err := a.stopHandle(ctx, h)
 	if err != nil {
 		a.addPendingStop(h, err)
 	}
@@ -103,9 +102,7 @@ func (a *actor) retryPendingStops(ctx context.Context) {
 	kept := a.st.PendingStops[:0]
 	for _, p := range a.st.PendingStops {
 		p.Handle.InteractionID = a.id
-		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
-		_, err := a.c.conn.StopHandle(sctx, p.Handle)
-		cancel()
+		_, err := a.stopHandle(ctx, p.Handle)
 		switch {
 		case err == nil:
 			a.log.Info("pending stop done", "session_id", p.Handle.SessionID)
@@ -149,4 +146,18 @@ func (a *actor) closeSession(ctx context.Context) {
 	}
 	cancel()
 	a.sess, a.events = nil, nil
+}
+
+// errVendorDisabled is the error of a stop for a session whose vendor is not enabled (any more).
+var errVendorDisabled = errors.New("the session's co-browse vendor is not enabled")
+
+// stopHandle stops a saved session through its vendor, bounded by StopTimeout.
+func (a *actor) stopHandle(ctx context.Context, h connector.Handle) (connector.Times, error) {
+	conn := a.connFor(h)
+	if conn == nil {
+		return connector.Times{}, errVendorDisabled
+	}
+	sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
+	defer cancel()
+	return conn.StopHandle(sctx, h)
 }

@@ -412,3 +412,30 @@ func TestStartsWhenNATSComesLater(t *testing.T) {
 	s := e.joinSession("i-1", "", 1)
 	e.activate("i-1", s, "agent-1")
 }
+
+// TestSignalsAndRequestsThroughNATS: the new inbound items through the contract alone: an
+// operator's stop signal ends the live session as operator_stop; a cobrowse_requested on a
+// Genesys interaction fails as unsupported; an interaction whose cobrowseVendor is not enabled
+// fails its start as vendor_unavailable.
+func TestSignalsAndRequestsThroughNATS(t *testing.T) {
+	e := newEnv(t, gcbtest.Options{}, nil)
+	e.startDaemon()
+	s := e.joinSession("i-1", "", 1)
+	e.publish(chat.SignalSubject("cc", "i-1", chat.SourceOperator),
+		chat.Signal{ID: e.nextID("sig"), InteractionID: "i-1", Source: chat.SourceOperator, Type: chat.SignalStop}, "")
+	e.expectEnd("i-1", "operator_stop")
+	e.waitEnded(s)
+
+	e.publish(chat.EventSubject("cc", "i-2"), chat.Event{ID: e.nextID("ev"), InteractionID: "i-2",
+		Type: chat.EventCobrowseRequested, RequestedBy: &chat.Sender{Role: chat.RoleBot, ID: "bot-1"}}, "")
+	if f := e.expectLifecycle("i-2", attach.Failed); f.Reason != "unsupported" {
+		t.Fatalf("request on Genesys: %+v", f)
+	}
+
+	e.publish(chat.EventSubject("cc", "i-3"), chat.Event{ID: e.nextID("ev"), InteractionID: "i-3",
+		Type: chat.EventCreated, AgentID: "agent-3", Vendor: "cec"}, "")
+	e.startMsg("i-3", "123456789")
+	if f := e.expectLifecycle("i-3", attach.Failed); f.Reason != "vendor_unavailable" || f.Vendor != "cec" {
+		t.Fatalf("start on a vendor not enabled: %+v", f)
+	}
+}

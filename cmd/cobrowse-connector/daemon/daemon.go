@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	}
 	closers = append(closers, func() { _ = conn.Close() })
 
-	ctrl, err := controller.New(controllerConfig(cfg, log), conn, store, pub)
+	ctrl, err := controller.New(controllerConfig(cfg, log), []connector.Connector{conn}, store, pub)
 	if err != nil {
 		return err
 	}
