@@ -9,6 +9,7 @@ package connector
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -90,19 +91,51 @@ type Trigger struct {
 }
 
 // Handle is everything needed to find a live session again after the daemon restarts, or to stop
-// it without a live connection. The controller saves it with the interaction's state; its fields
-// are plain so that a saved handle stays readable in the key-value bucket.
+// it without a live connection. The controller saves it with the interaction's state. Its common
+// fields are plain, so that a saved handle stays readable in the key-value bucket; what only the
+// vendor understands (Genesys: the Controller's user token, the node, the stickiness cookie) is in
+// Data, opaque to everyone else and saved as it is.
 type Handle struct {
 	Vendor    Vendor `json:"vendor"`
-	Token     string `json:"token"`               // the session token
-	SessionID string `json:"sessionId"`           // the session's history id (Genesys sessionHistoryId)
-	UserToken string `json:"userToken,omitempty"` // the Controller's own token: stop needs it
-	NodeURL   string `json:"nodeUrl,omitempty"`   // the owning node's URL, or the cluster URL under cookie stickiness
-	Sticky    string `json:"sticky,omitempty"`    // the stickiness cookie value (gcbSessionServer), when the cluster URL is used
-	AgentID   string `json:"agentId,omitempty"`   // the agent the Controller joined for
+	Token     string `json:"token"`             // the session token or PIN the session was started with
+	SessionID string `json:"sessionId"`         // the session's id for reporting (Genesys sessionHistoryId)
+	AgentID   string `json:"agentId,omitempty"` // the agent the session was joined or made for
 	// InteractionID is the interaction the session rides on, for the vendor's logs. The
 	// controller sets it on every handle it passes.
 	InteractionID string `json:"interactionId,omitempty"`
+	// Data is the vendor's own data about the session. It may hold credentials (the Genesys user
+	// token): never log it.
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// UnmarshalJSON reads a handle, including one saved before vendor data was opaque: the Genesys
+// fields it then had at the top level (userToken, nodeUrl, sticky) are moved into Data, under the
+// same names, where connector/gcb reads them.
+func (h *Handle) UnmarshalJSON(b []byte) error {
+	type plain Handle
+	var v struct {
+		plain
+		UserToken string `json:"userToken,omitempty"`
+		NodeURL   string `json:"nodeUrl,omitempty"`
+		Sticky    string `json:"sticky,omitempty"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*h = Handle(v.plain)
+	if len(h.Data) == 0 && (v.UserToken != "" || v.NodeURL != "" || v.Sticky != "") {
+		legacy := struct {
+			UserToken string `json:"userToken,omitempty"`
+			NodeURL   string `json:"nodeUrl,omitempty"`
+			Sticky    string `json:"sticky,omitempty"`
+		}{v.UserToken, v.NodeURL, v.Sticky}
+		data, err := json.Marshal(legacy)
+		if err != nil {
+			return err
+		}
+		h.Data = data
+	}
+	return nil
 }
 
 // Times are the server's activation and deactivation times of a session, when it gave them.

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -163,7 +164,7 @@ func TestSessionLifeFromStartToTransfer(t *testing.T) {
 		if !slices.Equal(u.Changed, []string{attach.KeyAssociated, attach.KeySessionsQuantity, attach.KeySessionID}) {
 			t.Fatalf("join changed: %v", u.Changed)
 		}
-		if st := h.store.get("i1"); st.Live == nil || st.Live.Handle.UserToken != "user-1" || st.Seq != 1 {
+		if st := h.store.get("i1"); st.Live == nil || string(st.Live.Handle.Data) != `{"userToken":"user-1"}` || st.Seq != 1 {
 			t.Fatalf("saved state: %+v", st)
 		}
 
@@ -356,10 +357,10 @@ func TestRejoinedHandleIsSaved(t *testing.T) {
 		h := newHarness(t, nil)
 		mustFate(t, h.start_("i1", "111111111"), "ack")
 		nh := h.conn.session(0).handle
-		nh.UserToken = "user-after-rehandshake"
+		nh.Data = json.RawMessage(`{"userToken":"user-after-rehandshake"}`)
 		h.conn.session(0).emit(connector.Event{Kind: connector.EventRejoined, Handle: nh})
 		synctest.Wait()
-		if got := h.store.get("i1").Live.Handle.UserToken; got != "user-after-rehandshake" {
+		if got := string(h.store.get("i1").Live.Handle.Data); got != `{"userToken":"user-after-rehandshake"}` {
 			t.Fatalf("saved user token %q", got)
 		}
 	})

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -47,7 +48,7 @@ func (f *fakeConn) newSession(token string) *fakeSession {
 	f.next++
 	s := &fakeSession{
 		conn:   f,
-		handle: connector.Handle{Vendor: connector.Genesys, Token: token, SessionID: "hist-" + strconv.Itoa(f.next), UserToken: "user-" + strconv.Itoa(f.next), NodeURL: "http://node"},
+		handle: connector.Handle{Vendor: connector.Genesys, Token: token, SessionID: "hist-" + strconv.Itoa(f.next), Data: json.RawMessage(`{"userToken":"user-` + strconv.Itoa(f.next) + `"}`)},
 		events: make(chan connector.Event, 8),
 	}
 	f.sessions = append(f.sessions, s)

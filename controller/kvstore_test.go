@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ func TestKVStoreRoundTripAndCompareAndSet(t *testing.T) {
 		t.Fatalf("missing state: %+v %d %v", st, rev, err)
 	}
 	st.Seq = 3
-	st.Live = &Live{Handle: connector.Handle{Token: "123456789", UserToken: "u1"}, Phase: PhaseActive, JoinedAt: time.UnixMilli(1000).UTC()}
+	st.Live = &Live{Handle: connector.Handle{Token: "123456789", Data: json.RawMessage(`{"userToken":"u1"}`)}, Phase: PhaseActive, JoinedAt: time.UnixMilli(1000).UTC()}
 	rev, err = store.Save(ctx, st, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +58,7 @@ func TestKVStoreRoundTripAndCompareAndSet(t *testing.T) {
 		t.Fatalf("live states: %+v %v", live, err)
 	}
 	got := live[0]
-	if got.Rev != rev || got.State.InteractionID != "chat:42@tenant" || got.State.Seq != 3 || got.State.Live.Handle.UserToken != "u1" {
+	if got.Rev != rev || got.State.InteractionID != "chat:42@tenant" || got.State.Seq != 3 || string(got.State.Live.Handle.Data) != `{"userToken":"u1"}` {
 		t.Fatalf("live state: %+v", got)
 	}
 

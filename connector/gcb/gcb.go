@@ -155,12 +155,13 @@ func (c *Connector) Join(ctx context.Context, t connector.Trigger) (connector.Se
 // Rejoin does not go through the circuit breakers: it is a live session's own recovery, which
 // other sessions' failures must not refuse.
 func (c *Connector) Rejoin(ctx context.Context, h connector.Handle) (connector.Session, error) {
+	d := decodeHandle(h)
 	if h.Vendor != "" && h.Vendor != connector.Genesys {
-		return nil, &connector.ServerError{Op: opRejoin, Node: h.NodeURL, Kind: connector.ErrNotFound,
+		return nil, &connector.ServerError{Op: opRejoin, Node: d.NodeURL, Kind: connector.ErrNotFound,
 			Err: fmt.Errorf("gcb: handle is for vendor %q", h.Vendor)}
 	}
 	if !validToken(h.Token) {
-		return nil, invalidToken(opRejoin, h.NodeURL)
+		return nil, invalidToken(opRejoin, d.NodeURL)
 	}
 	log := c.log.With("interaction", h.InteractionID, "session_id", h.SessionID, "token", connector.MaskToken(h.Token))
 	p := params{token: h.Token, agentID: h.AgentID, interactionID: h.InteractionID, sessionID: h.SessionID}
@@ -203,12 +204,13 @@ type params struct {
 // on the saved node (with the saved stickiness cookie). A session the server no longer knows is
 // taken as already ended: no error, zero times.
 func (c *Connector) StopHandle(ctx context.Context, h connector.Handle) (connector.Times, error) {
-	if h.UserToken == "" {
-		return connector.Times{}, &connector.ServerError{Op: opRESTStop, Node: h.NodeURL, Kind: connector.ErrNotFound,
+	d := decodeHandle(h)
+	if d.UserToken == "" {
+		return connector.Times{}, &connector.ServerError{Op: opRESTStop, Node: d.NodeURL, Kind: connector.ErrNotFound,
 			Reason: "handle has no user token"}
 	}
 	log := c.log.With("interaction", h.InteractionID, "session_id", h.SessionID, "token", connector.MaskToken(h.Token),
-		"user_token", connector.MaskToken(h.UserToken))
+		"user_token", connector.MaskToken(d.UserToken))
 	r, err := c.handleRoute(ctx, log, h)
 	if err != nil {
 		if isNotFound(err) {
@@ -216,7 +218,7 @@ func (c *Connector) StopHandle(ctx context.Context, h connector.Handle) (connect
 		}
 		return connector.Times{}, err
 	}
-	t, err := c.restStop(ctx, r, h.UserToken)
+	t, err := c.restStop(ctx, r, d.UserToken)
 	if err != nil {
 		if isNotFound(err) {
 			log.InfoContext(ctx, "REST stop: session already ended", "node", r.node())
@@ -253,9 +255,10 @@ func (c *Connector) locate(ctx context.Context, log *slog.Logger, token string) 
 
 // handleRoute is the route saved in h, or a fresh one from Get Session when h has no usable node.
 func (c *Connector) handleRoute(ctx context.Context, log *slog.Logger, h connector.Handle) (route, error) {
-	node := strings.TrimRight(h.NodeURL, "/")
+	d := decodeHandle(h)
+	node := strings.TrimRight(d.NodeURL, "/")
 	if node != "" && checkBaseURL(node) == nil {
-		return route{NodeURL: node, Sticky: h.Sticky, Why: "handle"}, nil
+		return route{NodeURL: node, Sticky: d.Sticky, Why: "handle"}, nil
 	}
 	if !validToken(h.Token) {
 		return route{}, invalidToken(opGetSession, c.cfg.ClusterURL)
@@ -419,4 +422,41 @@ func bayeuxKind(ce *cometd.Error) error {
 
 func invalidToken(op, node string) error {
 	return &connector.ServerError{Op: op, Node: node, Kind: connector.ErrNotFound, Err: ErrInvalidToken}
+}
+
+// handleData is the Genesys part of a saved handle (connector.Handle.Data): what a re-join and the
+// REST stop need. The names are those the handle had before its vendor data became opaque.
+type handleData struct {
+	UserToken string `json:"userToken,omitempty"` // the Controller's own token: the REST stop needs it
+	NodeURL   string `json:"nodeUrl,omitempty"`   // the owning node's URL, or the cluster URL under cookie stickiness
+	Sticky    string `json:"sticky,omitempty"`    // the gcbSessionServer cookie value, when the cluster URL is used
+}
+
+func (d handleData) encode() json.RawMessage {
+	b, _ := json.Marshal(d) // three strings: cannot fail
+	return b
+}
+
+// decodeHandle reads the Genesys data of a handle; a handle without it (or with data of another
+// shape) reads as empty, and the caller falls back on Get Session.
+func decodeHandle(h connector.Handle) handleData {
+	var d handleData
+	if len(h.Data) > 0 {
+		_ = json.Unmarshal(h.Data, &d)
+	}
+	return d
+}
+
+// NewHandle builds a Genesys handle from its parts, for tools and tests that hold a saved
+// session's fields.
+func NewHandle(token, sessionID, userToken, nodeURL, sticky string) connector.Handle {
+	return connector.Handle{Vendor: connector.Genesys, Token: token, SessionID: sessionID,
+		Data: handleData{UserToken: userToken, NodeURL: nodeURL, Sticky: sticky}.encode()}
+}
+
+// HandleParts returns the Genesys data of a handle: the user token, the node URL and the sticky
+// cookie value.
+func HandleParts(h connector.Handle) (userToken, nodeURL, sticky string) {
+	d := decodeHandle(h)
+	return d.UserToken, d.NodeURL, d.Sticky
 }

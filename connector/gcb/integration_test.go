@@ -156,20 +156,20 @@ func lifecycle(t *testing.T, serverURL bool, tr, end string) {
 	s := e.join(gs, "agent-1")
 
 	h := s.Handle()
-	if h.Vendor != connector.Genesys || h.Token != gs.Token() || h.UserToken == "" || h.AgentID != "agent-1" {
+	if h.Vendor != connector.Genesys || h.Token != gs.Token() || hd(h).UserToken == "" || h.AgentID != "agent-1" {
 		t.Fatalf("handle = %+v", h)
 	}
 	if h.SessionID != gs.HistoryID() {
 		t.Fatalf("SessionID = %q, want the history id %q", h.SessionID, gs.HistoryID())
 	}
 	if serverURL {
-		if h.NodeURL != gs.Node().URL() || h.Sticky != "" {
-			t.Fatalf("URL stickiness: node %q sticky %q, want %q and no cookie", h.NodeURL, h.Sticky, gs.Node().URL())
+		if hd(h).NodeURL != gs.Node().URL() || hd(h).Sticky != "" {
+			t.Fatalf("URL stickiness: node %q sticky %q, want %q and no cookie", hd(h).NodeURL, hd(h).Sticky, gs.Node().URL())
 		}
-	} else if h.NodeURL != e.cluster.URL() || h.Sticky == "" {
-		t.Fatalf("cookie stickiness: node %q sticky set=%v, want the cluster URL %q and a cookie", h.NodeURL, h.Sticky != "", e.cluster.URL())
+	} else if hd(h).NodeURL != e.cluster.URL() || hd(h).Sticky == "" {
+		t.Fatalf("cookie stickiness: node %q sticky set=%v, want the cluster URL %q and a cookie", hd(h).NodeURL, hd(h).Sticky != "", e.cluster.URL())
 	}
-	if got, want := s.AgentViewURL(), h.NodeURL+"/slave.html#nosidinput=1&sid="+gs.Token(); got != want {
+	if got, want := s.AgentViewURL(), hd(h).NodeURL+"/slave.html#nosidinput=1&sid="+gs.Token(); got != want {
 		t.Fatalf("AgentViewURL = %q, want %q", got, want)
 	}
 	if got := s.(*session).client.Transport(); got != tr {
@@ -322,7 +322,7 @@ func TestJoinOnDeadOrSlowNode(t *testing.T) {
 			if !errors.Is(err, connector.ErrUnavailable) {
 				t.Fatalf("rejoin on a killed node: %v, want ErrUnavailable", err)
 			}
-			if se := serverError(t, err); se.Op != opRejoin || se.Node != saved.NodeURL {
+			if se := serverError(t, err); se.Op != opRejoin || se.Node != hd(saved).NodeURL {
 				t.Fatalf("ServerError = %+v", se)
 			}
 		})
@@ -398,10 +398,10 @@ func TestRehandshakeRejoins(t *testing.T) {
 				old := s.Handle()
 				gs.Node().ExpireBayeuxSessions()
 				ev := expect(t, s, connector.EventRejoined)
-				if ev.Handle.UserToken == "" || ev.Handle.UserToken == old.UserToken {
-					t.Fatalf("rejoined user token %q, old %q: want a new one", ev.Handle.UserToken, old.UserToken)
+				if hd(ev.Handle).UserToken == "" || hd(ev.Handle).UserToken == hd(old).UserToken {
+					t.Fatalf("rejoined user token %q, old %q: want a new one", hd(ev.Handle).UserToken, hd(old).UserToken)
 				}
-				if ev.Handle.Token != old.Token || ev.Handle.NodeURL != old.NodeURL || ev.Handle.Sticky != old.Sticky || ev.Handle != s.Handle() {
+				if ev.Handle.Token != old.Token || hd(ev.Handle).NodeURL != hd(old).NodeURL || hd(ev.Handle).Sticky != hd(old).Sticky || !handlesEqual(ev.Handle, s.Handle()) {
 					t.Fatalf("rejoined handle %+v, old %+v, current %+v", ev.Handle, old, s.Handle())
 				}
 				// The session goes on over the new Bayeux session.
@@ -521,7 +521,7 @@ func TestRejoinFromHandle(t *testing.T) {
 			}
 			t.Cleanup(func() { closeSession(t, s2) })
 			h2 := s2.Handle()
-			if h2.UserToken == "" || h2.UserToken == h.UserToken || h2.NodeURL != h.NodeURL || h2.SessionID != h.SessionID || h2.AgentID != h.AgentID {
+			if hd(h2).UserToken == "" || hd(h2).UserToken == hd(h).UserToken || hd(h2).NodeURL != hd(h).NodeURL || h2.SessionID != h.SessionID || h2.AgentID != h.AgentID {
 				t.Fatalf("rejoined handle %+v, saved %+v", h2, h)
 			}
 			if err := gs.AgentJoin("agent-1", "Alice"); err != nil {

@@ -201,7 +201,7 @@ func TestJoinWithoutSessionHistoryIDRefused(t *testing.T) {
 
 	// Rejoin from a saved handle (a daemon restart) reads the reply the same way, and retries the
 	// refusal on the same Bayeux session until its window is over.
-	_, err = c.Rejoin(t.Context(), connector.Handle{Vendor: connector.Genesys, Token: tok, NodeURL: f.URL + "/cobrowse", SessionID: "h-0"})
+	_, err = c.Rejoin(t.Context(), NewHandle(tok, "h-0", "", f.URL+"/cobrowse", ""))
 	if !errors.Is(err, connector.ErrRefused) || serverError(t, err).Reason != "join reply carries no sessionHistoryId" {
 		t.Fatalf("Rejoin = %v", err)
 	}
@@ -226,7 +226,7 @@ func TestRejoinReplyWithoutSessionHistoryIDLoses(t *testing.T) {
 		t.Fatalf("Join: %v", err)
 	}
 	t.Cleanup(func() { closeSession(t, s) })
-	if h := s.Handle(); h.SessionID != "h-1" || h.UserToken != "ut-1" {
+	if h := s.Handle(); h.SessionID != "h-1" || hd(h).UserToken != "ut-1" {
 		t.Fatalf("handle %+v", h)
 	}
 	select {

@@ -60,7 +60,7 @@ func TestRejoinWhileOldControllerHeld(t *testing.T) {
 					t.Fatalf("Rejoin while the old Controller is held: %v", err)
 				}
 				t.Cleanup(func() { closeSession(t, s2) })
-				if h2 := s2.Handle(); h2.UserToken == h.UserToken || h2.SessionID != h.SessionID {
+				if h2 := s2.Handle(); hd(h2).UserToken == hd(h).UserToken || h2.SessionID != h.SessionID {
 					t.Fatalf("rejoined handle %+v, saved %+v", h2, h)
 				}
 				if err := gs.AgentJoin("agent-1", "Alice"); err != nil {
@@ -120,7 +120,7 @@ func TestRehandshakeWhileOldControllerHeld(t *testing.T) {
 				t.Fatalf("AgentJoin: %v", err)
 			}
 			ev := expect(t, s, connector.EventRejoined)
-			if ev.Handle.UserToken == old.UserToken {
+			if hd(ev.Handle).UserToken == hd(old).UserToken {
 				t.Fatal("re-join kept the old user token")
 			}
 			agent := false
@@ -267,5 +267,39 @@ func TestSessionLogsCarryInteractionAndSessionID(t *testing.T) {
 	}
 	if !joined || scoped < 5 {
 		t.Fatalf("joined line seen %v, %d session lines: %s", joined, scoped, buf.String())
+	}
+}
+
+// hd is the Genesys data of a handle, for assertions.
+func hd(h connector.Handle) handleData { return decodeHandle(h) }
+
+func handlesEqual(a, b connector.Handle) bool {
+	return a.Vendor == b.Vendor && a.Token == b.Token && a.SessionID == b.SessionID && a.AgentID == b.AgentID &&
+		a.InteractionID == b.InteractionID && string(a.Data) == string(b.Data)
+}
+
+// TestHandleOfThePreviousFormat: a handle saved before vendor data became opaque (userToken,
+// nodeUrl and sticky at the top level) reads with those fields in Data, where gcb finds them, and
+// writes in the new form.
+func TestHandleOfThePreviousFormat(t *testing.T) {
+	old := `{"vendor":"genesys","token":"535176834","sessionId":"h-1","userToken":"ut-1","nodeUrl":"http://lb/cobrowse","sticky":"node-2","agentId":"a1"}`
+	var h connector.Handle
+	if err := json.Unmarshal([]byte(old), &h); err != nil {
+		t.Fatal(err)
+	}
+	if d := hd(h); d != (handleData{UserToken: "ut-1", NodeURL: "http://lb/cobrowse", Sticky: "node-2"}) || h.Token != "535176834" || h.SessionID != "h-1" || h.AgentID != "a1" {
+		t.Fatalf("read %+v, data %+v", h, hd(h))
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"vendor":"genesys","token":"535176834","sessionId":"h-1","agentId":"a1","data":{"userToken":"ut-1","nodeUrl":"http://lb/cobrowse","sticky":"node-2"}}`
+	if string(b) != want {
+		t.Fatalf("written\n%s\nwant\n%s", b, want)
+	}
+	var again connector.Handle
+	if err := json.Unmarshal(b, &again); err != nil || !handlesEqual(again, h) {
+		t.Fatalf("round trip: %+v, %v", again, err)
 	}
 }

@@ -35,7 +35,8 @@ type session struct {
 	client *cometd.Client // set once by connect, before the client starts
 
 	mu           sync.Mutex
-	handle       connector.Handle
+	handle       connector.Handle // its Data is handleData{userToken, the route}
+	userToken    string           // the Controller's user token, from the latest join reply
 	participants []connector.Participant
 	viewURL      string
 	times        connector.Times // the latest times the server gave
@@ -101,8 +102,6 @@ func (s *session) begin(r joinReply) {
 	s.handle = connector.Handle{
 		Vendor:        connector.Genesys,
 		Token:         s.token,
-		NodeURL:       s.route.NodeURL,
-		Sticky:        s.route.Sticky,
 		AgentID:       s.agentID,
 		InteractionID: s.interactionID,
 	}
@@ -111,16 +110,17 @@ func (s *session) begin(r joinReply) {
 	}
 	s.applyJoinLocked(r)
 	s.viewURL = agentViewURL(s.route.NodeURL, s.c.cfg.AgentViewPath, s.c.cfg.AgentViewFragment, s.token, s.handle.SessionID)
-	h := s.handle
+	userToken := s.userToken
 	s.mu.Unlock()
-	s.log.Info("joined as Controller", "user_token", connector.MaskToken(h.UserToken),
-		"transport", s.client.Transport(), "sticky", h.Sticky != "", "participants", len(r.Users))
+	s.log.Info("joined as Controller", "user_token", connector.MaskToken(userToken),
+		"transport", s.client.Transport(), "sticky", s.route.Sticky != "", "participants", len(r.Users))
 	s.started = true
 	go s.run()
 }
 
 func (s *session) applyJoinLocked(r joinReply) {
-	s.handle.UserToken = r.UserToken
+	s.userToken = r.UserToken
+	s.handle.Data = handleData{UserToken: r.UserToken, NodeURL: s.route.NodeURL, Sticky: s.route.Sticky}.encode()
 	if r.SessionHistoryID != "" {
 		s.handle.SessionID = r.SessionHistoryID
 		id := r.SessionHistoryID
@@ -165,7 +165,7 @@ func (s *session) Stop(ctx context.Context) (connector.Times, error) {
 		s.mu.Unlock()
 		return t, nil
 	}
-	userToken := s.handle.UserToken
+	userToken := s.userToken
 	live := !s.clientDown
 	s.mu.Unlock()
 	if live {
@@ -462,7 +462,7 @@ func (s *session) rejoin() bool {
 	s.applyJoinLocked(reply)
 	h := s.handle
 	s.mu.Unlock()
-	s.log.Info("joined again as Controller", "user_token", connector.MaskToken(h.UserToken), "participants", len(reply.Users))
+	s.log.Info("joined again as Controller", "user_token", connector.MaskToken(reply.UserToken), "participants", len(reply.Users))
 	return s.emit(connector.Event{Kind: connector.EventRejoined, Handle: h})
 }
 
@@ -473,7 +473,7 @@ func (s *session) lose(err error) {
 		return
 	}
 	s.mu.Lock()
-	userToken := s.handle.UserToken
+	userToken := s.userToken
 	s.mu.Unlock()
 	s.log.Warn("session lost; stopping it through REST", "error", err)
 	stopped := false

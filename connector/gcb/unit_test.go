@@ -144,7 +144,7 @@ func TestInvalidTokenMakesNoCall(t *testing.T) {
 		case !errors.Is(err, connector.ErrNotFound) || !errors.Is(err, ErrInvalidToken):
 			t.Errorf("Join(%q) = %v, want ErrNotFound+ErrInvalidToken", bad, err)
 		}
-		_, err = c.Rejoin(ctx, connector.Handle{Token: bad, NodeURL: f.URL})
+		_, err = c.Rejoin(ctx, NewHandle(bad, "", "", f.URL, ""))
 		if !errors.Is(err, ErrInvalidToken) {
 			t.Errorf("Rejoin(%q) = %v", bad, err)
 		}
@@ -424,7 +424,7 @@ func TestStopHandleREST(t *testing.T) {
 			})
 			c := newConnector(t, Config{ClusterURL: "http://unused.invalid/cobrowse"})
 			node := f.URL + "/cobrowse"
-			times, err := c.StopHandle(t.Context(), connector.Handle{Vendor: connector.Genesys, Token: tok, UserToken: userToken, NodeURL: node, Sticky: "node-1"})
+			times, err := c.StopHandle(t.Context(), NewHandle(tok, "", userToken, node, "node-1"))
 			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
@@ -452,7 +452,7 @@ func TestStopHandleREST(t *testing.T) {
 
 func TestStopHandleNoUserToken(t *testing.T) {
 	c := newConnector(t, Config{ClusterURL: "http://unused.invalid/cobrowse"})
-	_, err := c.StopHandle(t.Context(), connector.Handle{Token: tok, NodeURL: "http://n"})
+	_, err := c.StopHandle(t.Context(), NewHandle(tok, "", "", "http://n", ""))
 	if !errors.Is(err, connector.ErrNotFound) {
 		t.Fatalf("err = %v", err)
 	}
@@ -473,7 +473,7 @@ func TestStopHandleWithoutNodeLocatesFirst(t *testing.T) {
 		}
 	})
 	c := newConnector(t, Config{ClusterURL: f.URL + "/cobrowse"})
-	if _, err := c.StopHandle(t.Context(), connector.Handle{Token: tok, UserToken: "ut"}); err != nil {
+	if _, err := c.StopHandle(t.Context(), NewHandle(tok, "", "ut", "", "")); err != nil {
 		t.Fatal(err)
 	}
 	if stops.Load() != 1 {
@@ -541,7 +541,7 @@ func TestErrorsMaskTokens(t *testing.T) {
 		t.Fatalf("network error: %v (url.Error kept: %v)", err, ue != nil)
 	}
 	const userToken = "4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
-	_, err = c.StopHandle(t.Context(), connector.Handle{Token: tok, UserToken: userToken, NodeURL: dead})
+	_, err = c.StopHandle(t.Context(), NewHandle(tok, "", userToken, dead, ""))
 	if !errors.Is(err, connector.ErrUnavailable) || strings.Contains(err.Error(), userToken) {
 		t.Fatalf("REST stop error shows the user token: %v", err)
 	}
