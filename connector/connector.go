@@ -193,6 +193,18 @@ type Event struct {
 	Stopped     bool        // EventLost: the session was stopped at the server (or found ended)
 }
 
+// Signal is a report about a session from outside the vendor's connection: the vendor's webhooks
+// after the daemon's router, what the customer page or the agent desktop saw. The controller hands
+// each to the interaction's live session (Session.Signal), which turns it into events.
+type Signal struct {
+	Source    string // zoom, customer, agent
+	Type      string // session_started, user_joined, user_left, session_ended
+	Role      Role   // whose join or leave, when the signal says
+	SessionID string // the vendor's session id, when the signal names one
+	At        time.Time
+	Raw       []byte // the vendor's payload, as received
+}
+
 // Session is a co-browse session the daemon has joined as Controller.
 //
 // Its methods are safe for concurrent use. Events is the single stream of what the server says
@@ -204,8 +216,12 @@ type Session interface {
 	Handle() Handle
 	// Participants returns the users the server listed in the Controller's join reply.
 	Participants() []Participant
-	// Events returns the session's event stream.
+	// Events returns the session's event stream: what the vendor's live connection says.
 	Events() <-chan Event
+	// Signal turns a signal about the session into the events it means, in order (none when it
+	// means nothing new: a vendor whose events come over its own connection, like Genesys, takes
+	// nothing from signals). The controller applies them as it applies the events of Events.
+	Signal(s Signal) []Event
 	// AgentViewURL returns the URL an agent opens to see the customer's page.
 	AgentViewURL() string
 	// Stop asks the server to end the session. It returns whatever times the server's reply

@@ -955,3 +955,17 @@ func TestOperatorStop(t *testing.T) {
 		wantKinds(t, h, "joined", "attach#1", "deactivated:operator_stop", "attach#2")
 	})
 }
+
+// TestSignalsReachTheLiveSession: a signal about the interaction goes to its live session, and
+// the events the vendor makes of it take the path of the session's own events: here a
+// session_ended report ends the session as participant_exit, with its final attach.
+func TestSignalsReachTheLiveSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		mustFate(t, h.signal("i1", chat.SourceCustomer, chat.SignalUserLeft), "ack")
+		wantKinds(t, h, "joined", "attach#1")
+		mustFate(t, h.signal("i1", chat.SourceZoom, chat.SignalSessionEnded), "ack")
+		wantKinds(t, h, "joined", "attach#1", "deactivated:participant_exit", "attach#2")
+	})
+}

@@ -116,9 +116,18 @@ type fakeSession struct {
 func (s *fakeSession) Handle() connector.Handle              { return s.handle }
 func (s *fakeSession) Participants() []connector.Participant { return s.users }
 func (s *fakeSession) Events() <-chan connector.Event        { return s.events }
-func (s *fakeSession) AgentViewURL() string                  { return "http://node/slave.html#sid=" + s.handle.Token }
-func (s *fakeSession) emit(ev connector.Event)               { s.events <- ev }
-func (s *fakeSession) activate(at time.Time)                 { s.emit(activatedAt(at)) }
+
+// Signal: a signal of type "session_ended" ends the session (as a vendor whose events come as
+// signals would say); the others mean nothing.
+func (s *fakeSession) Signal(g connector.Signal) []connector.Event {
+	if g.Type == "session_ended" {
+		return []connector.Event{deactivated(time.Time{}, g.At)}
+	}
+	return nil
+}
+func (s *fakeSession) AgentViewURL() string    { return "http://node/slave.html#sid=" + s.handle.Token }
+func (s *fakeSession) emit(ev connector.Event) { s.events <- ev }
+func (s *fakeSession) activate(at time.Time)   { s.emit(activatedAt(at)) }
 func activatedAt(at time.Time) connector.Event {
 	return connector.Event{Kind: connector.EventActivated, Times: connector.Times{Activation: at}}
 }

@@ -423,8 +423,8 @@ func (a *actor) checkDeadline(ctx context.Context) {
 
 // signal handles an inbound signal about the interaction's co-browse session. An operator's stop
 // ends the live session as operator_stop (and writes an audit line). The other signals report
-// what the pages or the vendor's webhooks saw; a Genesys session's events come from its own
-// CometD connection, so they add nothing to it and are only logged.
+// what the pages or the vendor's webhooks saw: the live session's vendor turns them into events
+// (a Genesys session's events come from its own CometD connection, so it takes none).
 func (a *actor) signal(ctx context.Context, in chat.Inbound) {
 	g := in.Signal
 	switch {
@@ -436,9 +436,31 @@ func (a *actor) signal(ctx context.Context, in chat.Inbound) {
 		a.log.Warn("audit: operator stop", "signal", g.ID, "session_id", a.st.Live.Handle.SessionID)
 		inProgress(in)
 		a.stopLive(ctx, connector.OperatorStop)
+	case a.sess == nil:
+		a.log.Debug("signal without a live session", "source", g.Source, "type", g.Type, "vendor", a.vendor())
 	default:
-		a.log.Debug("signal without effect on this vendor's session", "source", g.Source, "type", g.Type, "vendor", a.vendor())
+		// The vendor turns what the signal says into session events, applied as those of its
+		// live connection are.
+		events := a.sess.Signal(connector.Signal{Source: g.Source, Type: string(g.Type), Role: signalRole(g.Role),
+			SessionID: g.SessionID, At: g.At, Raw: g.Raw})
+		if len(events) == 0 {
+			a.log.Debug("signal without effect on the session", "source", g.Source, "type", g.Type, "vendor", a.vendor())
+		}
+		for _, ev := range events {
+			a.sessionEvent(ctx, ev, true)
+		}
 	}
+}
+
+// signalRole maps a signal's role onto the connector's.
+func signalRole(r chat.Role) connector.Role {
+	switch r {
+	case chat.RoleCustomer:
+		return connector.RoleCustomer
+	case chat.RoleAgent:
+		return connector.RoleAgent
+	}
+	return 0
 }
 
 // vendorUnavailable reports a start or a request on an interaction whose vendor is not enabled

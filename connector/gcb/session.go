@@ -146,6 +146,10 @@ func (s *session) Participants() []connector.Participant {
 // Events returns the session's event stream.
 func (s *session) Events() <-chan connector.Event { return s.events }
 
+// Signal returns no event: a Genesys session's joined, activated and deactivated come over its own
+// CometD connection, which is authoritative; what the pages report adds nothing to it.
+func (s *session) Signal(connector.Signal) []connector.Event { return nil }
+
 // AgentViewURL returns <node>/slave.html#<fragment>, on the node the Controller joined through.
 func (s *session) AgentViewURL() string {
 	s.mu.Lock()
