@@ -33,6 +33,12 @@ const (
 	KeyEndReason        = "CoBrowseEndReason"
 )
 
+// ContractVersion is the version of the NATS contract (docs/nats-contract.md) that this package
+// speaks, written as "v", the first field of every outbound message. It is the contract's version,
+// not the build's: it changes only with the contract document, when a change there is one an
+// existing consumer cannot ignore (additions keep it).
+const ContractVersion = 1
+
 // keyOrder is the fixed order of the keys in "changed".
 var keyOrder = [...]string{KeyAssociated, KeySessionsQuantity, KeySessionID, KeyStartTime, KeyDuration, KeyEndReason}
 
@@ -339,6 +345,7 @@ func (v AgentView) validate() error {
 // makes any json.Marshal of them produce the contract's bytes (and mask the token).
 
 type updateWire struct {
+	V             int      `json:"v"`
 	InteractionID string   `json:"interactionId"`
 	Seq           uint64   `json:"seq"`
 	SessionID     string   `json:"sessionId"`
@@ -353,6 +360,7 @@ type updateWire struct {
 const minTokenToHide = 4
 
 type lifecycleWire struct {
+	V                int           `json:"v"`
 	Event            LifecycleKind `json:"event"`
 	InteractionID    string        `json:"interactionId"`
 	SessionID        string        `json:"sessionId"`
@@ -367,6 +375,7 @@ type lifecycleWire struct {
 }
 
 type agentViewWire struct {
+	V             int    `json:"v"`
 	InteractionID string `json:"interactionId"`
 	SessionID     string `json:"sessionId"`
 	URL           string `json:"url"`
@@ -392,6 +401,7 @@ func (u Update) MarshalJSON() ([]byte, error) {
 		return nil, err
 	}
 	return encode(updateWire{
+		V:             ContractVersion,
 		InteractionID: u.InteractionID,
 		Seq:           u.Seq,
 		SessionID:     u.SessionID,
@@ -410,6 +420,7 @@ func (e Lifecycle) MarshalJSON() ([]byte, error) {
 		hide = strings.NewReplacer(e.SessionToken, connector.MaskToken(e.SessionToken)).Replace
 	}
 	return encode(lifecycleWire{
+		V:                ContractVersion,
 		Event:            e.Event,
 		InteractionID:    e.InteractionID,
 		SessionID:        e.SessionID,
@@ -427,6 +438,7 @@ func (e Lifecycle) MarshalJSON() ([]byte, error) {
 // MarshalJSON writes the view as the contract has it (the agent id is in the subject only).
 func (v AgentView) MarshalJSON() ([]byte, error) {
 	return encode(agentViewWire{
+		V:             ContractVersion,
 		InteractionID: v.InteractionID,
 		SessionID:     v.SessionID,
 		URL:           v.URL,

@@ -49,47 +49,47 @@ var examples = []example{
 		Data:    Data{Associated: "Yes", SessionsQuantity: 1, SessionID: exSession},
 		Changed: []string{KeySessionID, KeyAssociated, KeySessionsQuantity, KeyAssociated}, // unordered, repeated
 		At:      at("2026-03-14T09:26:53.589Z"),
-	}, `{"interactionId":"0007Ka5TDDHJ003F","seq":1,"sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","vendor":"genesys","data":{"CoBrowseAssociated":"Yes","CoBrowseSessionsQuantity":1,"CoBrowseSessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90"},"changed":["CoBrowseAssociated","CoBrowseSessionsQuantity","CoBrowseSessionId"],"at":"2026-03-14T09:26:53.589Z"}`},
+	}, `{"v":1,"interactionId":"0007Ka5TDDHJ003F","seq":1,"sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","vendor":"genesys","data":{"CoBrowseAssociated":"Yes","CoBrowseSessionsQuantity":1,"CoBrowseSessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90"},"changed":["CoBrowseAssociated","CoBrowseSessionsQuantity","CoBrowseSessionId"],"at":"2026-03-14T09:26:53.589Z"}`},
 	{"attach-activated", Update{
 		InteractionID: exInteraction, Seq: 2, SessionID: exSession, Vendor: "genesys",
 		Data:    Data{Associated: "Yes", SessionsQuantity: 1, SessionID: exSession, StartTime: "1773480430412"},
 		Changed: []string{KeyStartTime},
 		At:      at("2026-03-14T09:27:10.455Z"),
-	}, `{"interactionId":"0007Ka5TDDHJ003F","seq":2,"sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","vendor":"genesys","data":{"CoBrowseAssociated":"Yes","CoBrowseSessionsQuantity":1,"CoBrowseSessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","CoBrowseStartTime":"1773480430412"},"changed":["CoBrowseStartTime"],"at":"2026-03-14T09:27:10.455Z"}`},
+	}, `{"v":1,"interactionId":"0007Ka5TDDHJ003F","seq":2,"sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","vendor":"genesys","data":{"CoBrowseAssociated":"Yes","CoBrowseSessionsQuantity":1,"CoBrowseSessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","CoBrowseStartTime":"1773480430412"},"changed":["CoBrowseStartTime"],"at":"2026-03-14T09:27:10.455Z"}`},
 	{"attach-ended", Update{
 		InteractionID: exInteraction, Seq: 3, SessionID: exSession, Vendor: "genesys",
 		Data: Data{Associated: "No", SessionsQuantity: 1, SessionID: exSession, StartTime: "1773480430412",
 			Duration: i64(862), EndReason: "interaction_closed"},
 		Changed: []string{KeyEndReason, KeyDuration, KeyAssociated},
 		At:      at("2026-03-14T09:41:33.020Z"),
-	}, `{"interactionId":"0007Ka5TDDHJ003F","seq":3,"sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","vendor":"genesys","data":{"CoBrowseAssociated":"No","CoBrowseSessionsQuantity":1,"CoBrowseSessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","CoBrowseStartTime":"1773480430412","CoBrowseDuration":862,"CoBrowseEndReason":"interaction_closed"},"changed":["CoBrowseAssociated","CoBrowseDuration","CoBrowseEndReason"],"at":"2026-03-14T09:41:33.020Z"}`},
+	}, `{"v":1,"interactionId":"0007Ka5TDDHJ003F","seq":3,"sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","vendor":"genesys","data":{"CoBrowseAssociated":"No","CoBrowseSessionsQuantity":1,"CoBrowseSessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","CoBrowseStartTime":"1773480430412","CoBrowseDuration":862,"CoBrowseEndReason":"interaction_closed"},"changed":["CoBrowseAssociated","CoBrowseDuration","CoBrowseEndReason"],"at":"2026-03-14T09:41:33.020Z"}`},
 	{"lifecycle-joined", Lifecycle{
 		Event: Joined, InteractionID: exInteraction, SessionID: exSession, SessionToken: exToken,
 		Vendor: "genesys", AgentID: exAgent, At: at("2026-03-14T09:26:53.571Z"),
-	}, `{"event":"joined","interactionId":"0007Ka5TDDHJ003F","sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","sessionToken":"******834","vendor":"genesys","agentId":"agent-4711","at":"2026-03-14T09:26:53.571Z"}`},
+	}, `{"v":1,"event":"joined","interactionId":"0007Ka5TDDHJ003F","sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","sessionToken":"******834","vendor":"genesys","agentId":"agent-4711","at":"2026-03-14T09:26:53.571Z"}`},
 	{"lifecycle-activated", Lifecycle{
 		Event: Activated, InteractionID: exInteraction, SessionID: exSession, SessionToken: exToken,
 		Vendor: "genesys", AgentID: exAgent, ActivationTime: exActivation, At: at("2026-03-14T09:27:10.440Z"),
-	}, `{"event":"activated","interactionId":"0007Ka5TDDHJ003F","sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","sessionToken":"******834","vendor":"genesys","agentId":"agent-4711","activationTime":1773480430412,"at":"2026-03-14T09:27:10.440Z"}`},
+	}, `{"v":1,"event":"activated","interactionId":"0007Ka5TDDHJ003F","sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","sessionToken":"******834","vendor":"genesys","agentId":"agent-4711","activationTime":1773480430412,"at":"2026-03-14T09:27:10.440Z"}`},
 	{"lifecycle-deactivated", Lifecycle{
 		Event: Deactivated, InteractionID: exInteraction, SessionID: exSession, SessionToken: exToken,
 		Vendor: "genesys", AgentID: exAgent, ActivationTime: exActivation, DeactivationTime: exDeactivated,
 		Reason: "interaction_closed", At: at("2026-03-14T09:41:33.002Z"),
-	}, `{"event":"deactivated","interactionId":"0007Ka5TDDHJ003F","sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","sessionToken":"******834","vendor":"genesys","agentId":"agent-4711","activationTime":1773480430412,"deactivationTime":1773481292907,"reason":"interaction_closed","at":"2026-03-14T09:41:33.002Z"}`},
+	}, `{"v":1,"event":"deactivated","interactionId":"0007Ka5TDDHJ003F","sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","sessionToken":"******834","vendor":"genesys","agentId":"agent-4711","activationTime":1773480430412,"deactivationTime":1773481292907,"reason":"interaction_closed","at":"2026-03-14T09:41:33.002Z"}`},
 	{"lifecycle-failed", Lifecycle{
 		Event: Failed, InteractionID: exInteraction, SessionToken: "246813771", Vendor: "genesys", AgentID: exAgent,
 		Reason: "join_failed", Detail: "HTTP 404 Not Found", At: at("2026-03-14T09:25:06.118Z"),
 		MsgID: exInteraction + ".failed.c:chat-m-000118",
-	}, `{"event":"failed","interactionId":"0007Ka5TDDHJ003F","sessionId":"","sessionToken":"******771","vendor":"genesys","agentId":"agent-4711","reason":"join_failed","detail":"HTTP 404 Not Found","at":"2026-03-14T09:25:06.118Z"}`},
+	}, `{"v":1,"event":"failed","interactionId":"0007Ka5TDDHJ003F","sessionId":"","sessionToken":"******771","vendor":"genesys","agentId":"agent-4711","reason":"join_failed","detail":"HTTP 404 Not Found","at":"2026-03-14T09:25:06.118Z"}`},
 	{"lifecycle-failed-processing", Lifecycle{
 		Event: Failed, InteractionID: exInteraction, Vendor: "genesys", AgentID: exAgent,
 		Reason: "processing_failed", Detail: "save state: nats: timeout", At: at("2026-03-14T09:31:02.530Z"),
 		MsgID: exInteraction + ".failed.e:ev-000044",
-	}, `{"event":"failed","interactionId":"0007Ka5TDDHJ003F","sessionId":"","vendor":"genesys","agentId":"agent-4711","reason":"processing_failed","detail":"save state: nats: timeout","at":"2026-03-14T09:31:02.530Z"}`},
+	}, `{"v":1,"event":"failed","interactionId":"0007Ka5TDDHJ003F","sessionId":"","vendor":"genesys","agentId":"agent-4711","reason":"processing_failed","detail":"save state: nats: timeout","at":"2026-03-14T09:31:02.530Z"}`},
 	{"agent-view", AgentView{
 		AgentID: exAgent, InteractionID: exInteraction, SessionID: exSession, URL: exURL,
 		At: at("2026-03-14T09:26:53.602Z"),
-	}, `{"interactionId":"0007Ka5TDDHJ003F","sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","url":"https://gcb-node2.example.com/cobrowse/slave.html#nosidinput=1&sid=535176834","at":"2026-03-14T09:26:53.602Z"}`},
+	}, `{"v":1,"interactionId":"0007Ka5TDDHJ003F","sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","url":"https://gcb-node2.example.com/cobrowse/slave.html#nosidinput=1&sid=535176834","at":"2026-03-14T09:26:53.602Z"}`},
 }
 
 func marshal(t *testing.T, m any) []byte {
@@ -118,6 +118,10 @@ func TestGoldenJSON(t *testing.T) {
 			got := marshal(t, ex.msg)
 			if string(got) != ex.want {
 				t.Fatalf("bytes differ\n got %s\nwant %s", got, ex.want)
+			}
+			// The contract's version, not the build's, is the first field of every message.
+			if want := fmt.Sprintf(`{"v":%d,`, ContractVersion); !strings.HasPrefix(string(got), want) {
+				t.Errorf("%s does not start with %s", got, want)
 			}
 			// The contract's types, checked by decoding rather than by eye.
 			var m map[string]any
@@ -210,7 +214,7 @@ func TestTokenMaskedInReasonAndDetail(t *testing.T) {
 
 func TestEmptyUpdateFields(t *testing.T) {
 	got := marshal(t, Update{InteractionID: "i1", Seq: 7, At: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)})
-	want := `{"interactionId":"i1","seq":7,"sessionId":"","vendor":"","data":{},"changed":[],"at":"2026-01-02T03:04:05.000Z"}`
+	want := `{"v":1,"interactionId":"i1","seq":7,"sessionId":"","vendor":"","data":{},"changed":[],"at":"2026-01-02T03:04:05.000Z"}`
 	if string(got) != want {
 		t.Fatalf("got %s\nwant %s", got, want)
 	}
