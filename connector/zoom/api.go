@@ -167,7 +167,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &API{cfg: cfg, node: cfg.BaseURL, http: &http.Client{Transport: cfg.RoundTripper},
+	return &API{cfg: cfg, node: cfg.BaseURL, http: &http.Client{Transport: cfg.RoundTripper, CheckRedirect: noRedirects},
 		log: cfg.Logger.With("component", "zoom"), now: time.Now}, nil
 }
 

@@ -374,6 +374,12 @@ func TestAPIReplies(t *testing.T) {
 	if d, _ := a.Session(ctx, "s"); d.Duration != time.Hour+2*time.Minute+3*time.Second || d.SessionID != "s" {
 		t.Fatalf("%+v", d)
 	}
+	redirect := httptest.NewServer(http.RedirectHandler(srv.URL+"/v2/cobrowsesdk/sessions/s", http.StatusFound))
+	defer redirect.Close()
+	ra, _ := NewAPI(APIConfig{BaseURL: redirect.URL, Tokens: &fixedBearer{tok: "t"}, RoundTripper: newTransport(t)})
+	if _, err := ra.Session(ctx, "s"); !errors.Is(err, connector.ErrRefused) || !strings.Contains(err.Error(), "HTTP 302") {
+		t.Fatalf("a redirect is not followed: %v", err)
+	}
 	for _, body := range []string{"<html>bad gateway</html>", `{"sessions":"x"}`, `{"page_size":1}` + strings.Repeat(" ", 5000)} {
 		reply.Store(body)
 		_, err := a.LiveSessionByPIN(ctx, "abc")

@@ -30,6 +30,11 @@ func readBody(r io.Reader, max int64) ([]byte, error) {
 	return body, nil
 }
 
+// noRedirects keeps a client from following a redirect: Zoom's token endpoint and API do not
+// redirect, and a followed redirect would carry the request (and, to the same host, its
+// credentials) somewhere unplanned. The 3xx itself comes back and is reported as a refusal.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // zoomReason is Zoom's words for a failed call: the REST API answers {"code":N,"message":"..."},
 // the OAuth endpoint {"reason":"...","error":"..."}; anything else is kept clipped, and an empty
 // body is the status line.

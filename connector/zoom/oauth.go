@@ -165,7 +165,7 @@ func NewTokenSource(cfg OAuthConfig) (*TokenSource, error) {
 		cfg:    cfg,
 		node:   cfg.BaseURL,
 		tokURL: cfg.BaseURL + "/oauth/token?" + q.Encode(),
-		http:   &http.Client{Transport: cfg.RoundTripper},
+		http:   &http.Client{Transport: cfg.RoundTripper, CheckRedirect: noRedirects},
 		log:    cfg.Logger.With("component", "zoom"),
 		now:    time.Now,
 		c:      &tokenCache{},
