@@ -10,6 +10,10 @@
 //	_ = z.End(s.ID)                             // session_ended
 //	_ = z.WaitWebhooks(ctx)                     // every delivery answered or given up
 //
+// The REST API is Zoom's four read-only Cobrowse operations (live sessions, past sessions, one
+// session, its users); Zoom has no call that creates or ends a session, and neither has this
+// server.
+//
 // It follows what Zoom documents; where Zoom is silent it makes the choice listed here, usually
 // the one that is harder on a client (so that a client that works here relies on less). A client
 // should say which of these it depends on.
@@ -40,6 +44,13 @@
 //     "start_time","session_pin","users":[{"user_id","user_name","role_type"}]}]}, oldest first;
 //     users are the users present (a disconnected one included); role_type is "customer" or
 //     "agent". No from/to range is needed or checked.
+//   - GET /cobrowsesdk/past_sessions: the ended sessions remembered, oldest first, paged like
+//     live_sessions, filtered by from and to (dates yyyy-mm-dd, UTC, inclusive, on the start
+//     time; a bad date is 400 code 300), session_id and session_pin (any case). Without from and
+//     to every remembered session is listed (Zoom's default range is not documented). Reply
+//     {"from","to" (when given),"page_size","next_page_token","sessions":[{"session_id",
+//     "start_time","end_time","duration","user_count","session_pin","users":[...]}]}, users
+//     being everyone who joined.
 //   - GET /cobrowsesdk/sessions/{id}: a live or ended session: {"session_id","start_time",
 //     "session_pin","user_count"} plus "end_time" and "duration" ("HH:MM:SS") once ended.
 //     user_count counts the distinct user ids that joined. Unknown: 404 {"code":404,...}.
@@ -128,8 +139,8 @@
 //
 // # Faults
 //
-// SetFault(route, Fault) makes a route (RouteOAuth, RouteLiveSessions, RouteSession,
-// RouteSessionUsers, or RouteAll) answer Status (a Zoom-style JSON error, with Retry-After when
+// SetFault(route, Fault) makes a route (RouteOAuth, RouteLiveSessions, RoutePastSessions,
+// RouteSession, RouteSessionUsers, or RouteAll) answer Status (a Zoom-style JSON error, with Retry-After when
 // set: 429 and 5xx are the useful ones) or Hang (no answer until the client gives up or the server
 // closes), for the next Times requests or until ClearFaults. A fault is applied before
 // authentication. Requests counts the requests per route, faulted ones included; WaitRequests

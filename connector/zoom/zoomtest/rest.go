@@ -73,6 +73,70 @@ func (s *Server) serveLiveSessions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"page_size": size, "next_page_token": next, "sessions": sessions})
 }
 
+// servePastSessions is GET /v2/cobrowsesdk/past_sessions: the ended sessions the server remembers,
+// filtered by from and to (dates, yyyy-mm-dd, UTC, inclusive, on the start time), session_id and
+// session_pin, oldest first, paged like live_sessions.
+func (s *Server) servePastSessions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var from, to time.Time
+	for _, d := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		if v := q.Get(d.name); v != "" {
+			t, err := time.Parse(time.DateOnly, v)
+			if err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]any{"code": 300, "message": "Invalid " + d.name + ": " + v})
+				return
+			}
+			*d.dst = t
+		}
+	}
+	id, pin := q.Get("session_id"), strings.ToUpper(q.Get("session_pin"))
+	s.mu.Lock()
+	var list []*session
+	for _, sid := range s.endOrder {
+		ss := s.ended[sid]
+		switch {
+		case ss == nil,
+			id != "" && ss.id != id,
+			pin != "" && ss.pin != pin,
+			!from.IsZero() && ss.start.Before(from),
+			!to.IsZero() && !ss.start.Before(to.AddDate(0, 0, 1)):
+			continue
+		}
+		list = append(list, ss)
+	}
+	slices.SortStableFunc(list, func(a, b *session) int { return a.start.Compare(b.start) })
+	from2, to2, next, size, ok := page(w, r, len(list))
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	sessions := []map[string]any{}
+	for _, ss := range list[from2:to2] {
+		users := []map[string]any{}
+		ids := map[string]bool{}
+		for _, u := range ss.users {
+			ids[u.UserID] = true
+			users = append(users, map[string]any{"user_id": u.UserID, "user_name": u.Name, "role_type": u.Role})
+		}
+		sessions = append(sessions, map[string]any{
+			"session_id": ss.id, "start_time": zoomTime(ss.start), "end_time": zoomTime(ss.end),
+			"duration": hhmmss(ss.end.Sub(ss.start)), "user_count": len(ids), "session_pin": ss.pin, "users": users,
+		})
+	}
+	s.mu.Unlock()
+	out := map[string]any{"page_size": size, "next_page_token": next, "sessions": sessions}
+	if !from.IsZero() {
+		out["from"] = from.Format(time.DateOnly)
+	}
+	if !to.IsZero() {
+		out["to"] = to.Format(time.DateOnly)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 // serveSession is GET /v2/cobrowsesdk/sessions/{id}.
 func (s *Server) serveSession(w http.ResponseWriter, r *http.Request) {
 	ss := s.lookup(r.PathValue("id"))

@@ -162,6 +162,7 @@ func New(opts Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/oauth/token", s.route(RouteOAuth, s.serveToken))
 	mux.HandleFunc("GET /v2/cobrowsesdk/live_sessions", s.route(RouteLiveSessions, s.authed(s.serveLiveSessions)))
+	mux.HandleFunc("GET /v2/cobrowsesdk/past_sessions", s.route(RoutePastSessions, s.authed(s.servePastSessions)))
 	mux.HandleFunc("GET /v2/cobrowsesdk/sessions/{id}", s.route(RouteSession, s.authed(s.serveSession)))
 	mux.HandleFunc("GET /v2/cobrowsesdk/sessions/{id}/users", s.route(RouteSessionUsers, s.authed(s.serveSessionUsers)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -208,6 +209,7 @@ const (
 	RouteAll          Route = ""              // every route (for SetFault)
 	RouteOAuth        Route = "oauth"         // POST /oauth/token
 	RouteLiveSessions Route = "live_sessions" // GET /v2/cobrowsesdk/live_sessions
+	RoutePastSessions Route = "past_sessions" // GET /v2/cobrowsesdk/past_sessions
 	RouteSession      Route = "session"       // GET /v2/cobrowsesdk/sessions/{id}
 	RouteSessionUsers Route = "session_users" // GET /v2/cobrowsesdk/sessions/{id}/users
 )

@@ -686,6 +686,45 @@ func TestREST(t *testing.T) {
 	t.Fatal("no session id with '/' and '+' in 1000")
 }
 
+func TestPastSessions(t *testing.T) {
+	z := newServer(t, zoomtest.Options{})
+	tok := token(t, z)
+	live, _ := z.CustomerStart(byopJWT(), "LIVE1")
+	var ended []zoomtest.Session
+	for i := range 3 {
+		s, _ := z.CustomerStart(byopJWT(), "past"+strconv.Itoa(i))
+		_, _ = z.AgentJoin(agentJWT("a"), s.PIN)
+		_ = z.End(s.ID)
+		ended = append(ended, s)
+	}
+	_, m, _ := api(t, z, tok, "/cobrowsesdk/past_sessions?page_size=2")
+	if len(m["sessions"].([]any)) != 2 || m["next_page_token"] == "" {
+		t.Fatalf("%v", m)
+	}
+	_, m, _ = api(t, z, tok, "/cobrowsesdk/past_sessions?session_pin=past1")
+	list := m["sessions"].([]any)
+	if len(list) != 1 {
+		t.Fatalf("%v", m)
+	}
+	got := list[0].(map[string]any)
+	if got["session_id"] != ended[1].ID || got["user_count"] != float64(2) || got["end_time"] == nil || len(got["users"].([]any)) != 2 {
+		t.Fatalf("%v", got)
+	}
+	if _, m, _ := api(t, z, tok, "/cobrowsesdk/past_sessions?session_id="+url.QueryEscape(live.ID)); len(m["sessions"].([]any)) != 0 {
+		t.Fatal("a live session is listed as past")
+	}
+	yesterday, tomorrow := time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly), time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)
+	if _, m, _ := api(t, z, tok, "/cobrowsesdk/past_sessions?from="+yesterday+"&to="+tomorrow); len(m["sessions"].([]any)) != 3 || m["from"] != yesterday {
+		t.Fatalf("%v", m)
+	}
+	if _, m, _ := api(t, z, tok, "/cobrowsesdk/past_sessions?to=2000-01-01"); len(m["sessions"].([]any)) != 0 {
+		t.Fatalf("%v", m)
+	}
+	if st, _, _ := api(t, z, tok, "/cobrowsesdk/past_sessions?from=yesterday"); st != 400 {
+		t.Fatal(st)
+	}
+}
+
 func TestIgnorePINFilterAndEchoUserIDs(t *testing.T) {
 	z := newServer(t, zoomtest.Options{IgnorePINFilter: true, EchoUserIDs: true, PINParam: "session_pin"})
 	s, _ := z.CustomerStart(customerJWT(), "")
