@@ -205,6 +205,31 @@ type Signal struct {
 	Raw       []byte // the vendor's payload, as received
 }
 
+// HandoffKind is what a page message asks of its recipient.
+type HandoffKind string
+
+// The kinds of page messages.
+const (
+	HandoffView  HandoffKind = "view"  // what the recipient opens or uses to see or join the session
+	HandoffStart HandoffKind = "start" // what the customer page needs to start a session the daemon created
+	HandoffEnd   HandoffKind = "end"   // end the session in the page; no credentials
+)
+
+// Handoff is one message to a page: the agent's (AgentID set) or the customer's. Which fields are
+// set depends on the vendor; URL, Token, PIN and ConnectParam may carry credentials.
+type Handoff struct {
+	Kind       HandoffKind
+	ToCustomer bool   // the customer page; else the agent AgentID
+	AgentID    string // the agent, when not ToCustomer
+	URL        string // Genesys slave.html; Zoom desk URL (holds an agent JWT)
+	Token      string // a Zoom JWT
+	PIN        string // a Zoom PIN
+	RoomID     string // CEC
+	WSSURL     string // CEC
+	// ConnectParam is CEC's connection parameter (a credential).
+	ConnectParam string
+}
+
 // Session is a co-browse session the daemon has joined as Controller.
 //
 // Its methods are safe for concurrent use. Events is the single stream of what the server says
@@ -222,8 +247,12 @@ type Session interface {
 	// means nothing new: a vendor whose events come over its own connection, like Genesys, takes
 	// nothing from signals). The controller applies them as it applies the events of Events.
 	Signal(s Signal) []Event
-	// AgentViewURL returns the URL an agent opens to see the customer's page.
-	AgentViewURL() string
+	// Handoffs returns what the pages get now, for kind: HandoffView for agentID (what the agent
+	// opens or uses to see the session; per agent, since a vendor may mint a credential per
+	// agent), HandoffStart for the customer page of a session the daemon created, HandoffEnd for
+	// both pages when the vendor's session ends only in the browsers. None when the vendor has
+	// nothing for that recipient (Genesys: no start, no end; no view without an agent).
+	Handoffs(kind HandoffKind, agentID string) []Handoff
 	// Stop asks the server to end the session. It returns whatever times the server's reply
 	// carried (often none: the deactivation event carries them). Stopping a session that has
 	// already ended is not an error.

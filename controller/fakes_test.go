@@ -125,7 +125,12 @@ func (s *fakeSession) Signal(g connector.Signal) []connector.Event {
 	}
 	return nil
 }
-func (s *fakeSession) AgentViewURL() string    { return "http://node/slave.html#sid=" + s.handle.Token }
+func (s *fakeSession) Handoffs(kind connector.HandoffKind, agentID string) []connector.Handoff {
+	if kind != connector.HandoffView || agentID == "" {
+		return nil
+	}
+	return []connector.Handoff{{Kind: kind, AgentID: agentID, URL: "http://node/slave.html#sid=" + s.handle.Token}}
+}
 func (s *fakeSession) emit(ev connector.Event) { s.events <- ev }
 func (s *fakeSession) activate(at time.Time)   { s.emit(activatedAt(at)) }
 func activatedAt(at time.Time) connector.Event {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/attach"
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
 )
 
 // queue adds a message to the step's outbox, keeping the routing fields its JSON leaves out.
@@ -60,13 +61,18 @@ func (a *actor) queueAgentView() {
 	if l == nil || a.sess == nil || a.st.AgentID == "" {
 		return
 	}
-	a.queue(Outbound{View: &attach.AgentView{
-		AgentID:       a.st.AgentID,
-		InteractionID: a.id,
-		SessionID:     l.Handle.SessionID,
-		URL:           a.sess.AgentViewURL(),
-		At:            time.Now(),
-	}})
+	for _, h := range a.sess.Handoffs(connector.HandoffView, a.st.AgentID) {
+		if h.ToCustomer || h.URL == "" {
+			continue // only the agent's view URL has a message in this contract version
+		}
+		a.queue(Outbound{View: &attach.AgentView{
+			AgentID:       h.AgentID,
+			InteractionID: a.id,
+			SessionID:     l.Handle.SessionID,
+			URL:           h.URL,
+			At:            time.Now(),
+		}})
+	}
 }
 
 // commit saves the state with the step's outbound messages, publishes them in order, then saves

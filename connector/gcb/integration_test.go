@@ -169,8 +169,12 @@ func lifecycle(t *testing.T, serverURL bool, tr, end string) {
 	} else if hd(h).NodeURL != e.cluster.URL() || hd(h).Sticky == "" {
 		t.Fatalf("cookie stickiness: node %q sticky set=%v, want the cluster URL %q and a cookie", hd(h).NodeURL, hd(h).Sticky != "", e.cluster.URL())
 	}
-	if got, want := s.AgentViewURL(), hd(h).NodeURL+"/slave.html#nosidinput=1&sid="+gs.Token(); got != want {
-		t.Fatalf("AgentViewURL = %q, want %q", got, want)
+	views := s.Handoffs(connector.HandoffView, "agent-1")
+	if want := hd(h).NodeURL + "/slave.html#nosidinput=1&sid=" + gs.Token(); len(views) != 1 || views[0].URL != want || views[0].AgentID != "agent-1" || views[0].ToCustomer {
+		t.Fatalf("agent view %+v, want the URL %q for agent-1", views, want)
+	}
+	if got := s.Handoffs(connector.HandoffStart, ""); len(got) != 0 {
+		t.Fatalf("Genesys start handoffs %+v: the customer page starts its session itself", got)
 	}
 	if got := s.(*session).client.Transport(); got != tr {
 		t.Fatalf("transport = %q, want %q", got, tr)

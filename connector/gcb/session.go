@@ -157,6 +157,16 @@ func (s *session) AgentViewURL() string {
 	return s.viewURL
 }
 
+// Handoffs gives an agent the agent view URL (the same for every agent: the token is in it).
+// Genesys has nothing else for the pages: the customer page starts the session itself, and the
+// daemon ends it at the server.
+func (s *session) Handoffs(kind connector.HandoffKind, agentID string) []connector.Handoff {
+	if kind != connector.HandoffView || agentID == "" {
+		return nil
+	}
+	return []connector.Handoff{{Kind: connector.HandoffView, AgentID: agentID, URL: s.AgentViewURL()}}
+}
+
 // Stop ends the session: /service/session/stop over CometD, and when that fails (no connection,
 // time-out, any failure other than "session not found") the REST stop with the Controller's user
 // token. After a CometD stop, EventDeactivated arrives on Events as the server sends it; after a
