@@ -544,9 +544,6 @@ func TestCustomerLeaveAndWait(t *testing.T) {
 	s, _ := z.CustomerStart(customerJWT(), "")
 	_, _ = z.AgentJoin(agentJWT("a1"), s.PIN)
 	_ = z.CustomerLeave(s.ID)
-	if got, _ := z.Session(s.ID); !got.Live() {
-		t.Fatal("ended before the agents' wait")
-	}
 	ended, err := z.WaitEnded(ctxFor(t), s.ID)
 	if err != nil || ended.EndedBy != zoomtest.EndedByCustomerWait {
 		t.Fatalf("%+v %v", ended, err)
@@ -558,6 +555,15 @@ func TestCustomerLeaveAndWait(t *testing.T) {
 	if strings.Join(events, " ") != "cobrowse.session_started cobrowse.session_user_left cobrowse.session_ended "+
 		"cobrowse.session_started cobrowse.session_user_joined cobrowse.session_user_left cobrowse.session_ended" {
 		t.Fatal(events)
+	}
+
+	// With a long wait the agents are still there, waiting.
+	slow := newServer(t, zoomtest.Options{CustomerWait: time.Hour})
+	s, _ = slow.CustomerStart(customerJWT(), "")
+	_, _ = slow.AgentJoin(agentJWT("a1"), s.PIN)
+	_ = slow.CustomerLeave(s.ID)
+	if got, _ := slow.Session(s.ID); !got.Live() || len(got.Agents()) != 1 || got.Users[0].Present() {
+		t.Fatalf("the agents' wait: %+v", got)
 	}
 
 	// The customer left, then the last agent leaves: over at once.
