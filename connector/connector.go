@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -359,4 +360,28 @@ func MaskToken(tok string) string {
 		return strings.Repeat("*", len(tok))
 	}
 	return strings.Repeat("*", len(tok)-keep) + tok[len(tok)-keep:]
+}
+
+// CheckBaseURL accepts the base URL of a vendor's server: an absolute http(s) URL with a host, no
+// user info (credentials), no query and no fragment. Credentials are refused because the URL
+// reaches logs, errors and the pages' URLs; the error quotes the URL without them.
+func CheckBaseURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if u.User != nil {
+		u.User = nil
+		return fmt.Errorf("%q: must not carry credentials (user info)", u.String())
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: scheme must be http or https", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q: no host", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: must have no query or fragment", s)
+	}
+	return nil
 }

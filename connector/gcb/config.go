@@ -152,7 +152,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.ClusterURL = strings.TrimRight(strings.TrimSpace(c.ClusterURL), "/")
 	if c.ClusterURL == "" {
 		errs = append(errs, errors.New("gcb: ClusterURL is required"))
-	} else if err := checkBaseURL(c.ClusterURL); err != nil {
+	} else if err := connector.CheckBaseURL(c.ClusterURL); err != nil {
 		errs = append(errs, fmt.Errorf("gcb: ClusterURL: %w", err))
 	}
 	if c.Origin == "" && len(errs) == 0 {
@@ -227,28 +227,4 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c, errors.Join(errs...)
-}
-
-// checkBaseURL accepts an absolute http(s) URL with a host, no user info (credentials), no query
-// and no fragment. Credentials are refused because the URL reaches logs, errors and the agent
-// view URL; the error quotes the URL without them.
-func checkBaseURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return err
-	}
-	if u.User != nil {
-		u.User = nil
-		return fmt.Errorf("%q: must not carry credentials (user info)", u.String())
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q: scheme must be http or https", s)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("%q: no host", s)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q: must have no query or fragment", s)
-	}
-	return nil
 }

@@ -257,7 +257,7 @@ func (c *Connector) locate(ctx context.Context, log *slog.Logger, token string) 
 func (c *Connector) handleRoute(ctx context.Context, log *slog.Logger, h connector.Handle) (route, error) {
 	d := decodeHandle(h)
 	node := strings.TrimRight(d.NodeURL, "/")
-	if node != "" && checkBaseURL(node) == nil {
+	if node != "" && connector.CheckBaseURL(node) == nil {
 		return route{NodeURL: node, Sticky: d.Sticky, Why: "handle"}, nil
 	}
 	if !validToken(h.Token) {

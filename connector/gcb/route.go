@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
 )
 
 // StickyCookie is the cookie the Co-browse load balancer routes on.
@@ -44,7 +46,7 @@ func chooseRoute(clusterURL, serverURL, cookie string) route {
 	serverURL = strings.TrimRight(strings.TrimSpace(serverURL), "/")
 	prefix := ""
 	if serverURL != "" {
-		if checkBaseURL(serverURL) == nil {
+		if connector.CheckBaseURL(serverURL) == nil {
 			return route{NodeURL: serverURL, Why: "server-url"}
 		}
 		prefix = "bad-server-url+"

@@ -125,7 +125,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 		cfg.BaseURL = DefaultAPIURL
 	}
 	cfg.BaseURL = strings.TrimRight(strings.TrimSpace(cfg.BaseURL), "/")
-	if err := checkBaseURL(cfg.BaseURL); err != nil {
+	if err := connector.CheckBaseURL(cfg.BaseURL); err != nil {
 		errs = append(errs, fmt.Errorf("zoom: API BaseURL: %w", err))
 	}
 	if cfg.Tokens == nil {

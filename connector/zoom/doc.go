@@ -8,7 +8,7 @@
 //     exp, user_id, user_name and, on request, enable_byop). DeriveUserID makes the user_id of a
 //     role on an interaction; FitUserName makes a display name fit user_name.
 //   - NewBYOPPIN makes a PIN of our own (Bring Your Own PIN); NormalizePIN, IsAutoPIN and
-//     MatchStart read PINs and chat start messages ({start:PIN} or <start:PIN>).
+//     MatchStart read PINs (MatchStart takes the X of a chat start message {start:X}).
 //   - TokenSource gets and caches a Server-to-Server OAuth access token (one request in flight,
 //     renewed before expiry, renewed once on a 401).
 //   - API reads the Cobrowse REST API: LiveSessionByPIN, Session, SessionUsers.

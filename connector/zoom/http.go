@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -66,29 +65,6 @@ func zoomReason(status int, body []byte) string {
 		return clip(fmt.Sprintf("HTTP %d: %s", status, s))
 	}
 	return fmt.Sprintf("HTTP %d %s", status, http.StatusText(status))
-}
-
-// checkBaseURL accepts an absolute http(s) URL with a host, no user info, no query and no
-// fragment: it reaches logs and errors as the node.
-func checkBaseURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return err
-	}
-	if u.User != nil {
-		u.User = nil
-		return fmt.Errorf("%q: must not carry credentials (user info)", u.String())
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q: scheme must be http or https", s)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("%q: no host", s)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q: must have no query or fragment", s)
-	}
-	return nil
 }
 
 // redact masks values (a PIN, a secret) wherever a *connector.ServerError could show them: its

@@ -123,7 +123,7 @@ func NewTokenSource(cfg OAuthConfig) (*TokenSource, error) {
 		cfg.BaseURL = DefaultOAuthURL
 	}
 	cfg.BaseURL = strings.TrimRight(strings.TrimSpace(cfg.BaseURL), "/")
-	if err := checkBaseURL(cfg.BaseURL); err != nil {
+	if err := connector.CheckBaseURL(cfg.BaseURL); err != nil {
 		errs = append(errs, fmt.Errorf("zoom: OAuth BaseURL: %w", err))
 	}
 	for _, f := range []struct{ name, v string }{

@@ -66,34 +66,9 @@ func IsAutoPIN(pin string) bool {
 	return true
 }
 
-// startSpace is the whitespace a start message may have around it: the same set the chat side
-// uses (" \t\n\r\f", RE2's \s), so that both read a message alike.
-const startSpace = " \t\n\r\f"
-
-// MatchStart reports whether a chat message on a Zoom interaction is a co-browse start message,
-// and returns its PIN, normalized. The message must be, whole, {start:PIN} or <start:PIN>,
-// optionally surrounded by whitespace (space, tab, newline, carriage return, form feed), where
-// PIN is a Cobrowse PIN (see NormalizePIN), in any case. "start" itself is lower case, as on every
-// other vendor's interactions. Its exact specification is the regular expression
-//
-//	^\s*(\{start:[A-Za-z0-9]{1,10}\}|<start:[A-Za-z0-9]{1,10}>)\s*$
-func MatchStart(text string) (pin string, ok bool) {
-	s := strings.Trim(text, startSpace)
-	const frame = len("{start:") + len("}")
-	if len(s) <= frame || len(s) > frame+MaxPINLength {
-		return "", false
-	}
-	var closer byte
-	switch s[:frame-1] {
-	case "{start:":
-		closer = '}'
-	case "<start:":
-		closer = '>'
-	default:
-		return "", false
-	}
-	if s[len(s)-1] != closer {
-		return "", false
-	}
-	return NormalizePIN(s[frame-1 : len(s)-1])
-}
+// MatchStart reports whether the token of a chat start message (the X of {start:X}, which the
+// chat side finds without knowing any vendor) is a Cobrowse PIN on a Zoom interaction, and
+// returns it normalized (upper case): Zoom's 6-digit PIN or a BYOP PIN of 1 to 10 ASCII letters
+// and digits, in any case (see NormalizePIN). It is the Zoom connector's connector.Connector
+// MatchStart.
+func MatchStart(token string) (pin string, ok bool) { return NormalizePIN(token) }
