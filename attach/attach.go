@@ -157,19 +157,28 @@ func LifecycleSubject(prefix, interactionID string, kind LifecycleKind) string {
 	return prefix + ".cobrowse." + interactionID + "." + string(kind)
 }
 
-// AgentSubject is the subject on which an agent receives co-browse views.
+// AgentSubject is the subject on which an agent receives the page messages (handoffs) meant for
+// the agent's page: the co-browse views.
 func AgentSubject(prefix, agentID string) string {
 	return prefix + ".agent." + agentID + ".cobrowse"
 }
 
-// streamSubjects are the subjects the outbound stream must capture, in the order
-// update, lifecycle, agent view.
-func streamSubjects(prefix string) [3]string {
-	return [3]string{
-		UpdateSubject(prefix, "*"),
-		prefix + ".cobrowse.*.*",
-		AgentSubject(prefix, "*"),
-	}
+// CustomerSubject is the subject on which the customer's page of an interaction receives the page
+// messages (handoffs) meant for it.
+func CustomerSubject(prefix, interactionID string) string {
+	return prefix + ".customer." + interactionID + ".cobrowse"
+}
+
+// reportingSubjects are the subjects of what reporting reads, kept for long in the reporting
+// stream (CC_COBROWSE): the updates, then the lifecycle events.
+func reportingSubjects(prefix string) []string {
+	return []string{UpdateSubject(prefix, "*"), LifecycleSubject(prefix, "*", "*")}
+}
+
+// pageSubjects are the subjects of the page messages, which may carry credentials and are kept
+// briefly in a stream of their own (CC_HANDOFF): the agent's, then the customer's.
+func pageSubjects(prefix string) []string {
+	return []string{AgentSubject(prefix, "*"), CustomerSubject(prefix, "*")}
 }
 
 // Message ids.

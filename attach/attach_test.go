@@ -248,6 +248,7 @@ func TestSubjectsAndMsgIDs(t *testing.T) {
 		{LifecycleSubject("cc", "I1", Deactivated), "cc.cobrowse.I1.deactivated"},
 		{LifecycleSubject("acme.cc", "I1", Failed), "acme.cc.cobrowse.I1.failed"},
 		{AgentSubject("cc", "A7"), "cc.agent.A7.cobrowse"},
+		{CustomerSubject("cc", "I1"), "cc.customer.I1.cobrowse"},
 		{UpdateMsgID("I1", 12), "I1.attach.12"},
 		{LifecycleMsgID("I1", "S1", Deactivated), "I1.S1.deactivated"},
 		{AgentViewMsgID("I1", "S1", "A7"), "I1.S1.agent.A7"},
@@ -256,8 +257,11 @@ func TestSubjectsAndMsgIDs(t *testing.T) {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
 		}
 	}
-	if got := streamSubjects("cc"); got != [3]string{"cc.interaction.*.attach", "cc.cobrowse.*.*", "cc.agent.*.cobrowse"} {
-		t.Errorf("stream subjects %v", got)
+	if got := strings.Join(reportingSubjects("cc"), " "); got != "cc.interaction.*.attach cc.cobrowse.*.*" {
+		t.Errorf("reporting subjects %v", got)
+	}
+	if got := strings.Join(pageSubjects("acme.cc"), " "); got != "acme.cc.agent.*.cobrowse acme.cc.customer.*.cobrowse" {
+		t.Errorf("page subjects %v", got)
 	}
 }
 
@@ -402,6 +406,37 @@ func TestCovered(t *testing.T) {
 	} {
 		if got := covered(tc.pattern, tc.stream); got != tc.want {
 			t.Errorf("covered(%q, %q) = %v, want %v", tc.pattern, tc.stream, got, tc.want)
+		}
+	}
+}
+
+func TestOverlaps(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"cc.agent.*.cobrowse", "cc.agent.*.cobrowse", true},
+		{"cc.agent.*.cobrowse", "cc.agent.a1.cobrowse", true},
+		{"cc.agent.*.cobrowse", "cc.>", true},
+		{"cc.agent.*.cobrowse", ">", true},
+		{"cc.agent.*.cobrowse", "cc.*.*.*", true},
+		{"cc.agent.*.cobrowse", "cc.agent.*.*", true},
+		{"cc.agent.*.cobrowse", "cc.agent.>", true},
+		{"cc.cobrowse.*.*", "cc.*.*.cobrowse", true}, // cc.cobrowse.x.cobrowse
+		{"cc.agent.*.cobrowse", "cc.interaction.*.attach", false},
+		{"cc.agent.*.cobrowse", "cc.cobrowse.*.*", false},
+		{"cc.agent.*.cobrowse", "cc.agent.*", false},
+		{"cc.agent.*.cobrowse", "cc.agent.*.cobrowse.x", false},
+		{"cc.agent.*.cobrowse", "cc.agent.*.cobrowse.>", false},
+		{"cc.customer.*.cobrowse", "cc.agent.*.cobrowse", false},
+		{"cc", "cc.>", false},
+	} {
+		a, b := strings.Split(tc.a, "."), strings.Split(tc.b, ".")
+		if got := overlaps(a, b); got != tc.want {
+			t.Errorf("overlaps(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+		if got := overlaps(b, a); got != tc.want {
+			t.Errorf("overlaps(%q, %q) = %v, want %v", tc.b, tc.a, got, tc.want)
 		}
 	}
 }

@@ -15,7 +15,10 @@ import (
 // Defaults of Config.
 const (
 	DefaultPrefix = "cc"
+	// DefaultStream stores what reporting reads: the attached-data updates and the lifecycle events.
 	DefaultStream = "CC_COBROWSE"
+	// DefaultHandoffStream stores the page messages (handoffs), which may carry credentials.
+	DefaultHandoffStream = "CC_HANDOFF"
 
 	// DefaultDuplicateWindow is how long the stream remembers a Nats-Msg-Id. Every id this package
 	// publishes is unique for good (seq never restarts; sessionId is the server's history id), so a
@@ -28,6 +31,12 @@ const (
 	// 100 bytes, so about 100 MB for a million outbound messages a day. Beyond the window a
 	// consumer can still deduplicate by (interactionId, seq) and by the message id itself.
 	DefaultDuplicateWindow = 24 * time.Hour
+
+	// DefaultHandoffMaxAge is the age limit of the page stream the daemon creates. A page message
+	// is read within seconds by the page waiting for it; the credentials in it (a session token in
+	// a URL, JWTs, PINs, connection parameters) should not stay on the server's disks much longer.
+	// Fifteen minutes still serves a page that reconnects or is opened a little late.
+	DefaultHandoffMaxAge = 15 * time.Minute
 
 	DefaultPublishTimeout = 5 * time.Second
 )
@@ -65,15 +74,29 @@ func (e *PublishError) Unwrap() []error {
 
 // Config configures a Publisher. Zero fields take the defaults.
 type Config struct {
-	Prefix   string // subject prefix; default "cc"
-	Stream   string // name of the stream created when none captures the subjects; default "CC_COBROWSE"
-	Replicas int    // replicas of a created stream; default 1
-	// DuplicateWindow of a created stream; default DefaultDuplicateWindow (see there for why).
-	// An existing stream keeps its own; a shorter one is logged as a warning.
+	Prefix string // subject prefix; default "cc"
+	// Stream is the name of the reporting stream created when none captures the attached-data
+	// updates and the lifecycle events; default "CC_COBROWSE".
+	Stream   string
+	Replicas int // replicas of a created stream (either one); default 1
+	// DuplicateWindow of a created reporting stream; default DefaultDuplicateWindow (see there
+	// for why). An existing stream keeps its own; a shorter one is logged as a warning.
 	DuplicateWindow time.Duration
 	PublishTimeout  time.Duration // per publish, waiting for the PubAck; default 5s
-	MaxAge          time.Duration // age limit of a created stream (at least DuplicateWindow); 0: no limit
-	Logger          *slog.Logger  // default: discard
+	MaxAge          time.Duration // age limit of a created reporting stream (at least DuplicateWindow); 0: no limit
+
+	// HandoffStream is the name of the page stream created when none captures the page subjects
+	// (<prefix>.agent.*.cobrowse, <prefix>.customer.*.cobrowse); default "CC_HANDOFF". It must
+	// differ from Stream: the page messages may carry credentials and are kept apart.
+	HandoffStream string
+	// HandoffMaxAge is the age limit of a created page stream; default DefaultHandoffMaxAge. There
+	// is no "no limit" here: credentials are not kept for good.
+	HandoffMaxAge time.Duration
+	// HandoffDuplicateWindow of a created page stream; default and upper bound HandoffMaxAge (a
+	// message is gone from the stream by then anyway, and NATS refuses a longer window).
+	HandoffDuplicateWindow time.Duration
+
+	Logger *slog.Logger // default: discard
 	// Now stamps a message whose At is zero; default time.Now.
 	Now func() time.Time
 }
@@ -90,8 +113,17 @@ func (c *Config) setDefaults() error {
 	if c.Stream == "" {
 		c.Stream = DefaultStream
 	}
-	if strings.ContainsAny(c.Stream, ".*> \t\r\n/\\") {
-		return fmt.Errorf("attach: config: stream name %q holds a character NATS forbids in stream names", c.Stream)
+	if c.HandoffStream == "" {
+		c.HandoffStream = DefaultHandoffStream
+	}
+	for _, name := range []string{c.Stream, c.HandoffStream} {
+		if strings.ContainsAny(name, ".*> \t\r\n/\\") {
+			return fmt.Errorf("attach: config: stream name %q holds a character NATS forbids in stream names", name)
+		}
+	}
+	if c.Stream == c.HandoffStream {
+		return fmt.Errorf("attach: config: the page stream and the reporting stream are both named %q: "+
+			"the page messages may carry credentials and are kept apart", c.Stream)
 	}
 	if c.Replicas < 0 || c.Replicas > 5 {
 		return fmt.Errorf("attach: config: replicas %d is not between 1 and 5", c.Replicas)
@@ -104,6 +136,25 @@ func (c *Config) setDefaults() error {
 	}
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.MaxAge < 0 {
+		return fmt.Errorf("attach: config: max age %s is negative", c.MaxAge)
+	}
+	if c.HandoffMaxAge < 0 {
+		return fmt.Errorf("attach: config: page stream max age %s is negative", c.HandoffMaxAge)
+	}
+	if c.HandoffMaxAge == 0 {
+		c.HandoffMaxAge = DefaultHandoffMaxAge
+	}
+	if c.HandoffDuplicateWindow < 0 {
+		return fmt.Errorf("attach: config: page stream duplicate window %s is negative", c.HandoffDuplicateWindow)
+	}
+	if c.HandoffDuplicateWindow == 0 {
+		c.HandoffDuplicateWindow = c.HandoffMaxAge
+	}
+	if c.HandoffDuplicateWindow > c.HandoffMaxAge {
+		return fmt.Errorf("attach: config: page stream duplicate window %s is longer than its max age %s",
+			c.HandoffDuplicateWindow, c.HandoffMaxAge)
 	}
 	if c.PublishTimeout < 0 {
 		return fmt.Errorf("attach: config: publish timeout %s is negative", c.PublishTimeout)
@@ -128,12 +179,16 @@ type Publisher struct {
 	// The stream that captures each kind of subject, set as the expected stream of every publish
 	// (Nats-Expected-Stream): a message never lands silently in a stream the publisher did not
 	// check, whose dedupe window it does not know.
-	updateStream, lifecycleStream, agentStream string
+	updateStream, lifecycleStream, agentStream, customerStream string
 }
 
-// New returns a Publisher after making sure a stream captures the outbound subjects: when none
-// captures any of them, it creates cfg.Stream with all three; when streams capture all of them,
-// they are used as they are; anything in between is a configuration error.
+// New returns a Publisher after making sure streams capture the outbound subjects, two sets of
+// them kept apart: what reporting reads (updates, lifecycle events) and the page messages (which
+// may carry credentials). For each set, when no stream captures any of its subjects, it creates
+// one (cfg.Stream, cfg.HandoffStream); when streams capture all of them, they are used as they
+// are; anything in between is a configuration error. A stream the daemon created that still
+// holds the page subjects beside the reporting ones (the previous release's) is updated to drop
+// them first; an operator's such stream is refused. See ensureStreams.
 func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Publisher, error) {
 	if js == nil {
 		return nil, errors.New("attach: nil JetStream")
@@ -142,155 +197,22 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Publisher, e
 		return nil, err
 	}
 	p := &Publisher{js: js, cfg: cfg, log: cfg.Logger.With("component", "attach")}
-	if err := p.ensureStream(ctx); err != nil {
+	if err := p.ensureStreams(ctx); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
 // Streams returns the names of the streams that store the updates, the lifecycle events and the
-// agent views (the same name three times, usually).
+// agent's page messages (usually CC_COBROWSE twice, then CC_HANDOFF).
 func (p *Publisher) Streams() (update, lifecycle, agentView string) {
 	return p.updateStream, p.lifecycleStream, p.agentStream
 }
 
-// ensureStream finds, for each outbound subject pattern, a stream whose subjects cover it
-// entirely, and creates cfg.Stream when no stream touches any of them.
-func (p *Publisher) ensureStream(ctx context.Context) error {
-	subjects := streamSubjects(p.cfg.Prefix)
-	var owners [3]string
-	var overlaps []string // "<stream> (<its subject>) overlaps <pattern> without covering it"
-	checked := map[string]bool{}
-	for i, pattern := range subjects {
-		lister := p.js.StreamNames(ctx, jetstream.WithStreamListSubject(pattern))
-		var names []string
-		for name := range lister.Name() {
-			names = append(names, name)
-		}
-		if err := lister.Err(); err != nil {
-			return fmt.Errorf("attach: look up the stream capturing %s: %w", pattern, err)
-		}
-		for _, name := range names {
-			s, err := p.js.Stream(ctx, name)
-			if errors.Is(err, jetstream.ErrStreamNotFound) {
-				continue // deleted since the listing
-			}
-			if err != nil {
-				return fmt.Errorf("attach: stream %s: %w", name, err)
-			}
-			cfg := s.CachedInfo().Config
-			streamSubjs := cfg.Subjects
-			if len(streamSubjs) == 0 {
-				streamSubjs = []string{cfg.Name}
-			}
-			if covered(pattern, streamSubjs) {
-				owners[i] = name
-				if !checked[name] {
-					checked[name] = true
-					p.checkExisting(cfg)
-				}
-				break
-			}
-			overlaps = append(overlaps, fmt.Sprintf("stream %s (%s) overlaps %s without capturing all of it",
-				name, strings.Join(streamSubjs, ", "), pattern))
-		}
-	}
-
-	found := 0
-	for _, o := range owners {
-		if o != "" {
-			found++
-		}
-	}
-	switch {
-	case found == len(subjects):
-		p.updateStream, p.lifecycleStream, p.agentStream = owners[0], owners[1], owners[2]
-		p.log.Info("using existing streams for the outbound subjects",
-			"update_stream", owners[0], "lifecycle_stream", owners[1], "agent_stream", owners[2])
-		return nil
-	case found == 0 && len(overlaps) == 0:
-		return p.createStream(ctx, subjects)
-	}
-	var problems []string
-	for i, pattern := range subjects {
-		if owners[i] == "" {
-			problems = append(problems, pattern+" is captured by no stream")
-		} else {
-			problems = append(problems, pattern+" is captured by stream "+owners[i])
-		}
-	}
-	problems = append(problems, overlaps...)
-	return fmt.Errorf("attach: the outbound subjects are only partly captured by existing streams; "+
-		"capture all of them or none (then %s is created): %s", p.cfg.Stream, strings.Join(problems, "; "))
-}
-
-// checkExisting warns about an existing stream's settings that weaken the contract; the stream
-// is used as it is all the same.
-func (p *Publisher) checkExisting(cfg jetstream.StreamConfig) {
-	if cfg.Duplicates < p.cfg.DuplicateWindow {
-		p.log.Warn("existing stream deduplicates over a shorter window than configured: a re-publish after it is stored twice",
-			"stream", cfg.Name, "duplicate_window", cfg.Duplicates, "configured", p.cfg.DuplicateWindow)
-	}
-	if cfg.NoAck {
-		p.log.Warn("existing stream does not acknowledge publishes: every publish will time out", "stream", cfg.Name)
-	}
-}
-
-func (p *Publisher) createStream(ctx context.Context, subjects [3]string) error {
-	sc := jetstream.StreamConfig{
-		Name:        p.cfg.Stream,
-		Description: "cobrowse-connector outbound: attached-data updates, co-browse lifecycle events, agent views",
-		Subjects:    subjects[:],
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    p.cfg.Replicas,
-		Duplicates:  p.cfg.DuplicateWindow,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      p.cfg.MaxAge,
-	}
-	if _, err := p.js.CreateStream(ctx, sc); err != nil {
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("attach: create stream %s for %s: a stream of that name exists and captures other subjects: %w",
-				sc.Name, strings.Join(sc.Subjects, ", "), err)
-		}
-		return fmt.Errorf("attach: create stream %s for %s: %w", sc.Name, strings.Join(sc.Subjects, ", "), err)
-	}
-	p.updateStream, p.lifecycleStream, p.agentStream = sc.Name, sc.Name, sc.Name
-	p.log.Info("created stream for the outbound subjects", "stream", sc.Name,
-		"subjects", sc.Subjects, "duplicate_window", sc.Duplicates, "replicas", sc.Replicas)
-	return nil
-}
-
-// covered reports whether every subject matching pattern is captured by one of the stream's
-// subjects (a subset match: "cc.>" and "cc.*.*.attach" cover "cc.interaction.*.attach").
-func covered(pattern string, streamSubjects []string) bool {
-	pt := strings.Split(pattern, ".")
-	for _, s := range streamSubjects {
-		if subsetOf(pt, strings.Split(s, ".")) {
-			return true
-		}
-	}
-	return false
-}
-
-func subsetOf(pattern, filter []string) bool {
-	for i, f := range filter {
-		if f == ">" {
-			return len(pattern) > i // '>' needs at least one more token
-		}
-		if i >= len(pattern) {
-			return false
-		}
-		switch t := pattern[i]; {
-		case t == ">":
-			return false // the pattern goes on where the filter stops matching
-		case f == "*":
-			// matches any single token, '*' included
-		case t == "*" || t != f:
-			return false
-		}
-	}
-	return len(pattern) == len(filter)
+// HandoffStreams returns the names of the streams that store the page messages to agents and to
+// customers (usually CC_HANDOFF twice).
+func (p *Publisher) HandoffStreams() (agent, customer string) {
+	return p.agentStream, p.customerStream
 }
 
 // Update publishes an attached-data update on <prefix>.interaction.<interactionId>.attach with

@@ -94,28 +94,35 @@ func publish(ctx context.Context, p *Publisher, m any) error {
 func TestPublishStoresOnceWithSubjectAndMsgID(t *testing.T) {
 	e := start(t)
 	p := e.publisher(t, Config{})
-	want := map[string]struct{ subject, msgID string }{
-		"attach-joined":               {"cc.interaction.0007Ka5TDDHJ003F.attach", "0007Ka5TDDHJ003F.attach.1"},
-		"attach-activated":            {"cc.interaction.0007Ka5TDDHJ003F.attach", "0007Ka5TDDHJ003F.attach.2"},
-		"attach-ended":                {"cc.interaction.0007Ka5TDDHJ003F.attach", "0007Ka5TDDHJ003F.attach.3"},
-		"lifecycle-joined":            {"cc.cobrowse.0007Ka5TDDHJ003F.joined", "0007Ka5TDDHJ003F.9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90.joined"},
-		"lifecycle-activated":         {"cc.cobrowse.0007Ka5TDDHJ003F.activated", "0007Ka5TDDHJ003F.9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90.activated"},
-		"lifecycle-deactivated":       {"cc.cobrowse.0007Ka5TDDHJ003F.deactivated", "0007Ka5TDDHJ003F.9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90.deactivated"},
-		"lifecycle-failed":            {"cc.cobrowse.0007Ka5TDDHJ003F.failed", "0007Ka5TDDHJ003F.failed.c:chat-m-000118"},
-		"lifecycle-failed-processing": {"cc.cobrowse.0007Ka5TDDHJ003F.failed", "0007Ka5TDDHJ003F.failed.e:ev-000044"},
-		"agent-view":                  {"cc.agent.agent-4711.cobrowse", "0007Ka5TDDHJ003F.9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90.agent.agent-4711"},
+	const r, h = DefaultStream, DefaultHandoffStream
+	want := map[string]struct{ stream, subject, msgID string }{
+		"attach-joined":               {r, "cc.interaction.0007Ka5TDDHJ003F.attach", "0007Ka5TDDHJ003F.attach.1"},
+		"attach-activated":            {r, "cc.interaction.0007Ka5TDDHJ003F.attach", "0007Ka5TDDHJ003F.attach.2"},
+		"attach-ended":                {r, "cc.interaction.0007Ka5TDDHJ003F.attach", "0007Ka5TDDHJ003F.attach.3"},
+		"lifecycle-joined":            {r, "cc.cobrowse.0007Ka5TDDHJ003F.joined", "0007Ka5TDDHJ003F.9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90.joined"},
+		"lifecycle-activated":         {r, "cc.cobrowse.0007Ka5TDDHJ003F.activated", "0007Ka5TDDHJ003F.9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90.activated"},
+		"lifecycle-deactivated":       {r, "cc.cobrowse.0007Ka5TDDHJ003F.deactivated", "0007Ka5TDDHJ003F.9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90.deactivated"},
+		"lifecycle-failed":            {r, "cc.cobrowse.0007Ka5TDDHJ003F.failed", "0007Ka5TDDHJ003F.failed.c:chat-m-000118"},
+		"lifecycle-failed-processing": {r, "cc.cobrowse.0007Ka5TDDHJ003F.failed", "0007Ka5TDDHJ003F.failed.e:ev-000044"},
+		"agent-view":                  {h, "cc.agent.agent-4711.cobrowse", "0007Ka5TDDHJ003F.9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90.agent.agent-4711"},
 	}
+	count := map[string]uint64{}
 	for _, ex := range examples {
 		if err := publish(ctx(t), p, ex.msg); err != nil {
 			t.Fatalf("%s: %v", ex.name, err)
 		}
+		count[want[ex.name].stream]++
 	}
-	if n := e.msgs(t, DefaultStream); n != uint64(len(examples)) {
-		t.Fatalf("stream holds %d messages, want %d", n, len(examples))
+	for stream, n := range count {
+		if got := e.msgs(t, stream); got != n {
+			t.Fatalf("%s holds %d messages, want %d", stream, got, n)
+		}
 	}
-	for i, ex := range examples {
-		m := e.stored(t, DefaultStream, uint64(i+1))
+	seq := map[string]uint64{}
+	for _, ex := range examples {
 		w := want[ex.name]
+		seq[w.stream]++
+		m := e.stored(t, w.stream, seq[w.stream])
 		if m.Subject != w.subject {
 			t.Errorf("%s: subject %s, want %s", ex.name, m.Subject, w.subject)
 		}
@@ -143,8 +150,10 @@ func TestPublishStoresOnceWithSubjectAndMsgID(t *testing.T) {
 			t.Fatalf("%s again: %v", ex.name, err)
 		}
 	}
-	if n := e.msgs(t, DefaultStream); n != uint64(len(examples)) {
-		t.Fatalf("after publishing everything twice the stream holds %d messages, want %d", n, len(examples))
+	for stream, n := range count {
+		if got := e.msgs(t, stream); got != n {
+			t.Fatalf("after publishing everything twice %s holds %d messages, want %d", stream, got, n)
+		}
 	}
 	if !strings.Contains(e.log.String(), "publish deduplicated") {
 		t.Errorf("duplicates not logged at debug:\n%s", e.log)
@@ -214,38 +223,90 @@ func TestZeroAtStamped(t *testing.T) {
 	if err := p.AgentView(ctx(t), okView()); err != nil {
 		t.Fatal(err)
 	}
-	if m := e.stored(t, DefaultStream, 1); !bytes.Contains(m.Data, []byte(`"at":"2026-03-14T09:00:00.123Z"`)) {
+	if m := e.stored(t, DefaultHandoffStream, 1); !bytes.Contains(m.Data, []byte(`"at":"2026-03-14T09:00:00.123Z"`)) {
 		t.Fatalf("stored %s", m.Data)
+	}
+}
+
+// A fresh server: the reporting stream (updates, lifecycle events) and the page stream (page
+// messages), each with the daemon's marker, its age and its duplicate window.
+func TestFreshServerStreams(t *testing.T) {
+	e := start(t)
+	p := e.publisher(t, Config{MaxAge: 30 * 24 * time.Hour})
+	for _, tc := range []struct {
+		stream, subjects, description string
+		maxAge, duplicates            time.Duration
+	}{
+		{DefaultStream, "cc.interaction.*.attach cc.cobrowse.*.*", reportingDescription, 30 * 24 * time.Hour, DefaultDuplicateWindow},
+		{DefaultHandoffStream, "cc.agent.*.cobrowse cc.customer.*.cobrowse", handoffDescription, 15 * time.Minute, 15 * time.Minute},
+	} {
+		s, err := e.js.Stream(ctx(t), tc.stream)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.stream, err)
+		}
+		cfg := s.CachedInfo().Config
+		if got := strings.Join(cfg.Subjects, " "); got != tc.subjects {
+			t.Errorf("%s: subjects %s, want %s", tc.stream, got, tc.subjects)
+		}
+		if cfg.MaxAge != tc.maxAge || cfg.Duplicates != tc.duplicates {
+			t.Errorf("%s: max age %s, duplicates %s; want %s, %s", tc.stream, cfg.MaxAge, cfg.Duplicates, tc.maxAge, tc.duplicates)
+		}
+		if cfg.Storage != jetstream.FileStorage || cfg.Retention != jetstream.LimitsPolicy || cfg.Discard != jetstream.DiscardOld || cfg.Replicas != 1 {
+			t.Errorf("%s: config %+v", tc.stream, cfg)
+		}
+		if cfg.Metadata[MetaCreated] != "1" || cfg.Metadata[MetaContract] != "1" || cfg.Description != tc.description {
+			t.Errorf("%s: metadata %v, description %q", tc.stream, cfg.Metadata, cfg.Description)
+		}
+	}
+	if u, l, a := p.Streams(); u != DefaultStream || l != DefaultStream || a != DefaultHandoffStream {
+		t.Errorf("streams %s %s %s", u, l, a)
+	}
+	if a, c := p.HandoffStreams(); a != DefaultHandoffStream || c != DefaultHandoffStream {
+		t.Errorf("page streams %s %s", a, c)
+	}
+	log := e.log.String()
+	if strings.Count(log, "created stream") != 2 || !strings.Contains(log, "component=attach") {
+		t.Errorf("log:\n%s", log)
 	}
 }
 
 func TestStreamCreatedWhenMissing(t *testing.T) {
 	e := start(t)
-	p := e.publisher(t, Config{Prefix: "acme.cc", Stream: "ACME_COBROWSE"})
+	cfg := Config{Prefix: "acme.cc", Stream: "ACME_COBROWSE", HandoffStream: "ACME_HANDOFF", HandoffMaxAge: time.Hour,
+		HandoffDuplicateWindow: 10 * time.Minute}
+	p := e.publisher(t, cfg)
 	s, err := e.js.Stream(ctx(t), "ACME_COBROWSE")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := s.CachedInfo().Config
-	if got := strings.Join(cfg.Subjects, " "); got != "acme.cc.interaction.*.attach acme.cc.cobrowse.*.* acme.cc.agent.*.cobrowse" {
+	sc := s.CachedInfo().Config
+	if got := strings.Join(sc.Subjects, " "); got != "acme.cc.interaction.*.attach acme.cc.cobrowse.*.*" {
 		t.Errorf("subjects %s", got)
 	}
-	if cfg.Duplicates != DefaultDuplicateWindow || cfg.Storage != jetstream.FileStorage || cfg.Replicas != 1 {
-		t.Errorf("config %+v", cfg)
+	if sc.Duplicates != DefaultDuplicateWindow || sc.MaxAge != 0 {
+		t.Errorf("config %+v", sc)
 	}
-	if !strings.Contains(e.log.String(), "created stream") || !strings.Contains(e.log.String(), "component=attach") {
-		t.Errorf("log:\n%s", e.log)
+	if s, err = e.js.Stream(ctx(t), "ACME_HANDOFF"); err != nil {
+		t.Fatal(err)
+	}
+	sc = s.CachedInfo().Config
+	if got := strings.Join(sc.Subjects, " "); got != "acme.cc.agent.*.cobrowse acme.cc.customer.*.cobrowse" {
+		t.Errorf("subjects %s", got)
+	}
+	if sc.MaxAge != time.Hour || sc.Duplicates != 10*time.Minute {
+		t.Errorf("config %+v", sc)
 	}
 	if err := p.AgentView(ctx(t), okView()); err != nil {
 		t.Fatal(err)
 	}
-	if m := e.stored(t, "ACME_COBROWSE", 1); m.Subject != "acme.cc.agent.A1.cobrowse" {
+	if m := e.stored(t, "ACME_HANDOFF", 1); m.Subject != "acme.cc.agent.A1.cobrowse" {
 		t.Errorf("subject %s", m.Subject)
 	}
-	// The next start finds the stream by its subjects and uses it.
-	e.publisher(t, Config{Prefix: "acme.cc", Stream: "ACME_COBROWSE"})
-	if !strings.Contains(e.log.String(), "using existing streams") {
-		t.Errorf("log:\n%s", e.log)
+	// The next start finds the streams by their subjects and uses them.
+	e.publisher(t, cfg)
+	if log := e.log.String(); !strings.Contains(log, "using existing streams for the reporting subjects") ||
+		!strings.Contains(log, "using existing streams for the page subjects") {
+		t.Errorf("log:\n%s", log)
 	}
 }
 
@@ -253,13 +314,13 @@ func TestStreamCreatedWhenMissing(t *testing.T) {
 // untouched, the messages stored there.
 func TestExistingStreamReused(t *testing.T) {
 	e := start(t)
-	platform := jetstream.StreamConfig{Name: "PLATFORM", Subjects: []string{"cc.>"}, Storage: jetstream.MemoryStorage,
+	platform := jetstream.StreamConfig{Name: "PLATFORM", Subjects: []string{"cc.interaction.>", "cc.cobrowse.>"}, Storage: jetstream.MemoryStorage,
 		Duplicates: time.Minute}
 	if _, err := e.js.CreateStream(ctx(t), platform); err != nil {
 		t.Fatal(err)
 	}
 	p := e.publisher(t, Config{})
-	if u, l, a := p.Streams(); u != "PLATFORM" || l != "PLATFORM" || a != "PLATFORM" {
+	if u, l, a := p.Streams(); u != "PLATFORM" || l != "PLATFORM" || a != DefaultHandoffStream {
 		t.Fatalf("streams %s %s %s", u, l, a)
 	}
 	if _, err := e.js.Stream(ctx(t), DefaultStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -276,7 +337,7 @@ func TestExistingStreamReused(t *testing.T) {
 		t.Errorf("existing stream changed: duplicates %s", d)
 	}
 	log := e.log.String()
-	if !strings.Contains(log, "using existing streams") || !strings.Contains(log, "update_stream=PLATFORM") ||
+	if !strings.Contains(log, "using existing streams") || !strings.Contains(log, `streams="[PLATFORM PLATFORM]"`) ||
 		strings.Count(log, "shorter window") != 1 {
 		t.Errorf("log:\n%s", log)
 	}
@@ -287,23 +348,39 @@ func TestExistingStreamsPerSubject(t *testing.T) {
 	e := start(t)
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: "ATTACH", Subjects: []string{"cc.interaction.*.attach"}},
-		{Name: "EVENTS", Subjects: []string{"cc.cobrowse.>", "cc.agent.*.*"}},
+		{Name: "EVENTS", Subjects: []string{"cc.cobrowse.>"}},
+		// The operator's own page stream, for the agents' pages only, kept an hour.
+		{Name: "DESKTOPS", Subjects: []string{"cc.agent.*.*"}, MaxAge: time.Hour},
+		{Name: "PAGES", Subjects: []string{"cc.customer.>"}, MaxAge: 10 * time.Minute, Duplicates: 10 * time.Minute},
 	} {
 		if _, err := e.js.CreateStream(ctx(t), sc); err != nil {
 			t.Fatal(err)
 		}
 	}
 	p := e.publisher(t, Config{})
-	if u, l, a := p.Streams(); u != "ATTACH" || l != "EVENTS" || a != "EVENTS" {
+	if u, l, a := p.Streams(); u != "ATTACH" || l != "EVENTS" || a != "DESKTOPS" {
 		t.Fatalf("streams %s %s %s", u, l, a)
+	}
+	if a, c := p.HandoffStreams(); a != "DESKTOPS" || c != "PAGES" {
+		t.Fatalf("page streams %s %s", a, c)
 	}
 	for _, m := range []any{okUpdate(), okLifecycle(Joined), okView()} {
 		if err := publish(ctx(t), p, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if a, ev := e.msgs(t, "ATTACH"), e.msgs(t, "EVENTS"); a != 1 || ev != 2 {
-		t.Fatalf("ATTACH %d, EVENTS %d", a, ev)
+	if a, ev, d := e.msgs(t, "ATTACH"), e.msgs(t, "EVENTS"), e.msgs(t, "DESKTOPS"); a != 1 || ev != 1 || d != 1 {
+		t.Fatalf("ATTACH %d, EVENTS %d, DESKTOPS %d", a, ev, d)
+	}
+	for _, name := range []string{DefaultStream, DefaultHandoffStream} {
+		if _, err := e.js.Stream(ctx(t), name); !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Errorf("%s created beside existing streams: %v", name, err)
+		}
+	}
+	// Kept longer than configured, an operator's choice: said, and used all the same.
+	if log := e.log.String(); !strings.Contains(log, "longer than configured") || !strings.Contains(log, "stream=DESKTOPS") ||
+		strings.Contains(log, "stream=PAGES max_age") {
+		t.Errorf("log:\n%s", log)
 	}
 }
 
@@ -351,6 +428,9 @@ func TestConfigRefused(t *testing.T) {
 	for _, cfg := range []Config{
 		{Prefix: "cc."}, {Prefix: "c*"}, {Prefix: "a b"}, {Prefix: ">"},
 		{Stream: "CC.COBROWSE"}, {Replicas: -1}, {DuplicateWindow: -time.Second}, {PublishTimeout: -time.Second},
+		{MaxAge: -time.Second}, {HandoffStream: "CC HANDOFF"}, {HandoffStream: DefaultStream}, {Stream: "X", HandoffStream: "X"},
+		{HandoffMaxAge: -time.Second}, {HandoffDuplicateWindow: -time.Second},
+		{HandoffDuplicateWindow: 16 * time.Minute}, {HandoffMaxAge: time.Minute, HandoffDuplicateWindow: 2 * time.Minute},
 	} {
 		if _, err := New(ctx(t), e.js, cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
@@ -421,7 +501,7 @@ func TestTransientWhenCancelled(t *testing.T) {
 func TestRejectedIsNotTransient(t *testing.T) {
 	t.Run("too large for the stream", func(t *testing.T) {
 		e := start(t)
-		if _, err := e.js.CreateStream(ctx(t), jetstream.StreamConfig{Name: "TINY", Subjects: []string{"cc.>"}, MaxMsgSize: 64}); err != nil {
+		if _, err := e.js.CreateStream(ctx(t), jetstream.StreamConfig{Name: "TINY", Subjects: []string{"cc.interaction.>", "cc.cobrowse.>"}, MaxMsgSize: 64}); err != nil {
 			t.Fatal(err)
 		}
 		p := e.publisher(t, Config{})
@@ -444,7 +524,7 @@ func TestRejectedIsNotTransient(t *testing.T) {
 		if err := e.js.DeleteStream(ctx(t), DefaultStream); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.js.CreateStream(ctx(t), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"cc.>"}}); err != nil {
+		if _, err := e.js.CreateStream(ctx(t), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"cc.interaction.>", "cc.cobrowse.>"}}); err != nil {
 			t.Fatal(err)
 		}
 		err := p.Update(ctx(t), okUpdate())
