@@ -1,6 +1,8 @@
 // Package attach is the daemon's outbound side: the attached-data updates of an interaction, the
-// co-browse lifecycle events and the agent views, serialized exactly as docs/nats-contract.md says
-// and published durably to JetStream with a dedupe id (Nats-Msg-Id) each.
+// co-browse lifecycle events and the page messages (handoffs: what the agent's and the customer's
+// pages need to see, join, start or end a session), serialized exactly as docs/nats-contract.md
+// says and published durably to JetStream with a dedupe id (Nats-Msg-Id) each. What reporting
+// reads and the page messages, which may carry credentials, live in separate streams.
 //
 // The package decides nothing. The controller computes which keys change, their values, the
 // sequence numbers and the reasons; attach checks the shape of what it is given, refuses what the
@@ -126,16 +128,42 @@ func (e Lifecycle) LogValue() slog.Value {
 	)
 }
 
-// AgentView tells an agent where to see the customer's page.
-// Subject <prefix>.agent.<agentId>.cobrowse, Nats-Msg-Id "<interactionId>.<sessionId>.agent.<agentId>"
-// (this repository's choice: the contract names no id for it).
+// AgentView tells an agent where to see the customer's page of a Genesys session.
+//
+// Deprecated: use Handoff, of which AgentView is the Genesys view to an agent (AgentView.Handoff
+// gives it: Kind HandoffView, Vendor "genesys", URL); Publisher.Handoff publishes it. An AgentView
+// is published, serialized and identified exactly as that Handoff: subject
+// <prefix>.agent.<agentId>.cobrowse, Nats-Msg-Id "<interactionId>.<sessionId>.view.agent:<agentId>".
 type AgentView struct {
-	AgentID       string    `json:"-"` // the subject token
+	// AgentID is the subject token. It is on the wire too (agentId): decoding fills it.
+	AgentID       string    `json:"agentId,omitempty"`
 	InteractionID string    `json:"interactionId"`
 	SessionID     string    `json:"sessionId"`
 	URL           string    `json:"url"`
 	At            time.Time `json:"at"`
 }
+
+// Handoff is the page message the view is: the Genesys view to the agent.
+func (v AgentView) Handoff() Handoff {
+	return Handoff{
+		Kind:          HandoffView,
+		InteractionID: v.InteractionID,
+		SessionID:     v.SessionID,
+		Vendor:        string(connector.Genesys),
+		AgentID:       v.AgentID,
+		URL:           v.URL,
+		At:            v.At,
+	}
+}
+
+// LogValue keeps the session token in the URL out of logs, as Handoff.LogValue does.
+func (v AgentView) LogValue() slog.Value { return v.Handoff().LogValue() }
+
+// String shows the view as Handoff.String does, without the session token.
+func (v AgentView) String() string { return v.Handoff().String() }
+
+// GoString keeps %#v from printing the session token.
+func (v AgentView) GoString() string { return "attach.AgentView{" + v.String() + "}" }
 
 // ErrInvalid is wrapped by every refusal of a message whose shape the contract cannot carry.
 // Nothing was published; sending it again unchanged fails again.
@@ -193,9 +221,12 @@ func LifecycleMsgID(interactionID, sessionID string, kind LifecycleKind) string 
 	return interactionID + "." + sessionID + "." + string(kind)
 }
 
-// AgentViewMsgID is the Nats-Msg-Id of an agent view (this repository's choice).
+// AgentViewMsgID is the Nats-Msg-Id of an agent view: that of the Genesys view Handoff to the
+// agent, "<interactionId>.<sessionId>.view.agent:<agentId>".
+//
+// Deprecated: use Handoff.MsgID.
 func AgentViewMsgID(interactionID, sessionID, agentID string) string {
-	return interactionID + "." + sessionID + ".agent." + agentID
+	return AgentView{AgentID: agentID, InteractionID: interactionID, SessionID: sessionID}.Handoff().MsgID()
 }
 
 // FormatTime renders t as the contract's "at": RFC 3339 in UTC with exactly three fraction
@@ -334,21 +365,7 @@ func (e Lifecycle) msgID() string {
 	return LifecycleMsgID(e.InteractionID, e.SessionID, e.Event)
 }
 
-func (v AgentView) validate() error {
-	if err := checkToken("agentId", v.AgentID); err != nil {
-		return err
-	}
-	if err := checkToken("interactionId", v.InteractionID); err != nil {
-		return err
-	}
-	if v.SessionID == "" {
-		return invalid("agent view for %s on %s without a sessionId", v.AgentID, v.InteractionID)
-	}
-	if v.URL == "" {
-		return invalid("agent view for %s on %s without a url", v.AgentID, v.InteractionID)
-	}
-	return checkHeaderValue("msg id", AgentViewMsgID(v.InteractionID, v.SessionID, v.AgentID))
-}
+func (v AgentView) validate() error { return v.Handoff().validate() }
 
 // Serialization. The wire structs fix the field order and types; MarshalJSON on the public types
 // makes any json.Marshal of them produce the contract's bytes (and mask the token).
@@ -381,14 +398,6 @@ type lifecycleWire struct {
 	Reason           string        `json:"reason,omitempty"`
 	Detail           string        `json:"detail,omitempty"`
 	At               string        `json:"at"`
-}
-
-type agentViewWire struct {
-	V             int    `json:"v"`
-	InteractionID string `json:"interactionId"`
-	SessionID     string `json:"sessionId"`
-	URL           string `json:"url"`
-	At            string `json:"at"`
 }
 
 // encode marshals v without HTML escaping (a URL keeps its '&') and without a trailing newline.
@@ -444,13 +453,5 @@ func (e Lifecycle) MarshalJSON() ([]byte, error) {
 	})
 }
 
-// MarshalJSON writes the view as the contract has it (the agent id is in the subject only).
-func (v AgentView) MarshalJSON() ([]byte, error) {
-	return encode(agentViewWire{
-		V:             ContractVersion,
-		InteractionID: v.InteractionID,
-		SessionID:     v.SessionID,
-		URL:           v.URL,
-		At:            FormatTime(v.At),
-	})
-}
+// MarshalJSON writes the view exactly as the Handoff it is (see AgentView.Handoff).
+func (v AgentView) MarshalJSON() ([]byte, error) { return v.Handoff().MarshalJSON() }

@@ -23,6 +23,19 @@ const (
 	exURL         = "https://gcb-node2.example.com/cobrowse/slave.html#nosidinput=1&sid=535176834"
 	exActivation  = 1773480430412 // 2026-03-14T09:27:10.412Z
 	exDeactivated = 1773481292907 // 2026-03-14T09:41:32.907Z
+
+	// A Zoom session the daemon created (BYOP), and a CEC session, on interactions of their own.
+	// The JWTs are fakes: {"alg":"HS256"}, {"example":true} or {"role":"agent","example":true}.
+	exZoomInteraction = "0007Ka5TDDHJ0051"
+	exZoomSession     = "Yx3mQ8vR2kT6wP0nL5sJ7A"
+	exZoomAgent       = "agent-5120"
+	exCustomerJWT     = "eyJhbGciOiJIUzI1NiJ9.eyJleGFtcGxlIjp0cnVlfQ.FAKE-SIGNATURE"
+	exAgentJWT        = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYWdlbnQiLCJleGFtcGxlIjp0cnVlfQ.FAKE-SIGNATURE"
+	exPIN             = "K7Q2M9X4TB"
+	exDeskURL         = "https://zoom-desk.example.com/cobrowse/desk?access_token=" + exAgentJWT
+	exCECInteraction  = "0007Ka5TDDHJ0077"
+	exCECSession      = "5d1e8a42-07c3-4b6e-9a15-c2f08e3b9d61"
+	exConnectParam    = "FAKE-CONNECT-PARAM-7F3C"
 )
 
 // at returns a time in a non-UTC zone with nanoseconds, to prove "at" is normalized.
@@ -38,7 +51,7 @@ func i64(v int64) *int64 { return &v }
 
 type example struct {
 	name string
-	msg  any // Update, Lifecycle or AgentView
+	msg  any // Update, Lifecycle or Handoff
 	want string
 }
 
@@ -86,11 +99,33 @@ var examples = []example{
 		Reason: "processing_failed", Detail: "save state: nats: timeout", At: at("2026-03-14T09:31:02.530Z"),
 		MsgID: exInteraction + ".failed.e:ev-000044",
 	}, `{"v":1,"event":"failed","interactionId":"0007Ka5TDDHJ003F","sessionId":"","vendor":"genesys","agentId":"agent-4711","reason":"processing_failed","detail":"save state: nats: timeout","at":"2026-03-14T09:31:02.530Z"}`},
-	{"agent-view", AgentView{
-		AgentID: exAgent, InteractionID: exInteraction, SessionID: exSession, URL: exURL,
-		At: at("2026-03-14T09:26:53.602Z"),
-	}, `{"v":1,"interactionId":"0007Ka5TDDHJ003F","sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","url":"https://gcb-node2.example.com/cobrowse/slave.html#nosidinput=1&sid=535176834","at":"2026-03-14T09:26:53.602Z"}`},
+	{"handoff-agent-view", Handoff{
+		Kind: HandoffView, AgentID: exAgent, InteractionID: exInteraction, SessionID: exSession, Vendor: "genesys",
+		URL: exURL, At: at("2026-03-14T09:26:53.602Z"),
+	}, `{"v":1,"kind":"view","interactionId":"0007Ka5TDDHJ003F","sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","vendor":"genesys","agentId":"agent-4711","url":"https://gcb-node2.example.com/cobrowse/slave.html#nosidinput=1&sid=535176834","at":"2026-03-14T09:26:53.602Z"}`},
+	{"handoff-customer-start", Handoff{
+		Kind: HandoffStart, ToCustomer: true, InteractionID: exZoomInteraction, SessionID: exZoomSession, Vendor: "zoom",
+		Token: exCustomerJWT, PIN: exPIN, At: at("2026-03-14T10:02:11.305Z"),
+	}, `{"v":1,"kind":"start","interactionId":"0007Ka5TDDHJ0051","sessionId":"Yx3mQ8vR2kT6wP0nL5sJ7A","vendor":"zoom","token":"eyJhbGciOiJIUzI1NiJ9.eyJleGFtcGxlIjp0cnVlfQ.FAKE-SIGNATURE","pin":"K7Q2M9X4TB","at":"2026-03-14T10:02:11.305Z"}`},
+	{"handoff-agent-view-zoom", Handoff{
+		Kind: HandoffView, AgentID: exZoomAgent, InteractionID: exZoomInteraction, SessionID: exZoomSession, Vendor: "zoom",
+		URL: exDeskURL, PIN: exPIN, At: at("2026-03-14T10:02:11.318Z"),
+	}, `{"v":1,"kind":"view","interactionId":"0007Ka5TDDHJ0051","sessionId":"Yx3mQ8vR2kT6wP0nL5sJ7A","vendor":"zoom","agentId":"agent-5120","url":"https://zoom-desk.example.com/cobrowse/desk?access_token=eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYWdlbnQiLCJleGFtcGxlIjp0cnVlfQ.FAKE-SIGNATURE","pin":"K7Q2M9X4TB","at":"2026-03-14T10:02:11.318Z"}`},
+	{"handoff-cec", Handoff{
+		Kind: HandoffView, AgentID: exAgent, InteractionID: exCECInteraction, SessionID: exCECSession, Vendor: "cec",
+		RoomID: "room-73019", WSSURL: "wss://cec.example.com:8443/cobrowse/ws", ConnectParam: exConnectParam,
+		At: at("2026-03-14T11:15:40.027Z"),
+	}, `{"v":1,"kind":"view","interactionId":"0007Ka5TDDHJ0077","sessionId":"5d1e8a42-07c3-4b6e-9a15-c2f08e3b9d61","vendor":"cec","agentId":"agent-4711","roomId":"room-73019","wssUrl":"wss://cec.example.com:8443/cobrowse/ws","connectParam":"FAKE-CONNECT-PARAM-7F3C","at":"2026-03-14T11:15:40.027Z"}`},
+	{"handoff-end", Handoff{
+		Kind: HandoffEnd, ToCustomer: true, InteractionID: exZoomInteraction, SessionID: exZoomSession, Vendor: "zoom",
+		At: at("2026-03-14T10:19:47.880Z"),
+	}, `{"v":1,"kind":"end","interactionId":"0007Ka5TDDHJ0051","sessionId":"Yx3mQ8vR2kT6wP0nL5sJ7A","vendor":"zoom","at":"2026-03-14T10:19:47.880Z"}`},
 }
+
+// secrets are the credentials of the examples, which no log may show in full.
+var secrets = []string{exToken, exCustomerJWT, exAgentJWT, exPIN, exConnectParam,
+	// their signature, payload and header parts too
+	"FAKE-SIGNATURE", "eyJleGFtcGxlIjp0cnVlfQ", "eyJyb2xlIjoiYWdlbnQiLCJleGFtcGxlIjp0cnVlfQ", "eyJhbGciOiJIUzI1NiJ9"}
 
 func marshal(t *testing.T, m any) []byte {
 	t.Helper()
@@ -100,6 +135,8 @@ func marshal(t *testing.T, m any) []byte {
 	case Update:
 		b, err = m.MarshalJSON()
 	case Lifecycle:
+		b, err = m.MarshalJSON()
+	case Handoff:
 		b, err = m.MarshalJSON()
 	case AgentView:
 		b, err = m.MarshalJSON()
@@ -251,7 +288,12 @@ func TestSubjectsAndMsgIDs(t *testing.T) {
 		{CustomerSubject("cc", "I1"), "cc.customer.I1.cobrowse"},
 		{UpdateMsgID("I1", 12), "I1.attach.12"},
 		{LifecycleMsgID("I1", "S1", Deactivated), "I1.S1.deactivated"},
-		{AgentViewMsgID("I1", "S1", "A7"), "I1.S1.agent.A7"},
+		{AgentViewMsgID("I1", "S1", "A7"), "I1.S1.view.agent:A7"},
+		{okHandoff(HandoffView).MsgID(), "I1.S1.view.agent:A1"},
+		{okHandoff(HandoffView).Subject("cc"), "cc.agent.A1.cobrowse"},
+		{okHandoff(HandoffStart).MsgID(), "I1.S1.start.customer"},
+		{okHandoff(HandoffStart).Subject("acme.cc"), "acme.cc.customer.I1.cobrowse"},
+		{okHandoff(HandoffEnd).MsgID(), "I1.S1.end.agent:A1"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
@@ -285,6 +327,18 @@ func okView() AgentView {
 	return AgentView{AgentID: "A1", InteractionID: "I1", SessionID: "S1", URL: exURL}
 }
 
+// okHandoff is a valid page message of each kind: a Genesys view to the agent, a Zoom start to
+// the customer, an end to the agent.
+func okHandoff(k HandoffKind) Handoff {
+	switch k {
+	case HandoffStart:
+		return Handoff{Kind: k, ToCustomer: true, InteractionID: "I1", SessionID: "S1", Vendor: "zoom", Token: exCustomerJWT, PIN: exPIN}
+	case HandoffEnd:
+		return Handoff{Kind: k, AgentID: "A1", InteractionID: "I1", SessionID: "S1", Vendor: "zoom"}
+	}
+	return Handoff{Kind: k, AgentID: "A1", InteractionID: "I1", SessionID: "S1", Vendor: "genesys", URL: exURL}
+}
+
 // invalidMessages are refused before anything is published.
 func invalidMessages() []struct {
 	name string
@@ -293,6 +347,7 @@ func invalidMessages() []struct {
 	u := func(f func(*Update)) Update { x := okUpdate(); f(&x); return x }
 	l := func(k LifecycleKind, f func(*Lifecycle)) Lifecycle { x := okLifecycle(k); f(&x); return x }
 	v := func(f func(*AgentView)) AgentView { x := okView(); f(&x); return x }
+	h := func(k HandoffKind, f func(*Handoff)) Handoff { x := okHandoff(k); f(&x); return x }
 	return []struct {
 		name string
 		msg  any
@@ -337,6 +392,37 @@ func invalidMessages() []struct {
 		{"view interaction with dot", v(func(x *AgentView) { x.InteractionID = "i.1" })},
 		{"view without session", v(func(x *AgentView) { x.SessionID = "" })},
 		{"view without url", v(func(x *AgentView) { x.URL = "" })},
+		{"view url not absolute", v(func(x *AgentView) { x.URL = "slave.html#sid=535176834" })},
+		{"handoff unknown kind", h(HandoffView, func(x *Handoff) { x.Kind = "join" })},
+		{"handoff empty kind", h(HandoffView, func(x *Handoff) { x.Kind = "" })},
+		{"handoff kind wrong case", h(HandoffView, func(x *Handoff) { x.Kind = "View" })},
+		{"handoff empty interaction", h(HandoffView, func(x *Handoff) { x.InteractionID = "" })},
+		{"handoff interaction with dot", h(HandoffStart, func(x *Handoff) { x.InteractionID = "i.1" })},
+		{"handoff interaction with wildcard", h(HandoffStart, func(x *Handoff) { x.InteractionID = "i>" })},
+		{"handoff to agent without agent", h(HandoffView, func(x *Handoff) { x.AgentID = "" })},
+		{"handoff agent with dot", h(HandoffView, func(x *Handoff) { x.AgentID = "a.b" })},
+		{"handoff agent with space", h(HandoffEnd, func(x *Handoff) { x.AgentID = "a b" })},
+		{"handoff to customer naming an agent", h(HandoffStart, func(x *Handoff) { x.AgentID = "A1" })},
+		{"handoff end to customer naming an agent", h(HandoffEnd, func(x *Handoff) { x.ToCustomer = true })},
+		{"handoff without session", h(HandoffView, func(x *Handoff) { x.SessionID = "" })},
+		{"handoff session with newline", h(HandoffView, func(x *Handoff) { x.SessionID = "S1\r\nNats-Expected-Stream: X" })},
+		{"handoff without vendor", h(HandoffView, func(x *Handoff) { x.Vendor = "" })},
+		{"handoff unknown vendor", h(HandoffView, func(x *Handoff) { x.Vendor = "glance" })},
+		{"handoff vendor wrong case", h(HandoffView, func(x *Handoff) { x.Vendor = "Genesys" })},
+		{"start to an agent", h(HandoffStart, func(x *Handoff) { x.ToCustomer, x.AgentID = false, "A1" })},
+		{"view with nothing to open", h(HandoffView, func(x *Handoff) { x.URL = "" })},
+		{"start with nothing to start with", h(HandoffStart, func(x *Handoff) { x.Token, x.PIN = "", "" })},
+		{"end with url", h(HandoffEnd, func(x *Handoff) { x.URL = exURL })},
+		{"end with token", h(HandoffEnd, func(x *Handoff) { x.Token = exCustomerJWT })},
+		{"end with pin", h(HandoffEnd, func(x *Handoff) { x.PIN = exPIN })},
+		{"end with room", h(HandoffEnd, func(x *Handoff) { x.RoomID = "room-1" })},
+		{"end with wss url", h(HandoffEnd, func(x *Handoff) { x.WSSURL = "wss://cec.example.com/ws" })},
+		{"end with connect param", h(HandoffEnd, func(x *Handoff) { x.ConnectParam = exConnectParam })},
+		{"handoff url relative", h(HandoffView, func(x *Handoff) { x.URL = "/cobrowse/slave.html" })},
+		{"handoff url javascript", h(HandoffView, func(x *Handoff) { x.URL = "javascript:alert(1)" })},
+		{"handoff url wss", h(HandoffView, func(x *Handoff) { x.URL = "wss://cec.example.com/ws" })},
+		{"handoff wss url https", h(HandoffView, func(x *Handoff) { x.WSSURL = "https://cec.example.com/ws" })},
+		{"handoff wss url without host", h(HandoffView, func(x *Handoff) { x.WSSURL = "wss:///ws" })},
 	}
 }
 
@@ -345,6 +431,8 @@ func validate(m any) error {
 	case Update:
 		return m.validate()
 	case Lifecycle:
+		return m.validate()
+	case Handoff:
 		return m.validate()
 	case AgentView:
 		return m.validate()
@@ -359,7 +447,19 @@ func TestValidation(t *testing.T) {
 		}
 	}
 	valid := []any{okUpdate(), okLifecycle(Joined), okLifecycle(Activated), okLifecycle(Deactivated),
-		okLifecycle(Failed), okView()}
+		okLifecycle(Failed), okView(), okHandoff(HandoffView), okHandoff(HandoffStart), okHandoff(HandoffEnd)}
+	// Every example page message; a view to the customer; an end to the customer; a CEC start.
+	for _, ex := range examples {
+		if h, ok := ex.msg.(Handoff); ok {
+			valid = append(valid, h)
+		}
+	}
+	custView := okHandoff(HandoffView)
+	custView.ToCustomer, custView.AgentID = true, ""
+	custEnd := okHandoff(HandoffEnd)
+	custEnd.ToCustomer, custEnd.AgentID = true, ""
+	valid = append(valid, custView, custEnd, Handoff{Kind: HandoffStart, ToCustomer: true, InteractionID: "I1", SessionID: "S1",
+		Vendor: "cec", RoomID: "r1", WSSURL: "ws://localhost:8080/ws", ConnectParam: "x"})
 	// A failed join before the server gave a session id, with the controller's own msg id.
 	noSession := okLifecycle(Failed)
 	noSession.SessionID, noSession.MsgID = "", "I1.m-17.failed"

@@ -247,20 +247,32 @@ func (p *Publisher) Lifecycle(ctx context.Context, e Lifecycle) error {
 	return p.publish(ctx, p.lifecycleStream, LifecycleSubject(p.cfg.Prefix, e.InteractionID, e.Event), e.msgID(), body)
 }
 
-// AgentView publishes an agent view on <prefix>.agent.<agentId>.cobrowse with the id
-// "<interactionId>.<sessionId>.agent.<agentId>".
-func (p *Publisher) AgentView(ctx context.Context, v AgentView) error {
-	if err := v.validate(); err != nil {
+// Handoff publishes a page message on <prefix>.agent.<agentId>.cobrowse (to an agent) or
+// <prefix>.customer.<interactionId>.cobrowse (to the customer), with the id
+// "<interactionId>.<sessionId>.<kind>.<recipient>" (Handoff.MsgID), into the page stream.
+func (p *Publisher) Handoff(ctx context.Context, h Handoff) error {
+	if err := h.validate(); err != nil {
 		return err
 	}
-	if v.At.IsZero() {
-		v.At = p.cfg.Now()
+	if h.At.IsZero() {
+		h.At = p.cfg.Now()
 	}
-	body, err := v.MarshalJSON()
+	body, err := h.MarshalJSON()
 	if err != nil {
 		return err
 	}
-	return p.publish(ctx, p.agentStream, AgentSubject(p.cfg.Prefix, v.AgentID), AgentViewMsgID(v.InteractionID, v.SessionID, v.AgentID), body)
+	stream := p.agentStream
+	if h.ToCustomer {
+		stream = p.customerStream
+	}
+	return p.publish(ctx, stream, h.Subject(p.cfg.Prefix), h.MsgID(), body)
+}
+
+// AgentView publishes an agent view: the Genesys view Handoff to the agent (see AgentView).
+//
+// Deprecated: use Handoff.
+func (p *Publisher) AgentView(ctx context.Context, v AgentView) error {
+	return p.Handoff(ctx, v.Handoff())
 }
 
 // publish sends one message with its dedupe id and waits for the PubAck. A PubAck that says

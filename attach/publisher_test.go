@@ -83,6 +83,8 @@ func publish(ctx context.Context, p *Publisher, m any) error {
 		return p.Update(ctx, m)
 	case Lifecycle:
 		return p.Lifecycle(ctx, m)
+	case Handoff:
+		return p.Handoff(ctx, m)
 	case AgentView:
 		return p.AgentView(ctx, m)
 	}
@@ -104,7 +106,11 @@ func TestPublishStoresOnceWithSubjectAndMsgID(t *testing.T) {
 		"lifecycle-deactivated":       {r, "cc.cobrowse.0007Ka5TDDHJ003F.deactivated", "0007Ka5TDDHJ003F.9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90.deactivated"},
 		"lifecycle-failed":            {r, "cc.cobrowse.0007Ka5TDDHJ003F.failed", "0007Ka5TDDHJ003F.failed.c:chat-m-000118"},
 		"lifecycle-failed-processing": {r, "cc.cobrowse.0007Ka5TDDHJ003F.failed", "0007Ka5TDDHJ003F.failed.e:ev-000044"},
-		"agent-view":                  {h, "cc.agent.agent-4711.cobrowse", "0007Ka5TDDHJ003F.9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90.agent.agent-4711"},
+		"handoff-agent-view":          {h, "cc.agent.agent-4711.cobrowse", "0007Ka5TDDHJ003F.9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90.view.agent:agent-4711"},
+		"handoff-customer-start":      {h, "cc.customer.0007Ka5TDDHJ0051.cobrowse", "0007Ka5TDDHJ0051.Yx3mQ8vR2kT6wP0nL5sJ7A.start.customer"},
+		"handoff-agent-view-zoom":     {h, "cc.agent.agent-5120.cobrowse", "0007Ka5TDDHJ0051.Yx3mQ8vR2kT6wP0nL5sJ7A.view.agent:agent-5120"},
+		"handoff-cec":                 {h, "cc.agent.agent-4711.cobrowse", "0007Ka5TDDHJ0077.5d1e8a42-07c3-4b6e-9a15-c2f08e3b9d61.view.agent:agent-4711"},
+		"handoff-end":                 {h, "cc.customer.0007Ka5TDDHJ0051.cobrowse", "0007Ka5TDDHJ0051.Yx3mQ8vR2kT6wP0nL5sJ7A.end.customer"},
 	}
 	count := map[string]uint64{}
 	for _, ex := range examples {
@@ -145,6 +151,9 @@ func TestPublishStoresOnceWithSubjectAndMsgID(t *testing.T) {
 		case Lifecycle:
 			x.At = time.Now()
 			m = x
+		case Handoff:
+			x.At = time.Now()
+			m = x
 		}
 		if err := publish(ctx(t), p, m); err != nil {
 			t.Fatalf("%s again: %v", ex.name, err)
@@ -157,6 +166,11 @@ func TestPublishStoresOnceWithSubjectAndMsgID(t *testing.T) {
 	}
 	if !strings.Contains(e.log.String(), "publish deduplicated") {
 		t.Errorf("duplicates not logged at debug:\n%s", e.log)
+	}
+	for _, secret := range secrets {
+		if strings.Contains(e.log.String(), secret) {
+			t.Errorf("%s in the log:\n%s", secret, e.log)
+		}
 	}
 }
 
