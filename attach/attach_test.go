@@ -466,7 +466,7 @@ func TestValidation(t *testing.T) {
 	valid = append(valid, noSession)
 	// Every end reason of the vocabulary is a valid deactivated reason and CoBrowseEndReason.
 	for _, r := range []string{"participant_exit", "interaction_transferred", "interaction_closed",
-		"interaction_timeout", "no_agent_join", "server_lost", "join_failed", "replaced", "shutdown"} {
+		"interaction_timeout", "no_agent_join", "server_lost", "join_failed", "replaced", "shutdown", "operator_stop"} {
 		e := okLifecycle(Deactivated)
 		e.Reason = r
 		u := okUpdate()
