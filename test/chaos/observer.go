@@ -42,7 +42,6 @@ type observed struct {
 	updates  []attach.Update     // in stream order, one per stored message
 	events   []event             // in stream order
 	sessions map[string]bool     // every non-empty session id seen
-	views    int                 // agent views
 }
 
 func newObserver() *observer {
@@ -134,14 +133,7 @@ func (o *observer) place(subject string, data []byte, stored time.Time) {
 		if l.SessionID != "" {
 			x.sessions[l.SessionID] = true
 		}
-	case len(tok) == 4 && tok[1] == "agent" && tok[3] == "cobrowse":
-		var v attach.AgentView
-		if err := json.Unmarshal(data, &v); err != nil {
-			o.odd = append(o.odd, fmt.Sprintf("%s: %s", subject, data))
-			return
-		}
-		o.interaction(v.InteractionID).views++
-	default:
+	default: // page messages live in CC_HANDOFF: one here is odd too
 		o.odd = append(o.odd, fmt.Sprintf("%s: %s", subject, data))
 	}
 }

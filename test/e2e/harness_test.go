@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,9 +44,11 @@ type env struct {
 	watching bool
 
 	outMu sync.Mutex
-	out   []outMsg // every outbound message, in stream order
+	out   []outMsg // every message of the reporting stream (attach, lifecycle), in stream order
+	pages []outMsg // every page message (agent and customer), in their stream's order
 	outC  chan struct{}
-	pos   int // the next message expect looks at
+	pos   int // the next message of out that expect looks at
+	pgPos int // the next message of pages that expect looks at
 	seq   int
 }
 
@@ -178,14 +181,21 @@ func (e *env) watchOnce() {
 		return
 	}
 	e.watching = true
+	// Two streams: CC_COBROWSE (what reporting reads) and CC_HANDOFF (the pages). Each keeps its
+	// own order; across them there is none to observe.
+	e.watch(attach.DefaultStream, &e.out)
+	e.watch(attach.DefaultHandoffStream, &e.pages)
+}
+
+func (e *env) watch(stream string, into *[]outMsg) {
 	ctx, cancel := context.WithCancel(context.Background())
-	cons, err := e.js.OrderedConsumer(ctx, attach.DefaultStream, jetstream.OrderedConsumerConfig{})
+	cons, err := e.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		e.outMu.Lock()
-		e.out = append(e.out, outMsg{subject: m.Subject(), msgID: m.Headers().Get("Nats-Msg-Id"), data: m.Data()})
+		*into = append(*into, outMsg{subject: m.Subject(), msgID: m.Headers().Get("Nats-Msg-Id"), data: m.Data()})
 		e.outMu.Unlock()
 		select {
 		case e.outC <- struct{}{}:
@@ -251,14 +261,20 @@ func (e *env) expect(iid, suffix string) outMsg {
 	deadline := time.After(wait)
 	for {
 		e.outMu.Lock()
-		for e.pos < len(e.out) {
+		if suffix == "cobrowse" { // a page message
+			for e.pgPos < len(e.pages) {
+				m := e.pages[e.pgPos]
+				e.pgPos++
+				if bytes.Contains(m.data, []byte(`"interactionId":"`+iid+`"`)) {
+					e.outMu.Unlock()
+					return m
+				}
+			}
+		}
+		for suffix != "cobrowse" && e.pos < len(e.out) {
 			m := e.out[e.pos]
 			e.pos++
 			if strings.Contains(m.subject, "."+iid+".") && strings.HasSuffix(m.subject, suffix) {
-				e.outMu.Unlock()
-				return m
-			}
-			if strings.HasPrefix(m.subject, "cc.agent.") && suffix == "cobrowse" && bytes.Contains(m.data, []byte(`"interactionId":"`+iid+`"`)) {
 				e.outMu.Unlock()
 				return m
 			}
@@ -309,7 +325,7 @@ func (e *env) outbound(iid string) []outMsg {
 	e.outMu.Lock()
 	defer e.outMu.Unlock()
 	var out []outMsg
-	for _, m := range e.out {
+	for _, m := range append(slices.Clone(e.out), e.pages...) {
 		if strings.Contains(m.subject, "."+iid+".") || bytes.Contains(m.data, []byte(`"interactionId":"`+iid+`"`)) {
 			out = append(out, m)
 		}
@@ -321,7 +337,7 @@ func (e *env) dump() string {
 	e.outMu.Lock()
 	defer e.outMu.Unlock()
 	var b strings.Builder
-	for _, m := range e.out {
+	for _, m := range append(slices.Clone(e.out), e.pages...) {
 		fmt.Fprintf(&b, "  %s %s\n", m.subject, m.data)
 	}
 	return b.String()
