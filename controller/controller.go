@@ -44,6 +44,8 @@ type Saved struct {
 type Publisher interface {
 	Update(ctx context.Context, u attach.Update) error
 	Lifecycle(ctx context.Context, e attach.Lifecycle) error
+	Handoff(ctx context.Context, h attach.Handoff) error
+	// AgentView publishes an agent view an outbox saved by the previous release still holds.
 	AgentView(ctx context.Context, v attach.AgentView) error
 }
 

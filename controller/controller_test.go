@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -128,6 +129,8 @@ func kinds(msgs []any) []string {
 			out = append(out, s)
 		case attach.AgentView:
 			out = append(out, "view:"+m.AgentID)
+		case attach.Handoff:
+			out = append(out, string(m.Kind)+":"+strings.TrimPrefix(m.Recipient(), "agent:"))
 		}
 	}
 	return out
@@ -649,7 +652,7 @@ func TestRefusedOutboundMessageDoesNotBlockTheRest(t *testing.T) {
 // contract.
 type refusingViews struct{ *recorder }
 
-func (r refusingViews) AgentView(ctx context.Context, v attach.AgentView) error {
+func (r refusingViews) Handoff(ctx context.Context, h attach.Handoff) error {
 	return fmt.Errorf("agent view: %w", attach.ErrInvalid)
 }
 

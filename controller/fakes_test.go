@@ -261,6 +261,8 @@ func msgID(m any) string {
 		return attach.LifecycleMsgID(m.InteractionID, m.SessionID, m.Event)
 	case attach.AgentView:
 		return attach.AgentViewMsgID(m.InteractionID, m.SessionID, m.AgentID)
+	case attach.Handoff:
+		return m.MsgID()
 	}
 	return ""
 }
@@ -287,6 +289,7 @@ func (r *recorder) add(m any) error {
 func (r *recorder) Update(ctx context.Context, u attach.Update) error       { return r.add(u) }
 func (r *recorder) Lifecycle(ctx context.Context, e attach.Lifecycle) error { return r.add(e) }
 func (r *recorder) AgentView(ctx context.Context, v attach.AgentView) error { return r.add(v) }
+func (r *recorder) Handoff(ctx context.Context, h attach.Handoff) error     { return r.add(h) }
 
 func (r *recorder) all() []any {
 	r.mu.Lock()

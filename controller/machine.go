@@ -153,6 +153,7 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	a.log.Info("joined as Controller", "session_id", h.SessionID, "token", connector.MaskToken(token))
 	a.queue(Outbound{Life: a.lifecycle(attach.Joined, now)})
 	a.queueUpdate(before, now)
+	a.queueHandoffs(connector.HandoffStart) // a session the vendor created for a request: its customer page starts it
 	if a.st.AgentID != "" {
 		a.queueAgentView()
 	}

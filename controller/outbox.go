@@ -17,8 +17,8 @@ func (a *actor) queue(o Outbound) {
 	if o.Life != nil {
 		o.LifeMsgID = o.Life.MsgID
 	}
-	if o.View != nil {
-		o.ViewAgent = o.View.AgentID
+	if o.Page != nil {
+		o.PageToCus = o.Page.ToCustomer
 	}
 	a.outbox = append(a.outbox, o)
 	a.outboxSaved = false // a new message is not reserved until the next commit saves it
@@ -56,21 +56,32 @@ func (a *actor) queueUpdateFor(sessionID string, before attach.Data, at time.Tim
 	}})
 }
 
-func (a *actor) queueAgentView() {
+// queueAgentView queues the view of the live session for the interaction's agent.
+func (a *actor) queueAgentView() { a.queueHandoffs(connector.HandoffView) }
+
+// queueHandoffs queues what the pages get now for kind, as the session's vendor builds it (a view
+// per agent, a start for the customer page, end requests).
+func (a *actor) queueHandoffs(kind connector.HandoffKind) {
 	l := a.st.Live
-	if l == nil || a.sess == nil || a.st.AgentID == "" {
+	if l == nil || a.sess == nil {
 		return
 	}
-	for _, h := range a.sess.Handoffs(connector.HandoffView, a.st.AgentID) {
-		if h.ToCustomer || h.URL == "" {
-			continue // only the agent's view URL has a message in this contract version
-		}
-		a.queue(Outbound{View: &attach.AgentView{
-			AgentID:       h.AgentID,
+	now := time.Now()
+	for _, h := range a.sess.Handoffs(kind, a.st.AgentID) {
+		a.queue(Outbound{Page: &attach.Handoff{
+			Kind:          attach.HandoffKind(h.Kind),
+			ToCustomer:    h.ToCustomer,
 			InteractionID: a.id,
 			SessionID:     l.Handle.SessionID,
+			Vendor:        string(a.vendor()),
+			AgentID:       h.AgentID,
 			URL:           h.URL,
-			At:            time.Now(),
+			Token:         h.Token,
+			PIN:           h.PIN,
+			RoomID:        h.RoomID,
+			WSSURL:        h.WSSURL,
+			ConnectParam:  h.ConnectParam,
+			At:            now,
 		}})
 	}
 }
@@ -162,6 +173,10 @@ func (a *actor) publish(ctx context.Context, o Outbound) error {
 		l := *o.Life
 		l.MsgID = o.LifeMsgID
 		return a.c.pub.Lifecycle(pctx, l)
+	case o.Page != nil:
+		h := *o.Page
+		h.ToCustomer = o.PageToCus
+		return a.c.pub.Handoff(pctx, h)
 	case o.View != nil:
 		v := *o.View
 		v.AgentID = o.ViewAgent

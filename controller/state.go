@@ -91,6 +91,10 @@ type Outbound struct {
 	Update    *attach.Update    `json:"update,omitempty"`
 	Life      *attach.Lifecycle `json:"lifecycle,omitempty"`
 	LifeMsgID string            `json:"lifecycleMsgId,omitempty"`
+	Page      *attach.Handoff   `json:"page,omitempty"`           // a message to the agent's or the customer's page
+	PageToCus bool              `json:"pageToCustomer,omitempty"` // kept, as its JSON says it only by leaving agentId out
+	// View is an agent view queued by the previous release, still published when an outbox saved
+	// by it is found.
 	View      *attach.AgentView `json:"agentView,omitempty"`
 	ViewAgent string            `json:"agentViewAgent,omitempty"`
 }
