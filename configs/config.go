@@ -114,6 +114,10 @@ type OutboundConfig struct {
 	DuplicateWindow Duration `yaml:"duplicate_window" json:"duplicate_window"`
 	PublishTimeout  Duration `yaml:"publish_timeout" json:"publish_timeout"`
 	MaxAge          Duration `yaml:"max_age" json:"max_age"` // of a stream the daemon creates; 0: no limit
+	// HandoffStream holds the page messages (<prefix>.agent.*.cobrowse, <prefix>.customer.*.cobrowse),
+	// which may carry credentials, apart from what reporting reads.
+	HandoffStream string   `yaml:"handoff_stream" json:"handoff_stream"`
+	HandoffMaxAge Duration `yaml:"handoff_max_age" json:"handoff_max_age"` // of the handoff stream the daemon creates; > 0
 }
 
 // The chat roles of the NATS contract.

@@ -51,7 +51,8 @@ var wantDefault = Config{
 			MaxAckPending: 20000,
 			MaxAge:        dur("168h"),
 		},
-		Outbound: OutboundConfig{Stream: "CC_COBROWSE", DuplicateWindow: dur("24h"), PublishTimeout: dur("5s"), MaxAge: dur("720h")},
+		Outbound: OutboundConfig{Stream: "CC_COBROWSE", DuplicateWindow: dur("24h"), PublishTimeout: dur("5s"), MaxAge: dur("720h"),
+			HandoffStream: "CC_HANDOFF", HandoffMaxAge: dur("15m")},
 		KVBucket: "cobrowse_interactions",
 		KVTTL:    dur("0s"),
 	},
@@ -436,7 +437,7 @@ func TestEnvVars(t *testing.T) {
 			t.Errorf("%s: got key %q, want %q", name, seen[name], key)
 		}
 	}
-	if len(vars) != 53 {
+	if len(vars) != 55 {
 		t.Errorf("%d keys; update this count when adding one", len(vars))
 	}
 }

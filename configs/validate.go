@@ -123,6 +123,11 @@ func (c Config) problems(run bool) problemList {
 	}
 	positive(&l, "nats.outbound.duplicate_window", n.Outbound.DuplicateWindow)
 	positive(&l, "nats.outbound.publish_timeout", n.Outbound.PublishTimeout)
+	jetStreamName(&l, "nats.outbound.handoff_stream", n.Outbound.HandoffStream)
+	if s := n.Outbound.HandoffStream; s != "" && (s == n.Outbound.Stream || s == n.Inbound.Stream) {
+		l.addf("nats.outbound.handoff_stream", "must differ from nats.inbound.stream and nats.outbound.stream")
+	}
+	positive(&l, "nats.outbound.handoff_max_age", n.Outbound.HandoffMaxAge)
 	jetStreamName(&l, "nats.kv_bucket", n.KVBucket)
 	notNegative(&l, "nats.kv_ttl", n.KVTTL)
 	notNegative(&l, "nats.inbound.max_age", n.Inbound.MaxAge)

@@ -89,6 +89,8 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		DuplicateWindow: cfg.NATS.Outbound.DuplicateWindow.D(),
 		PublishTimeout:  cfg.NATS.Outbound.PublishTimeout.D(),
 		MaxAge:          cfg.NATS.Outbound.MaxAge.D(),
+		HandoffStream:   cfg.NATS.Outbound.HandoffStream,
+		HandoffMaxAge:   cfg.NATS.Outbound.HandoffMaxAge.D(),
 		Logger:          log,
 	})
 	if err != nil {
