@@ -51,13 +51,16 @@ type Publisher interface {
 
 // Config is the controller's policy.
 type Config struct {
-	Timers          Timers
-	StopWait        time.Duration // how long a close waits for the deactivated notification, once the stop call returned (default 5s)
-	StopTimeout     time.Duration // bound on one stop call, its REST fallback included (default 20s)
-	JoinTimeout     time.Duration // bound on one join (default 20s)
-	PublishTimeout  time.Duration // bound on one publish (default 5s)
-	RetryDelay      time.Duration // delayed nak when the server is unavailable, and the retry of a failed save (default 10s)
-	StopRetry       time.Duration // first retry of a stop that failed by every route, doubled up to 30s (default 2s)
+	Timers         Timers
+	StopWait       time.Duration // how long a close waits for the deactivated notification, once the stop call returned (default 5s)
+	StopTimeout    time.Duration // bound on one stop call, its REST fallback included (default 20s)
+	JoinTimeout    time.Duration // bound on one join (default 20s)
+	PublishTimeout time.Duration // bound on one publish (default 5s)
+	RetryDelay     time.Duration // delayed nak when the server is unavailable, and the retry of a failed save (default 10s)
+	StopRetry      time.Duration // first retry of a stop that failed by every route, doubled up to 30s (default 2s)
+	// EndWait bounds the wait for the vendor's word that a session ended, for a vendor whose
+	// sessions end in the pages (end requests) and whose events come as signals (default 30s).
+	EndWait         time.Duration
 	MaxInteractions int           // bound on live actors (default 20000)
 	IdleReap        time.Duration // an actor with no live session is reaped after this long idle (default 1m)
 	Sweep           string        // cron spec of the sweep that catches what timers missed (default "@every 30s")
@@ -80,6 +83,7 @@ func (c Config) withDefaults() Config {
 	def(&c.PublishTimeout, 5*time.Second)
 	def(&c.RetryDelay, 10*time.Second)
 	def(&c.StopRetry, 2*time.Second)
+	def(&c.EndWait, 30*time.Second)
 	def(&c.IdleReap, time.Minute)
 	if c.MaxInteractions <= 0 {
 		c.MaxInteractions = 20000

@@ -972,3 +972,33 @@ func TestSignalsReachTheLiveSession(t *testing.T) {
 		wantKinds(t, h, "joined", "attach#1", "deactivated:participant_exit", "attach#2")
 	})
 }
+
+// TestStopThatEndsInThePages: for a vendor whose sessions end in the pages and whose events come as
+// signals, a close asks both pages to end the session and is settled at once; the final attach
+// follows the vendor's word (a session_ended signal), with the close's reason. Without that word,
+// the end wait ends it.
+func TestStopThatEndsInThePages(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.EndWait = 30 * time.Second })
+		h.conn.signalsOnly = true
+		mustFate(t, h.event("i1", chat.EventCreated, "a1"), "ack")
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
+		wantKinds(t, h, "joined", "attach#1", "view:a1", "end:customer", "end:a1")
+		if st := h.store.get("i1"); st.Live == nil || st.Live.Phase != PhaseStopping || st.Live.StopBy.IsZero() {
+			t.Fatalf("state while waiting for the vendor: %+v", st.Live)
+		}
+		mustFate(t, h.signal("i1", chat.SourceZoom, chat.SignalSessionEnded), "ack")
+		wantKinds(t, h, "joined", "attach#1", "view:a1", "end:customer", "end:a1", "deactivated:interaction_closed", "attach#2")
+
+		// Without the vendor's word: the end wait ends it.
+		mustFate(t, h.event("i2", chat.EventCreated, "a2"), "ack")
+		mustFate(t, h.start_("i2", "223456789"), "ack")
+		mustFate(t, h.event("i2", chat.EventTimeout, ""), "ack")
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if st := h.store.get("i2"); st.Live != nil || st.EndReason != "interaction_timeout" {
+			t.Fatalf("after the end wait: %+v", st)
+		}
+	})
+}

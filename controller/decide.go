@@ -103,8 +103,12 @@ type Timers struct {
 // call it, and so does the periodic sweep, which catches anything a timer missed.
 func decideDeadline(s *State, t Timers, now time.Time) (connector.EndReason, bool) {
 	l := s.Live
-	if l == nil || l.Phase == PhaseStopping {
+	if l == nil {
 		return "", false
+	}
+	if l.Phase == PhaseStopping {
+		// Only a stop that waits for the vendor's word has a deadline: its end wait.
+		return l.StopReason, !l.StopBy.IsZero() && !now.Before(l.StopBy)
 	}
 	if l.Phase == PhaseJoined && t.NoAgentJoin > 0 && !now.Before(l.JoinedAt.Add(t.NoAgentJoin)) {
 		return connector.NoAgentJoin, true
@@ -119,8 +123,11 @@ func decideDeadline(s *State, t Timers, now time.Time) (connector.EndReason, boo
 // zero time when none is pending.
 func nextDeadline(s *State, t Timers) time.Time {
 	l := s.Live
-	if l == nil || l.Phase == PhaseStopping {
+	if l == nil {
 		return time.Time{}
+	}
+	if l.Phase == PhaseStopping {
+		return l.StopBy // zero unless the stop waits for the vendor's word
 	}
 	var next time.Time
 	if l.Phase == PhaseJoined && t.NoAgentJoin > 0 {

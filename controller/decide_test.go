@@ -80,10 +80,12 @@ func TestDecideDeadline(t *testing.T) {
 		{"active, no-agent deadline does not apply", State{Live: live("1", PhaseActive), LastActivity: t0}, t0.Add(10 * time.Minute), "", false, t0.Add(30 * time.Minute)},
 		{"active, inactive too long", State{Live: live("1", PhaseActive), LastActivity: t0}, t0.Add(30 * time.Minute), connector.InteractionTimeout, true, t0.Add(30 * time.Minute)},
 		{"stopping: the close owns it", State{Live: live("1", PhaseStopping), LastActivity: t0}, t0.Add(time.Hour), "", false, time.Time{}},
+		{"stopping, waiting for the vendor's word", State{Live: stoppingUntil(t0.Add(30*time.Second), connector.InteractionClosed), LastActivity: t0}, t0.Add(29 * time.Second), connector.InteractionClosed, false, t0.Add(30 * time.Second)},
+		{"stopping, the end wait is over", State{Live: stoppingUntil(t0.Add(30*time.Second), connector.InteractionClosed), LastActivity: t0}, t0.Add(30 * time.Second), connector.InteractionClosed, true, t0.Add(30 * time.Second)},
 		{"inactivity earlier than no-agent", State{Live: live("1", PhaseJoined), LastActivity: t0.Add(-29 * time.Minute)}, t0.Add(time.Minute), connector.InteractionTimeout, true, t0.Add(time.Minute)},
 	} {
 		reason, due := decideDeadline(&tc.state, timers, tc.now)
-		if reason != tc.reason || due != tc.due {
+		if due != tc.due || (due && reason != tc.reason) {
 			t.Errorf("%s: got %q %v, want %q %v", tc.name, reason, due, tc.reason, tc.due)
 		}
 		if next := nextDeadline(&tc.state, timers); !next.Equal(tc.next) {
@@ -168,4 +170,10 @@ func TestSeenIsBounded(t *testing.T) {
 	if st.seen("a0") || !st.seen(st.Seen[len(st.Seen)-1]) {
 		t.Fatal("oldest id kept or newest dropped")
 	}
+}
+
+func stoppingUntil(by time.Time, reason connector.EndReason) *Live {
+	l := live("1", PhaseStopping)
+	l.StopBy, l.StopReason = by, reason
+	return l
 }

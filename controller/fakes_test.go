@@ -38,6 +38,9 @@ type fakeConn struct {
 	stopErr error
 	// activateOnStop: the agent's activation arrives just before the deactivation.
 	activateOnStop bool
+	// signalsOnly: the sessions have no event stream (their events come as signals) and end in
+	// the pages: Stop sends nothing back, Handoffs(end) asks both pages.
+	signalsOnly bool
 }
 
 func newFakeConn() *fakeConn { return &fakeConn{joinErr: map[string]error{}} }
@@ -115,7 +118,12 @@ type fakeSession struct {
 
 func (s *fakeSession) Handle() connector.Handle              { return s.handle }
 func (s *fakeSession) Participants() []connector.Participant { return s.users }
-func (s *fakeSession) Events() <-chan connector.Event        { return s.events }
+func (s *fakeSession) Events() <-chan connector.Event {
+	if s.conn.signalsOnly {
+		return nil
+	}
+	return s.events
+}
 
 // Signal: a signal of type "session_ended" ends the session (as a vendor whose events come as
 // signals would say); the others mean nothing.
@@ -126,6 +134,9 @@ func (s *fakeSession) Signal(g connector.Signal) []connector.Event {
 	return nil
 }
 func (s *fakeSession) Handoffs(kind connector.HandoffKind, agentID string) []connector.Handoff {
+	if kind == connector.HandoffEnd && s.conn.signalsOnly {
+		return []connector.Handoff{{Kind: kind, ToCustomer: true}, {Kind: kind, AgentID: agentID}}
+	}
 	if kind != connector.HandoffView || agentID == "" {
 		return nil
 	}
@@ -154,7 +165,7 @@ func (s *fakeSession) Stop(ctx context.Context) (connector.Times, error) {
 	if activate {
 		s.events <- activatedAt(time.Now())
 	}
-	if !silent {
+	if !silent && !s.conn.signalsOnly {
 		s.events <- deactivated(time.Time{}, time.Now())
 	}
 	return connector.Times{}, nil

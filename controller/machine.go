@@ -320,6 +320,11 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 	if l == nil {
 		return
 	}
+	if l.Phase == PhaseStopping && !l.StopBy.IsZero() {
+		// Already stopping, waiting for the vendor's word: end it now, for the first reason.
+		a.endSession(l.StopReason, connector.Times{})
+		return
+	}
 	a.cancelRejoin() // a re-join in flight is moot now; the handle stops the session
 	l.Phase = PhaseStopping
 	l.StopReason = reason
@@ -331,9 +336,17 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 		var err error
 		times, err = a.sess.Stop(sctx)
 		cancel()
-		if err != nil {
+		a.queueHandoffs(connector.HandoffEnd) // the pages' end requests, for a vendor whose session ends there
+		switch {
+		case err != nil:
 			a.addPendingStop(l.Handle, err)
 			a.closeSession(context.WithoutCancel(ctx))
+		case a.sess.Events() == nil:
+			// The vendor's end comes back as a signal (an inbound message of this interaction):
+			// wait for it without holding the interaction, up to the end wait; the final attach
+			// follows the signal, or the deadline.
+			l.StopBy = time.Now().Add(a.c.cfg.EndWait)
+			return
 		}
 	} else {
 		times = a.stopByHandle(ctx, l.Handle)
@@ -417,6 +430,12 @@ func (a *actor) endSession(reason connector.EndReason, times connector.Times) {
 func (a *actor) checkDeadline(ctx context.Context) {
 	reason, due := decideDeadline(&a.st, a.c.cfg.Timers, time.Now())
 	if !due {
+		return
+	}
+	if a.st.Live.Phase == PhaseStopping {
+		a.log.Warn("no word from the vendor that the session ended within the end wait; ending it",
+			"session_id", a.st.Live.Handle.SessionID, "wait", a.c.cfg.EndWait)
+		a.endSession(reason, connector.Times{})
 		return
 	}
 	a.stopLive(ctx, reason)

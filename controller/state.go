@@ -32,6 +32,9 @@ type Live struct {
 	JoinedAt    time.Time           `json:"joinedAt"`
 	ActivatedAt time.Time           `json:"activatedAt,omitzero"` // the server's activation time
 	StopReason  connector.EndReason `json:"stopReason,omitempty"` // why the daemon is stopping it
+	// StopBy is set while the daemon waits for the vendor's word that a session it asked the
+	// pages to end has ended (a vendor whose end comes as a signal): at StopBy it ends anyway.
+	StopBy time.Time `json:"stopBy,omitzero"`
 }
 
 // State is everything the daemon keeps about one interaction, saved in the key-value bucket
