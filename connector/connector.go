@@ -306,6 +306,10 @@ var (
 	ErrUnavailable = errors.New("co-browse server unavailable")
 	// ErrLost: the connection the session depended on is gone and cannot be recovered.
 	ErrLost = errors.New("co-browse server connection lost")
+	// ErrNotBound: the session the start message names exists but is not bound to this
+	// interaction (a Zoom PIN of someone else's session), so joining it would hand the agent
+	// another customer's screen. Final; it wraps ErrRefused.
+	ErrNotBound = fmt.Errorf("co-browse session not bound to this interaction: %w", ErrRefused)
 	// ErrUnsupported: the vendor cannot do what was asked (Genesys cannot create a session for a
 	// cobrowse_requested event). Final.
 	ErrUnsupported = errors.New("not supported by this co-browse vendor")

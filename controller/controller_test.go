@@ -1002,3 +1002,14 @@ func TestStopThatEndsInThePages(t *testing.T) {
 		}
 	})
 }
+
+// TestStartOfASessionNotBoundToTheInteraction: a vendor that finds the session named by the start
+// message bound to someone else (a Zoom PIN of another customer) refuses it: failed, pin_not_bound.
+func TestStartOfASessionNotBoundToTheInteraction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.conn.joinErr["123456789"] = &connector.ServerError{Op: "join", Kind: connector.ErrNotBound, Reason: "the PIN's session has another customer"}
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		wantKinds(t, h, "failed:pin_not_bound")
+	})
+}

@@ -125,8 +125,11 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 		}
 		a.log.Warn("join failed", "token", connector.MaskToken(token), "why", why, "error", err)
 		reason := string(connector.JoinFailed)
-		if errors.Is(err, connector.ErrUnsupported) {
+		switch {
+		case errors.Is(err, connector.ErrUnsupported):
 			reason = ReasonUnsupported
+		case errors.Is(err, connector.ErrNotBound):
+			reason = ReasonPINNotBound
 		}
 		a.queue(Outbound{Life: &attach.Lifecycle{
 			Event:         attach.Failed,
@@ -503,4 +506,5 @@ func (a *actor) vendorUnavailable(cause string) {
 const (
 	ReasonVendorUnavailable = "vendor_unavailable" // the interaction's vendor is not enabled
 	ReasonUnsupported       = "unsupported"        // the vendor cannot do it (Genesys cannot create a session)
+	ReasonPINNotBound       = "pin_not_bound"      // the PIN names a session not bound to this interaction
 )
