@@ -34,7 +34,7 @@ const (
 const ReasonPINNotBound = "pin_not_bound"
 
 // ErrPINNotBound is the cause of a join refused with ReasonPINNotBound (the error's kind is
-// connector.ErrRefused).
+// connector.ErrNotBound, which wraps connector.ErrRefused).
 var ErrPINNotBound = errors.New("zoom: the PIN's session has no customer with the token minted for this interaction")
 
 // CustomerNamePrefix starts the user_name of every customer token the daemon mints.
@@ -248,7 +248,8 @@ func (c *Connector) Close() error {
 // Join finds the live session whose PIN is the trigger's token (LiveSessionByPIN) and returns the
 // daemon's record of it. With RequireMintedCustomer (the default) the session's users must include
 // a customer whose user_name is CustomerUserName(t.InteractionID); otherwise the join is refused:
-// a *connector.ServerError of kind ErrRefused, Reason ReasonPINNotBound, cause ErrPINNotBound.
+// a *connector.ServerError of kind ErrNotBound (which wraps ErrRefused), Reason ReasonPINNotBound,
+// cause ErrPINNotBound.
 // Errors are *connector.ServerError with Op "join": an unknown PIN (or one that is not a Cobrowse
 // PIN) ErrNotFound, Zoom's refusals ErrRefused, Zoom unavailable ErrUnavailable. A trigger without
 // a token (a request: the daemon would create the session) is ErrUnsupported: bot-initiated Zoom
@@ -275,7 +276,7 @@ func (c *Connector) Join(ctx context.Context, t connector.Trigger) (connector.Se
 		if t.InteractionID == "" || !hasCustomerNamed(live.Users, CustomerUserName(t.InteractionID)) {
 			log.WarnContext(ctx, "join refused: the PIN's session was not started with the customer token minted for this interaction",
 				"users", len(live.Users))
-			return nil, &connector.ServerError{Op: opJoin, Node: node, Kind: connector.ErrRefused, Reason: ReasonPINNotBound,
+			return nil, &connector.ServerError{Op: opJoin, Node: node, Kind: connector.ErrNotBound, Reason: ReasonPINNotBound,
 				Err: ErrPINNotBound}
 		}
 	}
