@@ -80,7 +80,8 @@ type Config struct {
 	// is set, or when REST.Tokens is set.
 	OAuth OAuthConfig
 	// REST configures the REST API client; its Tokens default to a TokenSource built from
-	// OAuth. Ignored when API is set.
+	// OAuth. Its Breakers, when set, guard Join's calls only: a re-join never waits for a breaker
+	// that other sessions' failures opened. Ignored when API is set.
 	REST APIConfig
 	// Minter and API, when set, are used as they are (tests, or a caller that shares them).
 	Minter *Minter
@@ -137,7 +138,8 @@ type Connector struct {
 	requireBound  bool
 	desk          string
 	minter        *Minter
-	api           *API
+	api           *API // Join's calls: through REST.Breakers when set
+	rejoinAPI     *API // Rejoin's calls: never through a breaker New set up
 	log           *slog.Logger
 	ownRT         *http.Transport // the transport New made, closed by Close; nil when none was made
 	now           func() time.Time
@@ -174,13 +176,12 @@ func New(cfg Config) (*Connector, error) {
 		}
 		c.minter = m
 	}
-	c.api = cfg.API
+	c.api, c.rejoinAPI = cfg.API, cfg.API
 	if c.api == nil {
-		api, err := c.newAPI(cfg)
-		if err != nil {
+		var err error
+		if c.api, c.rejoinAPI, err = c.newAPI(cfg); err != nil {
 			errs = append(errs, err)
 		}
-		c.api = api
 	}
 	if err := errors.Join(errs...); err != nil {
 		c.Close()
@@ -191,8 +192,9 @@ func New(cfg Config) (*Connector, error) {
 }
 
 // newAPI builds the REST client and, unless REST.Tokens is set, its TokenSource, on one HTTP
-// transport of the connector's own when neither config gives one.
-func (c *Connector) newAPI(cfg Config) (*API, error) {
+// transport of the connector's own when neither config gives one. With REST.Breakers set, the
+// client of the re-joins is a second one without them, sharing the token source.
+func (c *Connector) newAPI(cfg Config) (join, rejoin *API, err error) {
 	transport := func() http.RoundTripper {
 		if c.ownRT == nil {
 			c.ownRT = http.DefaultTransport.(*http.Transport).Clone()
@@ -216,11 +218,16 @@ func (c *Connector) newAPI(cfg Config) (*API, error) {
 		}
 		ts, err := NewTokenSource(oauth)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		rest.Tokens = ts
 	}
-	return NewAPI(rest)
+	if join, err = NewAPI(rest); err != nil || rest.Breakers == nil {
+		return join, join, err
+	}
+	rest.Breakers = nil
+	rejoin, err = NewAPI(rest)
+	return join, rejoin, err
 }
 
 func (c *Connector) String() string {
@@ -323,8 +330,8 @@ func connectorRole(r RoleType) connector.Role {
 // a later join signal does not activate it twice). While Zoom is unavailable it retries, with a
 // backoff that honours a 429's Retry-After, within Config.RejoinWindow, then returns the last
 // ErrUnavailable; a refusal (ErrRefused: a missing scope, bad credentials) is returned at once.
-// Errors are *connector.ServerError with Op "rejoin". It goes through no circuit breaker unless
-// the API given in the config has one.
+// Errors are *connector.ServerError with Op "rejoin". Its calls go through no circuit breaker
+// (REST.Breakers guard Join only), unless Config.API is given with breakers of its own.
 func (c *Connector) Rejoin(ctx context.Context, h connector.Handle) (connector.Session, error) {
 	node := c.api.Node()
 	if h.Vendor != "" && h.Vendor != connector.Zoom {
@@ -373,8 +380,8 @@ func (c *Connector) Rejoin(ctx context.Context, h connector.Handle) (connector.S
 
 // rejoinOnce is one attempt of Rejoin.
 func (c *Connector) rejoinOnce(ctx context.Context, h connector.Handle) (*session, error) {
-	node := c.api.Node()
-	det, err := c.api.Session(ctx, h.SessionID)
+	node := c.rejoinAPI.Node()
+	det, err := c.rejoinAPI.Session(ctx, h.SessionID)
 	if err != nil {
 		return nil, relabel(opRejoin, node, err)
 	}
@@ -382,7 +389,7 @@ func (c *Connector) rejoinOnce(ctx context.Context, h connector.Handle) (*sessio
 		return nil, &connector.ServerError{Op: opRejoin, Node: node, Kind: connector.ErrNotLive,
 			Reason: "the session ended at " + det.EndTime.UTC().Format(time.RFC3339)}
 	}
-	users, err := c.api.SessionUsers(ctx, h.SessionID)
+	users, err := c.rejoinAPI.SessionUsers(ctx, h.SessionID)
 	if err != nil {
 		return nil, relabel(opRejoin, node, err)
 	}

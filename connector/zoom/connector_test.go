@@ -618,6 +618,29 @@ func TestRejoinUnavailable(t *testing.T) {
 	}
 }
 
+// TestBreakersGuardJoinOnly: an open breaker (other sessions' failures) refuses new joins at once
+// but never a live session's re-join.
+func TestBreakersGuardJoinOnly(t *testing.T) {
+	b := connector.NewBreakers(connector.BreakerSettings{FailuresToTrip: 2, OpenFor: time.Hour})
+	f := newConnFixture(t, zoomtest.Options{}, func(c *Config) { c.REST.Breakers = b })
+	ctx := ctxFor(t)
+	zs := f.startAs(t, CustomerTokenRequest("I1"), "")
+	saved := f.join(t, zs.PIN, "I1", "a1").Handle()
+	f.z.SetFault(zoomtest.RouteLiveSessions, zoomtest.Fault{Status: http.StatusServiceUnavailable, Times: 2})
+	for range 2 {
+		_, _ = f.c.Join(ctx, connector.Trigger{Token: zs.PIN, InteractionID: "I1"})
+	}
+	n := f.z.Requests(zoomtest.RouteLiveSessions)
+	_, err := f.c.Join(ctx, connector.Trigger{Token: zs.PIN, InteractionID: "I1"})
+	wantJoinError(t, err, connector.ErrUnavailable)
+	if !errors.Is(err, connector.ErrBreakerOpen) || f.z.Requests(zoomtest.RouteLiveSessions) != n {
+		t.Fatalf("%v", err)
+	}
+	if _, err := f.c.Rejoin(ctx, saved); err != nil {
+		t.Fatalf("a re-join refused by the breaker: %v", err)
+	}
+}
+
 // TestNoSecretsInLogs runs a whole session through the connector, logging at debug, and checks
 // that no secret, no JWT and no full PIN reaches the logs, nor the printed config or connector.
 func TestNoSecretsInLogs(t *testing.T) {
