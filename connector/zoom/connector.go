@@ -184,7 +184,7 @@ func New(cfg Config) (*Connector, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, err
 	}
 	c.log.Debug("zoom connector ready", "config", c.cfg, "require_minted_customer", c.requireBound, "desk_url", c.desk)
