@@ -43,9 +43,10 @@ type Harness struct {
 	// New returns a connector on the vendor's test server. The suite calls it again to play a
 	// daemon restart (a new connector, same server).
 	New func(t *testing.T) connector.Connector
-	// NewSession makes the customer start a session on the server (or, for a vendor that creates
-	// sessions, prepares the interaction so that a request can).
-	NewSession func(t *testing.T) Customer
+	// NewSession makes the customer of interactionID start a session on the server (a vendor
+	// may bind a session to its interaction: Zoom's customer token is minted for it), or, for a
+	// vendor that creates sessions, prepares the interaction so that a request can.
+	NewSession func(t *testing.T, interactionID string) Customer
 	// Creates is true for a vendor whose sessions the daemon creates on request (the trigger
 	// without a token); false for one whose customer starts them (Genesys).
 	Creates bool
@@ -160,7 +161,7 @@ func testStartSyntax(t *testing.T, h Harness) {
 // (deactivated), and the server says the daemon ended it. Stopping again is not an error.
 func testLifeAndStop(t *testing.T, h Harness) {
 	c := h.New(t)
-	cu := h.NewSession(t)
+	cu := h.NewSession(t, "i-life")
 	s := start(t, h, c, cu, "i-life")
 	cu.AgentJoins(t, s)
 	act := expect(t, h, s, connector.EventActivated)
@@ -184,7 +185,7 @@ func testLifeAndStop(t *testing.T, h Harness) {
 // testCustomerLeaves: the session ends without the daemon: deactivated, then the stream closes.
 func testCustomerLeaves(t *testing.T, h Harness) {
 	c := h.New(t)
-	cu := h.NewSession(t)
+	cu := h.NewSession(t, "i-leaves")
 	s := start(t, h, c, cu, "i-leaves")
 	cu.Leaves(t)
 	expect(t, h, s, connector.EventDeactivated)
@@ -197,7 +198,7 @@ func testCustomerLeaves(t *testing.T, h Harness) {
 // again from its handle and goes on with it; a saved handle also stops a session without a live
 // connection; a handle of a session that ended meanwhile gives ErrNotLive (or ErrNotFound).
 func testRestart(t *testing.T, h Harness) {
-	cu := h.NewSession(t)
+	cu := h.NewSession(t, "i-restart")
 	s := start(t, h, h.New(t), cu, "i-restart")
 	saved := s.Handle()
 	closeSession(t, s)
@@ -248,7 +249,7 @@ func testErrors(t *testing.T, h Harness) {
 			t.Errorf("Join of an unknown token: %v, want a *connector.ServerError with its operation", err)
 		}
 	}
-	cu := h.NewSession(t)
+	cu := h.NewSession(t, "i-unreachable")
 	tok := cu.Token()
 	if tok != "" {
 		tok, _ = h.New(t).MatchStart(tok)

@@ -19,7 +19,7 @@ func TestConformance(t *testing.T) {
 			connectortest.Run(t, connectortest.Harness{
 				Vendor:       connector.Genesys,
 				New:          func(t *testing.T) connector.Connector { return newConnector(t, e.cfg) },
-				NewSession:   func(t *testing.T) connectortest.Customer { return &gcbCustomer{gs: e.create(1)} },
+				NewSession:   func(t *testing.T, _ string) connectortest.Customer { return &gcbCustomer{gs: e.create(1)} },
 				NotAToken:    "12345678a",
 				UnknownToken: "000000000",
 				Unreachable: func(t *testing.T) connector.Connector {

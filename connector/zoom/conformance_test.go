@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -33,11 +32,8 @@ import (
 //     interaction (CustomerTokenRequest), the agent's desk joins with the agent token taken from
 //     the view's URL (access_token) and the PIN of the view.
 //
-// Two things the suite cannot say as it is (the report proposes the changes): NewSession is not
-// told the interaction the suite will join for, which the customer's token must be minted for,
-// so the harness reads it from the subtest's name (interactionFor); and StopHandle has no session
-// to build the end messages from, so the harness sends the pages the end the controller would
-// have to send for a stop through the handle.
+// StopHandle has no session to build the end messages from, so the harness sends the pages the end
+// the controller would have to send for a stop through the handle.
 func TestConformance(t *testing.T) {
 	e := newConformanceEnv(t)
 	connectortest.Run(t, connectortest.Harness{
@@ -55,15 +51,6 @@ func TestConformance(t *testing.T) {
 		},
 		NextEvent: e.nextEvent,
 	})
-}
-
-// interactionFor is the interaction each subtest of connectortest joins its customer's session
-// for (the suite's own strings), by the subtest's name.
-var interactionFor = map[string]string{
-	"LifeAndStop":    "i-life",
-	"CustomerLeaves": "i-leaves",
-	"Restart":        "i-restart",
-	"Errors":         "i-unreachable",
 }
 
 // conformanceEnv is one zoomtest server, its webhook receiver and the sessions the harness's
@@ -254,14 +241,10 @@ func (e *conformanceEnv) nextEvent(t *testing.T, s connector.Session) (connector
 	}
 }
 
-// newCustomer plays the customer's page: session.start with the token minted for the subtest's
+// newCustomer plays the customer's page: session.start with the token minted for the
 // interaction; Zoom makes a 6-digit PIN.
-func (e *conformanceEnv) newCustomer(t *testing.T) connectortest.Customer {
+func (e *conformanceEnv) newCustomer(t *testing.T, iid string) connectortest.Customer {
 	t.Helper()
-	iid, ok := interactionFor[path.Base(t.Name())]
-	if !ok {
-		t.Fatalf("no interaction known for subtest %q: the suite must pass its interaction to NewSession", t.Name())
-	}
 	tok, err := e.minter.Mint(CustomerTokenRequest(iid))
 	if err != nil {
 		t.Fatal(err)
