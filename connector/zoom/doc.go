@@ -1,8 +1,9 @@
-// Package zoom holds the building blocks of the Zoom Cobrowse connector: what the daemon needs to
-// take part in Zoom Cobrowse SDK sessions without ever joining one itself (the SDK runs only in
-// browsers; the daemon mints their tokens, matches PINs, reads Zoom's REST API and receives its
-// webhooks). It speaks neither NATS nor the controller's language: the adapter that implements
-// connector.Connector for Zoom is built on it.
+// Package zoom is the Zoom Cobrowse connector: Connector (New) implements connector.Connector for
+// the customer-PIN flow, on building blocks for what the daemon needs to take part in Zoom
+// Cobrowse SDK sessions without ever joining one itself (the SDK runs only in browsers; the daemon
+// mints their tokens, matches PINs, reads Zoom's REST API and receives its webhooks). It speaks no
+// NATS: the daemon's webhook intake and router turn Zoom's webhooks into signals (SignalOf), which
+// the controller hands to the interaction's session.
 //
 //   - Minter mints the browsers' JWTs (HS256 with the SDK secret; claims app_key, role_type, iat,
 //     exp, user_id, user_name and, on request, enable_byop). DeriveUserID makes the user_id of a
