@@ -1013,3 +1013,14 @@ func TestStartOfASessionNotBoundToTheInteraction(t *testing.T) {
 		wantKinds(t, h, "failed:pin_not_bound")
 	})
 }
+
+// TestAgentPresentAtTheJoin: an agent the join reply already lists is reported as activated right
+// after the join (the server's activation went out before the daemon was there to hear it).
+func TestAgentPresentAtTheJoin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.conn.joinUsers = []connector.Participant{{ID: "1", Role: connector.RoleCustomer}, {ID: "2", Role: connector.RoleAgent}}
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		wantKinds(t, h, "joined", "attach#1", "activated", "attach#2")
+	})
+}

@@ -27,8 +27,9 @@ type fakeConn struct {
 	// rejoinGate, when set, holds every Rejoin until it is closed or the caller gives up, as a
 	// server that still holds the old Controller would.
 	rejoinGate chan struct{}
-	// rejoinUsers are the participants a re-join reply lists.
+	// rejoinUsers are the participants a re-join reply lists; joinUsers a join reply.
 	rejoinUsers []connector.Participant
+	joinUsers   []connector.Participant
 	stopHandle  []connector.Handle
 	sessions    []*fakeSession
 	next        int
@@ -64,7 +65,9 @@ func (f *fakeConn) Join(ctx context.Context, t connector.Trigger) (connector.Ses
 	if err := f.joinErr[t.Token]; err != nil {
 		return nil, err
 	}
-	return f.newSession(t.Token), nil
+	s := f.newSession(t.Token)
+	s.users = f.joinUsers
+	return s, nil
 }
 
 func (f *fakeConn) Rejoin(ctx context.Context, h connector.Handle) (connector.Session, error) {

@@ -160,6 +160,9 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	if a.st.AgentID != "" {
 		a.queueAgentView()
 	}
+	// An agent already in the session when the daemon joined (Zoom: the agent joined by PIN
+	// first) was activated before the daemon could hear it.
+	a.agentMayHaveJoined()
 	return nil
 }
 
