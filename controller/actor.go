@@ -260,23 +260,32 @@ func (a *actor) inbound(ctx context.Context, in chat.Inbound) {
 	a.finish(ctx, in, err)
 }
 
-// fixVendor fixes the interaction's vendor at its first decision: the cobrowseVendor of a created
-// or assigned event, else the default vendor. A later, different cobrowseVendor is logged once and
-// ignored: the interaction's session, its state and its reporting stay with one vendor.
+// fixVendor takes the vendor a created or assigned event names (cobrowseVendor): the first one
+// named serves the interaction. A later, different one is logged once and ignored: the
+// interaction's session, its state and its reporting stay with one vendor. An interaction whose
+// events name none gets the default vendor when its first session starts (startVendor).
 func (a *actor) fixVendor(in chat.Inbound) {
-	named := ""
-	if ev := in.Event; ev != nil && (ev.Type == chat.EventCreated || ev.Type == chat.EventAssigned) {
-		named = ev.Vendor
+	ev := in.Event
+	if ev == nil || (ev.Type != chat.EventCreated && ev.Type != chat.EventAssigned) || ev.Vendor == "" {
+		return
 	}
+	named := connector.Vendor(ev.Vendor)
 	switch {
-	case a.st.Vendor == "" && named != "":
-		a.st.Vendor = connector.Vendor(named)
-		a.dirty = true
 	case a.st.Vendor == "":
-		a.st.Vendor = a.c.vendor // saved with the next change; the default serves until then anyway
-	case named != "" && connector.Vendor(named) != a.st.Vendor && !a.vendorWarned:
+		a.st.Vendor = named
+		a.dirty = true
+	case named != a.st.Vendor && !a.vendorWarned:
 		a.vendorWarned = true
 		a.log.Warn("the interaction's vendor is fixed; a different cobrowseVendor is ignored", "vendor", a.st.Vendor, "named", named)
+	}
+}
+
+// startVendor fixes the default vendor on an interaction whose events named none, when a session
+// is about to start on it: from then on its vendor does not change, whatever the default becomes.
+func (a *actor) startVendor() {
+	if a.st.Vendor == "" {
+		a.st.Vendor = a.c.vendor
+		a.dirty = true
 	}
 }
 

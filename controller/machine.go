@@ -55,6 +55,7 @@ func (a *actor) chatMessage(ctx context.Context, in chat.Inbound) error {
 	if in.StartToken == "" {
 		return nil
 	}
+	a.startVendor()
 	conn := a.conn()
 	if conn == nil {
 		a.vendorUnavailable(inboundKey(in))
@@ -84,6 +85,7 @@ func (a *actor) interactionEvent(ctx context.Context, in chat.Inbound) error {
 	act := decideEvent(&a.st, in.Event)
 	a.log.Debug("interaction event", "type", in.Event.Type, "decision", act.why)
 	if act.request {
+		a.startVendor()
 		if a.conn() == nil {
 			a.vendorUnavailable(inboundKey(in))
 			return nil
