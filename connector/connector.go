@@ -288,6 +288,11 @@ type Connector interface {
 	// saved user token). It returns the times the server's reply carried. Like Rejoin, it is
 	// never refused by a circuit breaker.
 	StopHandle(ctx context.Context, h Handle) (Times, error)
+	// EndHandoffs returns the end requests the pages need when a session is stopped through its
+	// handle (no live session to ask): for a vendor whose sessions end only in the browsers
+	// (Zoom), an end to the customer's page and to agentID's. None for a vendor that stops its
+	// sessions at the server (Genesys).
+	EndHandoffs(h Handle, agentID string) []Handoff
 }
 
 // The sentinel errors every vendor wraps. They drive the controller's decisions: what is retried

@@ -1024,3 +1024,19 @@ func TestAgentPresentAtTheJoin(t *testing.T) {
 		wantKinds(t, h, "joined", "attach#1", "activated", "attach#2")
 	})
 }
+
+// TestStopThroughTheHandleAsksThePages: a session of a vendor whose sessions end in the browsers,
+// stopped through its handle (its re-join after a restart failed), gets its end requests too.
+func TestStopThroughTheHandleAsksThePages(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.conn.signalsOnly = true
+		mustFate(t, h.event("i1", chat.EventCreated, "a1"), "ack")
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		h.conn.mu.Lock()
+		h.conn.rejoinErr = &connector.ServerError{Op: "rejoin", Kind: connector.ErrNotFound}
+		h.conn.mu.Unlock()
+		h.restart()
+		wantKinds(t, h, "joined", "attach#1", "view:a1", "end:customer", "end:a1", "deactivated:server_lost", "attach#2")
+	})
+}

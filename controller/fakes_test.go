@@ -92,6 +92,14 @@ func (f *fakeConn) Rejoin(ctx context.Context, h connector.Handle) (connector.Se
 	return s, nil
 }
 
+// EndHandoffs asks both pages to end a signals-only session stopped through its handle.
+func (f *fakeConn) EndHandoffs(_ connector.Handle, agentID string) []connector.Handoff {
+	if !f.signalsOnly {
+		return nil
+	}
+	return []connector.Handoff{{Kind: connector.HandoffEnd, ToCustomer: true}, {Kind: connector.HandoffEnd, AgentID: agentID}}
+}
+
 func (f *fakeConn) StopHandle(ctx context.Context, h connector.Handle) (connector.Times, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

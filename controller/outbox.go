@@ -66,13 +66,18 @@ func (a *actor) queueHandoffs(kind connector.HandoffKind) {
 	if l == nil || a.sess == nil {
 		return
 	}
+	a.queuePages(a.sess.Handoffs(kind, a.st.AgentID), l.Handle.SessionID)
+}
+
+// queuePages queues page messages of the session sessionID.
+func (a *actor) queuePages(pages []connector.Handoff, sessionID string) {
 	now := time.Now()
-	for _, h := range a.sess.Handoffs(kind, a.st.AgentID) {
+	for _, h := range pages {
 		a.queue(Outbound{Page: &attach.Handoff{
 			Kind:          attach.HandoffKind(h.Kind),
 			ToCustomer:    h.ToCustomer,
 			InteractionID: a.id,
-			SessionID:     l.Handle.SessionID,
+			SessionID:     sessionID,
 			Vendor:        string(a.vendor()),
 			AgentID:       h.AgentID,
 			URL:           h.URL,

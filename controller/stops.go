@@ -43,6 +43,10 @@ func (a *actor) cancelRejoin() {
 func (a *actor) stopByHandle(ctx context.Context, h connector.Handle) connector.Times {
 	h.InteractionID = a.id
 	times, err := a.stopHandle(ctx, h)
+	if conn := a.connFor(h); conn != nil {
+		// A vendor whose sessions end in the browsers needs the pages to end it.
+		a.queuePages(conn.EndHandoffs(h, a.st.AgentID), h.SessionID)
+	}
 	if err != nil {
 		a.addPendingStop(h, err)
 	}

@@ -230,6 +230,9 @@ func (c *Connector) StopHandle(ctx context.Context, h connector.Handle) (connect
 	return t, nil
 }
 
+// EndHandoffs returns none: StopHandle ends a Genesys session at the server.
+func (c *Connector) EndHandoffs(connector.Handle, string) []connector.Handoff { return nil }
+
 // locate runs Get Session and the stickiness decision.
 func (c *Connector) locate(ctx context.Context, log *slog.Logger, token string) (route, error) {
 	info, err := c.getSession(ctx, token)

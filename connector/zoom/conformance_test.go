@@ -32,8 +32,8 @@ import (
 //     interaction (CustomerTokenRequest), the agent's desk joins with the agent token taken from
 //     the view's URL (access_token) and the PIN of the view.
 //
-// StopHandle has no session to build the end messages from, so the harness sends the pages the end
-// the controller would have to send for a stop through the handle.
+// After a stop through the handle the controller publishes Connector.EndHandoffs; the harness
+// plays the pages obeying them.
 func TestConformance(t *testing.T) {
 	e := newConformanceEnv(t)
 	connectortest.Run(t, connectortest.Harness{

@@ -414,6 +414,13 @@ func (c *Connector) StopHandle(ctx context.Context, h connector.Handle) (connect
 	return connector.Times{}, nil
 }
 
+// EndHandoffs asks the pages to end a session stopped through its handle (after a restart, or
+// when no session is left): Zoom has no server-side end, so StopHandle calls nothing and the end
+// requests are what ends it. The controller publishes them.
+func (c *Connector) EndHandoffs(_ connector.Handle, agentID string) []connector.Handoff {
+	return endHandoffs(agentID)
+}
+
 // relabel makes a REST client's error the connector operation's: the same kind, the REST call
 // named in the reason, the same cause.
 func relabel(op, node string, err error) error {

@@ -727,3 +727,21 @@ func TestNewChecksConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEndHandoffsFromTheHandle: a session stopped through its handle is ended by the pages: both get
+// an end request, without credentials.
+func TestEndHandoffsFromTheHandle(t *testing.T) {
+	var c Connector
+	ends := c.EndHandoffs(connector.Handle{Vendor: connector.Zoom, SessionID: "z1"}, "agent-1")
+	if len(ends) != 2 || !ends[0].ToCustomer || ends[1].AgentID != "agent-1" {
+		t.Fatalf("end handoffs %+v", ends)
+	}
+	for _, h := range ends {
+		if h.Kind != connector.HandoffEnd || h.URL != "" || h.Token != "" || h.PIN != "" {
+			t.Fatalf("end handoff with credentials: %+v", h)
+		}
+	}
+	if got := c.EndHandoffs(connector.Handle{}, ""); len(got) != 1 || !got[0].ToCustomer {
+		t.Fatalf("without an agent: %+v", got)
+	}
+}

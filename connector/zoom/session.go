@@ -187,13 +187,18 @@ func (s *session) Handoffs(kind connector.HandoffKind, agentID string) []connect
 		s.log.Debug("agent view", "agent", agentID, "agent_token", tok)
 		return []connector.Handoff{{Kind: connector.HandoffView, AgentID: agentID, URL: s.c.deskURL(tok.JWT), PIN: s.pin}}
 	case connector.HandoffEnd:
-		out := []connector.Handoff{{Kind: connector.HandoffEnd, ToCustomer: true}}
-		if agentID != "" {
-			out = append(out, connector.Handoff{Kind: connector.HandoffEnd, AgentID: agentID})
-		}
-		return out
+		return endHandoffs(agentID)
 	}
 	return nil
+}
+
+// endHandoffs are the end requests: to the customer's page and, when agentID is set, the agent's.
+func endHandoffs(agentID string) []connector.Handoff {
+	out := []connector.Handoff{{Kind: connector.HandoffEnd, ToCustomer: true}}
+	if agentID != "" {
+		out = append(out, connector.Handoff{Kind: connector.HandoffEnd, AgentID: agentID})
+	}
+	return out
 }
 
 // Stop marks the session as ending: no more agent tokens. Zoom has no call that ends a session;
