@@ -1032,3 +1032,37 @@ func TestCloseWithRequestsInFlight(t *testing.T) {
 	}
 	goleak.VerifyNone(t, goleak.IgnoreCurrent())
 }
+
+// TestHoldController: under HoldController, a Controller whose Bayeux session expired stays a
+// member for that long: a new Controller's join is refused ("403::controller already joined"),
+// the old token still stops the session through REST, and after the hold a new Controller joins.
+func TestHoldController(t *testing.T) {
+	ctx := ctxFor(t)
+	c := newCluster(t, gcbtest.Options{HoldController: 300 * time.Millisecond})
+	s, _ := c.CreateSession(0)
+	n := s.Node()
+	ctl := newClient(t, lp, n.CometDURL(), "")
+	ctl.start(ctx)
+	ctl.join(ctx, s.Token(), 3, "")
+	n.ExpireBayeuxSessions()
+	waitFor(t, "Bayeux session expiry", func() bool { return n.Stats().BayeuxSessions == 0 })
+	if !hasRole(s, 3) {
+		t.Fatal("the Controller left at once; HoldController should keep it")
+	}
+	again := newClient(t, lp, n.CometDURL(), "")
+	again.start(ctx)
+	if e := again.refused(ctx, "/service/session/join", map[string]any{"sessionToken": s.Token(), "role": 3}); e != "403::controller already joined" {
+		t.Fatalf("join while the old Controller is held: %q", e)
+	}
+	// After the hold, the next join finds the old Controller gone and takes its place.
+	waitFor(t, "the hold to pass and a new Controller to join", func() bool {
+		_, ack, err := again.publish(ctx, "/service/session/join", map[string]any{"sessionToken": s.Token(), "role": 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack["successful"] == true
+	})
+	if s.State() == gcbtest.StateEnded {
+		t.Fatal("the hold ended the session")
+	}
+}
