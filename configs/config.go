@@ -180,7 +180,8 @@ type GenesysConfig struct {
 	ControllerName    string   `yaml:"controller_name" json:"controller_name"`
 	// RejoinWindow is how long a refused re-join of a live session (after a restart or a Bayeux
 	// re-handshake) is retried with backoff before the session is stopped through REST and ended
-	// as server_lost. 0: twice the maxInterval of the server's handshake advice, else 30s.
+	// as server_lost. 0: twice the maxInterval of the server's handshake advice plus its connect
+	// timeout, else 30s.
 	RejoinWindow Duration `yaml:"rejoin_window" json:"rejoin_window"`
 	// MaxConcurrentJoins bounds the joins in flight at once per Co-browse node (1 to 10000);
 	// further new joins wait (their inbound message is nak'ed with a delay).
