@@ -29,6 +29,12 @@ type Store interface {
 	Save(ctx context.Context, s State, rev uint64) (uint64, error)
 	// Live returns every saved state that has a live session.
 	Live(ctx context.Context) ([]Saved, error)
+	// IndexSession records that the interaction holds the vendor's session sessionID (see
+	// index.go); writing it again is harmless.
+	IndexSession(ctx context.Context, vendor connector.Vendor, sessionID, interactionID string) error
+	// LookupSession returns the interaction IndexSession recorded for the session, or an error
+	// wrapping ErrNoSession.
+	LookupSession(ctx context.Context, vendor connector.Vendor, sessionID string) (interactionID string, err error)
 }
 
 // ErrConflict is a Save whose revision no longer matches the store's.
@@ -137,7 +143,7 @@ func New(cfg Config, conns []connector.Connector, store Store, pub Publisher) (*
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Controller{
 		cfg:    cfg,
-		store:  store,
+		store:  newIndexingStore(store, cfg.DefaultVendor), // every live state saved is indexed by its session
 		pub:    pub,
 		conns:  enabled,
 		vendor: cfg.DefaultVendor,

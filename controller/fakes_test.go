@@ -200,9 +200,44 @@ type memStore struct {
 	mu        sync.Mutex
 	states    map[string]Saved
 	failSaves int
+	// sessions is the session index: sessionKey -> interaction id; failIndex makes the next n
+	// index writes fail.
+	sessions  map[string]string
+	failIndex int
 }
 
-func newMemStore() *memStore { return &memStore{states: map[string]Saved{}} }
+func newMemStore() *memStore {
+	return &memStore{states: map[string]Saved{}, sessions: map[string]string{}}
+}
+
+func (m *memStore) IndexSession(ctx context.Context, vendor connector.Vendor, sessionID, interactionID string) error {
+	key, err := sessionKey(vendor, sessionID)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failIndex > 0 {
+		m.failIndex--
+		return errors.New("store unavailable")
+	}
+	m.sessions[key] = interactionID
+	return nil
+}
+
+func (m *memStore) LookupSession(ctx context.Context, vendor connector.Vendor, sessionID string) (string, error) {
+	key, err := sessionKey(vendor, sessionID)
+	if err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id, ok := m.sessions[key]
+	if !ok {
+		return "", fmt.Errorf("%w: %s", ErrNoSession, key)
+	}
+	return id, nil
+}
 
 func (m *memStore) Load(ctx context.Context, id string) (State, uint64, error) {
 	m.mu.Lock()

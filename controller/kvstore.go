@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
 )
 
 // KVStore keeps interaction states in a JetStream key-value bucket (default cobrowse_interactions),
@@ -175,4 +177,37 @@ func (s *KVStore) Live(ctx context.Context) ([]Saved, error) {
 		out = append(out, Saved{State: st, Rev: e.Revision()})
 	}
 	return out, nil
+}
+
+// IndexSession records under session.<vendor>.<base64url(sessionId)> the interaction that holds the
+// session. The key outlives the session (see indexingStore).
+func (s *KVStore) IndexSession(ctx context.Context, vendor connector.Vendor, sessionID, interactionID string) error {
+	key, err := sessionKey(vendor, sessionID)
+	if err != nil {
+		return err
+	}
+	if interactionID == "" {
+		return errors.New("session index: empty interaction id")
+	}
+	if _, err := s.kv.Put(ctx, key, []byte(interactionID)); err != nil {
+		return fmt.Errorf("session index %s: %w", key, err)
+	}
+	return nil
+}
+
+// LookupSession returns the interaction recorded for the session, or an error wrapping
+// ErrNoSession.
+func (s *KVStore) LookupSession(ctx context.Context, vendor connector.Vendor, sessionID string) (string, error) {
+	key, err := sessionKey(vendor, sessionID)
+	if err != nil {
+		return "", err
+	}
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", fmt.Errorf("%w: %s session %q", ErrNoSession, vendor, sessionID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("session index %s: %w", key, err)
+	}
+	return string(e.Value()), nil
 }

@@ -1,0 +1,110 @@
+// The session index: which interaction holds a vendor's session, so that what the vendor says
+// about a session by its own id (a webhook) finds its interaction.
+package controller
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+)
+
+// ErrNoSession is LookupSession's error for a session the index does not hold: no interaction
+// joined it (yet), or the daemon never did.
+var ErrNoSession = errors.New("no interaction holds the session")
+
+// sessionPrefix starts every index key: session.<vendor>.<base64url(sessionId)>. A state key
+// never starts so: an interaction id is a subject token (no '.'), and an id with other characters
+// is stored under "b64.".
+const sessionPrefix = "session."
+
+// sessionKey is the index key of a vendor's session. The session id is base64url-encoded (no
+// padding): a vendor's id may hold '/', '+' or '=', and an empty one must not make a key ending in
+// '.'. The vendor must be a plain token (letters, digits, '-', '_').
+func sessionKey(vendor connector.Vendor, sessionID string) (string, error) {
+	if sessionID == "" {
+		return "", errors.New("session index: empty session id")
+	}
+	if vendor == "" {
+		return "", errors.New("session index: empty vendor")
+	}
+	for i := 0; i < len(vendor); i++ {
+		ch := vendor[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
+			return "", fmt.Errorf("session index: vendor %q is not a plain token", string(vendor))
+		}
+	}
+	return sessionPrefix + string(vendor) + "." + base64.RawURLEncoding.EncodeToString([]byte(sessionID)), nil
+}
+
+// LookupSession returns the interaction whose session, of vendor, has the id sessionID; an error
+// wrapping ErrNoSession when no interaction ever held it. The Zoom webhook router uses it.
+func (c *Controller) LookupSession(ctx context.Context, vendor connector.Vendor, sessionID string) (string, error) {
+	return c.store.LookupSession(ctx, vendor, sessionID)
+}
+
+// indexingStore is the Store the actors save through: before it saves a state with a live
+// session, it indexes the session (IndexSession), so a webhook about the session finds the
+// interaction. The join, the re-join after a restart (rejoined) and a Bayeux re-handshake
+// (EventRejoined) each leave a live state the step's commit saves, so each is indexed in the same
+// commit path as the step's other work: the index is written before the state, and a failed index
+// write fails the save, which the actor treats as any failed save (the inbound message is nak'd
+// and redelivered, or the actor's retry timer commits again). A live state is therefore never
+// saved without its index entry.
+//
+// The entry is kept after the session ends: late webhooks (session_ended, a user_left) arrive
+// after the end and must still find their interaction. Nothing deletes it; a bucket TTL, when the
+// operator sets one, expires it with the states. Bounding its retention otherwise is left for
+// later.
+type indexingStore struct {
+	Store
+	vendor connector.Vendor // the default vendor, for a state that names none
+
+	mu      sync.Mutex
+	indexed map[string]string // interaction id -> the key of its session this process indexed
+}
+
+func newIndexingStore(s Store, vendor connector.Vendor) *indexingStore {
+	if is, ok := s.(*indexingStore); ok {
+		s = is.Store
+	}
+	return &indexingStore{Store: s, vendor: vendor, indexed: make(map[string]string)}
+}
+
+// Save indexes the live session when this process has not indexed it yet, then saves the state.
+func (s *indexingStore) Save(ctx context.Context, st State, rev uint64) (uint64, error) {
+	if l := st.Live; l != nil && l.Handle.SessionID != "" {
+		vendor := l.Handle.Vendor
+		if vendor == "" {
+			vendor = st.Vendor
+		}
+		if vendor == "" {
+			vendor = s.vendor
+		}
+		key, err := sessionKey(vendor, l.Handle.SessionID)
+		if err != nil {
+			return 0, err
+		}
+		s.mu.Lock()
+		done := s.indexed[st.InteractionID] == key
+		s.mu.Unlock()
+		if !done {
+			if err := s.Store.IndexSession(ctx, vendor, l.Handle.SessionID, st.InteractionID); err != nil {
+				return 0, fmt.Errorf("index session: %w", err)
+			}
+			s.mu.Lock()
+			s.indexed[st.InteractionID] = key
+			s.mu.Unlock()
+		}
+	}
+	n, err := s.Store.Save(ctx, st, rev)
+	if err == nil && st.Live == nil {
+		s.mu.Lock()
+		delete(s.indexed, st.InteractionID)
+		s.mu.Unlock()
+	}
+	return n, err
+}
