@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/cobrowse-connector/cobrowse-connector/chat"
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
 )
 
 // ErrNoSession is LookupSession's error for a session the index does not hold: no interaction
-// joined it (yet), or the daemon never did.
-var ErrNoSession = errors.New("no interaction holds the session")
+// joined it (yet), or the daemon never did. It wraps chat.ErrNoSession, the not-found the webhook
+// router (chat.Router) waits on, so that LookupSession serves as the router's Lookup as it is.
+var ErrNoSession = fmt.Errorf("session index: %w", chat.ErrNoSession)
 
 // sessionPrefix starts every index key: session.<vendor>.<base64url(sessionId)>. A state key
 // never starts so: an interaction id is a subject token (no '.'), and an id with other characters

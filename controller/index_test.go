@@ -151,7 +151,7 @@ func TestKVStoreSessionIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	const sid = "zoom/sess+1=="
-	if _, err := store.LookupSession(ctx, connector.Zoom, sid); !errors.Is(err, ErrNoSession) {
+	if _, err := store.LookupSession(ctx, connector.Zoom, sid); !errors.Is(err, ErrNoSession) || !errors.Is(err, chat.ErrNoSession) {
 		t.Fatalf("lookup of an unknown session: %v", err)
 	}
 	if err := store.IndexSession(ctx, connector.Zoom, sid, "chat:42@tenant"); err != nil {
