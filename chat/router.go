@@ -57,7 +57,7 @@ type RouterConfig struct {
 	// RetryDelay is the delay of a nak: a session not known yet, a lookup or a publish that
 	// failed. Default 2s.
 	RetryDelay time.Duration
-	// PublishTimeout bounds one publish of a signal, PubAck included. Default 5s.
+	// PublishTimeout bounds one publish of a signal, PubAck included, and one Lookup. Default 5s.
 	PublishTimeout time.Duration
 
 	// Resolve reads a vendor's webhook body: the vendor's session id and the signal it says.
@@ -358,7 +358,9 @@ func (r *Router) route(ctx context.Context, msg jetstream.Msg) {
 		// Not stored through the intake: the stream sequence still names it for its redeliveries.
 		id = fmt.Sprintf("%s-%d", r.stream, seq)
 	}
-	interactionID, err := r.cfg.Lookup(ctx, vendor, sessionID)
+	lctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	interactionID, err := r.cfg.Lookup(lctx, vendor, sessionID)
+	cancel()
 	switch {
 	case ctx.Err() != nil:
 		r.settle(msg, "nak", func() error { return msg.Nak() })

@@ -143,7 +143,7 @@ func New(cfg Config, conns []connector.Connector, store Store, pub Publisher) (*
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Controller{
 		cfg:    cfg,
-		store:  newIndexingStore(store, cfg.DefaultVendor), // every live state saved is indexed by its session
+		store:  newIndexingStore(store, cfg.DefaultVendor, cfg.Logger.With("component", "controller")), // every live state saved is indexed by its session
 		pub:    pub,
 		conns:  enabled,
 		vendor: cfg.DefaultVendor,

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
@@ -64,16 +65,20 @@ func (c *Controller) LookupSession(ctx context.Context, vendor connector.Vendor,
 type indexingStore struct {
 	Store
 	vendor connector.Vendor // the default vendor, for a state that names none
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	indexed map[string]string // interaction id -> the key of its session this process indexed
 }
 
-func newIndexingStore(s Store, vendor connector.Vendor) *indexingStore {
+func newIndexingStore(s Store, vendor connector.Vendor, log *slog.Logger) *indexingStore {
 	if is, ok := s.(*indexingStore); ok {
 		s = is.Store
 	}
-	return &indexingStore{Store: s, vendor: vendor, indexed: make(map[string]string)}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &indexingStore{Store: s, vendor: vendor, log: log, indexed: make(map[string]string)}
 }
 
 // Save indexes the live session when this process has not indexed it yet, then saves the state.
@@ -87,12 +92,14 @@ func (s *indexingStore) Save(ctx context.Context, st State, rev uint64) (uint64,
 			vendor = s.vendor
 		}
 		key, err := sessionKey(vendor, l.Handle.SessionID)
-		if err != nil {
-			return 0, err
-		}
 		s.mu.Lock()
-		done := s.indexed[st.InteractionID] == key
+		done := err != nil || s.indexed[st.InteractionID] == key
 		s.mu.Unlock()
+		if err != nil {
+			// A vendor name no key can hold: the session cannot be indexed, which must not keep
+			// its state from being saved.
+			s.log.Error("session not indexed", "interaction", st.InteractionID, "error", err)
+		}
 		if !done {
 			if err := s.Store.IndexSession(ctx, vendor, l.Handle.SessionID, st.InteractionID); err != nil {
 				return 0, fmt.Errorf("index session: %w", err)
