@@ -346,3 +346,20 @@ func TestRouterConfigRequiresResolveAndLookup(t *testing.T) {
 		t.Fatal("no error without Resolve and Lookup")
 	}
 }
+
+// Run ends with an error when the connection is closed for good, and leaves nothing running.
+func TestRouterRunEndsWhenTheConnectionCloses(t *testing.T) {
+	e := newRouterEnv(t)
+	r := e.router(t, RouterConfig{})
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	e.nc.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, nats.ErrConnectionClosed) {
+			t.Fatalf("Run returned %v, want ErrConnectionClosed", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Run did not return after the connection closed")
+	}
+}
