@@ -236,12 +236,8 @@ func (c *Consumer) findStream(ctx context.Context) (name string, missing []strin
 	owners := make([][]*jetstream.StreamInfo, len(patterns))
 	seen := false
 	for i, p := range patterns {
-		l := c.js.ListStreams(ctx, jetstream.WithStreamListSubject(p))
-		for info := range l.Info() {
-			owners[i] = append(owners[i], info)
-		}
-		if err := l.Err(); err != nil {
-			return "", nil, false, fmt.Errorf("chat: look up the stream of %s: %w", p, err)
+		if owners[i], err = streamsCapturing(ctx, c.js, p); err != nil {
+			return "", nil, false, fmt.Errorf("chat: %w", err)
 		}
 		seen = seen || len(owners[i]) > 0
 	}
@@ -257,10 +253,10 @@ func (c *Consumer) findStream(ctx context.Context) (name string, missing []strin
 			} else {
 				missing = append(missing, p)
 			}
-		case len(owners[i]) > 1:
-			problems = append(problems, fmt.Sprintf("%s is split over streams %s", p, streamNames(owners[i])))
-		case !capturesAll(owners[i][0].Config.Subjects, p):
-			problems = append(problems, fmt.Sprintf("stream %s captures only part of %s", owners[i][0].Config.Name, p))
+		default:
+			if why := ownerProblem(p, owners[i]); why != "" {
+				problems = append(problems, why)
+			}
 		}
 	}
 	if len(problems) == 0 {
@@ -276,6 +272,31 @@ func (c *Consumer) findStream(ctx context.Context) (name string, missing []strin
 		return "", nil, false, fmt.Errorf("chat: existing streams do not fit the inbound subjects: %s", strings.Join(problems, "; "))
 	}
 	return owners[0][0].Config.Name, missing, true, nil
+}
+
+// streamsCapturing lists the streams whose subjects overlap pattern.
+func streamsCapturing(ctx context.Context, js jetstream.JetStream, pattern string) ([]*jetstream.StreamInfo, error) {
+	var infos []*jetstream.StreamInfo
+	l := js.ListStreams(ctx, jetstream.WithStreamListSubject(pattern))
+	for info := range l.Info() {
+		infos = append(infos, info)
+	}
+	if err := l.Err(); err != nil {
+		return nil, fmt.Errorf("look up the stream of %s: %w", pattern, err)
+	}
+	return infos, nil
+}
+
+// ownerProblem says why the streams found for pattern (at least one) are not one stream that
+// captures all of it; "" when they are.
+func ownerProblem(pattern string, infos []*jetstream.StreamInfo) string {
+	switch {
+	case len(infos) > 1:
+		return fmt.Sprintf("%s is split over streams %s", pattern, streamNames(infos))
+	case !capturesAll(infos[0].Config.Subjects, pattern):
+		return fmt.Sprintf("stream %s captures only part of %s", infos[0].Config.Name, pattern)
+	}
+	return ""
 }
 
 func streamNames(infos []*jetstream.StreamInfo) string {

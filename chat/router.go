@@ -206,21 +206,15 @@ func (r *Router) ensure(ctx context.Context) error {
 // captures any of it. A stream that captures only part of it, or several streams, is an error.
 func (r *Router) ensureStream(ctx context.Context) (string, error) {
 	find := func() (string, bool, error) {
-		var infos []*jetstream.StreamInfo
-		l := r.js.ListStreams(ctx, jetstream.WithStreamListSubject(r.subject))
-		for info := range l.Info() {
-			infos = append(infos, info)
+		infos, err := streamsCapturing(ctx, r.js, r.subject)
+		if err != nil {
+			return "", false, fmt.Errorf("router: %w", err)
 		}
-		if err := l.Err(); err != nil {
-			return "", false, fmt.Errorf("router: look up the stream of %s: %w", r.subject, err)
-		}
-		switch {
-		case len(infos) == 0:
+		if len(infos) == 0 {
 			return "", false, nil
-		case len(infos) > 1:
-			return "", false, fmt.Errorf("router: %s is split over streams %s", r.subject, streamNames(infos))
-		case !capturesAll(infos[0].Config.Subjects, r.subject):
-			return "", false, fmt.Errorf("router: stream %s captures only part of %s", infos[0].Config.Name, r.subject)
+		}
+		if why := ownerProblem(r.subject, infos); why != "" {
+			return "", false, errors.New("router: " + why)
 		}
 		return infos[0].Config.Name, true, nil
 	}
