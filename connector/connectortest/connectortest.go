@@ -11,6 +11,7 @@ package connectortest
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -261,4 +262,16 @@ func testErrors(t *testing.T, h Harness) {
 	if errors.Is(err, connector.ErrNotFound) || errors.Is(err, connector.ErrRefused) {
 		t.Errorf("Join on an unreachable server: %v, wraps a final sentinel too", err)
 	}
+}
+
+// ClosedAddr is a loopback address where nothing listens, for a Harness's Unreachable connector.
+func ClosedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
 }

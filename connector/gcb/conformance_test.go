@@ -2,7 +2,6 @@ package gcb
 
 import (
 	"fmt"
-	"net"
 	"testing"
 
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
@@ -24,7 +23,7 @@ func TestConformance(t *testing.T) {
 				UnknownToken: "000000000",
 				Unreachable: func(t *testing.T) connector.Connector {
 					cfg := e.cfg
-					cfg.ClusterURL = "http://" + closedAddr(t) + "/cobrowse"
+					cfg.ClusterURL = "http://" + connectortest.ClosedAddr(t) + "/cobrowse"
 					return newConnector(t, cfg)
 				},
 			})
@@ -59,15 +58,3 @@ func (c *gcbCustomer) Ended(t *testing.T) bool {
 }
 
 func (c *gcbCustomer) Live() bool { return c.gs.State() != gcbtest.StateEnded }
-
-// closedAddr is a loopback address where nothing listens.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}

@@ -2,7 +2,6 @@ package zoom
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -45,7 +44,7 @@ func TestConformance(t *testing.T) {
 		UnknownToken: "NOSUCH0PIN",
 		Unreachable: func(t *testing.T) connector.Connector {
 			cfg := e.config(t)
-			dead := "http://" + closedAddr(t)
+			dead := "http://" + connectortest.ClosedAddr(t)
 			cfg.OAuth.BaseURL, cfg.REST.BaseURL = dead, dead+"/v2"
 			return e.connector(t, cfg)
 		},
@@ -307,16 +306,4 @@ func (c *zoomCustomer) Ended(t *testing.T) bool {
 func (c *zoomCustomer) Live() bool {
 	s, ok := c.env.z.Session(c.s.ID)
 	return ok && s.Live()
-}
-
-// closedAddr is a loopback address where nothing listens.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
 }
