@@ -166,6 +166,13 @@ const (
 	// still has; Stopped says whether that worked, and when it did not the owner keeps stopping
 	// it through StopHandle. Err says why.
 	EventLost
+	// EventStarted: a session the daemon created for a request (Join without a token) went live
+	// at the server: the customer's page started it with what HandoffStart gave it (Zoom's Bring
+	// Your Own PIN). Handle carries the session's id now; the owner saves it and counts the
+	// session as joined from now. Only a Pending session gives it, as the first and last event of
+	// its Events stream, which then closes (its later events come as signals); when the vendor
+	// gives up waiting for the page, the stream gives EventLost instead.
+	EventStarted
 )
 
 func (k EventKind) String() string {
@@ -180,6 +187,8 @@ func (k EventKind) String() string {
 		return "rejoined"
 	case EventLost:
 		return "lost"
+	case EventStarted:
+		return "started"
 	}
 	return fmt.Sprintf("event(%d)", uint8(k))
 }
@@ -261,6 +270,21 @@ type Session interface {
 	// Close leaves the server connection without stopping the session and releases everything
 	// the session holds. It is safe to call more than once and after the session ended.
 	Close(ctx context.Context) error
+}
+
+// Pending is implemented by a session that Join created for a request but that is not live at the
+// server yet: the customer's page has to start it with what Handoffs(HandoffStart) gives (Zoom's
+// Bring Your Own PIN). While pending, its Handle has no SessionID, its Events stream gives
+// EventStarted once the vendor sees the session live, or EventLost when the vendor's bound for the
+// page passed, and Stop ends the wait. Rejoin of a pending handle returns a pending session again.
+type Pending interface {
+	Pending() bool
+}
+
+// IsPending reports whether s is a session the daemon created that is not live yet.
+func IsPending(s Session) bool {
+	p, ok := s.(Pending)
+	return ok && p.Pending()
 }
 
 // Connector is one vendor's co-browse server, as the controller sees it.

@@ -1040,3 +1040,98 @@ func TestStopThroughTheHandleAsksThePages(t *testing.T) {
 		wantKinds(t, h, "joined", "attach#1", "view:a1", "end:customer", "end:a1", "deactivated:server_lost", "attach#2")
 	})
 }
+
+// requested makes the harness's vendor create sessions whose events come as signals (Zoom's Bring
+// Your Own PIN), and asks for co-browse on iid with agent a1.
+func (h *harness) requested(iid string) *fakeSession {
+	h.t.Helper()
+	h.conn.creates, h.conn.signalsOnly = true, true
+	mustFate(h.t, h.event(iid, chat.EventCreated, "a1"), "ack")
+	mustFate(h.t, h.eventWith(iid, chat.Event{Type: chat.EventCobrowseRequested, RequestedBy: &chat.Sender{Role: chat.RoleBot}}), "ack")
+	return h.conn.session(len(h.conn.sessions) - 1)
+}
+
+// TestRequestCreatesASessionThePageStarts: a request on a vendor that creates sessions gives the
+// customer's page its start message and nothing else; the session counts (joined, the attach, the
+// agent's view) only when the vendor says the page started it, with the id it then has.
+func TestRequestCreatesASessionThePageStarts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		s := h.requested("i1")
+		wantKinds(t, h, "start:customer")
+		st := h.store.get("i1")
+		if st.Live == nil || st.Live.Phase != PhaseStarting || st.Sessions != 0 || st.Associated == "Yes" {
+			t.Fatalf("state while the page has not started the session: %+v", st)
+		}
+		if p := h.pub.all()[0].(attach.Handoff); p.SessionID != "pending-1" || p.PIN == "" || p.Token == "" {
+			t.Fatalf("start page message %+v", p)
+		}
+		// A second request while the first is pending is a no-op.
+		mustFate(t, h.eventWith("i1", chat.Event{Type: chat.EventCobrowseRequested}), "ack")
+		s.start("zoom-session-1")
+		synctest.Wait()
+		wantKinds(t, h, "start:customer", "joined", "attach#1", "view:a1")
+		st = h.store.get("i1")
+		if st.Live == nil || st.Live.Phase != PhaseJoined || st.Sessions != 1 || st.SessionID != "zoom-session-1" {
+			t.Fatalf("state after the start: %+v", st)
+		}
+		if iid, err := h.c.LookupSession(context.Background(), connector.Genesys, "zoom-session-1"); err != nil || iid != "i1" {
+			t.Fatalf("the started session is not indexed: %q %v", iid, err)
+		}
+		mustFate(t, h.signal("i1", chat.SourceZoom, chat.SignalSessionEnded), "ack")
+		wantKinds(t, h, "start:customer", "joined", "attach#1", "view:a1", "deactivated:participant_exit", "attach#2")
+	})
+}
+
+// TestCreatedSessionNeverStarted: a created session the page does not start within the vendor's
+// bound (EventLost while starting) fails as join_failed: no deactivated event, no attach; the
+// page is asked to end whatever it may have started.
+func TestCreatedSessionNeverStarted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		s := h.requested("i1")
+		s.emit(connector.Event{Kind: connector.EventLost, Err: &connector.ServerError{Op: "start", Kind: connector.ErrNotFound, Reason: "not started in time"}})
+		synctest.Wait()
+		wantKinds(t, h, "start:customer", "end:customer", "end:a1", "failed:join_failed")
+		if st := h.store.get("i1"); st.Live != nil || st.Sessions != 0 || st.Ended != 0 {
+			t.Fatalf("state %+v", st)
+		}
+	})
+}
+
+// TestCloseWhileStarting: the interaction closes before the page started the created session:
+// the wait ends (Stop), the page is asked to end it, and the request fails as join_failed.
+func TestCloseWhileStarting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		s := h.requested("i1")
+		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
+		wantKinds(t, h, "start:customer", "end:customer", "end:a1", "failed:join_failed")
+		if s.stops() != 1 {
+			t.Fatal("the pending session's wait was not stopped")
+		}
+		if st := h.store.get("i1"); st.Live != nil || !st.Closed {
+			t.Fatalf("state %+v", st)
+		}
+	})
+}
+
+// TestRestartWhileStarting: a daemon restarted while a created session is pending waits for the
+// page again (no second start message), and the start then counts as usual.
+func TestRestartWhileStarting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.requested("i1")
+		h.restart()
+		s := h.conn.session(len(h.conn.sessions) - 1)
+		if !s.Pending() {
+			t.Fatal("the re-join did not give a pending session")
+		}
+		if st := h.store.get("i1"); st.Live == nil || st.Live.Phase != PhaseStarting {
+			t.Fatalf("state after the restart: %+v", st.Live)
+		}
+		s.start("zoom-session-1")
+		synctest.Wait()
+		wantKinds(t, h, "start:customer", "joined", "attach#1", "view:a1")
+	})
+}

@@ -42,6 +42,10 @@ type fakeConn struct {
 	// signalsOnly: the sessions have no event stream (their events come as signals) and end in
 	// the pages: Stop sends nothing back, Handoffs(end) asks both pages.
 	signalsOnly bool
+	// creates: a request (a join without a token) creates a pending session (connector.Pending)
+	// that the test starts with fakeSession.start; a re-join of a handle without a session id
+	// gives a pending session again.
+	creates bool
 }
 
 func newFakeConn() *fakeConn { return &fakeConn{joinErr: map[string]error{}} }
@@ -67,6 +71,10 @@ func (f *fakeConn) Join(ctx context.Context, t connector.Trigger) (connector.Ses
 	}
 	s := f.newSession(t.Token)
 	s.users = f.joinUsers
+	if t.Token == "" && f.creates {
+		s.pending = true
+		s.handle.Token, s.handle.SessionID = "BYOPPIN"+strconv.Itoa(f.next), ""
+	}
 	return s, nil
 }
 
@@ -89,6 +97,7 @@ func (f *fakeConn) Rejoin(ctx context.Context, h connector.Handle) (connector.Se
 	s := f.newSession(h.Token)
 	s.handle.SessionID = h.SessionID
 	s.users = f.rejoinUsers
+	s.pending = f.creates && h.SessionID == ""
 	return s, nil
 }
 
@@ -125,12 +134,34 @@ type fakeSession struct {
 	stopped int
 	closed  bool
 	users   []connector.Participant
+	pending bool // created for a request, not started yet
 }
 
-func (s *fakeSession) Handle() connector.Handle              { return s.handle }
+// Pending reports whether the created session has not started yet.
+func (s *fakeSession) Pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending
+}
+
+// start plays the customer's page starting a created session: EventStarted with its id.
+func (s *fakeSession) start(id string) {
+	s.mu.Lock()
+	s.pending = false
+	s.handle.SessionID = id
+	h := s.handle
+	s.mu.Unlock()
+	s.emit(connector.Event{Kind: connector.EventStarted, Handle: h})
+}
+
+func (s *fakeSession) Handle() connector.Handle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handle
+}
 func (s *fakeSession) Participants() []connector.Participant { return s.users }
 func (s *fakeSession) Events() <-chan connector.Event {
-	if s.conn.signalsOnly {
+	if s.conn.signalsOnly && !s.Pending() {
 		return nil
 	}
 	return s.events
@@ -147,6 +178,12 @@ func (s *fakeSession) Signal(g connector.Signal) []connector.Event {
 func (s *fakeSession) Handoffs(kind connector.HandoffKind, agentID string) []connector.Handoff {
 	if kind == connector.HandoffEnd && s.conn.signalsOnly {
 		return []connector.Handoff{{Kind: kind, ToCustomer: true}, {Kind: kind, AgentID: agentID}}
+	}
+	if kind == connector.HandoffStart && s.Pending() {
+		return []connector.Handoff{{Kind: kind, ToCustomer: true, Token: "customer-jwt", PIN: s.Handle().Token}}
+	}
+	if s.Pending() {
+		return nil
 	}
 	if kind != connector.HandoffView || agentID == "" {
 		return nil

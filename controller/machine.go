@@ -148,6 +148,24 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	}
 	h := sess.Handle()
 	now := time.Now()
+	if connector.IsPending(sess) {
+		// A session the vendor created for the request: the customer's page starts it with what
+		// the start message carries; it counts as joined when the vendor sees it live.
+		a.st.Live = &Live{Handle: h, Phase: PhaseStarting, JoinedAt: now}
+		a.dirty = true
+		a.attachSession(sess)
+		a.log.Info("session created; waiting for the customer's page to start it", "token", connector.MaskToken(h.Token))
+		a.queueHandoffs(connector.HandoffStart)
+		return nil
+	}
+	a.beginSession(sess, now)
+	return nil
+}
+
+// beginSession records the session as joined and queues the joined event, the attach, the
+// customer page's start (a session the vendor created) and the agent's view.
+func (a *actor) beginSession(sess connector.Session, now time.Time) {
+	h := sess.Handle()
 	before := a.st.data()
 	a.st.Live = &Live{Handle: h, Phase: PhaseJoined, JoinedAt: now}
 	a.st.Sessions++
@@ -155,7 +173,7 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	a.st.Associated = "Yes"
 	a.dirty = true
 	a.attachSession(sess)
-	a.log.Info("joined as Controller", "session_id", h.SessionID, "token", connector.MaskToken(token))
+	a.log.Info("joined as Controller", "session_id", h.SessionID, "token", connector.MaskToken(h.Token))
 	a.queue(Outbound{Life: a.lifecycle(attach.Joined, now)})
 	a.queueUpdate(before, now)
 	a.queueHandoffs(connector.HandoffStart) // a session the vendor created for a request: its customer page starts it
@@ -165,7 +183,77 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	// An agent already in the session when the daemon joined (Zoom: the agent joined by PIN
 	// first) was activated before the daemon could hear it.
 	a.agentMayHaveJoined()
-	return nil
+}
+
+// started takes a created session's EventStarted: the customer's page started it, so it is
+// joined from now, with the session id the vendor now knows.
+func (a *actor) started(ev connector.Event) {
+	l := a.st.Live
+	if l.Phase != PhaseStarting {
+		return
+	}
+	// The pending session's stream ends with this event; its later events come as signals.
+	a.events = nil
+	sess := a.sess
+	h := ev.Handle
+	h.InteractionID = a.id
+	if sess == nil || h.SessionID == "" {
+		a.notStarted(connector.ServerLost, "the vendor reported the session started without its id")
+		return
+	}
+	a.st.Live = nil
+	a.beginSession(startedSession{Session: sess, h: h}, time.Now())
+}
+
+// startedSession is a created session once started: its handle is the one EventStarted gave.
+type startedSession struct {
+	connector.Session
+	h connector.Handle
+}
+
+func (s startedSession) Handle() connector.Handle { return s.h }
+
+// Events is nil: a started session's events come as signals.
+func (s startedSession) Events() <-chan connector.Event { return nil }
+
+// notStarted ends a session the daemon created that never went live (the page did not start it
+// within the vendor's bound, or the interaction ended first): nothing was attached or announced
+// for it, so no deactivated event and no attach; a failed event (join_failed) says what happened,
+// and the customer's page is asked to end whatever it may have started.
+func (a *actor) notStarted(reason connector.EndReason, detail string) {
+	l := a.st.Live
+	if l == nil {
+		return
+	}
+	a.queueEnds(l.Handle)
+	pending := pageSessionID(a.st)
+	a.st.Live = nil
+	a.dirty = true
+	a.log.Warn("created session never started", "token", connector.MaskToken(l.Handle.Token), "reason", reason, "detail", detail)
+	a.queue(Outbound{Life: &attach.Lifecycle{
+		Event:         attach.Failed,
+		InteractionID: a.id,
+		SessionToken:  l.Handle.Token,
+		Vendor:        string(a.vendor()),
+		AgentID:       a.st.AgentID,
+		Reason:        string(connector.JoinFailed),
+		Detail:        "the customer's page did not start the session (" + string(reason) + "): " + detail,
+		At:            time.Now(),
+		MsgID:         a.id + ".failed." + pending,
+	}})
+	a.closeSession(context.Background())
+}
+
+// queueEnds queues the end requests to the pages of a session the vendor ends there (none for a
+// vendor that stops its sessions at the server).
+func (a *actor) queueEnds(h connector.Handle) {
+	if a.sess != nil {
+		a.queueHandoffs(connector.HandoffEnd)
+		return
+	}
+	if conn := a.connFor(h); conn != nil {
+		a.queuePages(conn.EndHandoffs(h, a.st.AgentID), pageSessionID(a.st))
+	}
 }
 
 // startRejoin begins the re-join of the saved live session (after a restart, or a session found
@@ -185,9 +273,12 @@ func (a *actor) startRejoin(ctx context.Context) {
 		return
 	}
 	l.StopReason = ""
-	l.Phase = PhaseJoined
-	if !l.ActivatedAt.IsZero() {
+	switch {
+	case l.Phase == PhaseStarting:
+	case !l.ActivatedAt.IsZero():
 		l.Phase = PhaseActive
+	default:
+		l.Phase = PhaseJoined
 	}
 	h := l.Handle
 	h.InteractionID = a.id
@@ -230,6 +321,10 @@ func (a *actor) rejoined(ctx context.Context, r rejoinResult) {
 		}
 		return
 	}
+	if r.err != nil && l.Phase == PhaseStarting {
+		a.notStarted(connector.ServerLost, "not found again after the restart: "+connector.ReasonOf(r.err))
+		return
+	}
 	if r.err != nil {
 		reason := connector.ServerLost
 		if errors.Is(r.err, connector.ErrNotLive) {
@@ -262,6 +357,10 @@ func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
 	if !ok {
 		// The stream closed without a deactivated or lost event: the vendor gave up on it.
 		a.events = nil
+		if a.st.Live != nil && a.st.Live.Phase == PhaseStarting {
+			a.notStarted(connector.ServerLost, "the vendor stopped waiting for the page without saying why")
+			return
+		}
 		if a.st.Live != nil {
 			a.log.Warn("session stream closed unexpectedly; stopping it through its handle", "session_id", a.st.Live.Handle.SessionID)
 			a.endSession(connector.ServerLost, a.stopByHandle(ctx, a.st.Live.Handle))
@@ -287,7 +386,13 @@ func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
 		a.st.Live.Handle = ev.Handle
 		a.dirty = true
 		a.agentMayHaveJoined()
+	case connector.EventStarted:
+		a.started(ev)
 	case connector.EventLost:
+		if a.st.Live.Phase == PhaseStarting {
+			a.notStarted(connector.ServerLost, connector.ReasonOf(ev.Err))
+			return
+		}
 		a.log.Warn("co-browse server lost", "session_id", a.st.Live.Handle.SessionID, "error", ev.Err)
 		if !ev.Stopped {
 			a.addPendingStop(a.st.Live.Handle, ev.Err)
@@ -334,6 +439,16 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 		return
 	}
 	a.cancelRejoin() // a re-join in flight is moot now; the handle stops the session
+	if l.Phase == PhaseStarting {
+		// Not live yet: end the wait for the page, and ask the page to end what it may start.
+		if a.sess != nil {
+			sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
+			_, _ = a.sess.Stop(sctx)
+			cancel()
+		}
+		a.notStarted(reason, "the interaction's session was stopped before it started")
+		return
+	}
 	l.Phase = PhaseStopping
 	l.StopReason = reason
 	a.dirty = true
@@ -349,10 +464,11 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 		case err != nil:
 			a.addPendingStop(l.Handle, err)
 			a.closeSession(context.WithoutCancel(ctx))
-		case a.sess.Events() == nil:
+		case a.sess.Events() == nil && times.Deactivation.IsZero():
 			// The vendor's end comes back as a signal (an inbound message of this interaction):
 			// wait for it without holding the interaction, up to the end wait; the final attach
-			// follows the signal, or the deadline.
+			// follows the signal, or the deadline. (A vendor whose stop call ended the session,
+			// CEC's release, says so with the deactivation time: it ends now.)
 			l.StopBy = time.Now().Add(a.c.cfg.EndWait)
 			return
 		}
@@ -398,6 +514,10 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 func (a *actor) endSession(reason connector.EndReason, times connector.Times) {
 	l := a.st.Live
 	if l == nil {
+		return
+	}
+	if l.Phase == PhaseStarting {
+		a.notStarted(reason, "the session ended before it started")
 		return
 	}
 	now := time.Now()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/attach"
@@ -66,7 +67,17 @@ func (a *actor) queueHandoffs(kind connector.HandoffKind) {
 	if l == nil || a.sess == nil {
 		return
 	}
-	a.queuePages(a.sess.Handoffs(kind, a.st.AgentID), l.Handle.SessionID)
+	a.queuePages(a.sess.Handoffs(kind, a.st.AgentID), pageSessionID(a.st))
+}
+
+// pageSessionID is the sessionId of the live session's page messages (and of their msg ids): the
+// vendor's session id, or, for a created session that has none yet (PhaseStarting),
+// "pending-<n>" with n the number the session will have on the interaction.
+func pageSessionID(st State) string {
+	if l := st.Live; l != nil && l.Handle.SessionID != "" {
+		return l.Handle.SessionID
+	}
+	return "pending-" + strconv.Itoa(st.Sessions+1)
 }
 
 // queuePages queues page messages of the session sessionID.

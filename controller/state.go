@@ -13,13 +13,18 @@ import (
 // the interaction's State keeps only its totals.
 //
 //	detected -> joining -> joined -> active -> ended, with stopping between any live phase and ended
+//	requested -> starting -> joined ..., for a session the daemon created (connector.Pending)
 //
-// detected and joining last only inside one actor step (the join call), so only joined, active and
-// stopping are ever saved.
+// detected and joining last only inside one actor step (the join call), so only starting, joined,
+// active and stopping are ever saved.
 type Phase string
 
 // The phases of a live session.
 const (
+	// PhaseStarting: the daemon created the session for a request and gave the customer's page
+	// what it needs to start it (Zoom's Bring Your Own PIN); it is not live at the server yet, so
+	// nothing is attached and no agent is told. The vendor's EventStarted makes it joined.
+	PhaseStarting Phase = "starting"
 	PhaseJoined   Phase = "joined"   // the Controller joined; no agent yet (the session is idle)
 	PhaseActive   Phase = "active"   // an agent joined: the server activated the session
 	PhaseStopping Phase = "stopping" // the daemon asked the server to stop it and waits for deactivated

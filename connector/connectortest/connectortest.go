@@ -51,6 +51,11 @@ type Harness struct {
 	// Creates is true for a vendor whose sessions the daemon creates on request (the trigger
 	// without a token); false for one whose customer starts them (Genesys).
 	Creates bool
+	// PageStarts, set for a vendor whose customer starts sessions (Creates false) but which also
+	// creates one on request (Zoom's Bring Your Own PIN), plays the customer's page starting a
+	// created, pending session (connector.Pending) with what the start page messages gave it
+	// (Handoffs(HandoffStart)), and returns that customer. Nil: a request is ErrUnsupported.
+	PageStarts func(t *testing.T, interactionID string, start []connector.Handoff) Customer
 	// NotAToken is a start token the vendor refuses (wrong syntax).
 	NotAToken string
 	// UnknownToken is a token of the vendor's syntax that names no session.
@@ -72,6 +77,67 @@ func Run(t *testing.T, h Harness) {
 	t.Run("CustomerLeaves", func(t *testing.T) { testCustomerLeaves(t, h) })
 	t.Run("Restart", func(t *testing.T) { testRestart(t, h) })
 	t.Run("Errors", func(t *testing.T) { testErrors(t, h) })
+	if h.PageStarts != nil {
+		t.Run("Request", func(t *testing.T) { testRequest(t, h) })
+	}
+}
+
+// testRequest: a request creates a pending session whose start page message the customer's page
+// starts it with; the session then gives EventStarted with its id, goes on as any other (the
+// agent joins, the daemon stops it), and a pending session found again after a restart is still
+// pending.
+func testRequest(t *testing.T, h Harness) {
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	c := h.New(t)
+	const iid = "i-request"
+	s, err := c.Join(ctx, connector.Trigger{InteractionID: iid, AgentID: "agent-" + iid})
+	if err != nil {
+		t.Fatalf("Join of a request: %v", err)
+	}
+	t.Cleanup(func() { closeSession(t, s) })
+	if !connector.IsPending(s) {
+		t.Fatal("a created session is live before the customer's page started it")
+	}
+	if hd := s.Handle(); hd.Vendor != h.Vendor || hd.SessionID != "" || hd.Token == "" {
+		t.Fatalf("pending handle %+v: want the vendor, its token and no session id", hd)
+	}
+	start := s.Handoffs(connector.HandoffStart, "")
+	if len(start) != 1 || !start[0].ToCustomer || start[0].Kind != connector.HandoffStart {
+		t.Fatalf("start page messages %+v: want one to the customer", start)
+	}
+	if v := s.Handoffs(connector.HandoffView, "agent-"+iid); len(v) != 0 {
+		t.Fatalf("a pending session gives the agent a view: %+v", v)
+	}
+	// A restart while pending: the handle gives a pending session again.
+	again, err := h.New(t).Rejoin(ctx, s.Handle())
+	if err != nil || !connector.IsPending(again) {
+		t.Fatalf("Rejoin of a pending handle: %v, pending %v", err, err == nil && connector.IsPending(again))
+	}
+	closeSession(t, again)
+
+	cu := h.PageStarts(t, iid, start)
+	var ev connector.Event
+	select {
+	case ev = <-s.Events():
+	case <-time.After(Wait):
+		t.Fatalf("no EventStarted within %s of the page's start", Wait)
+	}
+	if ev.Kind != connector.EventStarted || ev.Handle.SessionID == "" {
+		t.Fatalf("event %s (%v), handle %+v: want started with the session id", ev.Kind, ev.Err, ev.Handle)
+	}
+	if connector.IsPending(s) || s.Handle().SessionID != ev.Handle.SessionID {
+		t.Fatalf("after EventStarted: pending %v, handle %+v", connector.IsPending(s), s.Handle())
+	}
+	cu.AgentJoins(t, s)
+	expect(t, h, s, connector.EventActivated)
+	if _, err := s.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	expect(t, h, s, connector.EventDeactivated)
+	if !cu.Ended(t) {
+		t.Error("the server says someone else ended the session")
+	}
 }
 
 func readEvents(t *testing.T, s connector.Session) (connector.Event, bool) {
@@ -149,7 +215,7 @@ func testStartSyntax(t *testing.T, h Harness) {
 			t.Errorf("MatchStart(%q) refused a token of the vendor's syntax", h.UnknownToken)
 		}
 	}
-	if !h.Creates {
+	if !h.Creates && h.PageStarts == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), Wait)
 		defer cancel()
 		if _, err := c.Join(ctx, connector.Trigger{InteractionID: "i-request"}); !errors.Is(err, connector.ErrUnsupported) {
