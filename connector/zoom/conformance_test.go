@@ -48,7 +48,8 @@ func TestConformance(t *testing.T) {
 			cfg.OAuth.BaseURL, cfg.REST.BaseURL = dead, dead+"/v2"
 			return e.connector(t, cfg)
 		},
-		NextEvent: e.nextEvent,
+		NextEvent:  e.nextEvent,
+		PageStarts: e.pageStarts,
 	})
 }
 
@@ -60,12 +61,12 @@ type conformanceEnv struct {
 	minter *Minter
 
 	mu       sync.Mutex
-	held     map[string][]*heldSession // by Zoom session id
-	endAsked map[string]bool           // Zoom session ids whose end the daemon asked of the pages
+	held     map[*heldSession]bool
+	endAsked map[string]bool // Zoom session ids whose end the daemon asked of the pages
 }
 
 func newConformanceEnv(t *testing.T) *conformanceEnv {
-	e := &conformanceEnv{held: map[string][]*heldSession{}, endAsked: map[string]bool{}}
+	e := &conformanceEnv{held: map[*heldSession]bool{}, endAsked: map[string]bool{}}
 	var err error
 	if e.wh, err = NewWebhook(WebhookConfig{Secrets: []Secret{zoomtest.DefaultWebhookSecret}}); err != nil {
 		t.Fatal(err)
@@ -100,9 +101,7 @@ func (e *conformanceEnv) serveWebhook(t *testing.T) http.HandlerFunc {
 			return
 		}
 		if sig, ok := SignalOf(ev, body); ok {
-			e.mu.Lock()
-			held := append([]*heldSession(nil), e.held[ev.SessionID]...)
-			e.mu.Unlock()
+			held := e.heldFor(ev.SessionID)
 			for _, h := range held {
 				for _, got := range h.Session.Signal(sig) {
 					select {
@@ -117,6 +116,20 @@ func (e *conformanceEnv) serveWebhook(t *testing.T) http.HandlerFunc {
 	}
 }
 
+// heldFor returns the held sessions whose Zoom session id is id now (a created session has one
+// only once started).
+func (e *conformanceEnv) heldFor(id string) []*heldSession {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []*heldSession
+	for h := range e.held {
+		if h.Handle().SessionID == id {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // config is a connector's config on zoomtest, through the config path (OAuth and REST built by New).
 func (e *conformanceEnv) config(t *testing.T) Config {
 	o := e.z.Options()
@@ -124,6 +137,8 @@ func (e *conformanceEnv) config(t *testing.T) Config {
 		SDK:   MinterConfig{SDKKey: o.SDKKey, SDKSecret: Secret(o.SDKSecret)},
 		OAuth: OAuthConfig{BaseURL: e.z.URL(), AccountID: o.AccountID, ClientID: o.ClientID, ClientSecret: Secret(o.ClientSecret)},
 		REST:  APIConfig{BaseURL: e.z.APIURL()},
+		// A created session is found live soon after the page starts it.
+		BYOPPollInterval: 20 * time.Millisecond,
 	}
 }
 
@@ -180,9 +195,8 @@ type heldSession struct {
 
 func (e *conformanceEnv) hold(s connector.Session) *heldSession {
 	h := &heldSession{Session: s, env: e, events: make(chan connector.Event, 64)}
-	id := s.Handle().SessionID
 	e.mu.Lock()
-	e.held[id] = append(e.held[id], h)
+	e.held[h] = true
 	e.mu.Unlock()
 	return h
 }
@@ -200,17 +214,13 @@ func (h *heldSession) Stop(ctx context.Context) (connector.Times, error) {
 	return times, nil
 }
 
+// Pending is the held session's.
+func (h *heldSession) Pending() bool { return connector.IsPending(h.Session) }
+
 // Close releases the session and stops handing it signals.
 func (h *heldSession) Close(ctx context.Context) error {
-	id := h.Handle().SessionID
 	h.env.mu.Lock()
-	list := h.env.held[id]
-	for i, x := range list {
-		if x == h {
-			h.env.held[id] = append(list[:i:i], list[i+1:]...)
-			break
-		}
-	}
+	delete(h.env.held, h)
 	h.env.mu.Unlock()
 	return h.Session.Close(ctx)
 }
@@ -251,6 +261,23 @@ func (e *conformanceEnv) newCustomer(t *testing.T, iid string) connectortest.Cus
 	s, err := e.z.CustomerStart(tok.JWT, "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	return &zoomCustomer{env: e, s: s}
+}
+
+// pageStarts plays the customer's page starting a created session: session.start with the token
+// and the PIN of the start page message (Bring Your Own PIN).
+func (e *conformanceEnv) pageStarts(t *testing.T, _ string, start []connector.Handoff) connectortest.Customer {
+	t.Helper()
+	if len(start) != 1 || start[0].Token == "" || start[0].PIN == "" {
+		t.Fatalf("start page messages %+v: want one with a token and a PIN", start)
+	}
+	s, err := e.z.CustomerStart(start[0].Token, start[0].PIN)
+	if err != nil {
+		t.Fatalf("CustomerStart with the daemon's PIN: %v", err)
+	}
+	if !s.BYOP || s.PIN != start[0].PIN {
+		t.Fatalf("zoomtest session %+v: want the daemon's PIN", s)
 	}
 	return &zoomCustomer{env: e, s: s}
 }

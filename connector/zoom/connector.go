@@ -99,6 +99,17 @@ type Config struct {
 	// RejoinWindow bounds how long Rejoin retries while Zoom's REST API is unavailable. Zero:
 	// DefaultRejoinWindow; negative: one attempt.
 	RejoinWindow time.Duration
+	// BYOPPollInterval is how often a session the daemon created for a request (Bring Your Own
+	// PIN) is looked up by its PIN while the customer's page has not started it. Zero:
+	// DefaultBYOPPollInterval.
+	BYOPPollInterval time.Duration
+	// BYOPStartWait bounds the wait for the customer's page to start a created session; then the
+	// session is given up (the controller reports join_failed). Zero: DefaultBYOPStartWait.
+	BYOPStartWait time.Duration
+	// AgentSDK makes the agent's view the agent JWT and the PIN (for an agent page built on Zoom's
+	// npm agent SDK, the only agent path for a BYOP session), instead of the desk URL with the
+	// agent JWT (Zoom's hosted desk, where the agent types the PIN). The PIN comes with both.
+	AgentSDK bool
 
 	// Logger receives the connector's logs (component=zoom). Tokens and PINs only masked, secrets
 	// never. Default: discard.
@@ -145,6 +156,9 @@ type Connector struct {
 	now           func() time.Time
 	retryDelay    time.Duration // Rejoin's first retry delay
 	maxRetryDelay time.Duration
+	pollInterval  time.Duration // BYOPPollInterval
+	startWait     time.Duration // BYOPStartWait
+	pollTimeout   time.Duration // one look-up of a created session's PIN
 }
 
 var _ connector.Connector = (*Connector)(nil)
@@ -156,7 +170,13 @@ func New(cfg Config) (*Connector, error) {
 	}
 	c := &Connector{cfg: cfg, requireBound: cfg.RequireMintedCustomer == nil || *cfg.RequireMintedCustomer,
 		log: cfg.Logger.With("component", "zoom"), now: time.Now, retryDelay: 250 * time.Millisecond,
-		maxRetryDelay: 5 * time.Second}
+		maxRetryDelay: 5 * time.Second, pollInterval: cfg.BYOPPollInterval, startWait: cfg.BYOPStartWait, pollTimeout: 10 * time.Second}
+	if c.pollInterval <= 0 {
+		c.pollInterval = DefaultBYOPPollInterval
+	}
+	if c.startWait <= 0 {
+		c.startWait = DefaultBYOPStartWait
+	}
 	var errs []error
 	c.desk = strings.TrimSpace(cfg.DeskURL)
 	if c.desk == "" {
@@ -259,13 +279,12 @@ func (c *Connector) Close() error {
 // cause ErrPINNotBound.
 // Errors are *connector.ServerError with Op "join": an unknown PIN (or one that is not a Cobrowse
 // PIN) ErrNotFound, Zoom's refusals ErrRefused, Zoom unavailable ErrUnavailable. A trigger without
-// a token (a request: the daemon would create the session) is ErrUnsupported: bot-initiated Zoom
-// sessions come with the Bring Your Own PIN flow.
+// a token (a request: the bot or the agent asked) creates a session with the daemon's own PIN,
+// which the customer's page starts (Bring Your Own PIN): see create.
 func (c *Connector) Join(ctx context.Context, t connector.Trigger) (connector.Session, error) {
 	node := c.api.Node()
 	if t.Token == "" {
-		return nil, &connector.ServerError{Op: opJoin, Node: node, Kind: connector.ErrUnsupported,
-			Reason: "bot-initiated Zoom sessions come with the Bring Your Own PIN flow, which this connector does not have yet; the customer's page starts a Zoom session"}
+		return c.create(ctx, t)
 	}
 	pin, ok := NormalizePIN(t.Token)
 	if !ok {
@@ -339,6 +358,9 @@ func (c *Connector) Rejoin(ctx context.Context, h connector.Handle) (connector.S
 			Reason: fmt.Sprintf("handle is for vendor %q", h.Vendor)}
 	}
 	d := decodeHandle(h)
+	if d.SessionID == "" && d.BYOP && d.PIN != "" {
+		return c.rejoinPending(h, d), nil
+	}
 	if d.SessionID == "" {
 		return nil, &connector.ServerError{Op: opRejoin, Node: node, Kind: connector.ErrNotFound, Reason: "handle has no session id"}
 	}
@@ -440,10 +462,15 @@ func relabel(op, node string, err error) error {
 type handleData struct {
 	PIN       string `json:"pin,omitempty"`
 	SessionID string `json:"sessionId,omitempty"`
+	// BYOP: the daemon created the session with its own PIN for a request.
+	BYOP bool `json:"byop,omitempty"`
+	// StartBy (Unix seconds) ends the wait for the customer's page to start a created session
+	// that has no session id yet.
+	StartBy int64 `json:"startBy,omitempty"`
 }
 
 func (d handleData) encode() json.RawMessage {
-	b, _ := json.Marshal(d) // two strings: cannot fail
+	b, _ := json.Marshal(d) // strings, a bool and a number: cannot fail
 	return b
 }
 

@@ -212,15 +212,6 @@ func TestJoinUnknownPIN(t *testing.T) {
 	}
 }
 
-func TestJoinRequestUnsupported(t *testing.T) {
-	f := newConnFixture(t, zoomtest.Options{}, nil)
-	_, err := f.c.Join(ctxFor(t), connector.Trigger{InteractionID: "I1", AgentID: "a1"})
-	se := wantJoinError(t, err, connector.ErrUnsupported)
-	if !strings.Contains(se.Reason, "Bring Your Own PIN") || f.z.Requests(zoomtest.RouteAll) != 0 {
-		t.Fatalf("%v; %d requests", err, f.z.Requests(zoomtest.RouteAll))
-	}
-}
-
 func TestJoinUnavailable(t *testing.T) {
 	f := newConnFixture(t, zoomtest.Options{}, nil)
 	zs := f.startAs(t, CustomerTokenRequest("I1"), "")

@@ -185,6 +185,9 @@ func (s *session) Handoffs(kind connector.HandoffKind, agentID string) []connect
 			return nil
 		}
 		s.log.Debug("agent view", "agent", agentID, "agent_token", tok)
+		if s.c.cfg.AgentSDK {
+			return []connector.Handoff{{Kind: connector.HandoffView, AgentID: agentID, Token: tok.JWT, PIN: s.pin}}
+		}
 		return []connector.Handoff{{Kind: connector.HandoffView, AgentID: agentID, URL: s.c.deskURL(tok.JWT), PIN: s.pin}}
 	case connector.HandoffEnd:
 		return endHandoffs(agentID)
