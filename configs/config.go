@@ -45,7 +45,112 @@ type Config struct {
 	NATS            NATSConfig       `yaml:"nats" json:"nats"`
 	Chat            ChatConfig       `yaml:"chat" json:"chat"`
 	Controller      ControllerConfig `yaml:"controller" json:"controller"`
+	Vendors         VendorsConfig    `yaml:"vendors" json:"vendors"`
+	HTTP            HTTPConfig       `yaml:"http" json:"http"`
 	Genesys         GenesysConfig    `yaml:"genesys" json:"genesys"`
+	Zoom            ZoomConfig       `yaml:"zoom" json:"zoom"`
+	CEC             CECConfig        `yaml:"cec" json:"cec"`
+}
+
+// The vendors of VendorsConfig.Default.
+const (
+	VendorGenesys = "genesys"
+	VendorZoom    = "zoom"
+	VendorCEC     = "cec"
+)
+
+// VendorsConfig is the "vendors" section: which vendor serves an interaction whose events name
+// none (cobrowseVendor).
+type VendorsConfig struct {
+	// Default is the vendor of an interaction whose created or assigned event names none:
+	// genesys, zoom or cec, and enabled. Empty: the one enabled vendor (required when several are).
+	Default string `yaml:"default" json:"default"`
+}
+
+// HTTPConfig is the "http" section: the public listener of the vendor endpoints (Zoom's webhooks
+// and token endpoint), with its time-outs.
+type HTTPConfig struct {
+	// PublicListen is host:port of the public listener; empty: none (a vendor that needs it
+	// refuses to start without it).
+	PublicListen      string          `yaml:"public_listen" json:"public_listen"`
+	PublicTLS         TLSServerConfig `yaml:"public_tls" json:"public_tls"`
+	ReadHeaderTimeout Duration        `yaml:"read_header_timeout" json:"read_header_timeout"`
+	ReadTimeout       Duration        `yaml:"read_timeout" json:"read_timeout"`
+	WriteTimeout      Duration        `yaml:"write_timeout" json:"write_timeout"`
+	IdleTimeout       Duration        `yaml:"idle_timeout" json:"idle_timeout"`
+	MaxHeaderBytes    int             `yaml:"max_header_bytes" json:"max_header_bytes"`
+}
+
+// TLSServerConfig is a listener's TLS: a certificate and its key (both or neither), and
+// optionally the CA of the client certificates it accepts (mTLS).
+type TLSServerConfig struct {
+	CertFile     string `yaml:"cert_file" json:"cert_file"`
+	KeyFile      string `yaml:"key_file" json:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file" json:"client_ca_file"`
+}
+
+// The values of ZoomConfig.AgentView.
+const (
+	AgentViewDesk = "desk" // Zoom's hosted desk URL with the agent JWT (the agent types the PIN)
+	AgentViewSDK  = "sdk"  // the agent JWT and the PIN, for an agent page on Zoom's npm agent SDK
+)
+
+// ZoomConfig is the "zoom" section: Zoom Cobrowse.
+type ZoomConfig struct {
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// SDKKey and SDKSecret are the Cobrowse SDK credentials that sign the JWTs.
+	SDKKey    string   `yaml:"sdk_key" json:"sdk_key"`
+	SDKSecret Secret   `yaml:"sdk_secret" json:"sdk_secret"`
+	TokenTTL  Duration `yaml:"token_ttl" json:"token_ttl"` // exp - iat of the JWTs, within [30m, 48h]
+	// AccountID, ClientID and ClientSecret are the Server-to-Server OAuth app of the REST calls.
+	AccountID      string   `yaml:"account_id" json:"account_id"`
+	ClientID       string   `yaml:"client_id" json:"client_id"`
+	ClientSecret   Secret   `yaml:"client_secret" json:"client_secret"`
+	APIURL         string   `yaml:"api_url" json:"api_url"`
+	OAuthURL       string   `yaml:"oauth_url" json:"oauth_url"`
+	DeskURL        string   `yaml:"desk_url" json:"desk_url"`
+	AgentView      string   `yaml:"agent_view" json:"agent_view"` // AgentViewDesk or AgentViewSDK
+	PINParam       string   `yaml:"pin_param" json:"pin_param"`   // the live_sessions PIN filter's name
+	RequestTimeout Duration `yaml:"request_timeout" json:"request_timeout"`
+	// RequireMintedCustomer binds a PIN typed in chat to the interaction only when its session's
+	// customer carries the token the daemon minted for that interaction.
+	RequireMintedCustomer bool                    `yaml:"require_minted_customer" json:"require_minted_customer"`
+	RejoinWindow          Duration                `yaml:"rejoin_window" json:"rejoin_window"`
+	BYOPPollInterval      Duration                `yaml:"byop_poll_interval" json:"byop_poll_interval"`
+	BYOPStartWait         Duration                `yaml:"byop_start_wait" json:"byop_start_wait"`
+	Webhook               ZoomWebhookConfig       `yaml:"webhook" json:"webhook"`
+	TokenEndpoint         ZoomTokenEndpointConfig `yaml:"token_endpoint" json:"token_endpoint"`
+}
+
+// ZoomWebhookConfig is "zoom.webhook": the webhook endpoint on the public listener.
+type ZoomWebhookConfig struct {
+	Path           string   `yaml:"path" json:"path"`
+	Secret         Secret   `yaml:"secret" json:"secret"`                   // the app's webhook secret token
+	PreviousSecret Secret   `yaml:"previous_secret" json:"previous_secret"` // still accepted during a rotation
+	Window         Duration `yaml:"window" json:"window"`                   // how far the timestamp may be from now
+	MaxBody        int      `yaml:"max_body" json:"max_body"`               // bytes
+}
+
+// ZoomTokenEndpointConfig is "zoom.token_endpoint": the token endpoint on the public listener.
+type ZoomTokenEndpointConfig struct {
+	Path                 string `yaml:"path" json:"path"`
+	BearerSecret         Secret `yaml:"bearer_secret" json:"bearer_secret"`
+	PreviousBearerSecret Secret `yaml:"previous_bearer_secret" json:"previous_bearer_secret"`
+	// ClientCert: a TLS client certificate verified against http.public_tls.client_ca_file
+	// authenticates a caller too.
+	ClientCert bool `yaml:"client_cert" json:"client_cert"`
+}
+
+// CECConfig is the "cec" section: Huawei CEC co-browsing (API Fabric).
+type CECConfig struct {
+	Enabled        bool     `yaml:"enabled" json:"enabled"`
+	Domain         string   `yaml:"domain" json:"domain"` // the API Fabric base URL
+	AppKey         string   `yaml:"app_key" json:"app_key"`
+	AppSecret      Secret   `yaml:"app_secret" json:"app_secret"`
+	TenantSpaceID  string   `yaml:"tenant_space_id" json:"tenant_space_id"`
+	TokenExpire    Duration `yaml:"token_expire" json:"token_expire"` // X-Token-Expire, at most 1h
+	RequestTimeout Duration `yaml:"request_timeout" json:"request_timeout"`
+	ReleaseURL     string   `yaml:"release_url" json:"release_url"` // the web-adapter releaseConnection; empty: the pages end it
 }
 
 // The values of LogConfig.Level.
@@ -74,19 +179,27 @@ type LogConfig struct {
 type NATSConfig struct {
 	// URL is one NATS URL or a comma-separated list. Empty: start an embedded server with
 	// JetStream (Embedded). It may carry user:password, which Redacted masks.
-	URL             string             `yaml:"url" json:"url"`
-	Name            string             `yaml:"name" json:"name"`                 // client connection name
-	ConnectWait     Duration           `yaml:"connect_wait" json:"connect_wait"` // how long `run` retries the first connection
-	User            string             `yaml:"user" json:"user"`
-	Password        Secret             `yaml:"password" json:"password"`
-	Token           Secret             `yaml:"token" json:"token"`
-	CredentialsFile string             `yaml:"credentials_file" json:"credentials_file"` // path to a .creds file
-	Embedded        EmbeddedNATSConfig `yaml:"embedded" json:"embedded"`
-	Prefix          string             `yaml:"prefix" json:"prefix"` // first subject token of the contract
-	Inbound         InboundConfig      `yaml:"inbound" json:"inbound"`
-	Outbound        OutboundConfig     `yaml:"outbound" json:"outbound"`
-	KVBucket        string             `yaml:"kv_bucket" json:"kv_bucket"`
-	KVTTL           Duration           `yaml:"kv_ttl" json:"kv_ttl"` // 0: kept until deleted
+	URL             string              `yaml:"url" json:"url"`
+	Name            string              `yaml:"name" json:"name"`                 // client connection name
+	ConnectWait     Duration            `yaml:"connect_wait" json:"connect_wait"` // how long `run` retries the first connection
+	User            string              `yaml:"user" json:"user"`
+	Password        Secret              `yaml:"password" json:"password"`
+	Token           Secret              `yaml:"token" json:"token"`
+	CredentialsFile string              `yaml:"credentials_file" json:"credentials_file"` // path to a .creds file
+	Embedded        EmbeddedNATSConfig  `yaml:"embedded" json:"embedded"`
+	Prefix          string              `yaml:"prefix" json:"prefix"` // first subject token of the contract
+	Inbound         InboundConfig       `yaml:"inbound" json:"inbound"`
+	Outbound        OutboundConfig      `yaml:"outbound" json:"outbound"`
+	KVBucket        string              `yaml:"kv_bucket" json:"kv_bucket"`
+	KVTTL           Duration            `yaml:"kv_ttl" json:"kv_ttl"` // 0: kept until deleted
+	Webhook         WebhookStreamConfig `yaml:"webhook" json:"webhook"`
+}
+
+// WebhookStreamConfig is "nats.webhook": the stream that holds vendors' webhook deliveries
+// (<prefix>.webhook.<vendor>) between the public listener and the router.
+type WebhookStreamConfig struct {
+	Stream string   `yaml:"stream" json:"stream"`
+	MaxAge Duration `yaml:"max_age" json:"max_age"`
 }
 
 // EmbeddedNATSConfig is "nats.embedded": the embedded server used when nats.url is empty.
@@ -147,7 +260,10 @@ type ControllerConfig struct {
 	RetryDelay      Duration `yaml:"retry_delay" json:"retry_delay"`
 	// StopRetry is the delay before a stop that failed by every route (CometD, REST) is tried
 	// again by the interaction's actor. At most one minute.
-	StopRetry      Duration      `yaml:"stop_retry" json:"stop_retry"`
+	StopRetry Duration `yaml:"stop_retry" json:"stop_retry"`
+	// EndWait bounds the wait for the vendor's word that a session the pages were asked to end
+	// has ended (Zoom; CEC without a release call); then it ends anyway.
+	EndWait        Duration      `yaml:"end_wait" json:"end_wait"`
 	StopOnShutdown bool          `yaml:"stop_on_shutdown" json:"stop_on_shutdown"`
 	Breaker        BreakerConfig `yaml:"breaker" json:"breaker"`
 }

@@ -55,6 +55,7 @@ var wantDefault = Config{
 			HandoffStream: "CC_HANDOFF", HandoffMaxAge: dur("15m")},
 		KVBucket: "cobrowse_interactions",
 		KVTTL:    dur("0s"),
+		Webhook:  WebhookStreamConfig{Stream: "CC_WEBHOOK", MaxAge: dur("1h")},
 	},
 	Chat: ChatConfig{TriggerRoles: []string{"customer", "bot", "system"}},
 	Controller: ControllerConfig{
@@ -66,6 +67,7 @@ var wantDefault = Config{
 		MaxInteractions: 20000,
 		RetryDelay:      dur("10s"),
 		StopRetry:       dur("2s"),
+		EndWait:         dur("30s"),
 		StopOnShutdown:  false,
 		Breaker:         BreakerConfig{Failures: 5, OpenFor: dur("30s"), HalfOpenRequests: 1},
 	},
@@ -80,6 +82,24 @@ var wantDefault = Config{
 		MaxConcurrentJoins:  16,
 		WebSocketRefusalTTL: dur("10m"),
 	},
+	HTTP: HTTPConfig{ReadHeaderTimeout: dur("5s"), ReadTimeout: dur("10s"), WriteTimeout: dur("10s"), IdleTimeout: dur("60s"),
+		MaxHeaderBytes: 16384},
+	Zoom: ZoomConfig{
+		TokenTTL:              dur("2h"),
+		APIURL:                "https://api.zoom.us/v2",
+		OAuthURL:              "https://zoom.us",
+		DeskURL:               "https://us01-zcb.zoom.us/sdkapi/zcb/frame-templates/desk",
+		AgentView:             "desk",
+		PINParam:              "pin_code",
+		RequestTimeout:        dur("10s"),
+		RequireMintedCustomer: true,
+		RejoinWindow:          dur("30s"),
+		BYOPPollInterval:      dur("2s"),
+		BYOPStartWait:         dur("2m"),
+		Webhook:               ZoomWebhookConfig{Path: "/zoom/webhook", Window: dur("5m"), MaxBody: 65536},
+		TokenEndpoint:         ZoomTokenEndpointConfig{Path: "/zoom/token"},
+	},
+	CEC: CECConfig{TokenExpire: dur("1h"), RequestTimeout: dur("10s")},
 }
 
 func TestDefault(t *testing.T) {
@@ -91,7 +111,7 @@ func TestDefault(t *testing.T) {
 		t.Fatalf("the default config does not validate: %v", err)
 	}
 	err := got.ValidateRun()
-	if err == nil || err.Error() != "config: genesys.url: required" {
+	if err == nil || err.Error() != "config: genesys.url: required: no vendor is enabled (set genesys.url, zoom.enabled or cec.enabled)" {
 		t.Fatalf("ValidateRun on the defaults: got %v, want genesys.url required", err)
 	}
 	// Default returns a fresh value each time: changing one does not change the next.
@@ -118,7 +138,7 @@ func TestDefaultFileSetsEveryKey(t *testing.T) {
 	// Every key is annotated: the line above it is a comment (sections are exempt).
 	lines := strings.Split(string(DefaultYAML), "\n")
 	for key, line := range d.lines {
-		if strings.Contains(key, "[") || slices.Contains([]string{"log", "nats", "chat", "controller", "genesys"}, key) {
+		if strings.Contains(key, "[") || slices.Contains([]string{"log", "nats", "chat", "controller", "vendors", "http", "genesys", "zoom", "cec"}, key) {
 			continue
 		}
 		if above := strings.TrimSpace(lines[line-2]); !strings.HasPrefix(above, "#") {
@@ -437,7 +457,7 @@ func TestEnvVars(t *testing.T) {
 			t.Errorf("%s: got key %q, want %q", name, seen[name], key)
 		}
 	}
-	if len(vars) != 55 {
+	if len(vars) != 102 {
 		t.Errorf("%d keys; update this count when adding one", len(vars))
 	}
 }

@@ -17,12 +17,13 @@ import (
 )
 
 // Validate checks every value and returns an *Error listing every problem, each as
-// "<key>: <reason>", or nil. It checks everything but the presence of genesys.url, which only
-// `run` needs (the demo mode brings its own Co-browse Server): use ValidateRun there. A
-// genesys.url that is set is checked either way. Parse and Load call Validate.
+// "<key>: <reason>", or nil. It checks everything but that a vendor is enabled and that
+// vendors.default names an enabled one, which only `run` needs (the demo mode brings its own
+// vendor servers): use ValidateRun there. Parse and Load call Validate.
 func (c Config) Validate() error { return c.validate(false) }
 
-// ValidateRun is Validate plus the one requirement of `cobrowse-connector run`: genesys.url is set.
+// ValidateRun is Validate plus what only `cobrowse-connector run` needs: at least one vendor
+// enabled (genesys.url set, zoom.enabled or cec.enabled) and vendors.default naming an enabled one.
 func (c Config) ValidateRun() error { return c.validate(true) }
 
 func (c Config) validate(run bool) error {
@@ -167,8 +168,8 @@ func (c Config) problems(run bool) problemList {
 	g := c.Genesys
 	switch reason := checkBaseURL(g.URL); {
 	case g.URL == "":
-		if run {
-			l.addf("genesys.url", "required")
+		if run && len(c.EnabledVendors()) == 0 {
+			l.addf("genesys.url", "required: no vendor is enabled (set genesys.url, zoom.enabled or cec.enabled)")
 		}
 	case reason != "":
 		l.addf("genesys.url", "%s", reason)
@@ -203,7 +204,195 @@ func (c Config) problems(run bool) problemList {
 	notNegativeMeaning(&l, "genesys.rejoin_window", g.RejoinWindow, "twice the maxInterval of the server's handshake advice, else 30s")
 	between(&l, "genesys.max_concurrent_joins", g.MaxConcurrentJoins, 1, maxConcurrentJoins)
 	notNegativeMeaning(&l, "genesys.websocket_refusal_ttl", g.WebSocketRefusalTTL, "not remembered")
+
+	c.vendorProblems(&l, run)
 	return l
+}
+
+// EnabledVendors lists the enabled vendors in a fixed order: genesys (genesys.url set), zoom
+// (zoom.enabled), cec (cec.enabled).
+func (c Config) EnabledVendors() []string {
+	var out []string
+	if c.Genesys.URL != "" {
+		out = append(out, VendorGenesys)
+	}
+	if c.Zoom.Enabled {
+		out = append(out, VendorZoom)
+	}
+	if c.CEC.Enabled {
+		out = append(out, VendorCEC)
+	}
+	return out
+}
+
+// DefaultVendor is vendors.default, or the one enabled vendor when it is empty ("" when none or
+// several are enabled: ValidateRun refuses that).
+func (c Config) DefaultVendor() string {
+	if c.Vendors.Default != "" {
+		return c.Vendors.Default
+	}
+	if v := c.EnabledVendors(); len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
+// vendorProblems checks vendors, http, zoom, nats.webhook, controller.end_wait and cec. What a
+// vendor needs only when it is enabled is checked then; what is set is checked always.
+func (c Config) vendorProblems(l *problemList, run bool) {
+	vendors := []string{VendorGenesys, VendorZoom, VendorCEC}
+	enabled := c.EnabledVendors()
+	switch d := c.Vendors.Default; {
+	case d != "" && !slices.Contains(vendors, d):
+		l.addf("vendors.default", "%s is not one of %s", quote(d), strings.Join(vendors, ", "))
+	case d != "" && run && !slices.Contains(enabled, d):
+		l.addf("vendors.default", "%s is not enabled", quote(d))
+	case d == "" && len(enabled) > 1:
+		l.addf("vendors.default", "required when several vendors are enabled (%s)", strings.Join(enabled, ", "))
+	}
+	positive(l, "controller.end_wait", c.Controller.EndWait)
+	jetStreamName(l, "nats.webhook.stream", c.NATS.Webhook.Stream)
+	if s := c.NATS.Webhook.Stream; s != "" && (s == c.NATS.Inbound.Stream || s == c.NATS.Outbound.Stream || s == c.NATS.Outbound.HandoffStream) {
+		l.addf("nats.webhook.stream", "must differ from the inbound, outbound and handoff streams")
+	}
+	positive(l, "nats.webhook.max_age", c.NATS.Webhook.MaxAge)
+
+	// http
+	h := c.HTTP
+	if h.PublicListen != "" {
+		if reason := checkListen(h.PublicListen); reason != "" {
+			l.addf("http.public_listen", "%s", reason)
+		}
+	}
+	if (h.PublicTLS.CertFile == "") != (h.PublicTLS.KeyFile == "") {
+		l.addf("http.public_tls", "cert_file and key_file go together: set both or neither")
+	}
+	if h.PublicTLS.ClientCAFile != "" && h.PublicTLS.CertFile == "" {
+		l.addf("http.public_tls.client_ca_file", "needs cert_file and key_file: client certificates come over TLS")
+	}
+	positive(l, "http.read_header_timeout", h.ReadHeaderTimeout)
+	positive(l, "http.read_timeout", h.ReadTimeout)
+	positive(l, "http.write_timeout", h.WriteTimeout)
+	positive(l, "http.idle_timeout", h.IdleTimeout)
+	between(l, "http.max_header_bytes", h.MaxHeaderBytes, 1024, 1<<20)
+
+	// zoom
+	z := c.Zoom
+	for _, u := range []struct{ key, v string }{{"zoom.api_url", z.APIURL}, {"zoom.oauth_url", z.OAuthURL}, {"zoom.desk_url", z.DeskURL}} {
+		if reason := checkServiceURL(u.v); reason != "" {
+			l.addf(u.key, "%s", reason)
+		}
+	}
+	if z.TokenTTL.Duration < 30*time.Minute || z.TokenTTL.Duration > 48*time.Hour || z.TokenTTL.Duration%time.Second != 0 {
+		l.addf("zoom.token_ttl", "must be whole seconds within Zoom's [30m, 48h]")
+	}
+	oneOf(l, "zoom.agent_view", z.AgentView, []string{AgentViewDesk, AgentViewSDK})
+	if z.PINParam == "" || strings.ContainsAny(z.PINParam, "&=?# ") {
+		l.addf("zoom.pin_param", "must be a query parameter name")
+	}
+	positive(l, "zoom.request_timeout", z.RequestTimeout)
+	positive(l, "zoom.rejoin_window", z.RejoinWindow)
+	positive(l, "zoom.byop_poll_interval", z.BYOPPollInterval)
+	positive(l, "zoom.byop_start_wait", z.BYOPStartWait)
+	positive(l, "zoom.webhook.window", z.Webhook.Window)
+	between(l, "zoom.webhook.max_body", z.Webhook.MaxBody, 1024, 1<<20)
+	httpPath(l, "zoom.webhook.path", z.Webhook.Path)
+	httpPath(l, "zoom.token_endpoint.path", z.TokenEndpoint.Path)
+	if z.Webhook.Path != "" && z.Webhook.Path == z.TokenEndpoint.Path {
+		l.addf("zoom.token_endpoint.path", "must differ from zoom.webhook.path")
+	}
+	if z.Enabled {
+		for _, r := range []struct{ key, v string }{{"zoom.sdk_key", z.SDKKey}, {"zoom.sdk_secret", string(z.SDKSecret)},
+			{"zoom.account_id", z.AccountID}, {"zoom.client_id", z.ClientID}, {"zoom.client_secret", string(z.ClientSecret)},
+			{"zoom.webhook.secret", string(z.Webhook.Secret)}} {
+			if strings.TrimSpace(r.v) == "" {
+				l.addf(r.key, "required when zoom.enabled is true")
+			}
+		}
+		if h.PublicListen == "" {
+			l.addf("http.public_listen", "required when zoom.enabled is true (Zoom's webhooks and the token endpoint arrive there)")
+		}
+		if z.TokenEndpoint.BearerSecret == "" && !z.TokenEndpoint.ClientCert {
+			l.addf("zoom.token_endpoint.bearer_secret", "required when zoom.enabled is true, unless zoom.token_endpoint.client_cert is true: the token endpoint is never open")
+		}
+	}
+	if z.TokenEndpoint.ClientCert && h.PublicTLS.ClientCAFile == "" {
+		l.addf("zoom.token_endpoint.client_cert", "needs http.public_tls.client_ca_file to verify the certificates")
+	}
+	if z.Webhook.PreviousSecret != "" && z.Webhook.Secret == "" {
+		l.addf("zoom.webhook.previous_secret", "set without zoom.webhook.secret")
+	}
+	if z.TokenEndpoint.PreviousBearerSecret != "" && z.TokenEndpoint.BearerSecret == "" {
+		l.addf("zoom.token_endpoint.previous_bearer_secret", "set without zoom.token_endpoint.bearer_secret")
+	}
+
+	// cec
+	e := c.CEC
+	if e.Domain != "" {
+		if reason := checkServiceURL(e.Domain); reason != "" {
+			l.addf("cec.domain", "%s", reason)
+		}
+	}
+	if e.ReleaseURL != "" {
+		if reason := checkServiceURL(e.ReleaseURL); reason != "" {
+			l.addf("cec.release_url", "%s", reason)
+		}
+	}
+	if e.TokenExpire.Duration <= 0 || e.TokenExpire.Duration > time.Hour || e.TokenExpire.Duration%time.Second != 0 {
+		l.addf("cec.token_expire", "must be whole seconds, more than 0s and at most 1h (X-Token-Expire <= 3600)")
+	}
+	positive(l, "cec.request_timeout", e.RequestTimeout)
+	if e.Enabled {
+		for _, r := range []struct{ key, v string }{{"cec.domain", e.Domain}, {"cec.app_key", e.AppKey},
+			{"cec.app_secret", string(e.AppSecret)}, {"cec.tenant_space_id", e.TenantSpaceID}} {
+			if strings.TrimSpace(r.v) == "" {
+				l.addf(r.key, "required when cec.enabled is true")
+			}
+		}
+	}
+}
+
+// checkServiceURL returns what is wrong with a vendor's URL, "" if nothing: checkBaseURL, without
+// credentials, a query or a fragment. The reason never quotes the URL.
+func checkServiceURL(s string) string {
+	if s == "" {
+		return "required"
+	}
+	if reason := checkBaseURL(s); reason != "" {
+		return reason
+	}
+	u, _ := url.Parse(s)
+	switch {
+	case u.User != nil:
+		return "must not carry credentials"
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#"):
+		return "must not have a query or a fragment"
+	}
+	return ""
+}
+
+// checkListen returns what is wrong with a listen address, "" if nothing: host:port with a port
+// from 0 to 65535 (0: any free port) and an optional host name or IP address.
+func checkListen(s string) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Sprintf("%s is not host:port (like :8443 or 0.0.0.0:8443)", quote(s))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "has a port out of range"
+	}
+	if host != "" && net.ParseIP(host) == nil && (len(host) > 253 || !hostName.MatchString(host)) {
+		return fmt.Sprintf("%s is not a host name or an IP address", quote(host))
+	}
+	return ""
+}
+
+// httpPath refuses an HTTP path that does not start with '/' or that carries a query, a fragment
+// or a space.
+func httpPath(l *problemList, key, p string) {
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?# ") {
+		l.addf(key, "must be a path starting with '/', without a query, fragment or space")
+	}
 }
 
 // maxConcurrentJoins bounds genesys.max_concurrent_joins.
