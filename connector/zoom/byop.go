@@ -287,3 +287,7 @@ func (c *Connector) rejoinPending(h connector.Handle, d handleData) *pending {
 		"token", connector.MaskToken(d.PIN), "start_by", startBy.UTC().Format(time.RFC3339))
 	return c.newPending(h.InteractionID, h.AgentID, d.PIN, "", startBy)
 }
+
+// IsBYOP reports whether a saved Zoom handle is of a session the daemon created with its own PIN
+// (a request): the customer's token for it carries enable_byop.
+func IsBYOP(h connector.Handle) bool { return decodeHandle(h).BYOP }
