@@ -1,6 +1,6 @@
 // Package daemon wires the daemon together: NATS (external, or an embedded server), the inbound
-// consumer (chat), the brain (controller), the Co-browse Server connector (connector/gcb) and the
-// outbound publisher (attach). Run builds them in that dependency order and tears them down in
+// consumer (chat), the brain (controller), the enabled vendors' connectors (connector/gcb,
+// connector/zoom), the webhook router and the public listener, and the outbound publisher (attach). Run builds them in that dependency order and tears them down in
 // reverse under a bounded shutdown. It holds no policy of its own: every decision lives in the
 // packages it wires.
 package daemon
@@ -32,6 +32,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Ready, if set, is called once the daemon consumes, with the NATS URL it uses.
 	Ready func(natsURL string)
+	// PublicAddr, if set, is called before Ready with the public listener's address, when there
+	// is one (http.public_listen may ask for any free port).
+	PublicAddr func(addr string)
 	// Abort, if set, stops the daemon abruptly when closed, as a crash would: the NATS connection
 	// is closed first, so nothing more is acked, published or saved, and sessions are left live.
 	// For tests of recovery.
@@ -100,13 +103,13 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	conn, err := gcb.New(gcbConfig(cfg, log))
+	vs, err := newVendors(cfg, log)
 	if err != nil {
 		return err
 	}
-	closers = append(closers, func() { _ = conn.Close() })
+	closers = append(closers, vs.close)
 
-	ctrl, err := controller.New(controllerConfig(cfg, log), []connector.Connector{conn}, store, pub)
+	ctrl, err := controller.New(controllerConfig(cfg, log), vs.conns, store, pub)
 	if err != nil {
 		return err
 	}
@@ -127,6 +130,18 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("inbound consumer: %w", err)
 	}
+	// Zoom's webhooks pass through NATS: the router (its stream made before the public listener
+	// takes the first delivery) hands each to the interaction that holds the session.
+	var router *chat.Router
+	if vs.zoom != nil {
+		if router, err = chat.NewRouter(setupCtx, js, routerConfig(cfg, ctrl, log)); err != nil {
+			return fmt.Errorf("webhook router: %w", err)
+		}
+	}
+	public, err := newPublicServer(cfg, vs, js, store, log)
+	if err != nil {
+		return err
+	}
 	cancelSetup()
 
 	// The consumer feeds the controller; the sweep runs beside them. Both stop with runCtx.
@@ -140,12 +155,33 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		consumerErr = consumer.Run(runCtx, ctrl)
 	})
 	wg.Go(func() { _ = ctrl.Run(runCtx) })
+	if router != nil {
+		wg.Go(func() {
+			if err := router.Run(runCtx); err != nil && runCtx.Err() == nil {
+				log.Error("webhook router stopped", "error", err)
+			}
+		})
+	}
+	var publicDone chan struct{}
+	if public != nil {
+		publicDone = make(chan struct{})
+		go func() {
+			defer close(publicDone)
+			if err := public.serve(); err != nil {
+				log.Error("public listener stopped", "error", err)
+			}
+		}()
+	}
 	// The configured URLs may carry credentials: log them as the config shows them, masked.
 	shown := cfg.Redacted()
 	if shown.NATS.URL == "" {
 		shown.NATS.URL = natsURL
 	}
-	log.Info("cobrowse-connector running", "nats", shown.NATS.URL, "genesys", shown.Genesys.URL)
+	log.Info("cobrowse-connector running", "nats", shown.NATS.URL, "vendors", cfg.EnabledVendors(),
+		"default_vendor", cfg.DefaultVendor(), "genesys", shown.Genesys.URL)
+	if public != nil && opts.PublicAddr != nil {
+		opts.PublicAddr(public.Addr())
+	}
 	if opts.Ready != nil {
 		opts.Ready(natsURL)
 	}
@@ -162,8 +198,13 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		nc.Close()
 	}
 
-	// Ordered shutdown: stop taking messages; then the deferred closers let the actors finish
-	// theirs and release the connector, NATS and the embedded server, in that order.
+	// Ordered shutdown: the public listener first (no webhook is taken that NATS could no longer
+	// store), then stop taking messages; then the deferred closers let the actors finish theirs
+	// and release the connectors, NATS and the embedded server, in that order.
+	if public != nil {
+		public.shutdown(ctx)
+		<-publicDone
+	}
 	stopRun()
 	wg.Wait()
 	if aborted {
@@ -340,6 +381,8 @@ func controllerConfig(cfg configs.Config, log *slog.Logger) controller.Config {
 		MaxInteractions: c.MaxInteractions,
 		Sweep:           c.Sweep,
 		StopOnShutdown:  c.StopOnShutdown,
+		EndWait:         c.EndWait.D(),
+		DefaultVendor:   connector.Vendor(cfg.DefaultVendor()),
 		Logger:          log,
 	}
 }
