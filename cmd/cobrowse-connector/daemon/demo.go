@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -22,6 +23,8 @@ import (
 
 // DemoOptions shape the demo's scripted conversation.
 type DemoOptions struct {
+	// Vendor is the co-browse vendor the demo plays: "genesys" (default) or "zoom".
+	Vendor string
 	// End is how the interaction ends: "transferred" (default) or "closed".
 	End string
 	// Pace is the pause between the script's steps, so that a person can follow it; 0 in tests.
@@ -44,6 +47,17 @@ func Demo(ctx context.Context, w io.Writer, opts DemoOptions) error {
 	default:
 		return fmt.Errorf("demo: --end %q: want transferred or closed", opts.End)
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	switch opts.Vendor {
+	case "", string(connector.Genesys):
+	case string(connector.Zoom):
+		return demoZoom(ctx, w, opts, end, log)
+	default:
+		return fmt.Errorf("demo: --vendor %q: want genesys or zoom", opts.Vendor)
+	}
 	cluster := gcbtest.NewCluster(gcbtest.Options{Nodes: 3, ConnectTimeout: 2 * time.Second, MaxInterval: 10 * time.Second})
 	defer cluster.Close()
 
@@ -53,11 +67,6 @@ func Demo(ctx context.Context, w io.Writer, opts DemoOptions) error {
 	cfg.NATS.Embedded.StoreDir = ""
 	cfg.Genesys.URL = cluster.URL()
 	cfg.ShutdownTimeout = configs.Duration{Duration: 10 * time.Second}
-
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -84,19 +93,21 @@ func Demo(ctx context.Context, w io.Writer, opts DemoOptions) error {
 	return scriptErr
 }
 
-// demoMsg is one message seen on NATS.
+// demoMsg is one message seen on NATS, or a note of the demo's own (a webhook seen).
 type demoMsg struct {
 	subject string
 	data    []byte
+	note    string
 }
 
 type demoPrinter struct {
-	w     io.Writer
-	start time.Time
-	msgs  chan demoMsg
-	pace  time.Duration
-	seen  map[string]int // messages printed, per subject
-	last  attach.Update
+	w        io.Writer
+	start    time.Time
+	msgs     chan demoMsg
+	pace     time.Duration
+	seen     map[string]int // messages printed, per subject
+	last     attach.Update
+	lastPage attach.Handoff // the latest page message
 }
 
 // pause waits the demo's pace, printing what arrives meanwhile.
@@ -253,6 +264,10 @@ func (p *demoPrinter) note(format string, args ...any) {
 }
 
 func (p *demoPrinter) print(m demoMsg) {
+	if m.note != "" {
+		fmt.Fprintf(p.w, "%s  %s\n", p.stamp(), m.note)
+		return
+	}
 	p.seen[m.subject]++
 	parts := strings.Split(m.subject, ".")
 	ts := p.stamp()
@@ -287,13 +302,76 @@ func (p *demoPrinter) print(m demoMsg) {
 			line += ", deactivated " + time.UnixMilli(e.DeactivationTime).UTC().Format("15:04:05.000")
 		}
 		fmt.Fprintln(p.w, line)
-	case len(parts) == 4 && parts[1] == "agent":
-		var v attach.AgentView
-		_ = json.Unmarshal(m.data, &v)
-		fmt.Fprintf(p.w, "%s  AGENT VIEW for %s: %s\n", ts, parts[2], v.URL)
+	case len(parts) == 3 && parts[1] == "webhook":
+		var env struct {
+			Event string `json:"event"`
+		}
+		_ = json.Unmarshal(m.data, &env)
+		fmt.Fprintf(p.w, "%s  webhook %s stored in NATS (%s) for the router\n", ts, env.Event, m.subject)
+	case len(parts) == 4 && parts[1] == "signal":
+		var g chat.Signal
+		_ = json.Unmarshal(m.data, &g)
+		role := ""
+		if g.Role != "" {
+			role = " (" + string(g.Role) + ")"
+		}
+		fmt.Fprintf(p.w, "%s  signal %s %s%s about session %s, routed to interaction %s\n", ts, g.Source, g.Type, role, g.SessionID, g.InteractionID)
+	case len(parts) == 4 && (parts[1] == "agent" || parts[1] == "customer"):
+		var h attach.Handoff
+		_ = json.Unmarshal(m.data, &h)
+		p.lastPage = h
+		fmt.Fprintf(p.w, "%s  %s\n", ts, pageLine(parts[1], parts[2], h))
 	default:
 		fmt.Fprintf(p.w, "%s  %s %s\n", ts, m.subject, m.data)
 	}
+}
+
+// pageLine describes a page message, its credentials shown only in part.
+func pageLine(to, id string, h attach.Handoff) string {
+	who := "the customer's page"
+	if to == "agent" {
+		who = "agent " + id
+	}
+	if h.Kind == attach.HandoffView && h.URL != "" && h.Token == "" {
+		line := "AGENT VIEW for " + id + ": " + maskQuery(h.URL)
+		if h.PIN != "" {
+			line += ", PIN " + h.PIN
+		}
+		return line
+	}
+	line := fmt.Sprintf("PAGE %s to %s", h.Kind, who)
+	if h.Token != "" {
+		line += ", token " + shortSecret(h.Token)
+	}
+	if h.PIN != "" {
+		line += ", PIN " + h.PIN
+	}
+	return line
+}
+
+// maskQuery masks the values of a URL's query (the desk URL carries the agent's JWT there).
+func maskQuery(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.RawQuery == "" {
+		return raw
+	}
+	q := u.Query()
+	parts := make([]string, 0, len(q))
+	for k, vs := range q {
+		for _, v := range vs {
+			parts = append(parts, k+"="+shortSecret(v))
+		}
+	}
+	u.RawQuery = ""
+	return u.String() + "?" + strings.Join(parts, "&")
+}
+
+// shortSecret shows a credential (a JWT) by its last four characters and its length.
+func shortSecret(s string) string {
+	if len(s) <= 12 {
+		return connector.MaskToken(s)
+	}
+	return fmt.Sprintf("...%s (%d characters)", s[len(s)-4:], len(s))
 }
 
 func agentSuffix(e chat.Event) string {

@@ -44,3 +44,42 @@ func TestDemoRefusesAnUnknownEnding(t *testing.T) {
 		t.Fatal("no error")
 	}
 }
+
+// TestDemoZoom: the demo on Zoom goes through the token endpoint, the customer's PIN in chat, the
+// agent's desk URL, the webhooks and the end the pages are asked for, and its final attach names
+// the session the built-in Zoom started. No JWT is printed whole.
+func TestDemoZoom(t *testing.T) {
+	for _, end := range []string{"transferred", "closed"} {
+		t.Run(end, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			var out bytes.Buffer
+			if err := Demo(ctx, &out, DemoOptions{Vendor: "zoom", End: end}); err != nil {
+				t.Fatalf("demo: %v\n%s", err, out.String())
+			}
+			s := out.String()
+			zoomSession := regexp.MustCompile(`Zoom: session (\S+) is ended \(ended by end\)`).FindStringSubmatch(s)
+			if zoomSession == nil {
+				t.Fatalf("no Zoom summary:\n%s", s)
+			}
+			for _, want := range []string{
+				`token endpoint: \.\.\.\S{4} \(\d+ characters\)`,
+				`chat customer customer-42: \{start:\d{6}\}`,
+				`AGENT VIEW for agent-7: https://\S+/desk\?access_token=\.\.\.`,
+				`WEBHOOK cobrowse.session_user_joined from Zoom -> 200`,
+				`signal zoom user_joined \(agent\)`,
+				`CO-BROWSE activated`,
+				`PAGE end to the customer's page`,
+				`CoBrowseSessionId=` + regexp.QuoteMeta(zoomSession[1]),
+				`CoBrowseEndReason=interaction_` + end,
+			} {
+				if !regexp.MustCompile(want).MatchString(s) {
+					t.Errorf("output lacks %s:\n%s", want, s)
+				}
+			}
+			if regexp.MustCompile(`eyJ[A-Za-z0-9_-]{10,}`).MatchString(s) {
+				t.Errorf("a JWT is printed whole:\n%s", s)
+			}
+		})
+	}
+}
