@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,6 +43,8 @@ type env struct {
 
 	run      *daemonRun
 	watching bool
+	// public is the daemon's public listener (http.public_listen), once it runs.
+	public atomic.Pointer[string]
 
 	outMu sync.Mutex
 	out   []outMsg // every message of the reporting stream (attach, lifecycle), in stream order
@@ -128,7 +131,8 @@ func (e *env) launchDaemon() <-chan struct{} {
 	ready := make(chan struct{})
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: daemon.DurationsAsText}))
 	go func() {
-		r.done <- daemon.Run(ctx, e.cfg, daemon.Options{Logger: log, Abort: r.abort, Ready: func(string) { close(ready) }})
+		r.done <- daemon.Run(ctx, e.cfg, daemon.Options{Logger: log, Abort: r.abort, Ready: func(string) { close(ready) },
+			PublicAddr: func(a string) { e.public.Store(&a) }})
 	}()
 	e.run = r
 	e.t.Cleanup(func() { e.stopDaemon() })
