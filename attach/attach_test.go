@@ -104,9 +104,9 @@ var examples = []example{
 		URL: exURL, At: at("2026-03-14T09:26:53.602Z"),
 	}, `{"v":1,"kind":"view","interactionId":"0007Ka5TDDHJ003F","sessionId":"9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90","vendor":"genesys","agentId":"agent-4711","url":"https://gcb-node2.example.com/cobrowse/slave.html#nosidinput=1&sid=535176834","at":"2026-03-14T09:26:53.602Z"}`},
 	{"handoff-customer-start", Handoff{
-		Kind: HandoffStart, ToCustomer: true, InteractionID: exZoomInteraction, SessionID: exZoomSession, Vendor: "zoom",
+		Kind: HandoffStart, ToCustomer: true, InteractionID: exZoomInteraction, SessionID: "pending-1", Vendor: "zoom",
 		Token: exCustomerJWT, PIN: exPIN, At: at("2026-03-14T10:02:11.305Z"),
-	}, `{"v":1,"kind":"start","interactionId":"0007Ka5TDDHJ0051","sessionId":"Yx3mQ8vR2kT6wP0nL5sJ7A","vendor":"zoom","token":"eyJhbGciOiJIUzI1NiJ9.eyJleGFtcGxlIjp0cnVlfQ.FAKE-SIGNATURE","pin":"K7Q2M9X4TB","at":"2026-03-14T10:02:11.305Z"}`},
+	}, `{"v":1,"kind":"start","interactionId":"0007Ka5TDDHJ0051","sessionId":"pending-1","vendor":"zoom","token":"eyJhbGciOiJIUzI1NiJ9.eyJleGFtcGxlIjp0cnVlfQ.FAKE-SIGNATURE","pin":"K7Q2M9X4TB","at":"2026-03-14T10:02:11.305Z"}`},
 	{"handoff-agent-view-zoom", Handoff{
 		Kind: HandoffView, AgentID: exZoomAgent, InteractionID: exZoomInteraction, SessionID: exZoomSession, Vendor: "zoom",
 		URL: exDeskURL, PIN: exPIN, At: at("2026-03-14T10:02:11.318Z"),
