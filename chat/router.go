@@ -48,6 +48,11 @@ type RouterConfig struct {
 	// MaxAge is the age limit of the stream when NewRouter creates it: a webhook is worth
 	// routing for minutes, not days. Default 1h.
 	MaxAge time.Duration
+	// DuplicateWindow is the stream's duplicate window when NewRouter creates it (at most
+	// MaxAge): a delivery stored again within it is dropped. Set it to at least the webhooks'
+	// timestamp window, so that a replay the signature check still accepts is a duplicate.
+	// Default DuplicateWindow (2m).
+	DuplicateWindow time.Duration
 	// AckWait is the consumer's ack wait: how long one webhook may be worked on before the
 	// server redelivers it. Default 30s.
 	AckWait time.Duration
@@ -233,7 +238,7 @@ func (r *Router) ensureStream(ctx context.Context) (string, error) {
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
-		Duplicates:  min(DuplicateWindow, r.cfg.MaxAge),
+		Duplicates:  min(max(DuplicateWindow, r.cfg.DuplicateWindow), r.cfg.MaxAge),
 		MaxAge:      r.cfg.MaxAge,
 		Metadata:    map[string]string{createdMarker: "1"},
 	})

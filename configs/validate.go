@@ -316,6 +316,9 @@ func (c Config) vendorProblems(l *problemList, run bool) {
 			l.addf("zoom.token_endpoint.bearer_secret", "required when zoom.enabled is true, unless zoom.token_endpoint.client_cert is true: the token endpoint is never open")
 		}
 	}
+	if z.Enabled && c.NATS.Webhook.MaxAge.Duration > 0 && c.NATS.Webhook.MaxAge.Duration < z.Webhook.Window.Duration {
+		l.addf("nats.webhook.max_age", "must be at least zoom.webhook.window (%s): a replayed delivery the window accepts must still be found as a duplicate", z.Webhook.Window)
+	}
 	if z.TokenEndpoint.ClientCert && h.PublicTLS.ClientCAFile == "" {
 		l.addf("zoom.token_endpoint.client_cert", "needs http.public_tls.client_ca_file to verify the certificates")
 	}
