@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -235,6 +236,28 @@ func TestZoomPINToActivatedAndTransfer(t *testing.T) {
 	if status, _ := ze.tokenCall(zoomBearer, map[string]string{"interactionId": "i-1", "role": "agent", "agentId": "agent-2"}); status != http.StatusForbidden {
 		t.Fatalf("an agent token after the end: %d, want 403", status)
 	}
+	ze.noSecretsLogged(s.PIN)
+}
+
+// noSecretsLogged checks the daemon's whole log (debug level): no secret of the config, no whole
+// JWT, and the PINs only masked.
+func (ze *zoomEnv) noSecretsLogged(pins ...string) {
+	ze.t.Helper()
+	logs := ze.logs.String()
+	o := ze.z.Options()
+	for _, secret := range []string{o.SDKSecret, o.ClientSecret, zoomtest.DefaultWebhookSecret, zoomBearer} {
+		if strings.Contains(logs, secret) {
+			ze.t.Errorf("the log shows a secret (%d characters)", len(secret))
+		}
+	}
+	if jwt := regexp.MustCompile(`eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+`).FindString(logs); jwt != "" {
+		ze.t.Errorf("the log shows a whole JWT: ...%s", jwt[len(jwt)-6:])
+	}
+	for _, pin := range pins {
+		if regexp.MustCompile(`\b` + pin + `\b`).MatchString(logs) {
+			ze.t.Errorf("the log shows the PIN %s unmasked", pin)
+		}
+	}
 }
 
 // TestZoomEndPaths: each way a Zoom session ends, with its end reason and its final attach.
@@ -387,6 +410,7 @@ func TestZoomBYOPRequest(t *testing.T) {
 	ze.event("i-1", chat.EventClosed, "")
 	ze.endsInPages("i-1", "agent-1", s, true)
 	ze.expectEnd("i-1", "interaction_closed")
+	ze.noSecretsLogged(s.PIN)
 }
 
 // TestZoomBYOPNeverStarted: a page that never starts the created session: join_failed after the
