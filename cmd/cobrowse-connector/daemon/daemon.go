@@ -348,13 +348,8 @@ func gcbConfig(cfg configs.Config, log *slog.Logger) gcb.Config {
 		WebSocketRefusalTTL: websocketMemory(g.WebSocketRefusalTTL.D()),
 		AgentViewFragment:   g.AgentViewFragment,
 		ControllerName:      g.ControllerName,
-		Breaker: connector.BreakerSettings{
-			FailuresToTrip:      uint32(c.Breaker.Failures),
-			OpenFor:             c.Breaker.OpenFor.D(),
-			HalfOpenMaxRequests: uint32(c.Breaker.HalfOpenRequests),
-			Logger:              log,
-		},
-		Logger: log,
+		Breaker:             breakerSettings(cfg, log),
+		Logger:              log,
 	}
 }
 
@@ -372,8 +367,9 @@ func controllerConfig(cfg configs.Config, log *slog.Logger) controller.Config {
 	return controller.Config{
 		Timers:   controller.Timers{NoAgentJoin: c.NoAgentJoin.D(), Inactivity: c.Inactivity.D()},
 		StopWait: c.StopWait.D(),
-		// One stop call: the CometD stop, then the REST fallback, each within its own bound.
-		StopTimeout:     c.StopWait.D() + cfg.Genesys.RequestTimeout.D() + time.Second,
+		// One stop call: the CometD stop, then the REST fallback, each within its own bound (or
+		// CEC's release, within its request time-out).
+		StopTimeout:     c.StopWait.D() + max(cfg.Genesys.RequestTimeout.D(), cfg.CEC.RequestTimeout.D()) + time.Second,
 		JoinTimeout:     c.JoinTimeout.D(),
 		PublishTimeout:  cfg.NATS.Outbound.PublishTimeout.D(),
 		RetryDelay:      c.RetryDelay.D(),

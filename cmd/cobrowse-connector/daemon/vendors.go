@@ -13,6 +13,7 @@ import (
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
 	"github.com/cobrowse-connector/cobrowse-connector/configs"
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/cec"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/zoom"
 	"github.com/cobrowse-connector/cobrowse-connector/controller"
@@ -39,7 +40,7 @@ func (v *vendors) close() {
 }
 
 // newVendors builds the connector of each enabled vendor: Genesys when genesys.url is set, Zoom
-// when zoom.enabled. None makes a network call.
+// when zoom.enabled, CEC when cec.enabled. None makes a network call.
 func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 	v = &vendors{}
 	defer func() {
@@ -60,7 +61,37 @@ func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 			return nil, fmt.Errorf("zoom: %w", err)
 		}
 	}
+	if cfg.CEC.Enabled {
+		e := cfg.CEC
+		c, err := cec.New(cec.Config{
+			Domain:         e.Domain,
+			AppKey:         e.AppKey,
+			AppSecret:      cec.Secret(e.AppSecret.Reveal()),
+			TenantSpaceID:  e.TenantSpaceID,
+			TokenExpire:    e.TokenExpire.D(),
+			RequestTimeout: e.RequestTimeout.D(),
+			ReleaseURL:     e.ReleaseURL,
+			Breaker:        breakerSettings(cfg, log),
+			Logger:         log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cec: %w", err)
+		}
+		v.conns = append(v.conns, c)
+		v.closers = append(v.closers, func() { _ = c.Close() })
+	}
 	return v, nil
+}
+
+// breakerSettings are the per-node circuit breakers' settings (controller.breaker.*).
+func breakerSettings(cfg configs.Config, log *slog.Logger) connector.BreakerSettings {
+	c := cfg.Controller
+	return connector.BreakerSettings{
+		FailuresToTrip:      uint32(c.Breaker.Failures),
+		OpenFor:             c.Breaker.OpenFor.D(),
+		HalfOpenMaxRequests: uint32(c.Breaker.HalfOpenRequests),
+		Logger:              log,
+	}
 }
 
 func (v *vendors) addZoom(cfg configs.Config, log *slog.Logger) error {
@@ -77,13 +108,7 @@ func (v *vendors) addZoom(cfg configs.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	c := cfg.Controller
-	breakers := connector.NewBreakers(connector.BreakerSettings{
-		FailuresToTrip:      uint32(c.Breaker.Failures),
-		OpenFor:             c.Breaker.OpenFor.D(),
-		HalfOpenMaxRequests: uint32(c.Breaker.HalfOpenRequests),
-		Logger:              log,
-	})
+	breakers := connector.NewBreakers(breakerSettings(cfg, log))
 	requireBound := z.RequireMintedCustomer
 	conn, err := zoom.New(zoom.Config{
 		Minter: minter,
