@@ -21,7 +21,7 @@ import (
 
 const usage = `usage:
   cobrowse-connector run [--config FILE]   run the daemon (default config: the embedded configs/default.yaml)
-  cobrowse-connector demo [--vendor genesys|zoom] [--end transferred|closed]
+  cobrowse-connector demo [--vendor genesys|zoom|cec] [--end transferred|closed]
                                            run the daemon on embedded defaults (embedded NATS, built-in
                                            3-node Co-browse Server) with a scripted conversation
   cobrowse-connector config [--config FILE] [--check]
@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	configPath := fs.String("config", "", "YAML config file (default: the embedded default config)")
 	end := fs.String("end", "transferred", "demo: how the interaction ends: transferred or closed")
-	vendor := fs.String("vendor", "genesys", "demo: the co-browse vendor it plays: genesys or zoom")
+	vendor := fs.String("vendor", "genesys", "demo: the co-browse vendor it plays: genesys, zoom or cec")
 	check := fs.Bool("check", false, "config: only check the config, print nothing when it is valid")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2

@@ -23,7 +23,7 @@ import (
 
 // DemoOptions shape the demo's scripted conversation.
 type DemoOptions struct {
-	// Vendor is the co-browse vendor the demo plays: "genesys" (default) or "zoom".
+	// Vendor is the co-browse vendor the demo plays: "genesys" (default), "zoom" or "cec".
 	Vendor string
 	// End is how the interaction ends: "transferred" (default) or "closed".
 	End string
@@ -55,8 +55,10 @@ func Demo(ctx context.Context, w io.Writer, opts DemoOptions) error {
 	case "", string(connector.Genesys):
 	case string(connector.Zoom):
 		return demoZoom(ctx, w, opts, end, log)
+	case string(connector.CEC):
+		return demoCEC(ctx, w, opts, end, log)
 	default:
-		return fmt.Errorf("demo: --vendor %q: want genesys or zoom", opts.Vendor)
+		return fmt.Errorf("demo: --vendor %q: want genesys, zoom or cec", opts.Vendor)
 	}
 	cluster := gcbtest.NewCluster(gcbtest.Options{Nodes: 3, ConnectTimeout: 2 * time.Second, MaxInterval: 10 * time.Second})
 	defer cluster.Close()
@@ -291,7 +293,10 @@ func (p *demoPrinter) print(m demoMsg) {
 	case len(parts) == 4 && parts[1] == "cobrowse":
 		var e attach.Lifecycle
 		_ = json.Unmarshal(m.data, &e)
-		line := fmt.Sprintf("%s  CO-BROWSE %s: session %s, token %s", ts, e.Event, e.SessionID, e.SessionToken)
+		line := fmt.Sprintf("%s  CO-BROWSE %s: session %s", ts, e.Event, e.SessionID)
+		if e.SessionToken != "" {
+			line += ", token " + e.SessionToken
+		}
 		if e.Reason != "" {
 			line += ", reason " + e.Reason
 		}
@@ -315,7 +320,11 @@ func (p *demoPrinter) print(m demoMsg) {
 		if g.Role != "" {
 			role = " (" + string(g.Role) + ")"
 		}
-		fmt.Fprintf(p.w, "%s  signal %s %s%s about session %s, routed to interaction %s\n", ts, g.Source, g.Type, role, g.SessionID, g.InteractionID)
+		about := ""
+		if g.SessionID != "" {
+			about = " about session " + g.SessionID
+		}
+		fmt.Fprintf(p.w, "%s  signal %s %s%s%s for interaction %s\n", ts, g.Source, g.Type, role, about, g.InteractionID)
 	case len(parts) == 4 && (parts[1] == "agent" || parts[1] == "customer"):
 		var h attach.Handoff
 		_ = json.Unmarshal(m.data, &h)
@@ -340,6 +349,9 @@ func pageLine(to, id string, h attach.Handoff) string {
 		return line
 	}
 	line := fmt.Sprintf("PAGE %s to %s", h.Kind, who)
+	if h.RoomID != "" {
+		line += ", room " + h.RoomID + ", " + h.WSSURL + ", connectParam " + shortSecret(h.ConnectParam)
+	}
 	if h.Token != "" {
 		line += ", token " + shortSecret(h.Token)
 	}

@@ -67,7 +67,7 @@ func TestDemoZoom(t *testing.T) {
 				`chat customer customer-42: \{start:\d{6}\}`,
 				`AGENT VIEW for agent-7: https://\S+/desk\?access_token=\.\.\.`,
 				`WEBHOOK cobrowse.session_user_joined from Zoom -> 200`,
-				`signal zoom user_joined \(agent\)`,
+				`signal zoom user_joined \(agent\) about session \S+ for interaction`,
 				`CO-BROWSE activated`,
 				`PAGE end to the customer's page`,
 				`CoBrowseSessionId=` + regexp.QuoteMeta(zoomSession[1]),
@@ -79,6 +79,39 @@ func TestDemoZoom(t *testing.T) {
 			}
 			if regexp.MustCompile(`eyJ[A-Za-z0-9_-]{10,}`).MatchString(s) {
 				t.Errorf("a JWT is printed whole:\n%s", s)
+			}
+		})
+	}
+}
+
+// TestDemoCEC: the demo on CEC goes from the bot's request through both sides' connection info
+// and the pages' reports to the release of the room, and its final attach names the room.
+func TestDemoCEC(t *testing.T) {
+	for _, end := range []string{"transferred", "closed"} {
+		t.Run(end, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			var out bytes.Buffer
+			if err := Demo(ctx, &out, DemoOptions{Vendor: "cec", End: end}); err != nil {
+				t.Fatalf("demo: %v\n%s", err, out.String())
+			}
+			s := out.String()
+			room := regexp.MustCompile(`CEC: room (\S+) released true`).FindStringSubmatch(s)
+			if room == nil {
+				t.Fatalf("no CEC summary:\n%s", s)
+			}
+			for _, want := range []string{
+				`interaction cobrowse_requested`,
+				`PAGE start to the customer's page, room ` + regexp.QuoteMeta(room[1]) + `, wss://\S+, connectParam \.\.\.`,
+				`PAGE view to agent agent-7, room ` + regexp.QuoteMeta(room[1]),
+				`signal agent user_joined \(agent\) for interaction`,
+				`CO-BROWSE activated`,
+				`CoBrowseSessionId=` + regexp.QuoteMeta(room[1]),
+				`CoBrowseEndReason=interaction_` + end,
+			} {
+				if !regexp.MustCompile(want).MatchString(s) {
+					t.Errorf("output lacks %s:\n%s", want, s)
+				}
 			}
 		})
 	}

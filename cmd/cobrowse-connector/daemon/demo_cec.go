@@ -1,0 +1,184 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cobrowse-connector/cobrowse-connector/attach"
+	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/configs"
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/cec/cectest"
+)
+
+// demoCEC is the demo on Huawei CEC: the built-in CEC (cectest) plays API Fabric and the web
+// adapter. The bot asks for co-browse; the daemon gets the connection information of both sides
+// and hands each page its own; the pages open the room and report what the CEC SDK tells them; at
+// the end the daemon releases the room.
+func demoCEC(ctx context.Context, w io.Writer, opts DemoOptions, end chat.EventType, log *slog.Logger) error {
+	s := cectest.New(cectest.Options{})
+	defer s.Close()
+	o := s.Options()
+
+	cfg := configs.Default()
+	cfg.NATS.URL = ""
+	cfg.NATS.Embedded.Port = -1
+	cfg.NATS.Embedded.StoreDir = ""
+	cfg.ShutdownTimeout = configs.Duration{Duration: 10 * time.Second}
+	cfg.CEC.Enabled = true
+	cfg.CEC.Domain, cfg.CEC.AppKey, cfg.CEC.AppSecret, cfg.CEC.TenantSpaceID = s.URL(), o.AppKey, configs.Secret(o.AppSecret), o.TenantSpaceID
+	cfg.CEC.ReleaseURL = s.ReleaseURL()
+	if err := cfg.ValidateRun(); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ready := make(chan string, 1)
+	runErr := make(chan error, 1)
+	go func() { runErr <- Run(runCtx, cfg, Options{Logger: log, Ready: func(u string) { ready <- u }}) }()
+	var natsURL string
+	select {
+	case natsURL = <-ready:
+	case err := <-runErr:
+		return fmt.Errorf("demo: daemon did not start: %w", err)
+	case <-time.After(30 * time.Second):
+		return errors.New("demo: daemon did not start within 30s")
+	}
+	p := &demoPrinter{w: w, start: time.Now(), msgs: make(chan demoMsg, 256), pace: opts.Pace, seen: map[string]int{}}
+	fmt.Fprintf(w, "cobrowse-connector demo on Huawei CEC: embedded NATS at %s, built-in CEC (API Fabric and the web adapter) at %s\n\n", natsURL, s.URL())
+	scriptErr := p.playCEC(ctx, natsURL, s, end)
+	stop()
+	if err := <-runErr; err != nil && scriptErr == nil {
+		scriptErr = fmt.Errorf("demo: daemon: %w", err)
+	}
+	return scriptErr
+}
+
+func (p *demoPrinter) playCEC(ctx context.Context, natsURL string, s *cectest.Server, end chat.EventType) error {
+	nc, err := nats.Connect(natsURL, nats.Name("cobrowse-connector-demo"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	sub, err := nc.Subscribe("cc.>", func(m *nats.Msg) { p.msgs <- demoMsg{subject: m.Subject, data: m.Data} })
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+
+	seq := 0
+	publish := func(subject string, v any) error {
+		seq++
+		b, _ := json.Marshal(v)
+		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{"Nats-Msg-Id": []string{fmt.Sprintf("demo-%d", seq)}}})
+		return err
+	}
+	say := func(role chat.Role, who, text string) error {
+		return publish(chat.ChatSubject("cc", demoInteraction), chat.Message{
+			ID: fmt.Sprintf("chat-%d", seq+1), InteractionID: demoInteraction,
+			From: chat.Sender{Role: role, ID: who, Name: who}, Text: text, SentAt: time.Now().UTC(),
+		})
+	}
+	event := func(ev chat.Event) error {
+		ev.ID, ev.InteractionID, ev.At = fmt.Sprintf("event-%d", seq+1), demoInteraction, time.Now().UTC()
+		return publish(chat.EventSubject("cc", demoInteraction), ev)
+	}
+	report := func(source string, typ chat.SignalType, role chat.Role) error {
+		return publish(chat.SignalSubject("cc", demoInteraction, source), chat.Signal{ID: fmt.Sprintf("signal-%d", seq+1),
+			InteractionID: demoInteraction, Source: source, Type: typ, Role: role, At: time.Now().UTC()})
+	}
+	chatSubj := chat.ChatSubject("cc", demoInteraction)
+	attachSubj := attach.UpdateSubject("cc", demoInteraction)
+	agentSubj := attach.AgentSubject("cc", demoAgent)
+	customerSubj := attach.CustomerSubject("cc", demoInteraction)
+
+	if err := event(chat.Event{Type: chat.EventCreated, AgentID: demoAgent, Vendor: string(connector.CEC)}); err != nil {
+		return err
+	}
+	p.pause(ctx)
+	if err := say(chat.RoleCustomer, "customer-42", "Hi, I am stuck on the loan application form."); err != nil {
+		return err
+	}
+	if err := say(chat.RoleBot, "assistant", "An agent can look at the form with you. Starting co-browse..."); err != nil {
+		return err
+	}
+	if err := p.await(ctx, chatSubj, 2); err != nil {
+		return err
+	}
+	p.pause(ctx)
+	if err := event(chat.Event{Type: chat.EventCobrowseRequested, RequestedBy: &chat.Sender{Role: chat.RoleBot, ID: "assistant"}}); err != nil {
+		return err
+	}
+	if err := p.await(ctx, customerSubj, 1); err != nil {
+		return err
+	}
+	start := p.lastPage
+	if err := p.await(ctx, agentSubj, 1); err != nil {
+		return err
+	}
+	view := p.lastPage
+	p.pause(ctx)
+	p.note("the customer's page opens room %s with its recorder connection info", start.RoomID)
+	if err := s.Connect(cectest.RoleRecorder, start.RoomID, start.WSSURL, start.ConnectParam); err != nil {
+		return fmt.Errorf("demo: the customer's page: %w", err)
+	}
+	p.note("agent %s's page opens the room with its replayer connection info, and reports it", demoAgent)
+	if err := s.Connect(cectest.RoleReplayer, view.RoomID, view.WSSURL, view.ConnectParam); err != nil {
+		return fmt.Errorf("demo: the agent's page: %w", err)
+	}
+	if err := report(chat.SourceAgent, chat.SignalUserJoined, chat.RoleAgent); err != nil {
+		return err
+	}
+	if err := p.await(ctx, attachSubj, 2); err != nil {
+		return err
+	}
+	p.pause(ctx)
+	if err := say(chat.RoleAgent, demoAgent, "I can see the form. The IBAN field wants no spaces."); err != nil {
+		return err
+	}
+	if err := p.await(ctx, chatSubj, 3); err != nil {
+		return err
+	}
+	p.pause(ctx)
+	if end == chat.EventTransferred {
+		err = event(chat.Event{Type: chat.EventTransferred, ToAgentID: demoNextAgent})
+	} else {
+		err = event(chat.Event{Type: chat.EventClosed})
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.await(ctx, attachSubj, 3); err != nil {
+		return err
+	}
+	// The end page messages follow the final attach on their own stream.
+	if err := p.await(ctx, customerSubj, 2); err != nil {
+		return err
+	}
+	room, _ := s.Room(start.RoomID)
+	d := p.last.Data
+	fmt.Fprintf(p.w, "\nSummary for interaction %s:\n", demoInteraction)
+	for _, kv := range dataLines(d) {
+		fmt.Fprintf(p.w, "  %s\n", kv)
+	}
+	fmt.Fprintf(p.w, "  CEC: room %s released %v (connection info handed out %d times)\n", room.ID, room.Released, len(room.Issued))
+	if d.Associated != "No" || d.SessionID != start.RoomID || d.StartTime == "" || d.EndReason != "interaction_"+string(end) || !room.Released {
+		return errors.New("demo: the final attached data is incomplete")
+	}
+	return nil
+}
