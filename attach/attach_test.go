@@ -34,7 +34,7 @@ const (
 	exPIN             = "K7Q2M9X4TB"
 	exDeskURL         = "https://zoom-desk.example.com/cobrowse/desk?access_token=" + exAgentJWT
 	exCECInteraction  = "0007Ka5TDDHJ0077"
-	exCECSession      = "5d1e8a42-07c3-4b6e-9a15-c2f08e3b9d61"
+	exCECSession      = "0007Ka5TDDHJ0077-mx4lkp0v0nbg"
 	exConnectParam    = "FAKE-CONNECT-PARAM-7F3C"
 )
 
@@ -113,9 +113,9 @@ var examples = []example{
 	}, `{"v":1,"kind":"view","interactionId":"0007Ka5TDDHJ0051","sessionId":"Yx3mQ8vR2kT6wP0nL5sJ7A","vendor":"zoom","agentId":"agent-5120","url":"https://zoom-desk.example.com/cobrowse/desk?access_token=eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYWdlbnQiLCJleGFtcGxlIjp0cnVlfQ.FAKE-SIGNATURE","pin":"K7Q2M9X4TB","at":"2026-03-14T10:02:11.318Z"}`},
 	{"handoff-cec", Handoff{
 		Kind: HandoffView, AgentID: exAgent, InteractionID: exCECInteraction, SessionID: exCECSession, Vendor: "cec",
-		RoomID: "room-73019", WSSURL: "wss://cec.example.com:8443/cobrowse/ws", ConnectParam: exConnectParam,
+		RoomID: "0007Ka5TDDHJ0077-mx4lkp0v0nbg", WSSURL: "wss://cec.example.com:8443/cobrowse/ws", ConnectParam: exConnectParam,
 		At: at("2026-03-14T11:15:40.027Z"),
-	}, `{"v":1,"kind":"view","interactionId":"0007Ka5TDDHJ0077","sessionId":"5d1e8a42-07c3-4b6e-9a15-c2f08e3b9d61","vendor":"cec","agentId":"agent-4711","roomId":"room-73019","wssUrl":"wss://cec.example.com:8443/cobrowse/ws","connectParam":"FAKE-CONNECT-PARAM-7F3C","at":"2026-03-14T11:15:40.027Z"}`},
+	}, `{"v":1,"kind":"view","interactionId":"0007Ka5TDDHJ0077","sessionId":"0007Ka5TDDHJ0077-mx4lkp0v0nbg","vendor":"cec","agentId":"agent-4711","roomId":"0007Ka5TDDHJ0077-mx4lkp0v0nbg","wssUrl":"wss://cec.example.com:8443/cobrowse/ws","connectParam":"FAKE-CONNECT-PARAM-7F3C","at":"2026-03-14T11:15:40.027Z"}`},
 	{"handoff-end", Handoff{
 		Kind: HandoffEnd, ToCustomer: true, InteractionID: exZoomInteraction, SessionID: exZoomSession, Vendor: "zoom",
 		At: at("2026-03-14T10:19:47.880Z"),

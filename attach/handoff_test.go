@@ -29,7 +29,7 @@ func TestHandoffMaskedInLogs(t *testing.T) {
 		"handoff-agent-view":      {"https://gcb-node2.example.com/cobrowse/slave.html#nosidinput=*&sid=******834", "to=agent:agent-4711"},
 		"handoff-customer-start":  {"token=******URE", "pin=******4TB", "to=customer"},
 		"handoff-agent-view-zoom": {"https://zoom-desk.example.com/cobrowse/desk?access_token=******URE", "pin=******4TB"},
-		"handoff-cec":             {"room_id=room-73019", "wss_url=wss://cec.example.com:8443/cobrowse/ws", "connect_param=******F3C"},
+		"handoff-cec":             {"room_id=0007Ka5TDDHJ0077-mx4lkp0v0nbg", "wss_url=wss://cec.example.com:8443/cobrowse/ws", "connect_param=******F3C"},
 		"handoff-end":             {"kind=end", "session_id=Yx3mQ8vR2kT6wP0nL5sJ7A"},
 	}
 	type holder struct {

@@ -109,7 +109,7 @@ func TestPublishStoresOnceWithSubjectAndMsgID(t *testing.T) {
 		"handoff-agent-view":          {h, "cc.agent.agent-4711.cobrowse", "0007Ka5TDDHJ003F.9c0f4f1e-5b7a-4d43-8f5e-2a6c1d3b7e90.view.agent:agent-4711"},
 		"handoff-customer-start":      {h, "cc.customer.0007Ka5TDDHJ0051.cobrowse", "0007Ka5TDDHJ0051.pending-1.start.customer"},
 		"handoff-agent-view-zoom":     {h, "cc.agent.agent-5120.cobrowse", "0007Ka5TDDHJ0051.Yx3mQ8vR2kT6wP0nL5sJ7A.view.agent:agent-5120"},
-		"handoff-cec":                 {h, "cc.agent.agent-4711.cobrowse", "0007Ka5TDDHJ0077.5d1e8a42-07c3-4b6e-9a15-c2f08e3b9d61.view.agent:agent-4711"},
+		"handoff-cec":                 {h, "cc.agent.agent-4711.cobrowse", "0007Ka5TDDHJ0077.0007Ka5TDDHJ0077-mx4lkp0v0nbg.view.agent:agent-4711"},
 		"handoff-end":                 {h, "cc.customer.0007Ka5TDDHJ0051.cobrowse", "0007Ka5TDDHJ0051.Yx3mQ8vR2kT6wP0nL5sJ7A.end.customer"},
 	}
 	count := map[string]uint64{}
