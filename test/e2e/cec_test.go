@@ -31,7 +31,7 @@ func newCECEnv(t *testing.T, release bool, mutate func(*configs.Config)) *cecEnv
 	ce := &cecEnv{s: cectest.New(cectest.Options{})}
 	t.Cleanup(ce.s.Close)
 	o := ce.s.Options()
-	ce.env = newEnv(t, gcbtest.Options{Nodes: 1}, func(c *configs.Config) {
+	ce.env = newEnv(t, gcbtest.Options{Nodes: 2}, func(c *configs.Config) {
 		c.Vendors.Default = configs.VendorGenesys
 		c.CEC.Enabled = true
 		c.CEC.Domain, c.CEC.AppKey, c.CEC.AppSecret, c.CEC.TenantSpaceID = ce.s.URL(), o.AppKey, configs.Secret(o.AppSecret), o.TenantSpaceID
@@ -254,4 +254,37 @@ func (ce *cecEnv) noSecretsLogged() {
 	if tok := regexp.MustCompile(`[0-9a-f]{64}`).FindString(logs); tok != "" {
 		ce.t.Errorf("the log shows a whole access token: ...%s", tok[60:])
 	}
+}
+
+// TestCECFaultsStallNothingElse: a CEC that hangs, fails or refuses gets bounded time-outs and a
+// clear failed event; meanwhile a Genesys interaction of the same daemon starts and ends as usual.
+func TestCECFaultsStallNothingElse(t *testing.T) {
+	ce := newCECEnv(t, false, func(c *configs.Config) {
+		c.Controller.JoinTimeout = d(time.Second)
+		c.CEC.RequestTimeout = d(500 * time.Millisecond)
+	})
+	ce.startDaemon()
+
+	// Hangs, for every request: each attempt is bounded, the breaker opens, the request fails on
+	// its last delivery; the Genesys interaction meanwhile goes from start to end.
+	ce.s.SetFault(cectest.RouteConnectionInfo, cectest.Fault{Hang: true})
+	ce.created("i-hang", "agent-1")
+	ce.request("i-hang")
+	s := ce.joinSession("i-genesys", "", 1)
+	ce.event("i-genesys", chat.EventClosed, "")
+	ce.expectEnd("i-genesys", "interaction_closed")
+	ce.waitEnded(s)
+	if f := ce.expectLifecycle("i-hang", attach.Failed); f.Reason != "join_failed" {
+		t.Fatalf("failed %+v", f)
+	}
+
+	// Refuses (success:false): at once, with CEC's words.
+	ce.s.ClearFaults()
+	ce.s.SetFault(cectest.RouteConnectionInfo, cectest.Fault{Refuse: true, ErrorCode: "7", ErrorReason: "room quota exceeded"})
+	ce.created("i-refused", "agent-2")
+	ce.request("i-refused")
+	if f := ce.expectLifecycle("i-refused", attach.Failed); f.Reason != "join_failed" || !strings.Contains(f.Detail, "room quota exceeded") {
+		t.Fatalf("failed %+v", f)
+	}
+	ce.noSecretsLogged()
 }
