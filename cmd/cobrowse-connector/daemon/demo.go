@@ -63,36 +63,139 @@ func Demo(ctx context.Context, w io.Writer, opts DemoOptions) error {
 	cluster := gcbtest.NewCluster(gcbtest.Options{Nodes: 3, ConnectTimeout: 2 * time.Second, MaxInterval: 10 * time.Second})
 	defer cluster.Close()
 
+	cfg := demoConfig()
+	cfg.Genesys.URL = cluster.URL()
+	d, err := startDemoDaemon(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	p := newDemoPrinter(w, opts.Pace)
+	fmt.Fprintf(w, "cobrowse-connector demo: embedded NATS at %s, Co-browse cluster of 3 nodes at %s\n\n", d.natsURL, cluster.URL())
+	return d.finish(p.play(ctx, d.natsURL, cluster, end))
+}
+
+// demoConfig is the embedded defaults every demo starts from: an embedded NATS server on a
+// random port with a temporary store.
+func demoConfig() configs.Config {
 	cfg := configs.Default()
 	cfg.NATS.URL = ""
 	cfg.NATS.Embedded.Port = -1
 	cfg.NATS.Embedded.StoreDir = ""
-	cfg.Genesys.URL = cluster.URL()
 	cfg.ShutdownTimeout = configs.Duration{Duration: 10 * time.Second}
+	return cfg
+}
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	ready := make(chan string, 1)
-	runErr := make(chan error, 1)
-	go func() { runErr <- Run(runCtx, cfg, Options{Logger: log, Ready: func(u string) { ready <- u }}) }()
-	var natsURL string
-	select {
-	case natsURL = <-ready:
-	case err := <-runErr:
-		return fmt.Errorf("demo: daemon did not start: %w", err)
-	case <-time.After(30 * time.Second):
-		return errors.New("demo: daemon did not start within 30s")
+// demoDaemon is the daemon a demo runs, with its NATS URL and public listener.
+type demoDaemon struct {
+	natsURL, public string
+	stop            context.CancelFunc
+	done            chan error
+}
+
+// startDemoDaemon runs the daemon on cfg and waits until it consumes.
+func startDemoDaemon(ctx context.Context, cfg configs.Config, log *slog.Logger) (*demoDaemon, error) {
+	if err := cfg.ValidateRun(); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
 	}
+	runCtx, stop := context.WithCancel(ctx)
+	d := &demoDaemon{stop: stop, done: make(chan error, 1)}
+	ready := make(chan string, 1)
+	public := make(chan string, 1)
+	go func() {
+		d.done <- Run(runCtx, cfg, Options{Logger: log, Ready: func(u string) { ready <- u }, PublicAddr: func(a string) { public <- a }})
+	}()
+	select {
+	case d.natsURL = <-ready:
+	case err := <-d.done:
+		stop()
+		return nil, fmt.Errorf("demo: daemon did not start: %w", err)
+	case <-time.After(30 * time.Second):
+		stop()
+		<-d.done
+		return nil, errors.New("demo: daemon did not start within 30s")
+	}
+	select {
+	case d.public = <-public:
+	default:
+	}
+	return d, nil
+}
 
-	p := &demoPrinter{w: w, start: time.Now(), msgs: make(chan demoMsg, 256), pace: opts.Pace, seen: map[string]int{}}
-	fmt.Fprintf(w, "cobrowse-connector demo: embedded NATS at %s, Co-browse cluster of 3 nodes at %s\n\n", natsURL, cluster.URL())
-	scriptErr := p.play(ctx, natsURL, cluster, end)
-
-	stop()
-	if err := <-runErr; err != nil && scriptErr == nil {
+// finish stops the daemon and returns the script's error, else the daemon's.
+func (d *demoDaemon) finish(scriptErr error) error {
+	d.stop()
+	if err := <-d.done; err != nil && scriptErr == nil {
 		scriptErr = fmt.Errorf("demo: daemon: %w", err)
 	}
 	return scriptErr
+}
+
+// demoScript plays the platform: it publishes the interaction's chat, events and signals on the
+// NATS contract, while its printer shows everything that crosses NATS.
+type demoScript struct {
+	p   *demoPrinter
+	js  jetstream.JetStream
+	ctx context.Context
+	seq int
+}
+
+// script connects to NATS, subscribes to every subject of the contract for the printer and
+// returns the script with its release.
+func (p *demoPrinter) script(ctx context.Context, natsURL string) (*demoScript, func(), error) {
+	nc, err := nats.Connect(natsURL, nats.Name("cobrowse-connector-demo"))
+	if err != nil {
+		return nil, nil, err
+	}
+	sub, err := nc.Subscribe("cc.>", func(m *nats.Msg) { p.msgs <- demoMsg{subject: m.Subject, data: m.Data} })
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return &demoScript{p: p, js: js, ctx: ctx}, func() { _ = sub.Unsubscribe(); nc.Close() }, nil
+}
+
+func (s *demoScript) publish(subject string, v any) error {
+	s.seq++
+	b, _ := json.Marshal(v)
+	_, err := s.js.PublishMsg(s.ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{"Nats-Msg-Id": []string{fmt.Sprintf("demo-%d", s.seq)}}})
+	return err
+}
+
+// say publishes a chat message of the demo's interaction.
+func (s *demoScript) say(role chat.Role, who, text string) error {
+	return s.publish(chat.ChatSubject("cc", demoInteraction), chat.Message{
+		ID: fmt.Sprintf("chat-%d", s.seq+1), InteractionID: demoInteraction,
+		From: chat.Sender{Role: role, ID: who, Name: who}, Text: text, SentAt: time.Now().UTC(),
+	})
+}
+
+// event publishes an interaction event of the demo's interaction.
+func (s *demoScript) event(ev chat.Event) error {
+	ev.ID, ev.InteractionID, ev.At = fmt.Sprintf("event-%d", s.seq+1), demoInteraction, time.Now().UTC()
+	return s.publish(chat.EventSubject("cc", demoInteraction), ev)
+}
+
+// report publishes a page's signal about the demo's interaction.
+func (s *demoScript) report(source string, typ chat.SignalType, role chat.Role) error {
+	return s.publish(chat.SignalSubject("cc", demoInteraction, source), chat.Signal{ID: fmt.Sprintf("signal-%d", s.seq+1),
+		InteractionID: demoInteraction, Source: source, Type: typ, Role: role, At: time.Now().UTC()})
+}
+
+// end publishes the interaction's end: a transfer to the next agent, or a close.
+func (s *demoScript) end(end chat.EventType) error {
+	if end == chat.EventTransferred {
+		return s.event(chat.Event{Type: chat.EventTransferred, ToAgentID: demoNextAgent})
+	}
+	return s.event(chat.Event{Type: chat.EventClosed})
+}
+
+func newDemoPrinter(w io.Writer, pace time.Duration) *demoPrinter {
+	return &demoPrinter{w: w, start: time.Now(), msgs: make(chan demoMsg, 256), pace: pace, seen: map[string]int{}}
 }
 
 // demoMsg is one message seen on NATS, or a note of the demo's own (a webhook seen).
@@ -138,49 +241,19 @@ const (
 )
 
 func (p *demoPrinter) play(ctx context.Context, natsURL string, cluster *gcbtest.Cluster, end chat.EventType) error {
-	nc, err := nats.Connect(natsURL, nats.Name("cobrowse-connector-demo"))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	sub, err := nc.Subscribe("cc.>", func(m *nats.Msg) {
-		p.msgs <- demoMsg{subject: m.Subject, data: m.Data}
-	})
-	if err != nil {
-		return err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
-
-	chatSubj := chat.ChatSubject("cc", demoInteraction)
-	attachSubj := attach.UpdateSubject("cc", demoInteraction)
-	seq := 0
-	publish := func(subject string, v any) error {
-		seq++
-		b, _ := json.Marshal(v)
-		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{"Nats-Msg-Id": []string{fmt.Sprintf("demo-%d", seq)}}})
+	sc, release, err := p.script(ctx, natsURL)
+	if err != nil {
 		return err
 	}
-	say := func(role chat.Role, who, text string) error {
-		return publish(chat.ChatSubject("cc", demoInteraction), chat.Message{
-			ID: fmt.Sprintf("chat-%d", seq+1), InteractionID: demoInteraction,
-			From: chat.Sender{Role: role, ID: who, Name: who}, Text: text, SentAt: time.Now().UTC(),
-		})
-	}
-	event := func(typ chat.EventType, agent, toAgent string) error {
-		return publish(chat.EventSubject("cc", demoInteraction), chat.Event{
-			ID: fmt.Sprintf("event-%d", seq+1), InteractionID: demoInteraction, Type: typ,
-			AgentID: agent, ToAgentID: toAgent, At: time.Now().UTC(),
-		})
-	}
+	defer release()
+	say := sc.say
+	chatSubj := chat.ChatSubject("cc", demoInteraction)
+	attachSubj := attach.UpdateSubject("cc", demoInteraction)
 
 	steps := []func() error{
-		func() error { return event(chat.EventCreated, demoAgent, "") },
+		func() error { return sc.event(chat.Event{Type: chat.EventCreated, AgentID: demoAgent}) },
 		func() error {
 			return say(chat.RoleCustomer, "customer-42", "Hi, I am stuck on the loan application form.")
 		},
@@ -228,13 +301,7 @@ func (p *demoPrinter) play(ctx context.Context, natsURL string, cluster *gcbtest
 		return err
 	}
 	p.pause(ctx)
-	switch end {
-	case chat.EventTransferred:
-		err = event(chat.EventTransferred, "", demoNextAgent)
-	default:
-		err = event(chat.EventClosed, "", "")
-	}
-	if err != nil {
+	if err := sc.end(end); err != nil {
 		return err
 	}
 	if err := p.await(ctx, attachSubj, 3); err != nil {

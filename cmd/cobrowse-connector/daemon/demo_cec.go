@@ -2,15 +2,11 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cobrowse-connector/cobrowse-connector/attach"
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
@@ -28,80 +24,28 @@ func demoCEC(ctx context.Context, w io.Writer, opts DemoOptions, end chat.EventT
 	defer s.Close()
 	o := s.Options()
 
-	cfg := configs.Default()
-	cfg.NATS.URL = ""
-	cfg.NATS.Embedded.Port = -1
-	cfg.NATS.Embedded.StoreDir = ""
-	cfg.ShutdownTimeout = configs.Duration{Duration: 10 * time.Second}
+	cfg := demoConfig()
 	cfg.CEC.Enabled = true
 	cfg.CEC.Domain, cfg.CEC.AppKey, cfg.CEC.AppSecret, cfg.CEC.TenantSpaceID = s.URL(), o.AppKey, configs.Secret(o.AppSecret), o.TenantSpaceID
 	cfg.CEC.ReleaseURL = s.ReleaseURL()
-	if err := cfg.ValidateRun(); err != nil {
-		return fmt.Errorf("demo: %w", err)
+	d, err := startDemoDaemon(ctx, cfg, log)
+	if err != nil {
+		return err
 	}
-
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	ready := make(chan string, 1)
-	runErr := make(chan error, 1)
-	go func() { runErr <- Run(runCtx, cfg, Options{Logger: log, Ready: func(u string) { ready <- u }}) }()
-	var natsURL string
-	select {
-	case natsURL = <-ready:
-	case err := <-runErr:
-		return fmt.Errorf("demo: daemon did not start: %w", err)
-	case <-time.After(30 * time.Second):
-		return errors.New("demo: daemon did not start within 30s")
-	}
-	p := &demoPrinter{w: w, start: time.Now(), msgs: make(chan demoMsg, 256), pace: opts.Pace, seen: map[string]int{}}
-	fmt.Fprintf(w, "cobrowse-connector demo on Huawei CEC: embedded NATS at %s, built-in CEC (API Fabric and the web adapter) at %s\n\n", natsURL, s.URL())
-	scriptErr := p.playCEC(ctx, natsURL, s, end)
-	stop()
-	if err := <-runErr; err != nil && scriptErr == nil {
-		scriptErr = fmt.Errorf("demo: daemon: %w", err)
-	}
-	return scriptErr
+	p := newDemoPrinter(w, opts.Pace)
+	fmt.Fprintf(w, "cobrowse-connector demo on Huawei CEC: embedded NATS at %s, built-in CEC (API Fabric and the web adapter) at %s\n\n", d.natsURL, s.URL())
+	return d.finish(p.playCEC(ctx, d.natsURL, s, end))
 }
 
 func (p *demoPrinter) playCEC(ctx context.Context, natsURL string, s *cectest.Server, end chat.EventType) error {
-	nc, err := nats.Connect(natsURL, nats.Name("cobrowse-connector-demo"))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	sub, err := nc.Subscribe("cc.>", func(m *nats.Msg) { p.msgs <- demoMsg{subject: m.Subject, data: m.Data} })
-	if err != nil {
-		return err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
-
-	seq := 0
-	publish := func(subject string, v any) error {
-		seq++
-		b, _ := json.Marshal(v)
-		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{"Nats-Msg-Id": []string{fmt.Sprintf("demo-%d", seq)}}})
+	sc, release, err := p.script(ctx, natsURL)
+	if err != nil {
 		return err
 	}
-	say := func(role chat.Role, who, text string) error {
-		return publish(chat.ChatSubject("cc", demoInteraction), chat.Message{
-			ID: fmt.Sprintf("chat-%d", seq+1), InteractionID: demoInteraction,
-			From: chat.Sender{Role: role, ID: who, Name: who}, Text: text, SentAt: time.Now().UTC(),
-		})
-	}
-	event := func(ev chat.Event) error {
-		ev.ID, ev.InteractionID, ev.At = fmt.Sprintf("event-%d", seq+1), demoInteraction, time.Now().UTC()
-		return publish(chat.EventSubject("cc", demoInteraction), ev)
-	}
-	report := func(source string, typ chat.SignalType, role chat.Role) error {
-		return publish(chat.SignalSubject("cc", demoInteraction, source), chat.Signal{ID: fmt.Sprintf("signal-%d", seq+1),
-			InteractionID: demoInteraction, Source: source, Type: typ, Role: role, At: time.Now().UTC()})
-	}
+	defer release()
+	say, event, report := sc.say, sc.event, sc.report
 	chatSubj := chat.ChatSubject("cc", demoInteraction)
 	attachSubj := attach.UpdateSubject("cc", demoInteraction)
 	agentSubj := attach.AgentSubject("cc", demoAgent)
@@ -155,12 +99,7 @@ func (p *demoPrinter) playCEC(ctx context.Context, natsURL string, s *cectest.Se
 		return err
 	}
 	p.pause(ctx)
-	if end == chat.EventTransferred {
-		err = event(chat.Event{Type: chat.EventTransferred, ToAgentID: demoNextAgent})
-	} else {
-		err = event(chat.Event{Type: chat.EventClosed})
-	}
-	if err != nil {
+	if err := sc.end(end); err != nil {
 		return err
 	}
 	if err := p.await(ctx, attachSubj, 3); err != nil {

@@ -15,9 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/cobrowse-connector/cobrowse-connector/attach"
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
 	"github.com/cobrowse-connector/cobrowse-connector/configs"
@@ -42,7 +39,7 @@ func demoZoom(ctx context.Context, w io.Writer, opts DemoOptions, end chat.Event
 			r.SetURL(t)
 		}
 	}}
-	p := &demoPrinter{w: w, start: time.Now(), msgs: make(chan demoMsg, 256), pace: opts.Pace, seen: map[string]int{}}
+	p := newDemoPrinter(w, opts.Pace)
 	hooks := make(chan string, 64)
 	ingressSrv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
@@ -64,11 +61,7 @@ func demoZoom(ctx context.Context, w io.Writer, opts DemoOptions, end chat.Event
 	defer z.Close()
 	o := z.Options()
 
-	cfg := configs.Default()
-	cfg.NATS.URL = ""
-	cfg.NATS.Embedded.Port = -1
-	cfg.NATS.Embedded.StoreDir = ""
-	cfg.ShutdownTimeout = configs.Duration{Duration: 10 * time.Second}
+	cfg := demoConfig()
 	cfg.HTTP.PublicListen = "127.0.0.1:0"
 	cfg.Zoom.Enabled = true
 	cfg.Zoom.SDKKey, cfg.Zoom.SDKSecret = o.SDKKey, configs.Secret(o.SDKSecret)
@@ -78,56 +71,24 @@ func demoZoom(ctx context.Context, w io.Writer, opts DemoOptions, end chat.Event
 	cfg.Zoom.TokenEndpoint.BearerSecret = demoBearer
 	cfg.Zoom.BYOPPollInterval = configs.Duration{Duration: 200 * time.Millisecond}
 	cfg.Controller.EndWait = configs.Duration{Duration: 10 * time.Second}
-	if err := cfg.ValidateRun(); err != nil {
-		return fmt.Errorf("demo: %w", err)
+	d, err := startDemoDaemon(ctx, cfg, log)
+	if err != nil {
+		return err
 	}
-
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	ready := make(chan string, 1)
-	publicAddr := make(chan string, 1)
-	runErr := make(chan error, 1)
-	go func() {
-		runErr <- Run(runCtx, cfg, Options{Logger: log, Ready: func(u string) { ready <- u },
-			PublicAddr: func(a string) { publicAddr <- a }})
-	}()
-	var natsURL, public string
-	select {
-	case natsURL = <-ready:
-		public = <-publicAddr
-	case err := <-runErr:
-		return fmt.Errorf("demo: daemon did not start: %w", err)
-	case <-time.After(30 * time.Second):
-		return errors.New("demo: daemon did not start within 30s")
-	}
-	target.Store(&url.URL{Scheme: "http", Host: public})
+	target.Store(&url.URL{Scheme: "http", Host: d.public})
 	fmt.Fprintf(w, "cobrowse-connector demo on Zoom: embedded NATS at %s, built-in Zoom at %s, the daemon's public listener at %s behind an ingress at %s\n\n",
-		natsURL, z.URL(), public, ingressSrv.URL)
-	scriptErr := p.playZoom(ctx, natsURL, "http://"+public, z, hooks, end)
-	stop()
-	if err := <-runErr; err != nil && scriptErr == nil {
-		scriptErr = fmt.Errorf("demo: daemon: %w", err)
-	}
-	return scriptErr
+		d.natsURL, z.URL(), d.public, ingressSrv.URL)
+	return d.finish(p.playZoom(ctx, d.natsURL, "http://"+d.public, z, hooks, end))
 }
 
 func (p *demoPrinter) playZoom(ctx context.Context, natsURL, public string, z *zoomtest.Server, hooks <-chan string, end chat.EventType) error {
-	nc, err := nats.Connect(natsURL, nats.Name("cobrowse-connector-demo"))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	sub, err := nc.Subscribe("cc.>", func(m *nats.Msg) { p.msgs <- demoMsg{subject: m.Subject, data: m.Data} })
-	if err != nil {
-		return err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
+	sc, release, err := p.script(ctx, natsURL)
+	if err != nil {
+		return err
+	}
+	defer release()
 	// The webhooks' arrival is printed among the NATS messages.
 	go func() {
 		for {
@@ -140,23 +101,7 @@ func (p *demoPrinter) playZoom(ctx context.Context, natsURL, public string, z *z
 		}
 	}()
 
-	seq := 0
-	publish := func(subject string, v any) error {
-		seq++
-		b, _ := json.Marshal(v)
-		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{"Nats-Msg-Id": []string{fmt.Sprintf("demo-%d", seq)}}})
-		return err
-	}
-	say := func(role chat.Role, who, text string) error {
-		return publish(chat.ChatSubject("cc", demoInteraction), chat.Message{
-			ID: fmt.Sprintf("chat-%d", seq+1), InteractionID: demoInteraction,
-			From: chat.Sender{Role: role, ID: who, Name: who}, Text: text, SentAt: time.Now().UTC(),
-		})
-	}
-	event := func(ev chat.Event) error {
-		ev.ID, ev.InteractionID, ev.At = fmt.Sprintf("event-%d", seq+1), demoInteraction, time.Now().UTC()
-		return publish(chat.EventSubject("cc", demoInteraction), ev)
-	}
+	say, event := sc.say, sc.event
 	chatSubj := chat.ChatSubject("cc", demoInteraction)
 	attachSubj := attach.UpdateSubject("cc", demoInteraction)
 	agentSubj := attach.AgentSubject("cc", demoAgent)
@@ -215,12 +160,7 @@ func (p *demoPrinter) playZoom(ctx context.Context, natsURL, public string, z *z
 		return err
 	}
 	p.pause(ctx)
-	if end == chat.EventTransferred {
-		err = event(chat.Event{Type: chat.EventTransferred, ToAgentID: demoNextAgent})
-	} else {
-		err = event(chat.Event{Type: chat.EventClosed})
-	}
-	if err != nil {
+	if err := sc.end(end); err != nil {
 		return err
 	}
 	// Zoom has no server-side end: the daemon asks the pages, and the customer's page ends it.
@@ -254,27 +194,44 @@ func liveText(live bool) string {
 	return "ended"
 }
 
-// demoToken plays the platform's backend asking the daemon's token endpoint for the customer's token.
+// demoToken plays the platform's backend asking the daemon's token endpoint for the customer's
+// token. The interaction is known once the daemon saved its created event, on its own time: a 404
+// before that is asked again for a few seconds, as a backend would.
 func demoToken(ctx context.Context, public, interactionID string) (string, error) {
 	body, _ := json.Marshal(map[string]string{"interactionId": interactionID, "role": "customer"})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, public+"/zoom/token", bytes.NewReader(body))
-	if err != nil {
-		return "", err
+	retry := time.NewTicker(50 * time.Millisecond)
+	defer retry.Stop()
+	giveUp := time.After(5 * time.Second)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, public+"/zoom/token", bytes.NewReader(body))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Authorization", "Bearer "+demoBearer)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return "", fmt.Errorf("demo: token endpoint: %w", err)
+		}
+		var ans struct {
+			Token string `json:"token"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&ans)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusOK && err == nil && ans.Token != "":
+			return ans.Token, nil
+		case resp.StatusCode != http.StatusNotFound:
+			return "", fmt.Errorf("demo: token endpoint answered %d: %v", resp.StatusCode, err)
+		}
+		select {
+		case <-retry.C:
+		case <-giveUp:
+			return "", errors.New("demo: token endpoint: the interaction stayed unknown")
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
 	}
-	req.Header.Set("Authorization", "Bearer "+demoBearer)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("demo: token endpoint: %w", err)
-	}
-	defer resp.Body.Close()
-	var ans struct {
-		Token string `json:"token"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&ans); err != nil || resp.StatusCode != http.StatusOK || ans.Token == "" {
-		return "", fmt.Errorf("demo: token endpoint answered %d: %v", resp.StatusCode, err)
-	}
-	return ans.Token, nil
 }
 
 // statusRecorder keeps the status an http.Handler wrote.
