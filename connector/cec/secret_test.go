@@ -27,7 +27,7 @@ func TestSecretNeverPrints(t *testing.T) {
 			t.Fatalf("the secret shows: %s", text)
 		}
 	}
-	if Secret("").String() != unset || s.String() != redacted {
+	if Secret("").String() != "[unset]" || s.String() != redacted {
 		t.Fatal("String")
 	}
 }
