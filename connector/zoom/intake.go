@@ -11,7 +11,7 @@ import (
 )
 
 // Sink makes a verified webhook delivery durable (the daemon publishes it to NATS with the dedupe
-// id and waits for the PubAck). The intake answers Zoom 200 only after Sink returned nil, so a
+// id and waits for the PubAck). A delivery it holds already is ErrReplay. The intake answers Zoom 200 only after Sink returned nil, so a
 // delivery Zoom was told it handed over is never lost; an error makes Zoom send it again.
 type Sink func(ctx context.Context, dedupeID string, body []byte) error
 
@@ -20,7 +20,7 @@ type Sink func(ctx context.Context, dedupeID string, body []byte) error
 // hands every other verified delivery to the Sink, and answers:
 //
 //	200  handed over (or a url_validation answered)
-//	400  a body that is not a delivery
+//	400  a body that is not a delivery, or a replay of one already stored (the Sink says ErrReplay)
 //	401  a missing or bad signature, or a timestamp outside the window
 //	405  not a POST
 //	413  a body over the limit
@@ -81,6 +81,10 @@ func (in *Intake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), in.SinkTimeout)
 	defer cancel()
 	if err := in.Sink(ctx, id, body); err != nil {
+		if errors.Is(err, ErrReplay) {
+			in.refuse(w, r, err)
+			return
+		}
 		in.log.Warn("webhook delivery not handed over; Zoom will send it again", "event", ev.Name, "delivery", id[:12], "error", err)
 		http.Error(w, "not stored, try again", http.StatusServiceUnavailable)
 		return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -90,6 +91,7 @@ func TestIntake(t *testing.T) {
 		{"stale", body, intakeSecret, f.now.Add(-time.Hour), nil, http.StatusUnauthorized},
 		{"too large", append([]byte(`{"event":"x","pad":"`), append(bytes.Repeat([]byte("a"), DefaultWebhookMaxBody), '"', '}')...), intakeSecret, f.now, nil, http.StatusRequestEntityTooLarge},
 		{"malformed", []byte(`not json`), intakeSecret, f.now, nil, http.StatusBadRequest},
+		{"replay", body, intakeSecret, f.now, fmt.Errorf("stored already: %w", ErrReplay), http.StatusBadRequest},
 		{"sink fails", []byte(`{"event":"cobrowse.session_ended","event_ts":1800000000001,"payload":{"object":{"session_id":"z2"}}}`), intakeSecret, f.now, errors.New("nats away"), http.StatusServiceUnavailable},
 	} {
 		f.mu.Lock()

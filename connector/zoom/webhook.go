@@ -39,6 +39,10 @@ var (
 	ErrStale        = errors.New("zoom webhook: timestamp outside the accepted window")
 	ErrTooLarge     = errors.New("zoom webhook: body too large")
 	ErrMalformed    = errors.New("zoom webhook: malformed body")
+	// ErrReplay is a Sink's answer for a delivery it holds already (the same body, stored before):
+	// a replay, or Zoom sending again a delivery whose 200 it did not get. Either way it is stored
+	// once; the intake refuses it (400) and logs it.
+	ErrReplay = errors.New("zoom webhook: a replay of a delivery already stored")
 )
 
 // WebhookConfig configures a Webhook.

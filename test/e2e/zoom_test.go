@@ -448,7 +448,7 @@ func TestZoomRestartWithALiveSession(t *testing.T) {
 }
 
 // TestZoomBadInputChangesNothing: a webhook with a bad signature or a stale timestamp is refused
-// (401) and stored nowhere; token requests without credentials, for an unknown interaction or
+// (401) and stored nowhere, a replay of a stored one is refused (400) and stored once; token requests without credentials, for an unknown interaction or
 // with a caller-chosen user id are refused (401, 404, 400) and mint nothing.
 func TestZoomBadInputChangesNothing(t *testing.T) {
 	ze := newZoomEnv(t, zoomtest.Options{}, nil)
@@ -473,12 +473,19 @@ func TestZoomBadInputChangesNothing(t *testing.T) {
 	if st := post("1000", "v0=00"); st != http.StatusUnauthorized {
 		t.Fatalf("stale timestamp: %d", st)
 	}
+	// A good delivery is stored; the same delivery again (a replay inside the window) is refused.
+	if st := post(now, zoomtest.Sign(zoomtest.DefaultWebhookSecret, now, body)); st != http.StatusOK {
+		t.Fatalf("a good delivery: %d", st)
+	}
+	if st := post(now, zoomtest.Sign(zoomtest.DefaultWebhookSecret, now, body)); st != http.StatusBadRequest {
+		t.Fatalf("a replay: %d, want 400", st)
+	}
 	info, err := ze.js.Stream(context.Background(), "CC_WEBHOOK")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := info.CachedInfo().State.Msgs; n != 0 {
-		t.Fatalf("%d refused webhooks stored", n)
+	if n := info.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("%d webhooks stored, want the good one once", n)
 	}
 	if st, _ := ze.tokenCall("", map[string]string{"interactionId": "i-1", "role": "customer"}); st != http.StatusUnauthorized {
 		t.Fatalf("no bearer: %d", st)

@@ -134,14 +134,20 @@ func (v *vendors) addZoom(cfg configs.Config, log *slog.Logger) error {
 
 // webhookSink makes a vendor's verified webhook delivery durable: it is published on
 // <prefix>.webhook.<vendor> with the delivery's dedupe id as its msg id, and the PubAck is
-// waited for (the intake answers the vendor 200 only then).
+// waited for (the intake answers the vendor 200 only then). A delivery the stream holds already is
+// zoom.ErrReplay.
 func webhookSink(js jetstream.JetStream, prefix, vendor string) zoom.Sink {
 	subject := chat.WebhookSubject(prefix, vendor)
 	return func(ctx context.Context, dedupeID string, body []byte) error {
 		msg := nats.NewMsg(subject)
 		msg.Data = body
 		msg.Header.Set(jetstream.MsgIDHeader, vendor+"."+dedupeID)
-		_, err := js.PublishMsg(ctx, msg)
+		ack, err := js.PublishMsg(ctx, msg)
+		if err == nil && ack.Duplicate {
+			// Stored before, within the stream's duplicate window (which covers the timestamp
+			// window): a replay, or a delivery sent again. Nothing is stored twice.
+			return zoom.ErrReplay
+		}
 		return err
 	}
 }
