@@ -52,6 +52,9 @@ type actor struct {
 	stopRetry *time.Timer // the next attempt at the pending stops
 	stopTries int         // attempts at the pending stops since they last changed, for backoff
 
+	// lost is set when a save lost its compare-and-set: the actor lets go of the interaction.
+	lost bool
+
 	// rejoin is the re-join of a saved live session in flight (after a restart, or a session
 	// found in the store), on a goroutine the actor owns: the vendor retries it within its
 	// window, which may take longer than the actor may stop handling messages.
@@ -186,10 +189,42 @@ func (a *actor) run(ctx context.Context, recovered *Saved) {
 			return
 		}
 		a.lastRun = time.Now()
+		if a.lost {
+			a.letGo(ctx)
+			return
+		}
 		if a.st.Closed && a.idle() && a.c.remove(a) {
 			return
 		}
 	}
+}
+
+// letGo stops acting for the interaction after a save lost its compare-and-set: it leaves the live
+// session's connection without stopping the session (its owner, or a fresh actor of this replica,
+// carries on with it), drops what it had not published (nothing of it was, since the state is saved
+// before the first publish), hands the messages queued for it back to NATS for the owner, and leaves
+// the registry. If this replica still owns the interaction, the Controller starts a fresh actor that
+// reads the stored state (and re-joins its live session).
+func (a *actor) letGo(ctx context.Context) {
+	a.log.Warn("the interaction's state was written by someone else (another replica, or a lost reply): letting go of it without stopping its session",
+		"session_id", a.sessionID())
+	a.cancelRejoin()
+	a.closeSession(context.WithoutCancel(ctx))
+	a.outbox, a.st.Outbox = nil, nil
+	for _, in := range a.c.release(a) {
+		if in.Delivery != nil {
+			_ = in.Delivery.Nak(0)
+		}
+	}
+	a.c.reown(a.id)
+}
+
+// sessionID is the live session's id, for logs; "" when none.
+func (a *actor) sessionID() string {
+	if a.st.Live == nil {
+		return ""
+	}
+	return a.st.Live.Handle.SessionID
 }
 
 // idle reports whether the actor holds nothing that would be lost if it stopped now.
@@ -339,8 +374,9 @@ func (a *actor) finish(ctx context.Context, in chat.Inbound, stepErr error) {
 		}
 		return
 	}
-	if ctx.Err() != nil {
-		// The daemon itself is stopping: no verdict on the message, which comes back later.
+	if ctx.Err() != nil || errors.Is(stepErr, errLost) {
+		// The daemon itself is stopping, or the actor lets go of the interaction: no verdict on
+		// the message, which comes back at once (to the owner, or to a fresh actor).
 		_ = d.Nak(0)
 		return
 	}

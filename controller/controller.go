@@ -71,6 +71,10 @@ type Config struct {
 	IdleReap        time.Duration // an actor with no live session is reaped after this long idle (default 1m)
 	Sweep           string        // cron spec of the sweep that catches what timers missed (default "@every 30s")
 	StopOnShutdown  bool          // stop live sessions (reason shutdown) instead of leaving them for the next start to re-join
+	// Owns reports whether this replica owns the interaction now (its partition is this
+	// replica's). Nil: every interaction. An actor that lost its state to another writer is
+	// replaced by a fresh one only on an interaction this replica owns.
+	Owns func(interactionID string) bool
 	// DefaultVendor serves an interaction whose created or assigned event names no
 	// cobrowseVendor. Empty: the vendor of the only connector given to New.
 	DefaultVendor connector.Vendor
@@ -258,6 +262,54 @@ func (c *Controller) remove(a *actor) bool {
 		delete(c.actors, a.id)
 	}
 	return true
+}
+
+// release takes an actor that lets go of its interaction out of the registry, and returns the
+// messages still queued for it (under the registry's lock, so that no new one reaches it).
+func (c *Controller) release(a *actor) []chat.Inbound {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.actors[a.id] == a {
+		delete(c.actors, a.id)
+	}
+	var out []chat.Inbound
+	for {
+		in, ok := a.next()
+		if !ok {
+			return out
+		}
+		out = append(out, in)
+	}
+}
+
+// reown starts a fresh actor for an interaction an actor let go of, when this replica still owns
+// it (Config.Owns) and the stored state has a live session: the fresh actor reads the state as it
+// is now and re-joins the session, as recovery does. Without a live session the next inbound
+// message starts one, as usual.
+func (c *Controller) reown(id string) {
+	if c.cfg.Owns != nil && !c.cfg.Owns(id) {
+		return
+	}
+	lctx, cancel := context.WithTimeout(c.ctx, c.cfg.PublishTimeout)
+	st, rev, err := c.store.Load(lctx, id)
+	cancel()
+	if err != nil {
+		c.log.Warn("reading the state of an interaction let go of failed; its next message takes it up", "interaction", id, "error", err)
+		return
+	}
+	if st.Live == nil {
+		return
+	}
+	st.InteractionID = id
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.actors[id]; ok || c.closing {
+		return
+	}
+	a := newActor(c, id)
+	c.actors[id] = a
+	saved := Saved{State: st, Rev: rev}
+	c.wg.Go(func() { a.run(c.ctx, &saved) })
 }
 
 // Len returns the number of live actors.

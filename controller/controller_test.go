@@ -656,17 +656,58 @@ func (r refusingViews) Handoff(ctx context.Context, h attach.Handoff) error {
 	return fmt.Errorf("agent view: %w", attach.ErrInvalid)
 }
 
-func TestRevisionConflictIsRecovered(t *testing.T) {
+// TestLostCompareAndSetLetsGo: an actor whose save loses its compare-and-set (another replica
+// wrote the interaction's state) writes nothing over it: it leaves its session's connection without
+// stopping the session and lets go; a fresh actor (the replica still owns the interaction) reads
+// the stored state, re-joins the session and goes on from there.
+func TestLostCompareAndSetLetsGo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
 		mustFate(t, h.start_("i1", "123456789"), "ack")
-		h.store.bump("i1")
+		// Another replica takes the interaction over and writes its state.
+		h.store.write("i1", func(st *State) { st.AgentID = "agent-of-the-owner" })
+		h.conn.mu.Lock()
+		h.conn.rejoinUsers = []connector.Participant{{ID: "2", Role: connector.RoleAgent}}
+		h.conn.mu.Unlock()
 		h.conn.session(0).activate(time.Now())
 		synctest.Wait()
+		old := h.conn.session(0)
+		if !old.isClosed() || old.stops() != 0 {
+			t.Fatalf("the actor that lost did not leave its session without stopping it: closed %v, stops %d", old.isClosed(), old.stops())
+		}
+		if st := h.store.get("i1"); st.AgentID != "agent-of-the-owner" || st.Seq != 2 {
+			t.Fatalf("state after letting go: %+v", st)
+		}
+		// The fresh actor read the stored state and re-joined; the agent its re-join found counts.
+		wantKinds(t, h, "joined", "attach#1", "activated", "attach#2")
 		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
 		st := h.store.get("i1")
-		if st.Seq != 3 || st.Live != nil || st.EndReason != "interaction_closed" {
-			t.Fatalf("state after a conflict: %+v", st)
+		if st.Seq != 3 || st.Live != nil || st.EndReason != "interaction_closed" || st.AgentID != "agent-of-the-owner" {
+			t.Fatalf("state after the close: %+v", st)
+		}
+	})
+}
+
+// TestLostCompareAndSetHandsTheMessageBack: the inbound message whose step lost the
+// compare-and-set is nak'd for immediate redelivery (never terminated), and the replica that does
+// not own the interaction any more starts no fresh actor for it.
+func TestLostCompareAndSetHandsTheMessageBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		owns := true
+		h := newHarness(t, func(c *Config) { c.Owns = func(string) bool { return owns } })
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		h.store.write("i1", func(st *State) { st.AgentID = "agent-of-the-owner" })
+		owns = false
+		d := h.event("i1", chat.EventAssigned, "a2")
+		mustFate(t, d, "nak")
+		if d.nakDelay != 0 {
+			t.Fatalf("nak delay %v, want an immediate redelivery", d.nakDelay)
+		}
+		if h.c.Len() != 0 {
+			t.Fatalf("%d actors: the replica kept acting for an interaction it does not own", h.c.Len())
+		}
+		if st := h.store.get("i1"); st.AgentID != "agent-of-the-owner" {
+			t.Fatalf("the owner's state was overwritten: %+v", st)
 		}
 	})
 }

@@ -226,6 +226,12 @@ func (s *fakeSession) Close(ctx context.Context) error {
 	return nil
 }
 
+func (s *fakeSession) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
 func (s *fakeSession) stops() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -321,6 +327,16 @@ func (m *memStore) bump(id string) {
 	cur := m.states[id]
 	cur.Rev++
 	m.states[id] = cur
+}
+
+// write changes the stored state behind the actor's back, as another replica would.
+func (m *memStore) write(id string, change func(*State)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := m.states[id]
+	st := cur.State.clone()
+	change(&st)
+	m.states[id] = Saved{State: st, Rev: cur.Rev + 1}
 }
 
 func (m *memStore) get(id string) State {

@@ -145,14 +145,12 @@ func (a *actor) commit(ctx context.Context) error {
 func (a *actor) save(ctx context.Context) error {
 	rev, err := a.c.store.Save(ctx, a.st, a.rev)
 	if errors.Is(err, ErrConflict) {
-		stored, srev, lerr := a.c.store.Load(ctx, a.id)
-		if lerr != nil {
-			return fmt.Errorf("save state: %w; reload: %w", err, lerr)
-		}
-		a.log.Warn("state changed in the store under the actor; writing over it", "had", a.rev, "stored", srev)
-		a.st.Seq = max(a.st.Seq, stored.Seq)
-		a.rev = srev
-		rev, err = a.c.store.Save(ctx, a.st, a.rev)
+		// Someone else wrote the interaction's state since this actor read it: another replica
+		// that owns the interaction now, or this replica's own write whose reply was lost. Either
+		// way this actor's view is stale, and writing over it could undo the owner's work: the
+		// actor lets go of the interaction (see letGo) and writes nothing.
+		a.lost = true
+		return fmt.Errorf("save state: %w: %w", errLost, err)
 	}
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
@@ -160,6 +158,9 @@ func (a *actor) save(ctx context.Context) error {
 	a.rev, a.dirty = rev, false
 	return nil
 }
+
+// errLost marks a save that lost its compare-and-set: the actor no longer acts for the interaction.
+var errLost = errors.New("another writer holds the interaction's state")
 
 // refused reports whether a publish failed for good: the message breaks the contract, or the
 // stream rejected it. Anything else (a time-out, NATS away) is retried.
@@ -173,7 +174,7 @@ func refused(err error) bool {
 
 // commitOrRetry commits, and on failure tries again after the retry delay.
 func (a *actor) commitOrRetry(ctx context.Context) {
-	if err := a.commit(ctx); err != nil {
+	if err := a.commit(ctx); err != nil && !errors.Is(err, errLost) {
 		a.log.Warn("publishing or saving failed; retrying", "delay", a.c.cfg.RetryDelay, "error", err)
 		a.scheduleRetry()
 	}
