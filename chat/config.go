@@ -65,6 +65,9 @@ type Config struct {
 	// MaxAge is the age limit of the stream when NewConsumer creates it; an existing stream keeps
 	// its own. 0: no limit.
 	MaxAge time.Duration
+	// Replicas is the replica count of the stream when NewConsumer creates it (3 on a cluster);
+	// an existing stream keeps its own. 1 to 5; default 1.
+	Replicas int
 	// TriggerRoles are the roles whose start message sets Inbound.StartToken. nil means
 	// DefaultTriggerRoles (customer, bot, system); a non-nil empty slice means none.
 	TriggerRoles []Role
@@ -82,6 +85,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Durable == "" {
 		cfg.Durable = DefaultDurable
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Replicas < 1 || cfg.Replicas > 5 {
+		return cfg, fmt.Errorf("chat: config: replicas %d is not between 1 and 5", cfg.Replicas)
 	}
 	if cfg.MaxPayload == 0 {
 		cfg.MaxPayload = DefaultMaxPayload

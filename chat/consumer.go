@@ -190,6 +190,7 @@ func (c *Consumer) ensureStream(ctx context.Context) (string, error) {
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  DuplicateWindow,
 		MaxAge:      c.cfg.MaxAge,
+		Replicas:    c.cfg.Replicas,
 		Metadata:    map[string]string{createdMarker: "1"},
 	})
 	if err != nil {

@@ -48,6 +48,9 @@ type RouterConfig struct {
 	// MaxAge is the age limit of the stream when NewRouter creates it: a webhook is worth
 	// routing for minutes, not days. Default 1h.
 	MaxAge time.Duration
+	// Replicas is the stream's replica count when NewRouter creates it (3 on a cluster). 1 to
+	// 5; default 1.
+	Replicas int
 	// DuplicateWindow is the stream's duplicate window when NewRouter creates it (at most
 	// MaxAge): a delivery stored again within it is dropped. Set it to at least the webhooks'
 	// timestamp window, so that a replay the signature check still accepts is a duplicate.
@@ -117,6 +120,9 @@ func (cfg RouterConfig) withDefaults() (RouterConfig, error) {
 	}
 	if cfg.MaxAge < 0 || cfg.AckWait < 0 || cfg.RetryDelay < 0 || cfg.PublishTimeout < 0 {
 		bad("router: max age, ack wait, retry delay and publish timeout must be > 0")
+	}
+	if cfg.Replicas < 0 || cfg.Replicas > 5 {
+		bad("router: replicas %d: want 1 to 5", cfg.Replicas)
 	}
 	if cfg.MaxDeliver < 1 {
 		bad("router: max deliver %d: want > 0", cfg.MaxDeliver)
@@ -239,6 +245,7 @@ func (r *Router) ensureStream(ctx context.Context) (string, error) {
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  min(max(DuplicateWindow, r.cfg.DuplicateWindow), r.cfg.MaxAge),
+		Replicas:    max(r.cfg.Replicas, 1),
 		MaxAge:      r.cfg.MaxAge,
 		Metadata:    map[string]string{createdMarker: "1"},
 	})

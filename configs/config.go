@@ -179,20 +179,23 @@ type LogConfig struct {
 type NATSConfig struct {
 	// URL is one NATS URL or a comma-separated list. Empty: start an embedded server with
 	// JetStream (Embedded). It may carry user:password, which Redacted masks.
-	URL             string              `yaml:"url" json:"url"`
-	Name            string              `yaml:"name" json:"name"`                 // client connection name
-	ConnectWait     Duration            `yaml:"connect_wait" json:"connect_wait"` // how long `run` retries the first connection
-	User            string              `yaml:"user" json:"user"`
-	Password        Secret              `yaml:"password" json:"password"`
-	Token           Secret              `yaml:"token" json:"token"`
-	CredentialsFile string              `yaml:"credentials_file" json:"credentials_file"` // path to a .creds file
-	Embedded        EmbeddedNATSConfig  `yaml:"embedded" json:"embedded"`
-	Prefix          string              `yaml:"prefix" json:"prefix"` // first subject token of the contract
-	Inbound         InboundConfig       `yaml:"inbound" json:"inbound"`
-	Outbound        OutboundConfig      `yaml:"outbound" json:"outbound"`
-	KVBucket        string              `yaml:"kv_bucket" json:"kv_bucket"`
-	KVTTL           Duration            `yaml:"kv_ttl" json:"kv_ttl"` // 0: kept until deleted
-	Webhook         WebhookStreamConfig `yaml:"webhook" json:"webhook"`
+	URL             string             `yaml:"url" json:"url"`
+	Name            string             `yaml:"name" json:"name"`                 // client connection name
+	ConnectWait     Duration           `yaml:"connect_wait" json:"connect_wait"` // how long `run` retries the first connection
+	User            string             `yaml:"user" json:"user"`
+	Password        Secret             `yaml:"password" json:"password"`
+	Token           Secret             `yaml:"token" json:"token"`
+	CredentialsFile string             `yaml:"credentials_file" json:"credentials_file"` // path to a .creds file
+	Embedded        EmbeddedNATSConfig `yaml:"embedded" json:"embedded"`
+	Prefix          string             `yaml:"prefix" json:"prefix"` // first subject token of the contract
+	Inbound         InboundConfig      `yaml:"inbound" json:"inbound"`
+	Outbound        OutboundConfig     `yaml:"outbound" json:"outbound"`
+	KVBucket        string             `yaml:"kv_bucket" json:"kv_bucket"`
+	KVTTL           Duration           `yaml:"kv_ttl" json:"kv_ttl"` // 0: kept until deleted
+	// Replicas is the replica count of every stream and of the bucket the daemon creates (3 on
+	// a NATS cluster); existing ones keep their own.
+	Replicas int                 `yaml:"replicas" json:"replicas"`
+	Webhook  WebhookStreamConfig `yaml:"webhook" json:"webhook"`
 }
 
 // WebhookStreamConfig is "nats.webhook": the stream that holds vendors' webhook deliveries

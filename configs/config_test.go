@@ -56,6 +56,7 @@ var wantDefault = Config{
 		KVBucket: "cobrowse_interactions",
 		KVTTL:    dur("0s"),
 		Webhook:  WebhookStreamConfig{Stream: "CC_WEBHOOK", MaxAge: dur("1h")},
+		Replicas: 1,
 	},
 	Chat: ChatConfig{TriggerRoles: []string{"customer", "bot", "system"}},
 	Controller: ControllerConfig{
@@ -457,7 +458,7 @@ func TestEnvVars(t *testing.T) {
 			t.Errorf("%s: got key %q, want %q", name, seen[name], key)
 		}
 	}
-	if len(vars) != 102 {
+	if len(vars) != 103 {
 		t.Errorf("%d keys; update this count when adding one", len(vars))
 	}
 }

@@ -130,6 +130,7 @@ func (c Config) problems(run bool) problemList {
 	}
 	positive(&l, "nats.outbound.handoff_max_age", n.Outbound.HandoffMaxAge)
 	jetStreamName(&l, "nats.kv_bucket", n.KVBucket)
+	between(&l, "nats.replicas", n.Replicas, 1, 5)
 	notNegative(&l, "nats.kv_ttl", n.KVTTL)
 	notNegative(&l, "nats.inbound.max_age", n.Inbound.MaxAge)
 	notNegative(&l, "nats.outbound.max_age", n.Outbound.MaxAge)

@@ -94,12 +94,13 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		MaxAge:          cfg.NATS.Outbound.MaxAge.D(),
 		HandoffStream:   cfg.NATS.Outbound.HandoffStream,
 		HandoffMaxAge:   cfg.NATS.Outbound.HandoffMaxAge.D(),
+		Replicas:        cfg.NATS.Replicas,
 		Logger:          log,
 	})
 	if err != nil {
 		return fmt.Errorf("outbound stream: %w", err)
 	}
-	store, err := controller.OpenKVStore(setupCtx, js, controller.KVConfig{Bucket: cfg.NATS.KVBucket, TTL: cfg.NATS.KVTTL.D()})
+	store, err := controller.OpenKVStore(setupCtx, js, controller.KVConfig{Bucket: cfg.NATS.KVBucket, TTL: cfg.NATS.KVTTL.D(), Replicas: cfg.NATS.Replicas})
 	if err != nil {
 		return err
 	}
@@ -403,6 +404,7 @@ func chatConfig(cfg configs.Config, log *slog.Logger) chat.Config {
 		Backoff:       backoff,
 		MaxAckPending: in.MaxAckPending,
 		MaxAge:        in.MaxAge.D(),
+		Replicas:      cfg.NATS.Replicas,
 		TriggerRoles:  roles,
 		Logger:        log,
 	}

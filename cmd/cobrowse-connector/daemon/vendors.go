@@ -215,9 +215,10 @@ func tokenState(st controller.State, defaultVendor connector.Vendor) zoom.TokenS
 // routerConfig is the webhook router's config.
 func routerConfig(cfg configs.Config, ctrl *controller.Controller, log *slog.Logger) chat.RouterConfig {
 	return chat.RouterConfig{
-		Prefix: cfg.NATS.Prefix,
-		Stream: cfg.NATS.Webhook.Stream,
-		MaxAge: cfg.NATS.Webhook.MaxAge.D(),
+		Prefix:   cfg.NATS.Prefix,
+		Stream:   cfg.NATS.Webhook.Stream,
+		MaxAge:   cfg.NATS.Webhook.MaxAge.D(),
+		Replicas: cfg.NATS.Replicas,
 		// A replay inside the timestamp window passes the signature check: it must be a duplicate.
 		DuplicateWindow: cfg.Zoom.Webhook.Window.D() + time.Minute,
 		PublishTimeout:  cfg.NATS.Outbound.PublishTimeout.D(),
