@@ -269,10 +269,32 @@ func (c *Consumer) findStream(ctx context.Context) (name string, missing []strin
 			}
 		}
 	}
+	if len(problems) == 0 {
+		problems = append(problems, orderProblems(owners[0][0].Config)...)
+	}
 	if len(problems) > 0 {
 		return "", nil, false, fmt.Errorf("chat: existing streams do not fit the inbound subjects: %s", strings.Join(problems, "; "))
 	}
 	return owners[0][0].Config.Name, missing, true, nil
+}
+
+// orderProblems lists what, in an existing inbound stream's settings, would lose an interaction's
+// messages before the daemon reads them, or keep it from reading them in order: a per-subject limit
+// (an interaction's older unread messages dropped for its newer ones), a sealed stream (nothing can
+// be stored), a mirror (the platform cannot publish into it).
+func orderProblems(cfg jetstream.StreamConfig) []string {
+	var out []string
+	if cfg.MaxMsgsPerSubject > 0 {
+		out = append(out, fmt.Sprintf("stream %s keeps %d messages per subject: an interaction's older unread messages would be dropped (set max_msgs_per_subject to -1)",
+			cfg.Name, cfg.MaxMsgsPerSubject))
+	}
+	if cfg.Sealed {
+		out = append(out, fmt.Sprintf("stream %s is sealed: nothing can be stored in it", cfg.Name))
+	}
+	if cfg.Mirror != nil {
+		out = append(out, fmt.Sprintf("stream %s is a mirror: the platform cannot publish into it", cfg.Name))
+	}
+	return out
 }
 
 // streamsCapturing lists the streams whose subjects overlap pattern.

@@ -878,3 +878,17 @@ func TestSignalsAndNewEventFields(t *testing.T) {
 		t.Errorf("%d unknown-type logs, want 1", n)
 	}
 }
+
+// TestNewConsumerRejectsAStreamThatLosesMessages: an operator's inbound stream that keeps only a few
+// messages per subject (an interaction's unread messages dropped) is refused, with the reason.
+func TestNewConsumerRejectsAStreamThatLosesMessages(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.js.CreateStream(ctxFor(t), jetstream.StreamConfig{Name: "OPS", MaxMsgsPerSubject: 10,
+		Subjects: []string{"cc.chat.*.message", "cc.interaction.*.event", "cc.signal.*.*"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewConsumer(ctxFor(t), e.js, Config{Logger: slog.New(slog.DiscardHandler)})
+	if err == nil || !strings.Contains(err.Error(), "keeps 10 messages per subject") {
+		t.Fatalf("NewConsumer error %v, want the per-subject limit refused", err)
+	}
+}
