@@ -285,13 +285,19 @@ func TestZoomEndPaths(t *testing.T) {
 				ze.t.Fatal(err)
 			}
 		}},
+		{"Zoom ends it by itself (the customer's page lost its connection)", "participant_exit", func(ze *zoomEnv, iid string, s zoomtest.Session) {
+			// No leave: the page is gone; Zoom ends the session after its reconnect window.
+			if err := ze.z.Disconnect(s.ID, s.Users[0].UserID); err != nil {
+				ze.t.Fatal(err)
+			}
+		}},
 		{"the pages never confirm the end", "interaction_closed", func(ze *zoomEnv, iid string, s zoomtest.Session) {
 			// No session_ended: the end wait (3s here) writes the final attach anyway.
 			ze.event(iid, chat.EventClosed, "")
 			ze.endsInPages(iid, "agent-1", s, false)
 		}},
 	}
-	ze := newZoomEnv(t, zoomtest.Options{}, nil)
+	ze := newZoomEnv(t, zoomtest.Options{ReconnectWindow: 500 * time.Millisecond}, nil)
 	ze.startDaemon()
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
