@@ -22,8 +22,10 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 15m $(PKG)
 
 # The release build, shared with the Dockerfile: a static binary, no cgo, reproducible paths.
+# VERSION: the tag (or commit) the tree is at; a build outside a git checkout reads the build info.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN) ./cmd/cobrowse-connector
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X github.com/cobrowse-connector/cobrowse-connector/cmd/cobrowse-connector/daemon.Version=$(VERSION)' -o $(BIN) ./cmd/cobrowse-connector
 
 static: build
 	$(GO) run ./test/staticcheck $(BIN)

@@ -24,6 +24,7 @@ const usage = `usage:
   cobrowse-connector demo [--vendor genesys|zoom|cec] [--end transferred|closed]
                                            run the daemon on embedded defaults (embedded NATS, built-in
                                            3-node Co-browse Server) with a scripted conversation
+  cobrowse-connector version                print the version and the Go release it was built with
   cobrowse-connector config [--config FILE] [--check]
                                            check the config as run does and print it, secrets masked;
                                            --check: only check it (no output when it is valid). A
@@ -87,6 +88,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if !*check {
 			fmt.Fprint(stdout, cfg.String())
 		}
+		return 0
+	case "version":
+		fmt.Fprintf(stdout, "cobrowse-connector %s (go %s)\n", daemon.BuildVersion(), daemon.GoVersion())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -125,5 +126,16 @@ func TestUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run(t.Context(), []string{"help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "config [--config FILE] [--check]") {
 		t.Fatalf("exit %d, usage:\n%s", code, stdout.String())
+	}
+}
+
+// TestVersion: `version` prints the build's version and Go release, and exits 0.
+func TestVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"version"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !regexp.MustCompile(`^cobrowse-connector \S+ \(go \S+\)\n$`).MatchString(out.String()) {
+		t.Fatalf("version output %q", out.String())
 	}
 }

@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if shown.NATS.URL == "" {
 		shown.NATS.URL = natsURL
 	}
-	log.Info("cobrowse-connector running", "nats", shown.NATS.URL, "vendors", cfg.EnabledVendors(),
+	log.Info("cobrowse-connector running", "version", BuildVersion(), "nats", shown.NATS.URL, "vendors", cfg.EnabledVendors(),
 		"default_vendor", cfg.DefaultVendor(), "genesys", shown.Genesys.URL)
 	if public != nil && opts.PublicAddr != nil {
 		opts.PublicAddr(public.Addr())
