@@ -205,8 +205,11 @@ type WebhookStreamConfig struct {
 	MaxAge Duration `yaml:"max_age" json:"max_age"`
 }
 
-// EmbeddedNATSConfig is "nats.embedded": the embedded server used when nats.url is empty.
+// EmbeddedNATSConfig is "nats.embedded": the embedded server, for development and the demo.
 type EmbeddedNATSConfig struct {
+	// Enabled starts the embedded server when nats.url is empty. Off, `run` without nats.url is
+	// refused: a production daemon on a NATS of its own would process nothing.
+	Enabled  bool   `yaml:"enabled" json:"enabled"`
 	Host     string `yaml:"host" json:"host"`
 	Port     int    `yaml:"port" json:"port"`           // -1: a random port
 	StoreDir string `yaml:"store_dir" json:"store_dir"` // empty: a temp dir removed at exit

@@ -86,6 +86,9 @@ func (c Config) problems(run bool) problemList {
 		l.addf("nats.credentials_file", "use either nats.credentials_file or nats.user/nats.password or nats.token, not several")
 	}
 	positive(&l, "nats.connect_wait", n.ConnectWait)
+	if run && n.URL == "" && !n.Embedded.Enabled {
+		l.addf("nats.url", "required: the daemon reads and publishes on the contact center's NATS (nats.embedded.enabled: true starts an embedded server, for development)")
+	}
 	switch h := n.Embedded.Host; {
 	case h == "":
 		l.addf("nats.embedded.host", "required")

@@ -34,6 +34,7 @@ func TestRunRefusesABadConfigNamingTheKey(t *testing.T) {
 
 func TestConfigCommandMasksSecrets(t *testing.T) {
 	t.Setenv("COBROWSE_GENESYS_URL", "http://gcb.example:8700/cobrowse") // `config` checks as `run` does
+	t.Setenv("COBROWSE_NATS_URL", "nats://nats.example:4222")
 	t.Setenv("COBROWSE_NATS_PASSWORD", "hunter2-secret")
 	t.Setenv("COBROWSE_NATS_USER", "svc")
 	var stdout, stderr bytes.Buffer
@@ -63,7 +64,7 @@ func TestConfigValidatesLikeRun(t *testing.T) {
 		}
 		return path
 	}
-	good := write("good.yaml", "genesys:\n  url: http://gcb.example:8700/cobrowse\n")
+	good := write("good.yaml", "genesys:\n  url: http://gcb.example:8700/cobrowse\nnats:\n  url: nats://nats.example:4222\n")
 	for _, tc := range []struct {
 		name, path, want string
 	}{

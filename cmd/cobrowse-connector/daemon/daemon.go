@@ -62,7 +62,7 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	}()
 
 	natsURL := cfg.NATS.URL
-	if natsURL == "" {
+	if natsURL == "" && cfg.NATS.Embedded.Enabled {
 		ns, stop, err := startEmbeddedNATS(cfg.NATS.Embedded, log)
 		if err != nil {
 			return err
@@ -245,7 +245,7 @@ func startEmbeddedNATS(cfg configs.EmbeddedNATSConfig, log *slog.Logger) (*serve
 		ns.Shutdown()
 		return nil, nil, errors.New("embedded NATS server: not ready within 10s")
 	}
-	log.Info("no nats.url configured: started an embedded NATS server with JetStream", "url", ns.ClientURL(), "store", dir)
+	log.Info("nats.embedded.enabled and no nats.url: started an embedded NATS server with JetStream (for development)", "url", ns.ClientURL(), "store", dir)
 	return ns, func() {
 		ns.Shutdown()
 		ns.WaitForShutdown()

@@ -79,6 +79,7 @@ func Demo(ctx context.Context, w io.Writer, opts DemoOptions) error {
 func demoConfig() configs.Config {
 	cfg := configs.Default()
 	cfg.NATS.URL = ""
+	cfg.NATS.Embedded.Enabled = true
 	cfg.NATS.Embedded.Port = -1
 	cfg.NATS.Embedded.StoreDir = ""
 	cfg.ShutdownTimeout = configs.Duration{Duration: 10 * time.Second}
