@@ -147,7 +147,14 @@ func (p *demoPrinter) script(ctx context.Context, natsURL string) (*demoScript, 
 	if err != nil {
 		return nil, nil, err
 	}
-	sub, err := nc.Subscribe("cc.>", func(m *nats.Msg) { p.msgs <- demoMsg{subject: m.Subject, data: m.Data} })
+	// The printer reads until the script ends; a message after that is not waited for.
+	stopped := make(chan struct{})
+	sub, err := nc.Subscribe("cc.>", func(m *nats.Msg) {
+		select {
+		case p.msgs <- demoMsg{subject: m.Subject, data: m.Data}:
+		case <-stopped:
+		}
+	})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -157,7 +164,7 @@ func (p *demoPrinter) script(ctx context.Context, natsURL string) (*demoScript, 
 		nc.Close()
 		return nil, nil, err
 	}
-	return &demoScript{p: p, js: js, ctx: ctx}, func() { _ = sub.Unsubscribe(); nc.Close() }, nil
+	return &demoScript{p: p, js: js, ctx: ctx}, func() { close(stopped); _ = sub.Unsubscribe(); nc.Close() }, nil
 }
 
 func (s *demoScript) publish(subject string, v any) error {
@@ -185,6 +192,20 @@ func (s *demoScript) event(ev chat.Event) error {
 func (s *demoScript) report(source string, typ chat.SignalType, role chat.Role) error {
 	return s.publish(chat.SignalSubject("cc", demoInteraction, source), chat.Signal{ID: fmt.Sprintf("signal-%d", s.seq+1),
 		InteractionID: demoInteraction, Source: source, Type: typ, Role: role, At: time.Now().UTC()})
+}
+
+// agentHelpsThenEnds plays the middle of every demo's conversation once the session is active:
+// the agent's remark, seen as the chat's chatTotal-th message, then the interaction's end.
+func (s *demoScript) agentHelpsThenEnds(chatTotal int, end chat.EventType) error {
+	s.p.pause(s.ctx)
+	if err := s.say(chat.RoleAgent, demoAgent, "I can see the form. The IBAN field wants no spaces."); err != nil {
+		return err
+	}
+	if err := s.p.await(s.ctx, chat.ChatSubject("cc", demoInteraction), chatTotal); err != nil {
+		return err
+	}
+	s.p.pause(s.ctx)
+	return s.end(end)
 }
 
 // end publishes the interaction's end: a transfer to the next agent, or a close.
@@ -294,15 +315,7 @@ func (p *demoPrinter) play(ctx context.Context, natsURL string, cluster *gcbtest
 	if err := p.await(ctx, attachSubj, 2); err != nil {
 		return err
 	}
-	p.pause(ctx)
-	if err := say(chat.RoleAgent, demoAgent, "I can see the form. The IBAN field wants no spaces."); err != nil {
-		return err
-	}
-	if err := p.await(ctx, chatSubj, 4); err != nil {
-		return err
-	}
-	p.pause(ctx)
-	if err := sc.end(end); err != nil {
+	if err := sc.agentHelpsThenEnds(4, end); err != nil {
 		return err
 	}
 	if err := p.await(ctx, attachSubj, 3); err != nil {

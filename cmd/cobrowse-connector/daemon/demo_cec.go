@@ -91,15 +91,7 @@ func (p *demoPrinter) playCEC(ctx context.Context, natsURL string, s *cectest.Se
 	if err := p.await(ctx, attachSubj, 2); err != nil {
 		return err
 	}
-	p.pause(ctx)
-	if err := say(chat.RoleAgent, demoAgent, "I can see the form. The IBAN field wants no spaces."); err != nil {
-		return err
-	}
-	if err := p.await(ctx, chatSubj, 3); err != nil {
-		return err
-	}
-	p.pause(ctx)
-	if err := sc.end(end); err != nil {
+	if err := sc.agentHelpsThenEnds(3, end); err != nil {
 		return err
 	}
 	if err := p.await(ctx, attachSubj, 3); err != nil {

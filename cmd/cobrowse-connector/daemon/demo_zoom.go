@@ -40,7 +40,6 @@ func demoZoom(ctx context.Context, w io.Writer, opts DemoOptions, end chat.Event
 		}
 	}}
 	p := newDemoPrinter(w, opts.Pace)
-	hooks := make(chan string, 64)
 	ingressSrv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -50,8 +49,9 @@ func demoZoom(ctx context.Context, w io.Writer, opts DemoOptions, end chat.Event
 		_ = json.Unmarshal(body, &env)
 		rec := &statusRecorder{ResponseWriter: rw, status: http.StatusOK}
 		ingress.ServeHTTP(rec, r)
+		// Printed among the NATS messages; dropped rather than waited for when the printer lags.
 		select {
-		case hooks <- fmt.Sprintf("WEBHOOK %s from Zoom -> %d", env.Event, rec.status):
+		case p.msgs <- demoMsg{note: fmt.Sprintf("WEBHOOK %s from Zoom -> %d", env.Event, rec.status)}:
 		default:
 		}
 	}))
@@ -78,10 +78,10 @@ func demoZoom(ctx context.Context, w io.Writer, opts DemoOptions, end chat.Event
 	target.Store(&url.URL{Scheme: "http", Host: d.public})
 	fmt.Fprintf(w, "cobrowse-connector demo on Zoom: embedded NATS at %s, built-in Zoom at %s, the daemon's public listener at %s behind an ingress at %s\n\n",
 		d.natsURL, z.URL(), d.public, ingressSrv.URL)
-	return d.finish(p.playZoom(ctx, d.natsURL, "http://"+d.public, z, hooks, end))
+	return d.finish(p.playZoom(ctx, d.natsURL, "http://"+d.public, z, end))
 }
 
-func (p *demoPrinter) playZoom(ctx context.Context, natsURL, public string, z *zoomtest.Server, hooks <-chan string, end chat.EventType) error {
+func (p *demoPrinter) playZoom(ctx context.Context, natsURL, public string, z *zoomtest.Server, end chat.EventType) error {
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
 	sc, release, err := p.script(ctx, natsURL)
@@ -89,17 +89,6 @@ func (p *demoPrinter) playZoom(ctx context.Context, natsURL, public string, z *z
 		return err
 	}
 	defer release()
-	// The webhooks' arrival is printed among the NATS messages.
-	go func() {
-		for {
-			select {
-			case h := <-hooks:
-				p.msgs <- demoMsg{note: h}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 
 	say, event := sc.say, sc.event
 	chatSubj := chat.ChatSubject("cc", demoInteraction)
@@ -152,15 +141,7 @@ func (p *demoPrinter) playZoom(ctx context.Context, natsURL, public string, z *z
 	if err := p.await(ctx, attachSubj, 2); err != nil { // the activated attach
 		return err
 	}
-	p.pause(ctx)
-	if err := say(chat.RoleAgent, demoAgent, "I can see the form. The IBAN field wants no spaces."); err != nil {
-		return err
-	}
-	if err := p.await(ctx, chatSubj, 4); err != nil {
-		return err
-	}
-	p.pause(ctx)
-	if err := sc.end(end); err != nil {
+	if err := sc.agentHelpsThenEnds(4, end); err != nil {
 		return err
 	}
 	// Zoom has no server-side end: the daemon asks the pages, and the customer's page ends it.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -27,6 +28,13 @@ type publicServer struct {
 	ln  net.Listener
 	log *slog.Logger
 }
+
+// errNoPublicListener is returned when a vendor that receives HTTP is enabled without the
+// public listener (configs refuses that first; this guards a caller that skipped it).
+var errNoPublicListener = errors.New("http.public_listen is required by the enabled vendors")
+
+// publicShutdownBound bounds the public listener's graceful shutdown.
+const publicShutdownBound = 5 * time.Second
 
 // maxOtherBody bounds the body of a request to a path no endpoint serves.
 const maxOtherBody = 1 << 10

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -229,10 +228,3 @@ func routerConfig(cfg configs.Config, ctrl *controller.Controller, log *slog.Log
 		Logger: log,
 	}
 }
-
-// errNoPublicListener is returned when a vendor that receives HTTP is enabled without the
-// public listener (configs refuses that first; this guards a caller that skipped it).
-var errNoPublicListener = errors.New("http.public_listen is required by the enabled vendors")
-
-// publicShutdownBound bounds the public listener's graceful shutdown.
-const publicShutdownBound = 5 * time.Second
