@@ -39,8 +39,20 @@ type Config struct {
 	// Stream is the name of the stream created when no stream captures the inbound subjects yet.
 	// An existing stream that captures them is used whatever its name. Default "CC_INBOUND".
 	Stream string
-	// Durable is the durable pull consumer's name. Default "cobrowse-connector".
+	// Durable is the name of the durable pull consumer the previous release read the stream with;
+	// the first start of this release drains it and deletes it. Default "cobrowse-connector".
 	Durable string
+	// Group is the partitioned consumer group's name (its stream is <Stream>-<Group>). Default
+	// "cobrowse".
+	Group string
+	// Member is this replica's stable member name in the group; instances of one name stand by
+	// for each other. Default "main".
+	Member string
+	// Partitions is the group's partition count, fixed when the group is created. Default 16.
+	Partitions int
+	// PinnedTTL is how long the server keeps a member's partitions for an instance that stopped
+	// pulling, before another instance of the member name may take them. Default 10s.
+	PinnedTTL time.Duration
 	// MaxPayload is the largest accepted payload in bytes; larger ones are terminated as
 	// malformed. Default 64 KiB.
 	MaxPayload int
@@ -89,6 +101,18 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
 	}
+	if cfg.Group == "" {
+		cfg.Group = DefaultGroup
+	}
+	if cfg.Member == "" {
+		cfg.Member = DefaultMember
+	}
+	if cfg.Partitions == 0 {
+		cfg.Partitions = DefaultPartitions
+	}
+	if cfg.PinnedTTL == 0 {
+		cfg.PinnedTTL = DefaultPinnedTTL
+	}
 	if cfg.Replicas < 1 || cfg.Replicas > 5 {
 		return cfg, fmt.Errorf("chat: config: replicas %d is not between 1 and 5", cfg.Replicas)
 	}
@@ -131,6 +155,18 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if !validName(cfg.Durable) {
 		bad("chat: durable %q: want a name without '.', '*', '>' or spaces", cfg.Durable)
+	}
+	if !validName(cfg.Group) {
+		bad("chat: group %q: want a name without '.', '*', '>' or spaces", cfg.Group)
+	}
+	if !validName(cfg.Member) {
+		bad("chat: member %q: want a name without '.', '*', '>' or spaces", cfg.Member)
+	}
+	if cfg.Partitions < 1 || cfg.Partitions > MaxPartitions {
+		bad("chat: partitions %d: want 1 to %d", cfg.Partitions, MaxPartitions)
+	}
+	if cfg.PinnedTTL < time.Second {
+		bad("chat: pinned ttl %v: want at least 1s", cfg.PinnedTTL)
 	}
 	if cfg.MaxPayload < 0 {
 		bad("chat: max payload %d: want > 0", cfg.MaxPayload)

@@ -51,7 +51,8 @@ const (
 	retryMax       = 2 * time.Second
 )
 
-// Consumer is the durable pull consumer of the inbound stream.
+// Consumer reads the inbound stream as one member of the daemon's partitioned consumer group
+// (group.go): each replica reads the partitions of the interactions it owns.
 type Consumer struct {
 	js       jetstream.JetStream
 	cfg      Config
@@ -65,10 +66,35 @@ type Consumer struct {
 	// onKeepAlive, when set before Run, is called after each in-progress ack the keeper sends.
 	onKeepAlive func(seq uint64)
 
+	owned  atomic.Pointer[parts] // the partitions this instance acts for; nil: none
+	pinned atomic.Bool           // this instance is its member's active one
+
 	mu     sync.Mutex
 	stream string
-	cons   jetstream.Consumer
-	params consumerParams
+	kv     jetstream.KeyValue
+	legacy *source // the previous release's durable, drained at the first start of this one
+	pin    string  // the pin id the server last handed this instance
+}
+
+// pinHeader carries, on a message of a pinned consumer, the pin id of the instance it goes to.
+const pinHeader = "Nats-Pin-Id"
+
+func (c *Consumer) notePin(pin string) {
+	if pin != "" {
+		c.setPin(pin)
+	}
+}
+
+func (c *Consumer) setPin(pin string) {
+	c.mu.Lock()
+	c.pin = pin
+	c.mu.Unlock()
+}
+
+func (c *Consumer) lastPin() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pin
 }
 
 // consumerParams are the consumer's settings as the server holds them.
@@ -78,11 +104,13 @@ type consumerParams struct {
 	maxDeliver int
 }
 
-// NewConsumer ensures the inbound stream and the durable consumer. The stream is looked up by the
-// two inbound subjects: an existing stream that captures both is used as it is, whatever its
-// name; when no stream captures either, the stream Config.Stream is created. Any other layout
-// (the subjects split over streams, or captured only in part) is an error. The durable consumer
-// is created, or updated to the configuration.
+// NewConsumer ensures the inbound stream and the consumer group. The stream is looked up by the
+// inbound subjects: an existing stream that captures them is used as it is, whatever its name;
+// when no stream captures any, the stream Config.Stream is created. Any other layout (the subjects
+// split over streams, or captured only in part) is an error. The group (its membership and its
+// work-queue stream) is created when missing, and refused when it does not fit the configuration.
+// When the previous release's durable consumer (Config.Durable) is still there, the group waits
+// until Run has drained it.
 func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (*Consumer, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -106,7 +134,7 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (*Cons
 	return c, nil
 }
 
-// StreamName is the name of the stream the consumer reads.
+// StreamName is the name of the inbound stream.
 func (c *Consumer) StreamName() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -121,36 +149,44 @@ func (c *Consumer) Config() Config {
 	return cfg
 }
 
-// ensure finds or creates the stream and creates or updates the consumer.
+// ensure finds or creates the inbound stream, finds the previous release's durable, and ensures
+// the group unless that durable must be drained first.
 func (c *Consumer) ensure(ctx context.Context) error {
 	stream, err := c.ensureStream(ctx)
 	if err != nil {
 		return err
 	}
-	cc := jetstream.ConsumerConfig{
-		Durable:        c.cfg.Durable,
-		Description:    "cobrowse-connector: inbound chat messages and interaction events",
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        c.cfg.AckWait,
-		MaxDeliver:     c.cfg.MaxDeliver,
-		BackOff:        c.cfg.Backoff,
-		MaxAckPending:  c.cfg.MaxAckPending,
-		FilterSubjects: c.subjects(),
-	}
-	cons, err := c.js.CreateOrUpdateConsumer(ctx, stream, cc)
-	if err != nil {
-		return fmt.Errorf("chat: consumer %s on stream %s: %w", c.cfg.Durable, stream, err)
-	}
-	info := cons.CachedInfo()
-	p := consumerParams{ackWait: c.cfg.AckWait, backoff: c.cfg.Backoff, maxDeliver: c.cfg.MaxDeliver}
-	if info != nil {
-		p = consumerParams{ackWait: info.Config.AckWait, backoff: info.Config.BackOff, maxDeliver: info.Config.MaxDeliver}
-	}
 	c.mu.Lock()
-	c.stream, c.cons, c.params = stream, cons, p
+	c.stream = stream
 	c.mu.Unlock()
-	return nil
+	switch cons, err := c.js.Consumer(ctx, stream, c.cfg.Durable); {
+	case err == nil:
+		info := cons.CachedInfo()
+		c.legacy = &source{cons: cons, params: consumerParams{ackWait: info.Config.AckWait, backoff: info.Config.BackOff, maxDeliver: info.Config.MaxDeliver}}
+		c.log.Info("the previous release's durable consumer is still there: it is drained before the consumer group is used",
+			"consumer", c.cfg.Durable, "pending", info.NumPending, "ack_pending", info.NumAckPending)
+		// The group is made once the durable is drained; an existing one is checked now.
+		if _, err := c.js.KeyValue(ctx, GroupBucket); err == nil {
+			return c.ensureGroupIfPresent(ctx)
+		}
+		return nil
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return c.ensureGroup(ctx, 0)
+	default:
+		return fmt.Errorf("chat: look up consumer %s on stream %s: %w", c.cfg.Durable, stream, err)
+	}
+}
+
+// ensureGroupIfPresent checks a group that exists already (while the durable waits to be drained).
+func (c *Consumer) ensureGroupIfPresent(ctx context.Context) error {
+	kv, err := c.js.KeyValue(ctx, GroupBucket)
+	if err != nil {
+		return fmt.Errorf("chat: consumer group bucket %s: %w", GroupBucket, err)
+	}
+	if _, err := kv.Get(ctx, GroupKey(c.StreamName(), c.cfg.Group)); errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return c.ensureGroup(ctx, 0)
 }
 
 // subjects are the inbound subject patterns, in the order of the contract.
@@ -361,10 +397,15 @@ func subjectCovers(filter, pattern string) bool {
 	return len(f) == len(p)
 }
 
-// Run pulls inbound messages and hands the valid ones to h in stream order until ctx is done. It
-// returns nil on cancellation, and an error only when it cannot go on (the NATS connection is
-// closed for good). It survives NATS reconnects and server restarts. Run must not be called
+// Run reads the member's partitions and hands the valid messages to h in stream order until ctx is
+// done. It returns nil on cancellation, and an error only when it cannot go on (the NATS connection
+// is closed for good). It survives NATS reconnects and server restarts. Run must not be called
 // concurrently with itself.
+//
+// It follows the group's membership: when this member's partitions change, or when another
+// instance of the member takes over or hands over, it tells h, when h is an Assignee, before any
+// message that depends on it (see Assignee). On the first start of this release it first drains
+// the previous release's durable consumer, as the member of every partition.
 //
 // Malformed messages are terminated and logged once at warn; events of an unknown type are acked
 // and dropped. Deliveries pulled ahead of h, and those h holds unsettled, are kept alive with
@@ -386,8 +427,6 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		return fmt.Errorf("chat: %w", nats.ErrConnectionClosed)
 	}
 
-	q := newQueue()
-	keeper := newLeases(c.cfg.AckWait, c.log, c.onKeepAlive)
 	var fatalMu sync.Mutex
 	var fatal error
 	fail := func(err error) {
@@ -398,13 +437,10 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		fatalMu.Unlock()
 		cancel()
 	}
+	m := &member{c: c, h: h, q: newQueue(), keeper: newLeases(c.cfg.AckWait, c.log, c.onKeepAlive), fatal: fail}
+	m.as, _ = h.(Assignee)
 	var wg sync.WaitGroup
-	wg.Go(func() { keeper.run(ctx, c.keeperPeriod()) })
-	wg.Go(func() {
-		if err := c.pull(ctx, q, keeper); err != nil {
-			fail(err)
-		}
-	})
+	wg.Go(func() { m.keeper.run(ctx, c.keeperPeriod()) })
 	wg.Go(func() {
 		select {
 		case <-ctx.Done():
@@ -413,40 +449,133 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		}
 	})
 
-	c.log.Info("consuming inbound messages", "stream", c.StreamName(), "consumer", c.cfg.Durable)
-	for {
-		d := q.pop(ctx)
-		if d == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			q.pushFront(d)
-			break
-		}
-		c.dispatch(ctx, d, h)
+	err := c.drainLegacy(ctx, m)
+	if err == nil {
+		err = c.runMember(ctx, m, &wg)
 	}
 	cancel()
+	m.stopPull()
 	wg.Wait()
-	for _, d := range q.drain() {
-		if err := d.Nak(0); err != nil {
-			c.log.Debug("nak on shutdown failed", "stream_seq", d.seq, "error", err)
-		}
-	}
 	if fatal != nil {
 		return fatal // the caller logs it: an error is logged once, where it is handled
+	}
+	if err != nil && ctx.Err() == nil {
+		return err
 	}
 	c.log.Info("inbound consumer stopped")
 	return nil
 }
 
+// runMember follows the membership and hands over what the member's consumer delivers.
+func (c *Consumer) runMember(ctx context.Context, m *member, wg *sync.WaitGroup) error {
+	updates := make(chan []byte)
+	wg.Go(func() { c.watchGroup(ctx, updates) })
+	c.log.Info("consuming inbound messages", "stream", c.StreamName(), "group", c.cfg.Group, "member", c.cfg.Member)
+	for {
+		if d := m.q.tryPop(); d != nil {
+			if err := c.handle(ctx, m, d); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case <-m.q.added:
+		case v := <-updates:
+			if err := m.onMembership(ctx, v); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// handle hands one queued item over: a message, or what the pull loop learnt about the pin.
+func (c *Consumer) handle(ctx context.Context, m *member, d *delivery) error {
+	if err := ctx.Err(); err != nil {
+		m.q.pushFront(d)
+		return err
+	}
+	if err := m.control(ctx, d); err != nil {
+		if d.msg != nil {
+			m.q.pushFront(d)
+		}
+		return err
+	}
+	if d.msg != nil {
+		c.dispatch(ctx, d, m.h)
+	}
+	return nil
+}
+
+// drainLegacy reads the previous release's durable consumer, when there is one, until it has
+// nothing pending and what it handed over is settled; then it makes the group sourcing the inbound
+// stream from after the durable's ack floor, and deletes the durable. What the durable delivered
+// but never settled is sourced again, and its redelivery is idempotent.
+func (c *Consumer) drainLegacy(ctx context.Context, m *member) error {
+	if c.legacy == nil {
+		return nil
+	}
+	c.log.Info("draining the previous release's durable consumer", "consumer", c.cfg.Durable)
+	m.active = true
+	c.setOwned(allParts(c.cfg.Partitions))
+	if err := m.acquire(ctx); err != nil {
+		return err
+	}
+	m.src = c.legacy
+	m.startPull(ctx)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var settleBy time.Time // set once nothing is pending: the bound on what is still being handled
+	for {
+		if d := m.q.tryPop(); d != nil {
+			if err := c.handle(ctx, m, d); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case <-m.q.added:
+			continue
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		info, err := c.legacy.cons.Info(ctx)
+		if err != nil {
+			c.log.Debug("reading the durable being drained failed", "error", err)
+			continue
+		}
+		if info.NumPending > 0 || m.q.len() > 0 {
+			continue
+		}
+		if settleBy.IsZero() {
+			settleBy = time.Now().Add(c.cfg.AckWait)
+		}
+		if info.NumAckPending > 0 && time.Now().Before(settleBy) {
+			continue
+		}
+		m.stopPull()
+		m.src = nil
+		floor := info.AckFloor.Stream
+		if err := c.ensureGroup(ctx, floor+1); err != nil {
+			return err
+		}
+		if err := c.js.DeleteConsumer(ctx, c.StreamName(), c.cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			c.log.Warn("deleting the drained durable consumer failed; delete it by hand", "consumer", c.cfg.Durable, "error", err)
+		}
+		c.legacy = nil
+		c.log.Info("drained the previous release's durable consumer: the consumer group takes over",
+			"consumer", c.cfg.Durable, "ack_floor", floor, "unsettled", info.NumAckPending)
+		return nil
+	}
+}
+
 // keeperPeriod is a quarter of the shortest ack deadline the server may apply: a delivery is
 // touched a quarter to a half of its deadline after the last touch.
 func (c *Consumer) keeperPeriod() time.Duration {
-	c.mu.Lock()
-	p := c.params
-	c.mu.Unlock()
-	shortest := p.ackWait
-	for _, b := range p.backoff {
+	shortest := c.cfg.AckWait
+	for _, b := range c.cfg.Backoff {
 		if shortest <= 0 || b < shortest {
 			shortest = b
 		}
@@ -454,8 +583,9 @@ func (c *Consumer) keeperPeriod() time.Duration {
 	return max(shortest/4, time.Millisecond)
 }
 
-// pull fetches batches into q until ctx is done.
-func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases) error {
+// pull fetches batches from src into q until ctx is done. A consumer the server lost is made again
+// with recreate.
+func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases, src *source, recreate func(context.Context, *source) (*source, error)) error {
 	retry := retryMin
 	failing := 0
 	refill := max(c.cfg.FetchBatch/2, 1)
@@ -464,11 +594,7 @@ func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases) error {
 		if !ok {
 			return nil
 		}
-		c.mu.Lock()
-		cons, params := c.cons, c.params
-		c.mu.Unlock()
-
-		err := c.fetch(ctx, cons, params, c.cfg.FetchBatch-queued, q, keeper)
+		n, err := c.fetch(ctx, src, c.cfg.FetchBatch-queued, q, keeper)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -477,6 +603,15 @@ func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases) error {
 				c.log.Info("pulling inbound messages again", "after_failures", failing)
 			}
 			failing, retry = 0, retryMin
+			if n == 0 && src.grouped {
+				c.checkPin(ctx, src, q)
+			}
+			continue
+		case errors.Is(err, jetstream.ErrPinIDMismatch):
+			// The server does not know this instance's pin (any more): another instance took
+			// it, or the pin went with a consumer leader that changed. The client pulls without
+			// it now; checkPin tells which.
+			c.setPin("")
 			continue
 		case errors.Is(err, nats.ErrConnectionClosed):
 			return fmt.Errorf("chat: pull from %s: %w", c.StreamName(), err)
@@ -488,10 +623,11 @@ func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases) error {
 			c.log.Debug("pulling inbound messages failed; retrying", "error", err, "failures", failing)
 		}
 		if consumerGone(err) {
-			if eerr := c.ensure(ctx); eerr != nil {
-				c.log.Debug("ensuring the inbound stream and consumer failed", "error", eerr)
+			if s, rerr := recreate(ctx, src); rerr != nil {
+				c.log.Debug("making the consumer again failed", "error", rerr)
 			} else {
-				c.log.Info("ensured the inbound stream and consumer again", "stream", c.StreamName())
+				src = s
+				c.log.Info("made the consumer again", "stream", c.StreamName())
 			}
 		}
 		t := time.NewTimer(retry)
@@ -505,6 +641,22 @@ func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases) error {
 	}
 }
 
+// checkPin asks the server, after a pull that brought nothing, whether another instance of this
+// member holds the pin: two instances that both found the member free at the same time learn here
+// which one the server chose.
+func (c *Consumer) checkPin(ctx context.Context, src *source, q *queue) {
+	if !c.pinned.Load() {
+		return
+	}
+	info, err := src.cons.Info(ctx)
+	if err != nil {
+		return
+	}
+	if other := pinnedElsewhere(info, c.lastPin()); other != "" {
+		q.push(&delivery{pinLost: true})
+	}
+}
+
 func consumerGone(err error) bool {
 	return errors.Is(err, jetstream.ErrConsumerDeleted) ||
 		errors.Is(err, jetstream.ErrConsumerNotFound) ||
@@ -512,17 +664,35 @@ func consumerGone(err error) bool {
 		errors.Is(err, nats.ErrNoResponders)
 }
 
-// fetch runs one pull request for up to n messages, queueing each as it arrives. It returns nil
-// when the request ended normally (full, or expired).
-func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, p consumerParams, n int, q *queue, keeper *leases) error {
-	fctx, cancel := context.WithTimeout(ctx, fetchWait)
-	defer cancel()
-	batch, err := cons.Fetch(n, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(fetchHeartbeat))
-	if err != nil {
-		return err
+// fetch runs one pull request for up to n messages, queueing each as it arrives. It returns how
+// many came, and nil when the request ended normally (full, or expired).
+func (c *Consumer) fetch(ctx context.Context, src *source, n int, q *queue, keeper *leases) (int, error) {
+	expiry, hb := fetchWait, fetchHeartbeat
+	if src.grouped {
+		// The server keeps the pin while requests come within the pinned TTL: each request
+		// expires well before it.
+		expiry = min(expiry, c.cfg.PinnedTTL/2)
+		hb = min(hb, expiry/4) // the client wants the expiry (the context's, a little less) >= 2 heartbeats
 	}
+	fctx, cancel := context.WithTimeout(ctx, expiry)
+	defer cancel()
+	opts := []jetstream.FetchOpt{jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(hb)}
+	if src.grouped {
+		opts = append(opts, jetstream.FetchPriorityGroup(priorityGroup))
+	}
+	batch, err := src.cons.Fetch(n, opts...)
+	if err != nil {
+		return 0, err
+	}
+	got := 0
 	for msg := range batch.Messages() {
-		d := c.newDelivery(msg, p)
+		got++
+		d := c.newDelivery(msg, src.params)
+		if src.grouped {
+			d.subject = stripPartition(msg.Subject())
+			d.pin = msg.Headers().Get(pinHeader)
+			c.notePin(d.pin)
+		}
 		d.keeper = keeper
 		d.keep()
 		q.push(d)
@@ -531,13 +701,13 @@ func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, p consume
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		// The request outlived its expiry without the server's timeout status (a lost request):
 		// just pull again.
-		return nil
+		return got, nil
 	}
-	return err
+	return got, err
 }
 
 func (c *Consumer) newDelivery(msg jetstream.Msg, p consumerParams) *delivery {
-	d := &delivery{msg: msg, attempt: 1, touched: time.Now()}
+	d := &delivery{msg: msg, subject: msg.Subject(), attempt: 1, touched: time.Now()}
 	if meta, err := msg.Metadata(); err == nil {
 		d.seq = meta.Sequence.Stream
 		d.attempt = int(meta.NumDelivered)
@@ -552,10 +722,10 @@ func (c *Consumer) newDelivery(msg jetstream.Msg, p consumerParams) *delivery {
 func (c *Consumer) dispatch(ctx context.Context, d *delivery, h Handler) {
 	// From here the delivery's time is bounded by the budget, also when a settle below fails.
 	d.handOver()
-	in, err := c.decode(d.msg.Subject(), d.msg.Data())
+	in, err := c.decode(d.subject, d.msg.Data())
 	if err != nil {
 		terr := d.Term("malformed: " + err.Error())
-		attrs := []any{"subject", d.msg.Subject(), "stream_seq", d.seq, "reason", err.Error(), "bytes", len(d.msg.Data())}
+		attrs := []any{"subject", d.subject, "stream_seq", d.seq, "reason", err.Error(), "bytes", len(d.msg.Data())}
 		if terr != nil {
 			attrs = append(attrs, "term_error", terr)
 		}
@@ -567,7 +737,7 @@ func (c *Consumer) dispatch(ctx context.Context, d *delivery, h Handler) {
 		if len(typ) > 64 {
 			typ = typ[:64] + "..."
 		}
-		c.log.Debug("acked and ignored a message of unknown type", "subject", d.msg.Subject(), "stream_seq", d.seq,
+		c.log.Debug("acked and ignored a message of unknown type", "subject", d.subject, "stream_seq", d.seq,
 			"type", typ, "ack_error", aerr)
 		return
 	}

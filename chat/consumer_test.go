@@ -156,9 +156,10 @@ func idOf(in Inbound) string {
 	return in.Event.ID
 }
 
+// consumerInfo is the member's consumer on the group stream, as the server holds it (Run makes it).
 func (e *env) consumerInfo(t *testing.T, c *Consumer) *jetstream.ConsumerInfo {
 	t.Helper()
-	cons, err := e.js.Consumer(ctxFor(t), c.StreamName(), c.Config().Durable)
+	cons, err := e.js.Consumer(ctxFor(t), GroupStreamName(c.StreamName(), c.Config().Group), c.Config().Member)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,16 +220,44 @@ func TestNewConsumerCreatesStreamAndConsumer(t *testing.T) {
 		t.Errorf("stream duplicates %v, storage %v", sc.Duplicates, sc.Storage)
 	}
 
+	// The group: its membership (this member alone), its work-queue stream sourcing the inbound
+	// stream by partition.
+	gs, err := e.js.Stream(ctxFor(t), "CC_INBOUND-cobrowse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gc := gs.CachedInfo().Config; gc.Retention != jetstream.WorkQueuePolicy || len(gc.Sources) != 1 || gc.Sources[0].Name != "CC_INBOUND" ||
+		len(gc.Sources[0].SubjectTransforms) != 3 || gc.Sources[0].SubjectTransforms[0].Destination != "{{Partition(16,1)}}.cc.chat.{{Wildcard(1)}}.message" {
+		t.Errorf("group stream %+v", gc)
+	}
+	kv, err := e.js.KeyValue(ctxFor(t), GroupBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entry, err := kv.Get(ctxFor(t), "CC_INBOUND.cobrowse"); err != nil || !strings.Contains(string(entry.Value()), `"members":["main"]`) {
+		t.Errorf("membership %v %v", entry, err)
+	}
+
+	// Run makes the member's consumer: every partition's three subjects, pinned.
+	h, ch := collect(t, true)
+	r := start(t, c, h)
+	e.publishChat(t, "m0", "I0", "x")
+	recv(t, ch)
 	cc := e.consumerInfo(t, c).Config
-	if cc.Durable != "cobrowse-connector" || cc.AckPolicy != jetstream.AckExplicitPolicy ||
+	if cc.Name != "main" || cc.AckPolicy != jetstream.AckExplicitPolicy ||
 		cc.DeliverPolicy != jetstream.DeliverAllPolicy || cc.MaxDeliver != 6 || cc.MaxAckPending != 20000 ||
-		!slices.Equal(cc.FilterSubjects, []string{"cc.chat.*.message", "cc.interaction.*.event", "cc.signal.*.*"}) ||
+		len(cc.FilterSubjects) != 48 || cc.FilterSubjects[0] != "0.cc.chat.*.message" ||
+		cc.PriorityPolicy != jetstream.PriorityPolicyPinned || cc.PinnedTTL != 10*time.Second ||
 		!slices.Equal(cc.BackOff, DefaultBackoff()) || cc.DeliverSubject != "" {
 		t.Errorf("consumer config %+v", cc)
 	}
 	// The server makes the first backoff value the ack wait.
 	if cc.AckWait != time.Second {
 		t.Errorf("server ack wait %v, want Backoff[0]", cc.AckWait)
+	}
+	r.stop(t)
+	if err := c.LetGo(ctxFor(t)); err != nil {
+		t.Fatal(err)
 	}
 
 	// Publishers that set Nats-Msg-Id are deduplicated.
@@ -242,15 +271,20 @@ func TestNewConsumerCreatesStreamAndConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State.Msgs != 1 {
-		t.Errorf("stream holds %d messages after a duplicate publish, want 1", info.State.Msgs)
+	if info.State.Msgs != 2 {
+		t.Errorf("stream holds %d messages after m0 and a duplicate publish, want 2", info.State.Msgs)
 	}
 
-	// Starting again uses the stream it made and updates the consumer in place.
+	// Starting again uses the stream and the group it made, and makes the consumer again with
+	// the new settings.
 	c2 := e.consumer(t, Config{MaxDeliver: 8})
-	if c2.StreamName() != "CC_INBOUND" || !slices.Equal(e.streamNames(t), []string{"CC_INBOUND"}) {
+	if c2.StreamName() != "CC_INBOUND" || !slices.Equal(e.streamNames(t), []string{"CC_INBOUND", "CC_INBOUND-cobrowse", "KV_elastic-consumer-groups"}) {
 		t.Errorf("second start: stream %q, streams %v", c2.StreamName(), e.streamNames(t))
 	}
+	h2, ch2 := collect(t, true)
+	start(t, c2, h2)
+	e.publishChat(t, "m2", "I0", "y")
+	recv(t, ch2)
 	if got := e.consumerInfo(t, c2).Config.MaxDeliver; got != 8 {
 		t.Errorf("consumer not updated: max deliver %d", got)
 	}
@@ -274,8 +308,8 @@ func TestNewConsumerReusesExistingStream(t *testing.T) {
 			if c.StreamName() != "PLATFORM" {
 				t.Fatalf("stream %q, want PLATFORM", c.StreamName())
 			}
-			if got := e.streamNames(t); !slices.Equal(got, []string{"PLATFORM"}) {
-				t.Fatalf("streams %v: a second stream was made", got)
+			if got := e.streamNames(t); !slices.Equal(got, []string{"KV_elastic-consumer-groups", "PLATFORM", "PLATFORM-cobrowse"}) {
+				t.Fatalf("streams %v: another inbound stream was made, or the group's is missing", got)
 			}
 			st, err := e.js.Stream(ctxFor(t), "PLATFORM")
 			if err != nil {
@@ -410,10 +444,11 @@ func TestMalformedIsTerminatedOnce(t *testing.T) {
 	if in := recv(t, ch); idOf(in) != "good" {
 		t.Fatalf("first handled %q, want good", idOf(in))
 	}
+	_ = goodSeq
 	info := e.consumerInfo(t, c)
-	if info.AckFloor.Stream != goodSeq || info.NumAckPending != 0 || info.NumPending != 0 || info.NumRedelivered != 0 {
-		t.Errorf("consumer after the good message: ack floor %d (want %d), ack pending %d, pending %d, redelivered %d",
-			info.AckFloor.Stream, goodSeq, info.NumAckPending, info.NumPending, info.NumRedelivered)
+	if info.NumAckPending != 0 || info.NumPending != 0 || info.NumRedelivered != 0 {
+		t.Errorf("consumer after the good message: ack pending %d, pending %d, redelivered %d",
+			info.NumAckPending, info.NumPending, info.NumRedelivered)
 	}
 
 	// The next good message is handled, and nothing else comes first: no malformed one comes back.
@@ -644,10 +679,12 @@ func TestSlowHandlerKeepsItsDeliveries(t *testing.T) {
 	}
 }
 
+// TestDurableAcrossRuns: a member that stopped without handing its partitions over (a crash) gets
+// them back once the pinned TTL lapsed, and reads on where it stopped.
 func TestDurableAcrossRuns(t *testing.T) {
 	e := newEnv(t)
 	h, ch := collect(t, true)
-	c := e.consumer(t, Config{})
+	c := e.consumer(t, Config{PinnedTTL: 2 * time.Second})
 	r := start(t, c, h)
 	e.publishChat(t, "m1", "I1", "one")
 	if in := recv(t, ch); idOf(in) != "m1" {
@@ -656,7 +693,7 @@ func TestDurableAcrossRuns(t *testing.T) {
 	r.stop(t)
 
 	e.publishChat(t, "m2", "I1", "published while no consumer runs")
-	c2 := e.consumer(t, Config{})
+	c2 := e.consumer(t, Config{PinnedTTL: 2 * time.Second})
 	start(t, c2, h)
 	if in := recv(t, ch); idOf(in) != "m2" || in.Delivery.Attempt() != 1 {
 		t.Fatalf("got %s attempt %d, want m2 attempt 1", idOf(in), in.Delivery.Attempt())
@@ -667,7 +704,15 @@ func TestRunStopsPromptlyWithoutLeaks(t *testing.T) {
 	e := newEnv(t)
 	// A short backoff: a message in flight when Run stops comes back soon.
 	c := e.consumer(t, Config{FetchBatch: 4, Backoff: []time.Duration{time.Second}})
+	// The server's goroutines (the group stream's sourcing, the consumer's) are the server's.
 	ignore := goleak.IgnoreCurrent()
+	serverOwn := []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*stream).processAllSourceMsgs"),
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*consumer).loopAndGatherMsgs"),
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*consumer).processInboundAcks"),
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*consumer).processInboundNextMsgReqs"),
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*consumerFileStore).flushLoop"),
+	}
 
 	held := make(chan Inbound, 10)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -698,7 +743,7 @@ func TestRunStopsPromptlyWithoutLeaks(t *testing.T) {
 	if err := in.Delivery.Ack(ctxFor(t)); err != nil {
 		t.Fatalf("ack after Run returned: %v", err)
 	}
-	goleak.VerifyNone(t, ignore)
+	goleak.VerifyNone(t, append(serverOwn, ignore)...)
 
 	// The messages not handed over come back to the next Run: those pulled ahead of the handler
 	// were nak'd on the way out, any still in flight lapse on the server. JetStream does not keep
@@ -792,19 +837,15 @@ func TestRecreatesADeletedConsumer(t *testing.T) {
 	start(t, c, h)
 	e.publishChat(t, "m1", "I1", "x")
 	recv(t, ch)
-	if err := e.js.DeleteConsumer(ctxFor(t), c.StreamName(), c.Config().Durable); err != nil {
+	if err := e.js.DeleteConsumer(ctxFor(t), GroupStreamName(c.StreamName(), c.Config().Group), c.Config().Member); err != nil {
 		t.Fatal(err)
 	}
 	e.publishChat(t, "m2", "I1", "y")
-	// The consumer is made again as configured (DeliverAll): the stream replays from its start.
-	var got []string
-	for len(got) == 0 || got[len(got)-1] != "m2" {
-		got = append(got, idOf(recv(t, ch)))
+	// The consumer is made again as configured: the work queue holds what is not acked yet.
+	if in := recv(t, ch); idOf(in) != "m2" {
+		t.Errorf("after the consumer was deleted: %s, want m2", idOf(in))
 	}
-	if !slices.Equal(got, []string{"m1", "m2"}) {
-		t.Errorf("after the consumer was deleted: %v, want the replay m1, m2", got)
-	}
-	if logs := e.logs.records(t, "ensured the inbound stream and consumer again"); len(logs) != 1 {
+	if logs := e.logs.records(t, "made the consumer again"); len(logs) != 1 {
 		t.Errorf("logs %v", logs)
 	}
 }

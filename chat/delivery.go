@@ -40,6 +40,9 @@ var ErrSettled = errors.New("chat: delivery already settled")
 // handler's last InProgress).
 type delivery struct {
 	msg      jetstream.Msg
+	subject  string // the inbound subject (without the group stream's partition token)
+	pin      string // the pin id the server sent it with (the group's consumer)
+	pinLost  bool   // no message: the server told this instance another holds the pin
 	seq      uint64
 	attempt  int
 	last     bool
@@ -258,6 +261,21 @@ func (q *queue) push(d *delivery) {
 	q.items = append(q.items, d)
 	q.mu.Unlock()
 	signal(q.added)
+}
+
+// tryPop returns the oldest delivery, or nil when none is queued.
+func (q *queue) tryPop() *delivery {
+	q.mu.Lock()
+	if len(q.items) == 0 {
+		q.mu.Unlock()
+		return nil
+	}
+	d := q.items[0]
+	q.items[0] = nil
+	q.items = q.items[1:]
+	q.mu.Unlock()
+	signal(q.removed)
+	return d
 }
 
 // pushFront puts d back at the head of the queue.

@@ -50,6 +50,22 @@ type Config struct {
 	Genesys         GenesysConfig    `yaml:"genesys" json:"genesys"`
 	Zoom            ZoomConfig       `yaml:"zoom" json:"zoom"`
 	CEC             CECConfig        `yaml:"cec" json:"cec"`
+	Cluster         ClusterConfig    `yaml:"cluster" json:"cluster"`
+}
+
+// ClusterConfig is the "cluster" section: this replica's place in the partitioned consumer group
+// that gives each interaction one owner among the replicas (docs/replicas.md).
+type ClusterConfig struct {
+	// Member is this replica's stable member name (a StatefulSet pod name); instances of one
+	// name stand by for each other.
+	Member string `yaml:"member" json:"member"`
+	// Group is the consumer group's name; its stream is <nats.inbound.stream>-<group>.
+	Group string `yaml:"group" json:"group"`
+	// Partitions is the group's partition count, fixed when the group is created.
+	Partitions int `yaml:"partitions" json:"partitions"`
+	// PinnedTTL is how long the server keeps a member's partitions for an instance that stopped
+	// pulling, before another instance of the member (or the member restarted) takes them.
+	PinnedTTL Duration `yaml:"pinned_ttl" json:"pinned_ttl"`
 }
 
 // The vendors of VendorsConfig.Default.

@@ -58,7 +58,8 @@ var wantDefault = Config{
 		Webhook:  WebhookStreamConfig{Stream: "CC_WEBHOOK", MaxAge: dur("1h")},
 		Replicas: 1,
 	},
-	Chat: ChatConfig{TriggerRoles: []string{"customer", "bot", "system"}},
+	Chat:    ChatConfig{TriggerRoles: []string{"customer", "bot", "system"}},
+	Cluster: ClusterConfig{Member: "main", Group: "cobrowse", Partitions: 16, PinnedTTL: dur("10s")},
 	Controller: ControllerConfig{
 		NoAgentJoin:     dur("3m"),
 		Inactivity:      dur("30m"),
@@ -460,7 +461,7 @@ func TestEnvVars(t *testing.T) {
 			t.Errorf("%s: got key %q, want %q", name, seen[name], key)
 		}
 	}
-	if len(vars) != 104 {
+	if len(vars) != 108 {
 		t.Errorf("%d keys; update this count when adding one", len(vars))
 	}
 }

@@ -134,6 +134,12 @@ func (c Config) problems(run bool) problemList {
 	positive(&l, "nats.outbound.handoff_max_age", n.Outbound.HandoffMaxAge)
 	jetStreamName(&l, "nats.kv_bucket", n.KVBucket)
 	between(&l, "nats.replicas", n.Replicas, 1, 5)
+	jetStreamName(&l, "cluster.member", c.Cluster.Member)
+	jetStreamName(&l, "cluster.group", c.Cluster.Group)
+	between(&l, "cluster.partitions", c.Cluster.Partitions, 1, 1024)
+	if c.Cluster.PinnedTTL.Duration < time.Second {
+		l.addf("cluster.pinned_ttl", "must be at least 1s")
+	}
 	notNegative(&l, "nats.kv_ttl", n.KVTTL)
 	notNegative(&l, "nats.inbound.max_age", n.Inbound.MaxAge)
 	notNegative(&l, "nats.outbound.max_age", n.Outbound.MaxAge)

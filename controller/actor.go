@@ -32,6 +32,11 @@ type actor struct {
 	wake  chan struct{}  // capacity 1: the queue is not empty
 	poke  chan struct{}  // the sweep's nudge
 	quit  chan struct{}  // closed by the Controller at shutdown
+	// handoff is closed by the Controller when this replica no longer owns the interaction (its
+	// partition moved); exited is closed when run returns.
+	handoff    chan struct{}
+	exited     chan struct{}
+	handingOff bool // handoff is closed (under the Controller's lock)
 
 	st     State
 	loaded bool   // st was read from the store
@@ -73,6 +78,9 @@ func newActor(c *Controller, id string) *actor {
 		wake: make(chan struct{}, 1),
 		poke: make(chan struct{}, 1),
 		quit: make(chan struct{}),
+
+		handoff: make(chan struct{}),
+		exited:  make(chan struct{}),
 	}
 }
 
@@ -117,6 +125,7 @@ func (a *actor) queued() int {
 // run is the actor's goroutine. recovered is a state saved with a live session before a restart:
 // the actor joins it again before anything else.
 func (a *actor) run(ctx context.Context, recovered *Saved) {
+	defer close(a.exited)
 	defer a.stopTimers()
 	defer a.cancelRejoin()
 	a.lastRun = time.Now()
@@ -182,6 +191,9 @@ func (a *actor) run(ctx context.Context, recovered *Saved) {
 		case <-a.quit:
 			a.shutdown(ctx)
 			return
+		case <-a.handoff:
+			a.handOff(ctx)
+			return
 		case <-ctx.Done():
 			// Out of time (or aborted): drop the connection without the polite disconnect.
 			a.cancelRejoin()
@@ -217,6 +229,24 @@ func (a *actor) letGo(ctx context.Context) {
 		}
 	}
 	a.c.reown(a.id)
+}
+
+// handOff lets go of the interaction when its partition moved to another replica: the messages
+// queued for it go back to NATS (for the new owner), what the actor did is saved, and the live
+// session's connection is left without stopping the session, which the new owner takes up from
+// the saved state.
+func (a *actor) handOff(ctx context.Context) {
+	a.cancelRejoin()
+	for _, in := range a.c.release(a) {
+		if in.Delivery != nil {
+			_ = in.Delivery.Nak(0)
+		}
+	}
+	if err := a.commit(ctx); err != nil {
+		a.log.Warn("state not saved when letting go of the interaction; its new owner reads the last saved state", "error", err)
+	}
+	a.closeSession(context.WithoutCancel(ctx))
+	a.log.Debug("let go of the interaction: its partition moved", "session_id", a.sessionID())
 }
 
 // sessionID is the live session's id, for logs; "" when none.

@@ -167,8 +167,13 @@ func (c *Controller) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("controller: list live sessions: %w", err)
 	}
+	n := 0
 	for i := range saved {
 		s := saved[i]
+		if !c.owns(s.State.InteractionID) {
+			continue
+		}
+		n++
 		c.mu.Lock()
 		if _, ok := c.actors[s.State.InteractionID]; ok || c.closing {
 			c.mu.Unlock()
@@ -179,10 +184,50 @@ func (c *Controller) Recover(ctx context.Context) error {
 		c.wg.Go(func() { a.run(c.ctx, &s) })
 		c.mu.Unlock()
 	}
-	if len(saved) > 0 {
-		c.log.Info("recovering live sessions", "count", len(saved))
+	if n > 0 {
+		c.log.Info("recovering live sessions", "count", n)
 	}
 	return nil
+}
+
+// owns reports whether this replica acts for the interaction (Config.Owns; nil: every one).
+func (c *Controller) owns(id string) bool { return c.cfg.Owns == nil || c.cfg.Owns(id) }
+
+// Acquire takes up the live sessions of the interactions this replica owns now and holds no actor
+// for: the inbound consumer calls it when its partitions grow (chat.Assignee), before it hands
+// over any message of them.
+func (c *Controller) Acquire(ctx context.Context) error { return c.Recover(ctx) }
+
+// Release lets go of every interaction this replica no longer owns: each of their actors finishes
+// its step, hands its queued messages back to NATS, saves its state and leaves its live session
+// without stopping it (the new owner takes it up). It returns once they are gone, or when ctx is
+// done (an actor still in a slow call lets go when the call returns; a save it makes after the
+// new owner's loses its compare-and-set and changes nothing).
+func (c *Controller) Release(ctx context.Context) {
+	if c.cfg.Owns == nil {
+		return
+	}
+	c.mu.Lock()
+	var gone []*actor
+	for id, a := range c.actors {
+		if !a.handingOff && !c.cfg.Owns(id) {
+			a.handingOff = true
+			close(a.handoff)
+			gone = append(gone, a)
+		}
+	}
+	c.mu.Unlock()
+	for i, a := range gone {
+		select {
+		case <-a.exited:
+		case <-ctx.Done():
+			c.log.Warn("interactions not let go of in time; they let go when their calls return", "released", i, "pending", len(gone)-i)
+			return
+		}
+	}
+	if len(gone) > 0 {
+		c.log.Info("let go of the interactions of partitions moved away", "count", len(gone))
+	}
 }
 
 // Handle routes an inbound message to its interaction's actor, starting one if needed. It never
@@ -287,7 +332,7 @@ func (c *Controller) release(a *actor) []chat.Inbound {
 // is now and re-joins the session, as recovery does. Without a live session the next inbound
 // message starts one, as usual.
 func (c *Controller) reown(id string) {
-	if c.cfg.Owns != nil && !c.cfg.Owns(id) {
+	if !c.owns(id) {
 		return
 	}
 	lctx, cancel := context.WithTimeout(c.ctx, c.cfg.PublishTimeout)

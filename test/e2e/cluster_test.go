@@ -26,6 +26,10 @@ func newClusterEnv(t *testing.T, gopts gcbtest.Options, mutate func(*configs.Con
 	t.Helper()
 	ncl := natstest.StartCluster(t, 3)
 	e := newEnv(t, gopts, mutate)
+	// A lost node may take the leader of the consumer group's stream, or of the inbound stream it
+	// sources, with it: the server notices a stalled source after its health check interval
+	// (10s) and sources again, so inbound messages may wait up to about twice that.
+	e.outWait = 45 * time.Second
 	e.nc.Close()
 	e.ns.Shutdown()
 	e.ns.WaitForShutdown()
@@ -85,7 +89,8 @@ func TestDaemonOnAClusterR3(t *testing.T) {
 	e, ncl := newClusterEnv(t, gcbtest.Options{}, nil)
 	e.startClusterDaemon()
 	t.Logf("cluster and daemon up in %v", time.Since(began).Round(time.Millisecond))
-	assets := []string{e.cfg.NATS.Inbound.Stream, e.cfg.NATS.Outbound.Stream, e.cfg.NATS.Outbound.HandoffStream, "KV_" + e.cfg.NATS.KVBucket}
+	assets := []string{e.cfg.NATS.Inbound.Stream, e.cfg.NATS.Outbound.Stream, e.cfg.NATS.Outbound.HandoffStream, "KV_" + e.cfg.NATS.KVBucket,
+		chat.GroupStreamName(e.cfg.NATS.Inbound.Stream, e.cfg.Cluster.Group), "KV_" + chat.GroupBucket}
 	for _, name := range assets {
 		info := e.streamInfo(name)
 		if info.Config.Replicas != 3 {
@@ -95,12 +100,13 @@ func TestDaemonOnAClusterR3(t *testing.T) {
 	e.waitAllCurrent(assets)
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
-	ci, err := e.js.Consumer(ctx, e.cfg.NATS.Inbound.Stream, e.cfg.NATS.Inbound.Durable)
+	ci, err := e.js.Consumer(ctx, chat.GroupStreamName(e.cfg.NATS.Inbound.Stream, e.cfg.Cluster.Group), e.cfg.Cluster.Member)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cl := ci.CachedInfo().Cluster; cl == nil || len(cl.Replicas) != 2 {
-		t.Fatalf("inbound consumer is not on three nodes: %+v", cl)
+	// Three peers: the leader and two replicas (or three replicas while none leads yet).
+	if cl := ci.CachedInfo().Cluster; cl == nil || len(cl.Replicas)+min(len(cl.Leader), 1) != 3 {
+		t.Fatalf("the member's consumer is not on three nodes: %+v", cl)
 	}
 
 	// Round 1: a node that is not the meta leader, the daemon's own if it is one of those.

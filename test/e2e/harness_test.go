@@ -43,6 +43,8 @@ type env struct {
 
 	run      *daemonRun
 	watching bool
+	// outWait bounds the wait for an outbound message (default wait).
+	outWait time.Duration
 	// public is the daemon's public listener (http.public_listen), once it runs.
 	public atomic.Pointer[string]
 
@@ -99,6 +101,9 @@ func newEnv(t *testing.T, gopts gcbtest.Options, mutate func(*configs.Config)) *
 	cfg.Controller.JoinTimeout = d(10 * time.Second)
 	cfg.Controller.RetryDelay = d(500 * time.Millisecond)
 	cfg.Controller.Sweep = "@every 1s"
+	// A restarted daemon (killed, not stopped) takes its partitions back once the dead one's pin
+	// lapsed: short here, so that the old Controllers are still held when it re-joins.
+	cfg.Cluster.PinnedTTL = d(time.Second)
 	cfg.Controller.Breaker.OpenFor = d(time.Second)
 	cfg.NATS.Inbound.AckWait = d(5 * time.Second)
 	cfg.NATS.Inbound.Backoff = []configs.Duration{d(200 * time.Millisecond), d(500 * time.Millisecond), d(time.Second)}
@@ -262,7 +267,11 @@ func (e *env) event(iid string, typ chat.EventType, agent string) {
 // suffix and that belongs to interaction iid, failing the test after the bound.
 func (e *env) expect(iid, suffix string) outMsg {
 	e.t.Helper()
-	deadline := time.After(wait)
+	bound := wait
+	if e.outWait > 0 {
+		bound = e.outWait
+	}
+	deadline := time.After(bound)
 	for {
 		e.outMu.Lock()
 		if suffix == "cobrowse" { // a page message
@@ -287,7 +296,7 @@ func (e *env) expect(iid, suffix string) outMsg {
 		select {
 		case <-e.outC:
 		case <-deadline:
-			e.t.Fatalf("no outbound %s message for %s within %v; seen:\n%s", suffix, iid, wait, e.dump())
+			e.t.Fatalf("no outbound %s message for %s within %v; seen:\n%s", suffix, iid, bound, e.dump())
 		}
 	}
 }

@@ -27,6 +27,7 @@ const LogEnv = "NATSTEST_LOG"
 // Fatal on the test that started the cluster, so call them from its goroutine.
 type Cluster struct {
 	tb    testing.TB
+	base  string // the nodes' stores are made in it
 	mu    sync.Mutex
 	nodes []*clusterNode
 }
@@ -45,7 +46,9 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	if n < 1 {
 		tb.Fatalf("natstest: cluster of %d nodes", n)
 	}
-	c := &Cluster{tb: tb}
+	// The stores' directory is made before the shutdown is registered, so that it is removed
+	// after the nodes stopped writing to it (cleanups run last first).
+	c := &Cluster{tb: tb, base: tb.TempDir()}
 	tb.Cleanup(c.shutdown)
 	// A free port picked by listening and closing may be taken again before the node binds it:
 	// start over on new ports (and stores) when a node does not come up.
@@ -73,6 +76,10 @@ func (c *Cluster) startAll(tb testing.TB, n int) error {
 	logs := os.Getenv(LogEnv)
 	nodes := make([]*clusterNode, n)
 	for i := range nodes {
+		store, err := os.MkdirTemp(c.base, "n")
+		if err != nil {
+			return err
+		}
 		var routes []string
 		for j, p := range ports {
 			if j != i {
@@ -86,7 +93,7 @@ func (c *Cluster) startAll(tb testing.TB, n int) error {
 			Cluster:    server.ClusterOpts{Name: "natstest", Host: "127.0.0.1", Port: ports[i]},
 			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
 			JetStream:  true,
-			StoreDir:   tb.TempDir(),
+			StoreDir:   store,
 			NoLog:      logs == "",
 			Debug:      logs == "debug",
 			NoSigs:     true,

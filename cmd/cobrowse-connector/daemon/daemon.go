@@ -110,12 +110,29 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	}
 	closers = append(closers, vs.close)
 
-	ctrl, err := controller.New(controllerConfig(cfg, log), vs.conns, store, pub)
+	// The consumer group says which interactions this replica owns; the controller acts for
+	// those only, and takes up their live sessions when the consumer tells it (chat.Assignee).
+	consumer, err := chat.NewConsumer(setupCtx, js, chatConfig(cfg, log))
+	if err != nil {
+		return fmt.Errorf("inbound consumer: %w", err)
+	}
+	ccfg := controllerConfig(cfg, log)
+	ccfg.Owns = consumer.Owns
+	ctrl, err := controller.New(ccfg, vs.conns, store, pub)
 	if err != nil {
 		return err
 	}
-	// The controller's actors (recovered ones first) are stopped before the connector and NATS
-	// go, within the shutdown bound; an abort gives them none.
+	// Closers run last first. Once the actors are done, the member's partitions are handed over
+	// at once (not after the pinned TTL): a restarted member or a standby instance takes them.
+	closers = append(closers, func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := consumer.LetGo(uctx); err != nil {
+			log.Warn("handing the member's partitions over failed: they move after cluster.pinned_ttl", "error", err)
+		}
+	})
+	// The controller's actors are stopped before the connector and NATS go, within the shutdown
+	// bound; an abort gives them none.
 	shutdownBound := cfg.ShutdownTimeout.D()
 	closers = append(closers, func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownBound)
@@ -124,13 +141,6 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 			log.Warn("shutdown", "error", err)
 		}
 	})
-	if err := ctrl.Recover(setupCtx); err != nil {
-		return err
-	}
-	consumer, err := chat.NewConsumer(setupCtx, js, chatConfig(cfg, log))
-	if err != nil {
-		return fmt.Errorf("inbound consumer: %w", err)
-	}
 	// Zoom's webhooks pass through NATS: the router (its stream made before the public listener
 	// takes the first delivery) hands each to the interaction that holds the session.
 	var router *chat.Router
@@ -398,6 +408,10 @@ func chatConfig(cfg configs.Config, log *slog.Logger) chat.Config {
 		Prefix:        cfg.NATS.Prefix,
 		Stream:        in.Stream,
 		Durable:       in.Durable,
+		Group:         cfg.Cluster.Group,
+		Member:        cfg.Cluster.Member,
+		Partitions:    cfg.Cluster.Partitions,
+		PinnedTTL:     cfg.Cluster.PinnedTTL.D(),
 		MaxPayload:    in.MaxPayload,
 		AckWait:       in.AckWait.D(),
 		MaxDeliver:    in.MaxDeliver,
