@@ -159,8 +159,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	if !validName(cfg.Group) {
 		bad("chat: group %q: want a name without '.', '*', '>' or spaces", cfg.Group)
 	}
-	if !validName(cfg.Member) {
-		bad("chat: member %q: want a name without '.', '*', '>' or spaces", cfg.Member)
+	if !validMember(cfg.Member) {
+		bad("chat: member %q: want 1 to 64 letters, digits, '-' or '_'", cfg.Member)
 	}
 	if cfg.Partitions < 1 || cfg.Partitions > MaxPartitions {
 		bad("chat: partitions %d: want 1 to %d", cfg.Partitions, MaxPartitions)

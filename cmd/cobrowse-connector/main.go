@@ -25,6 +25,9 @@ const usage = `usage:
                                            run the daemon on embedded defaults (embedded NATS, built-in
                                            3-node Co-browse Server) with a scripted conversation
   cobrowse-connector version                print the version and the Go release it was built with
+  cobrowse-connector cluster [--config FILE] status | add MEMBER... | remove MEMBER... | step-down MEMBER
+                                           show or change the replicas' consumer group on the NATS of the
+                                           config (nats.url): members and their partitions, as JSON
   cobrowse-connector config [--config FILE] [--check]
                                            check the config as run does and print it, secrets masked;
                                            --check: only check it (no output when it is valid). A
@@ -54,6 +57,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	vendor := fs.String("vendor", "genesys", "demo: the co-browse vendor it plays: genesys, zoom or cec")
 	check := fs.Bool("check", false, "config: only check the config, print nothing when it is valid")
 	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 && args[0] != "cluster" {
+		fmt.Fprintf(stderr, "cobrowse-connector %s: unexpected arguments %q\n", args[0], fs.Args())
 		return 2
 	}
 	if *check && args[0] != "config" {
@@ -87,6 +94,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		if !*check {
 			fmt.Fprint(stdout, cfg.String())
+		}
+		return 0
+	case "cluster":
+		if fs.NArg() == 0 {
+			fmt.Fprintf(stderr, "cobrowse-connector cluster: name an action: status, add, remove or step-down\n")
+			return 2
+		}
+		cfg, err := loadConfig(*configPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "cobrowse-connector: %v\n", err)
+			return 2
+		}
+		if err := daemon.ClusterCommand(ctx, cfg, fs.Arg(0), fs.Args()[1:], stdout); err != nil {
+			fmt.Fprintf(stderr, "cobrowse-connector cluster: %v\n", err)
+			return 1
 		}
 		return 0
 	case "version":

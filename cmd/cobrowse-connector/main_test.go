@@ -140,3 +140,24 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version output %q", out.String())
 	}
 }
+
+// TestArguments: only cluster takes arguments after its flags; cluster needs an action, and works
+// on the configured NATS (not an embedded one).
+func TestArguments(t *testing.T) {
+	t.Setenv("COBROWSE_GENESYS_URL", "http://gcb.example:8700/cobrowse")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"run", "extra"}, 2, `cobrowse-connector run: unexpected arguments ["extra"]`},
+		{[]string{"version", "x"}, 2, "unexpected arguments"},
+		{[]string{"cluster"}, 2, "name an action: status, add, remove or step-down"},
+		{[]string{"cluster", "status"}, 2, "nats.url: required"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), tc.args, &stdout, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q", tc.args, code, stderr.String())
+		}
+	}
+}

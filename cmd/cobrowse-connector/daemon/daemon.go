@@ -116,6 +116,13 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("inbound consumer: %w", err)
 	}
+	svc, err := startService(nc, func(ctx context.Context) (*chat.Group, error) {
+		return chat.OpenGroup(ctx, js, chatConfig(cfg, log))
+	}, cfg.Cluster.Member, log)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, func() { _ = svc.Stop() })
 	ccfg := controllerConfig(cfg, log)
 	ccfg.Owns = consumer.Owns
 	ctrl, err := controller.New(ccfg, vs.conns, store, pub)
