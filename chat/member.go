@@ -252,6 +252,9 @@ func (m *member) create(ctx context.Context) (*source, error) {
 				continue
 			}
 		case notUnique(err):
+			if m.clearRemoved(ctx) {
+				continue
+			}
 			if !logged {
 				logged = true
 				c.log.Info("waiting for the partitions' previous owner to let go of them", "member", c.cfg.Member)
@@ -271,6 +274,34 @@ func (m *member) create(ctx context.Context) (*source, error) {
 		}
 		wait = min(wait*2, retryMax)
 	}
+}
+
+// clearRemoved deletes the consumers of members the membership no longer has and that nobody uses
+// (a member removed after it died): their filters would keep the partitions from their new owners
+// until the server's inactivity threshold. It reports whether it deleted one.
+func (m *member) clearRemoved(ctx context.Context) bool {
+	c := m.c
+	cfg, err := pcgroups.GetElasticConsumerGroupConfig(ctx, c.js, c.StreamName(), c.cfg.Group)
+	if err != nil {
+		return false
+	}
+	stream := GroupStreamName(c.StreamName(), c.cfg.Group)
+	s, err := c.js.Stream(ctx, stream)
+	if err != nil {
+		return false
+	}
+	deleted := false
+	infos := s.ListConsumers(ctx)
+	for info := range infos.Info() {
+		if cfg.IsInMembership(info.Name) || !idleInfo(info, "") {
+			continue
+		}
+		if err := c.js.DeleteConsumer(ctx, stream, info.Name); err == nil {
+			deleted = true
+			c.log.Info("deleted the consumer of a removed member that is gone", "removed", info.Name)
+		}
+	}
+	return deleted
 }
 
 // consumerIdle reports whether the member's consumer has no client: no pull request waiting and

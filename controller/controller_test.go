@@ -866,6 +866,30 @@ func TestRejoinAfterRestartWaitsForTheServer(t *testing.T) {
 	})
 }
 
+// TestAgentAssignedDuringTheRejoinGetsTheView: an agent assigned while the session is being
+// re-joined (after a restart, or on the replica that took the interaction over) gets the agent view
+// once the session is held again, not never.
+func TestAgentAssignedDuringTheRejoinGetsTheView(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		gate := make(chan struct{})
+		h.conn.mu.Lock()
+		h.conn.rejoinGate = gate
+		h.conn.mu.Unlock()
+		h.restart()
+		synctest.Wait()
+		mustFate(t, h.event("i1", chat.EventAssigned, "a2"), "ack")
+		wantKinds(t, h, "joined", "attach#1")
+		close(gate)
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1", "view:a2")
+		if st := h.store.get("i1"); st.Live == nil || st.Live.ViewOwed {
+			t.Fatalf("state after the view went out: %+v", st.Live)
+		}
+	})
+}
+
 // TestRehandshakeReportsAnAgentWhoJoinedMeanwhile: the activated notification went to the expired
 // Bayeux session; the re-join reply lists the agent: activated and CoBrowseStartTime follow.
 func TestRehandshakeReportsAnAgentWhoJoinedMeanwhile(t *testing.T) {

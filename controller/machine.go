@@ -339,6 +339,7 @@ func (a *actor) rejoined(ctx context.Context, r rejoinResult) {
 	a.dirty = true
 	a.attachSession(r.sess)
 	a.log.Info("re-joined a live session", "session_id", l.Handle.SessionID)
+	a.sendOwedView()
 	a.agentMayHaveJoined()
 }
 

@@ -64,7 +64,15 @@ func (a *actor) queueAgentView() { a.queueHandoffs(connector.HandoffView) }
 // per agent, a start for the customer page, end requests).
 func (a *actor) queueHandoffs(kind connector.HandoffKind) {
 	l := a.st.Live
-	if l == nil || a.sess == nil {
+	if l == nil {
+		return
+	}
+	if a.sess == nil {
+		// Re-joining: the view is owed to the agent until the session is held again.
+		if kind == connector.HandoffView && !l.ViewOwed {
+			l.ViewOwed = true
+			a.dirty = true
+		}
 		return
 	}
 	a.queuePages(a.sess.Handoffs(kind, a.st.AgentID), pageSessionID(a.st))

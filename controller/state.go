@@ -40,6 +40,9 @@ type Live struct {
 	// StopBy is set while the daemon waits for the vendor's word that a session it asked the
 	// pages to end has ended (a vendor whose end comes as a signal): at StopBy it ends anyway.
 	StopBy time.Time `json:"stopBy,omitzero"`
+	// ViewOwed: an agent was assigned while no connection to the session was held (it was being
+	// re-joined): the agent's view goes out once the session is joined again.
+	ViewOwed bool `json:"viewOwed,omitempty"`
 }
 
 // State is everything the daemon keeps about one interaction, saved in the key-value bucket

@@ -76,6 +76,15 @@ func (a *actor) attachSession(sess connector.Session) {
 	a.events = sess.Events()
 }
 
+// sendOwedView announces the agent view that an assignment during the re-join could not.
+func (a *actor) sendOwedView() {
+	if l := a.st.Live; l != nil && l.ViewOwed && a.sess != nil {
+		l.ViewOwed = false
+		a.dirty = true
+		a.queueAgentView()
+	}
+}
+
 // pendingStopFor bounds how long a stop that failed by every route keeps being retried.
 const pendingStopFor = time.Hour
 

@@ -11,6 +11,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/configs"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest"
 	"github.com/cobrowse-connector/cobrowse-connector/test/logtest"
 )
@@ -46,38 +47,55 @@ func daemonBinary(t *testing.T) string {
 
 // proc is the daemon running as a process of its own, its JSON log collected.
 type proc struct {
-	cmd  *exec.Cmd
-	logs *logtest.Buffer
-	done chan struct{}
+	cmd    *exec.Cmd
+	logs   *logtest.Buffer
+	done   chan struct{}
+	exited chan error // the process's exit, once
 }
 
 // startProcess runs `cobrowse-connector run` with e.cfg and waits until it consumes.
 func (e *env) startProcess() *proc {
 	e.t.Helper()
-	cfg := e.cfg
+	p := e.launchProcess(e.cfg)
+	if !p.logs.WaitFor("cobrowse-connector running", wait, p.exited) {
+		e.t.Fatalf("daemon process not ready:\n%s", p.logs.Tail(4000))
+	}
+	e.watchOnce()
+	return p
+}
+
+// writeConfig writes cfg (JSON logs at debug) to a file of the test's and returns its path.
+func (e *env) writeConfig(cfg configs.Config) string {
+	e.t.Helper()
 	cfg.Log.Format, cfg.Log.Level = "json", "debug"
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	path := filepath.Join(e.t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	f, err := os.CreateTemp(e.t.TempDir(), "config-*.yaml")
+	if err != nil {
 		e.t.Fatal(err)
 	}
-	p := &proc{logs: &logtest.Buffer{}, done: make(chan struct{})}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		e.t.Fatal(err)
+	}
+	return f.Name()
+}
+
+// launchProcess starts `cobrowse-connector run` with cfg, without waiting for it.
+func (e *env) launchProcess(cfg configs.Config) *proc {
+	e.t.Helper()
+	path := e.writeConfig(cfg)
+	p := &proc{logs: &logtest.Buffer{}, done: make(chan struct{}), exited: make(chan error, 1)}
 	p.cmd = exec.Command(daemonBinary(e.t), "run", "--config", path)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no COBROWSE_* from the test's environment
 	if err := p.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- p.cmd.Wait(); close(p.done) }()
+	go func() { p.exited <- p.cmd.Wait(); close(p.done) }()
 	e.t.Cleanup(func() { p.kill(); _, _ = e.logs.Write([]byte(p.logs.String())) })
-	if !p.logs.WaitFor("cobrowse-connector running", wait, exited) {
-		e.t.Fatalf("daemon process not ready:\n%s", p.logs.Tail(4000))
-	}
-	e.watchOnce()
 	return p
 }
 

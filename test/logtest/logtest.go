@@ -28,11 +28,17 @@ func (b *Buffer) Write(p []byte) (int, error) {
 // WaitFor waits until the output holds substr, at most d; it reports whether it does. stop, when
 // it becomes ready first, ends the wait early (false).
 func (b *Buffer) WaitFor(substr string, d time.Duration, stop <-chan error) bool {
+	return b.WaitCount(substr, 1, d, stop)
+}
+
+// WaitCount waits until the output holds substr at least n times, at most d; it reports whether
+// it does. stop, when it becomes ready first, ends the wait early (false).
+func (b *Buffer) WaitCount(substr string, n int, d time.Duration, stop <-chan error) bool {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for {
 		b.mu.Lock()
-		if strings.Contains(b.buf.String(), substr) {
+		if strings.Count(b.buf.String(), substr) >= n {
 			b.mu.Unlock()
 			return true
 		}
