@@ -90,13 +90,36 @@ func (e *env) launchProcess(cfg configs.Config) *proc {
 	p := &proc{logs: &logtest.Buffer{}, done: make(chan struct{}), exited: make(chan error, 1)}
 	p.cmd = exec.Command(daemonBinary(e.t), "run", "--config", path)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no COBROWSE_* from the test's environment
+	// No COBROWSE_* from the test's environment; the secrets (masked in the file) as a
+	// deployment passes them.
+	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, secretEnv(cfg)...)
 	if err := p.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
 	go func() { p.exited <- p.cmd.Wait(); close(p.done) }()
 	e.t.Cleanup(func() { p.kill(); _, _ = e.logs.Write([]byte(p.logs.String())) })
 	return p
+}
+
+// secretEnv is the config's secrets as environment variables: the config file holds them masked.
+func secretEnv(cfg configs.Config) []string {
+	var env []string
+	for name, v := range map[string]configs.Secret{
+		"COBROWSE_ZOOM_SDK_SECRET":                            cfg.Zoom.SDKSecret,
+		"COBROWSE_ZOOM_CLIENT_SECRET":                         cfg.Zoom.ClientSecret,
+		"COBROWSE_ZOOM_WEBHOOK_SECRET":                        cfg.Zoom.Webhook.Secret,
+		"COBROWSE_ZOOM_WEBHOOK_PREVIOUS_SECRET":               cfg.Zoom.Webhook.PreviousSecret,
+		"COBROWSE_ZOOM_TOKEN_ENDPOINT_BEARER_SECRET":          cfg.Zoom.TokenEndpoint.BearerSecret,
+		"COBROWSE_ZOOM_TOKEN_ENDPOINT_PREVIOUS_BEARER_SECRET": cfg.Zoom.TokenEndpoint.PreviousBearerSecret,
+		"COBROWSE_CEC_APP_SECRET":                             cfg.CEC.AppSecret,
+		"COBROWSE_NATS_PASSWORD":                              cfg.NATS.Password,
+		"COBROWSE_NATS_TOKEN":                                 cfg.NATS.Token,
+	} {
+		if v.Reveal() != "" {
+			env = append(env, name+"="+v.Reveal())
+		}
+	}
+	return env
 }
 
 // kill sends SIGKILL and reaps the process.

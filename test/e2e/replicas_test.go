@@ -16,6 +16,7 @@ import (
 	"github.com/cobrowse-connector/cobrowse-connector/attach"
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/zoom/zoomtest"
 )
 
 // replica is one daemon replica as a process of its own.
@@ -339,5 +340,58 @@ func TestUpgradeDrainsTheSingleDurable(t *testing.T) {
 	}
 	if n := strings.Count(e.logs.String(), `msg="joined as Controller" component=controller interaction=i-2`); n != 1 {
 		t.Fatalf("i-2 joined %d times", n)
+	}
+}
+
+// publicAddr is the replica's public listener address, from its log.
+func (r *replica) publicAddr(t *testing.T) string {
+	t.Helper()
+	r.waitLog(t, "public listener serving", 1)
+	for line := range strings.Lines(r.logs.String()) {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "public listener serving" {
+			return rec.Addr
+		}
+	}
+	t.Fatalf("replica %s logged no public listener address", r.name)
+	return ""
+}
+
+// TestZoomWebhooksReachTheOwner: two replicas serve Zoom; the ingress sends every webhook (and the
+// backend every token request) to replica a, while the interaction belongs to replica b. The
+// webhooks pass through NATS keyed by interaction: b, the owner, reports the agent's join and ends
+// the session when Zoom says it ended; a never acts for the interaction.
+func TestZoomWebhooksReachTheOwner(t *testing.T) {
+	ze := newZoomEnv(t, zoomtest.Options{}, nil)
+	a := ze.startReplica("a")
+	a.waitLog(t, "consuming the member's partitions", 1)
+	addr := a.publicAddr(t)
+	ze.public.Store(&addr)
+	ze.watchOnce()
+	st := ze.clusterCmd("add", "b")
+	b := ze.startReplica("b")
+	b.waitLog(t, "consuming the member's partitions", 1)
+	iid := interactionsFor(st, 1)["b"][0]
+
+	ze.created(iid, "agent-1")
+	s, view := ze.pinSession(iid)
+	ze.agentJoins(view)
+	ze.expectActivated(iid)
+	ze.event(iid, chat.EventTransferred, "agent-2")
+	ze.endsInPages(iid, "agent-1", s, true)
+	if u := ze.expectEnd(iid, "interaction_transferred"); u.Data.SessionID != s.ID {
+		t.Fatalf("final attach %+v", u.Data)
+	}
+	if n := a.count(`"msg":"webhook delivery handed over"`); n < 2 || b.count(`"msg":"webhook delivery handed over"`) != 0 {
+		t.Fatalf("webhooks taken: %d by a, %d by b; want every one by a", n, b.count(`"msg":"webhook delivery handed over"`))
+	}
+	if n := a.count(`"component":"controller","interaction":"` + iid + `"`); n != 0 {
+		t.Fatalf("replica a logged %d controller lines for %s, which b owns", n, iid)
+	}
+	if b.count(`"msg":"session activated","component":"controller","interaction":"`+iid+`"`) != 1 {
+		t.Fatalf("replica b did not report the agent's join of %s", iid)
 	}
 }
