@@ -96,6 +96,19 @@ type clusterRequest struct {
 	Members []string `json:"members"`
 }
 
+// decodeClusterRequest reads a cluster endpoint's body: none for status, {"members": [...]} for
+// the others (at most 64 members, checked by the group).
+func decodeClusterRequest(action string, b []byte) ([]string, error) {
+	if action == ClusterStatus {
+		return nil, nil
+	}
+	var body clusterRequest
+	if err := json.Unmarshal(b, &body); err != nil || len(body.Members) == 0 || len(body.Members) > 64 {
+		return nil, errors.New(`the body must be {"members": ["name", ...]} with 1 to 64 members`)
+	}
+	return body.Members, nil
+}
+
 // startService registers the micro service with the cluster endpoints. Membership changes are
 // authorised by NATS permissions on the endpoint subjects (docs/replicas.md).
 func startService(nc *nats.Conn, open func(context.Context) (*chat.Group, error), member string, log *slog.Logger) (micro.Service, error) {
@@ -112,9 +125,9 @@ func startService(nc *nats.Conn, open func(context.Context) (*chat.Group, error)
 	for _, action := range []string{ClusterStatus, ClusterAdd, ClusterRemove, ClusterStepDown} {
 		name := strings.ReplaceAll(action, "-", "_")
 		err := cluster.AddEndpoint(name, micro.HandlerFunc(func(req micro.Request) {
-			var body clusterRequest
-			if action != ClusterStatus && json.Unmarshal(req.Data(), &body) != nil {
-				_ = req.Error("400", `the body must be {"members": ["name", ...]}`, nil)
+			members, err := decodeClusterRequest(action, req.Data())
+			if err != nil {
+				_ = req.Error("400", err.Error(), nil)
 				return
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -124,13 +137,13 @@ func startService(nc *nats.Conn, open func(context.Context) (*chat.Group, error)
 				_ = req.Error("503", err.Error(), nil)
 				return
 			}
-			st, err := clusterAction(ctx, g, action, body.Members)
+			st, err := clusterAction(ctx, g, action, members)
 			if err != nil {
 				_ = req.Error("400", err.Error(), nil)
 				return
 			}
 			if action != ClusterStatus {
-				log.Info("cluster membership changed", "action", action, "members", body.Members)
+				log.Info("cluster membership changed", "action", action, "members", members)
 			}
 			_ = req.RespondJSON(st)
 		}), micro.WithEndpointMetadata(map[string]string{"action": action}))

@@ -137,3 +137,18 @@ func TestServiceVersion(t *testing.T) {
 		}
 	}
 }
+
+// FuzzClusterRequest: any body of a cluster endpoint request is read without a panic, and what it
+// gives is bounded.
+func FuzzClusterRequest(f *testing.F) {
+	f.Add([]byte(`{"members":["r2","r3"]}`))
+	f.Add([]byte(`{"members":[]}`))
+	f.Add([]byte(`{"members":"r2"}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		members, err := decodeClusterRequest(ClusterAdd, b)
+		if err == nil && (len(members) == 0 || len(members) > 64) {
+			t.Fatalf("%d members accepted", len(members))
+		}
+	})
+}
