@@ -518,7 +518,8 @@ func (c *Consumer) drainLegacy(ctx context.Context, m *member) error {
 	}
 	c.log.Info("draining the previous release's durable consumer", "consumer", c.cfg.Durable)
 	m.active = true
-	c.setOwned(allParts(c.cfg.Partitions))
+	m.parts = allParts(c.cfg.Partitions)
+	c.setOwned(m.parts)
 	if err := m.acquire(ctx); err != nil {
 		return err
 	}

@@ -179,7 +179,7 @@ func (m *member) apply(ctx context.Context, cfg pcgroups.ElasticConsumerGroupCon
 	}
 	m.stopPull()
 	had := m.parts
-	if m.active {
+	if m.active && !had.intersect(want).equal(had) {
 		c.setOwned(had.intersect(want))
 		m.release(ctx)
 	}
