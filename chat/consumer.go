@@ -471,6 +471,16 @@ func (c *Consumer) runMember(ctx context.Context, m *member, wg *sync.WaitGroup)
 	updates := make(chan []byte)
 	wg.Go(func() { c.watchGroup(ctx, updates) })
 	c.log.Info("consuming inbound messages", "stream", c.StreamName(), "group", c.cfg.Group, "member", c.cfg.Member)
+	err := serve(ctx, c, m, updates, func(v []byte) (bool, error) { return false, m.onMembership(ctx, v) })
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// serve hands the queued items over, in order, until ctx is done, and calls on for each value
+// of wake between two items, until on says it is done or fails.
+func serve[T any](ctx context.Context, c *Consumer, m *member, wake <-chan T, on func(T) (bool, error)) error {
 	for {
 		if d := m.q.tryPop(); d != nil {
 			if err := c.handle(ctx, m, d); err != nil {
@@ -480,12 +490,12 @@ func (c *Consumer) runMember(ctx context.Context, m *member, wg *sync.WaitGroup)
 		}
 		select {
 		case <-m.q.added:
-		case v := <-updates:
-			if err := m.onMembership(ctx, v); err != nil {
+		case v := <-wake:
+			if done, err := on(v); done || err != nil {
 				return err
 			}
 		case <-ctx.Done():
-			return nil
+			return ctx.Err()
 		}
 	}
 }
@@ -528,39 +538,26 @@ func (c *Consumer) drainLegacy(ctx context.Context, m *member) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var settleBy time.Time // set once nothing is pending: the bound on what is still being handled
-	for {
-		if d := m.q.tryPop(); d != nil {
-			if err := c.handle(ctx, m, d); err != nil {
-				return err
-			}
-			continue
-		}
-		select {
-		case <-m.q.added:
-			continue
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
+	return serve(ctx, c, m, tick.C, func(time.Time) (bool, error) {
 		info, err := c.legacy.cons.Info(ctx)
 		if err != nil {
 			c.log.Debug("reading the durable being drained failed", "error", err)
-			continue
+			return false, nil
 		}
 		if info.NumPending > 0 || m.q.len() > 0 {
-			continue
+			return false, nil
 		}
 		if settleBy.IsZero() {
 			settleBy = time.Now().Add(c.cfg.AckWait)
 		}
 		if info.NumAckPending > 0 && time.Now().Before(settleBy) {
-			continue
+			return false, nil
 		}
 		m.stopPull()
 		m.src = nil
 		floor := info.AckFloor.Stream
 		if err := c.ensureGroup(ctx, floor+1); err != nil {
-			return err
+			return true, err
 		}
 		if err := c.js.DeleteConsumer(ctx, c.StreamName(), c.cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			c.log.Warn("deleting the drained durable consumer failed; delete it by hand", "consumer", c.cfg.Durable, "error", err)
@@ -568,8 +565,8 @@ func (c *Consumer) drainLegacy(ctx context.Context, m *member) error {
 		c.legacy = nil
 		c.log.Info("drained the previous release's durable consumer: the consumer group takes over",
 			"consumer", c.cfg.Durable, "ack_floor", floor, "unsettled", info.NumAckPending)
-		return nil
-	}
+		return true, nil
+	})
 }
 
 // keeperPeriod is a quarter of the shortest ack deadline the server may apply: a delivery is

@@ -291,27 +291,6 @@ func (q *queue) len() int {
 	return len(q.items)
 }
 
-// pop returns the oldest delivery, waiting for one; nil when ctx is done.
-func (q *queue) pop(ctx context.Context) *delivery {
-	for {
-		q.mu.Lock()
-		if len(q.items) > 0 {
-			d := q.items[0]
-			q.items[0] = nil
-			q.items = q.items[1:]
-			q.mu.Unlock()
-			signal(q.removed)
-			return d
-		}
-		q.mu.Unlock()
-		select {
-		case <-q.added:
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
 // waitBelow waits until fewer than n deliveries are queued and returns how many are; false when
 // ctx is done.
 func (q *queue) waitBelow(ctx context.Context, n int) (int, bool) {

@@ -346,3 +346,32 @@ func FuzzMembership(f *testing.F) {
 		}
 	})
 }
+
+// TestRefusesAGroupStreamThatBreaksOwnership: a stream in the group stream's place that is not a
+// work queue sourcing the inbound stream by partition is refused at start with the reason.
+func TestRefusesAGroupStreamThatBreaksOwnership(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  jetstream.StreamConfig
+		want string
+	}{
+		{"limits", jetstream.StreamConfig{Subjects: []string{"other.>"}}, "is not a work queue"},
+		{"no source", jetstream.StreamConfig{Retention: jetstream.WorkQueuePolicy, Subjects: []string{"other.>"}}, "does not source the inbound stream CC_INBOUND alone"},
+		{"unpartitioned", jetstream.StreamConfig{Retention: jetstream.WorkQueuePolicy, Sources: []*jetstream.StreamSource{{Name: "CC_INBOUND"}}}, "does not partition the inbound subjects as the group does"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			if _, err := e.js.CreateStream(ctxFor(t), jetstream.StreamConfig{Name: "CC_INBOUND", Subjects: []string{"cc.chat.*.message", "cc.interaction.*.event", "cc.signal.*.*"}}); err != nil {
+				t.Fatal(err)
+			}
+			tc.cfg.Name = "CC_INBOUND-cobrowse"
+			if _, err := e.js.CreateStream(ctxFor(t), tc.cfg); err != nil {
+				t.Fatal(err)
+			}
+			_, err := NewConsumer(ctxFor(t), e.js, Config{})
+			if err == nil || !strings.Contains(err.Error(), "stream CC_INBOUND-cobrowse "+tc.want+": it cannot carry the consumer group cobrowse") {
+				t.Fatalf("NewConsumer: %v", err)
+			}
+		})
+	}
+}
