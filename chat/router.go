@@ -67,6 +67,10 @@ type RouterConfig struct {
 	RetryDelay time.Duration
 	// PublishTimeout bounds one publish of a signal, PubAck included, and one Lookup. Default 5s.
 	PublishTimeout time.Duration
+	// PinnedTTL: the router's consumer is pinned, so that of several replicas one routes at a
+	// time and one session's webhooks keep their order; another replica takes over once the
+	// routing one stopped pulling for this long (or at once after LetGo). Default 10s.
+	PinnedTTL time.Duration
 
 	// Resolve reads a vendor's webhook body: the vendor's session id and the signal it says.
 	// ok false: the body means nothing the router can route (it is terminated). Required.
@@ -104,6 +108,9 @@ func (cfg RouterConfig) withDefaults() (RouterConfig, error) {
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = DefaultPublishTimeout
 	}
+	if cfg.PinnedTTL == 0 {
+		cfg.PinnedTTL = DefaultPinnedTTL
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -123,6 +130,9 @@ func (cfg RouterConfig) withDefaults() (RouterConfig, error) {
 	}
 	if cfg.Replicas < 0 || cfg.Replicas > 5 {
 		bad("router: replicas %d: want 1 to 5", cfg.Replicas)
+	}
+	if cfg.PinnedTTL < time.Second {
+		bad("router: pinned ttl %v: want at least 1s", cfg.PinnedTTL)
 	}
 	if cfg.MaxDeliver < 1 {
 		bad("router: max deliver %d: want > 0", cfg.MaxDeliver)
@@ -157,6 +167,7 @@ type Router struct {
 	stream  string
 	cons    atomic.Pointer[jetstream.Consumer]
 	running atomic.Bool
+	pin     atomic.Pointer[string] // the pin id the server last handed this router
 
 	// Test hooks, set before Run. afterPublish, when it returns true, has the router nak the
 	// webhook at once instead of acking it (a daemon stopped between the PubAck and the ack).
@@ -205,6 +216,10 @@ func (r *Router) ensure(ctx context.Context) error {
 		AckWait:       r.cfg.AckWait,
 		MaxDeliver:    r.cfg.MaxDeliver,
 		FilterSubject: r.subject,
+		// One replica routes at a time (an earlier release's consumer is updated in place).
+		PriorityGroups: []string{priorityGroup},
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PinnedTTL:      r.cfg.PinnedTTL,
 	})
 	if err != nil {
 		return fmt.Errorf("router: consumer %s on stream %s: %w", r.cfg.Durable, r.stream, err)
@@ -316,13 +331,19 @@ func (r *Router) Run(ctx context.Context) error {
 // for the webhook, never a webhook pulled and not yet routed.
 func (r *Router) fetch(ctx context.Context) error {
 	cons := *r.cons.Load()
-	fctx, cancel := context.WithTimeout(ctx, fetchWait)
+	// Pull well within the pinned TTL, or the pin lapses between two pulls.
+	expiry := min(fetchWait, r.cfg.PinnedTTL/2)
+	fctx, cancel := context.WithTimeout(ctx, expiry)
 	defer cancel()
-	batch, err := cons.Fetch(1, jetstream.FetchHeartbeat(fetchHeartbeat), jetstream.FetchContext(fctx))
+	batch, err := cons.Fetch(1, jetstream.FetchHeartbeat(min(fetchHeartbeat, expiry/4)), jetstream.FetchContext(fctx),
+		jetstream.FetchPriorityGroup(priorityGroup))
 	if err != nil {
 		return err
 	}
 	for msg := range batch.Messages() {
+		if pin := msg.Headers().Get(pinHeader); pin != "" {
+			r.pin.Store(&pin)
+		}
 		if ctx.Err() != nil {
 			r.settle(msg, "nak", func() error { return msg.Nak() })
 			continue
@@ -330,8 +351,35 @@ func (r *Router) fetch(ctx context.Context) error {
 		r.route(ctx, msg)
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) &&
-		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) &&
+		!errors.Is(err, jetstream.ErrPinIDMismatch) { // another replica routes now; the client pulls without the pin
 		return err
+	}
+	return nil
+}
+
+// LetGo hands the routing over at once, for a replica that stops: if the server's pin is this
+// router's, it unpins it, so that another replica routes without waiting for the pinned TTL. Call it
+// after Run returned.
+func (r *Router) LetGo(ctx context.Context) error {
+	pin := r.pin.Load()
+	cons := r.cons.Load()
+	if pin == nil || cons == nil || r.js.Conn().IsClosed() {
+		return nil
+	}
+	info, err := (*cons).Info(ctx)
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	if pinnedElsewhere(info, "") != *pin {
+		return nil // not this router's (any more)
+	}
+	s, err := r.js.Stream(ctx, r.stream)
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	if err := s.UnpinConsumer(ctx, r.cfg.Durable, priorityGroup); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("router: unpin: %w", err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -362,4 +363,39 @@ func TestRouterRunEndsWhenTheConnectionCloses(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("Run did not return after the connection closed")
 	}
+}
+
+// TestRoutersOneAtATime: of two routers (two replicas), the pinned one routes every webhook, so a
+// session's webhooks keep their order; once it stops and lets go, the other routes.
+func TestRoutersOneAtATime(t *testing.T) {
+	e := newRouterEnv(t)
+	e.hold("s1", "I1")
+	first := e.router(t, RouterConfig{PinnedTTL: 2 * time.Second})
+	firstCtx, stopFirst := context.WithCancel(context.Background())
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- first.Run(firstCtx) }()
+	e.webhook(t, "w0", `{"session":"s1","type":"user_joined"}`)
+	e.expect(t, "ack") // the first router holds the pin now
+
+	second := e.router(t, RouterConfig{PinnedTTL: 2 * time.Second})
+	var secondSettled atomic.Int32
+	second.onSettle = func(uint64, string) { secondSettled.Add(1); e.verdicts <- "second" }
+	runRouter(t, second)
+	for i := range 5 {
+		e.webhook(t, fmt.Sprintf("w%d", i+1), `{"session":"s1","type":"user_joined"}`)
+		e.expect(t, "ack")
+	}
+	if n := secondSettled.Load(); n != 0 {
+		t.Fatalf("the standby router settled %d webhooks", n)
+	}
+
+	stopFirst()
+	if err := <-firstDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := first.LetGo(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	e.webhook(t, "w9", `{"session":"s1","type":"session_ended"}`)
+	e.expect(t, "second")
 }

@@ -155,6 +155,14 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		if router, err = chat.NewRouter(setupCtx, js, routerConfig(cfg, ctrl, log)); err != nil {
 			return fmt.Errorf("webhook router: %w", err)
 		}
+		// After the run (closers run last first): another replica routes at once.
+		closers = append(closers, func() {
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := router.LetGo(uctx); err != nil {
+				log.Warn("handing the webhook routing over failed: another replica routes after cluster.pinned_ttl", "error", err)
+			}
+		})
 	}
 	public, err := newPublicServer(cfg, vs, js, store, log)
 	if err != nil {

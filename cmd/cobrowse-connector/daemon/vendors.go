@@ -221,6 +221,7 @@ func routerConfig(cfg configs.Config, ctrl *controller.Controller, log *slog.Log
 		// A replay inside the timestamp window passes the signature check: it must be a duplicate.
 		DuplicateWindow: cfg.Zoom.Webhook.Window.D() + time.Minute,
 		PublishTimeout:  cfg.NATS.Outbound.PublishTimeout.D(),
+		PinnedTTL:       cfg.Cluster.PinnedTTL.D(),
 		Resolve:         resolveWebhook,
 		Lookup: func(ctx context.Context, vendor, sessionID string) (string, error) {
 			return ctrl.LookupSession(ctx, connector.Vendor(vendor), sessionID)
