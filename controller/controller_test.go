@@ -474,11 +474,13 @@ func TestPublishFailureIsRetriedWithoutDuplicates(t *testing.T) {
 	})
 }
 
+// TestSaveFailureNaksAndKeepsEffects: the save after a join fails; the message is nak'd and the
+// actor saves what the join did on its own retry.
 func TestSaveFailureNaksAndKeepsEffects(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
 		h.store.mu.Lock()
-		h.store.failSaves = 1
+		h.store.skipSaves, h.store.failSaves = 1, 1 // the join's marker is saved; the outcome is not
 		h.store.mu.Unlock()
 		mustFate(t, h.start_("i1", "123456789"), "nak")
 		time.Sleep(10 * time.Second)
@@ -863,6 +865,55 @@ func TestRejoinAfterRestartWaitsForTheServer(t *testing.T) {
 		h.conn.session(1).activate(time.Now())
 		synctest.Wait()
 		wantKinds(t, h, "joined", "attach#1", "activated", "attach#2")
+	})
+}
+
+// TestMarkerSavedBeforeTheJoin: a join whose marker cannot be saved is not tried (the message
+// comes back), so that no Controller of the daemon's can be in a session the state does not know of.
+func TestMarkerSavedBeforeTheJoin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.store.mu.Lock()
+		h.store.failSaves = 1
+		h.store.mu.Unlock()
+		mustFate(t, h.start_("i1", "123456789"), "nak")
+		if n := len(h.conn.sessions); n != 0 {
+			t.Fatalf("joined %d times without the marker saved", n)
+		}
+	})
+}
+
+// TestRefusedAfterAJoinThatNeverFinished: a daemon stopped between the server's taking its join
+// and the saved outcome; the join marker is in the state. The next attempt's refusal (its own
+// Controller is still there) is retried, not reported as join_failed, and the join succeeds once
+// the server let the old Controller go. A refusal without the marker is final.
+func TestRefusedAfterAJoinThatNeverFinished(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.store.write("i1", func(s *State) { s.Joining = &Joining{Token: "123456789", At: time.Now()} })
+		h.conn.mu.Lock()
+		h.conn.joinErr["123456789"] = &connector.ServerError{Op: "join", Kind: connector.ErrRefused, Reason: "controller already joined"}
+		h.conn.mu.Unlock()
+		mustFate(t, h.start_("i1", "123456789"), "nak")
+		wantKinds(t, h)
+		if st := h.store.get("i1"); st.Joining == nil {
+			t.Fatal("the marker went with a refusal that may be the old Controller's")
+		}
+		h.conn.mu.Lock()
+		delete(h.conn.joinErr, "123456789")
+		h.conn.mu.Unlock()
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		wantKinds(t, h, "joined", "attach#1")
+		if st := h.store.get("i1"); st.Joining != nil || st.Live == nil {
+			t.Fatalf("after the join: %+v", st)
+		}
+
+		h2 := newHarness(t, nil)
+		h2.conn.mu.Lock()
+		h2.conn.joinErr["123456789"] = &connector.ServerError{Op: "join", Kind: connector.ErrRefused, Reason: "controller already joined"}
+		h2.conn.mu.Unlock()
+		mustFate(t, h2.start_("i2", "123456789"), "ack")
+		wantKinds(t, h2, "failed:join_failed")
 	})
 }
 

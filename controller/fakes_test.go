@@ -238,11 +238,13 @@ func (s *fakeSession) stops() int {
 	return s.stopped
 }
 
-// memStore is a Store in memory with revisions; failSaves makes the next n saves fail.
+// memStore is a Store in memory with revisions; failSaves makes the next n saves fail (after
+// skipSaves more succeed).
 type memStore struct {
 	mu        sync.Mutex
 	states    map[string]Saved
 	failSaves int
+	skipSaves int // saves that succeed before failSaves start failing
 	// sessions is the session index: sessionKey -> interaction id; failIndex makes the next n
 	// index writes fail.
 	sessions  map[string]string
@@ -295,7 +297,9 @@ func (m *memStore) Load(ctx context.Context, id string) (State, uint64, error) {
 func (m *memStore) Save(ctx context.Context, st State, rev uint64) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.failSaves > 0 {
+	if m.skipSaves > 0 {
+		m.skipSaves--
+	} else if m.failSaves > 0 {
 		m.failSaves--
 		return 0, errors.New("store unavailable")
 	}
@@ -451,6 +455,10 @@ func (s State) clone() State {
 	if s.Live != nil {
 		l := *s.Live
 		c.Live = &l
+	}
+	if s.Joining != nil {
+		j := *s.Joining
+		c.Joining = &j
 	}
 	return c
 }

@@ -113,16 +113,36 @@ func (a *actor) interactionEvent(ctx context.Context, in chat.Inbound) error {
 
 // join joins the session as Controller and queues the joined event, the attach and the agent view.
 func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool) error {
+	// Written ahead: a daemon that stops after the server took the join and before the outcome is
+	// saved leaves its Controller in the session; the next attempt must know.
+	marker := &Joining{Token: token, At: time.Now()}
+	prior := a.st.Joining
+	if prior != nil && prior.Token == token {
+		marker.At = prior.At
+	} else {
+		prior = nil
+	}
+	a.st.Joining = marker
+	a.dirty = true
+	if err := a.commit(ctx); err != nil {
+		return fmt.Errorf("%w: %w", errRetryLater, err)
+	}
 	jctx, cancel := context.WithTimeout(ctx, a.c.cfg.JoinTimeout)
 	defer cancel()
 	sess, err := a.conn().Join(jctx, connector.Trigger{Token: token, InteractionID: a.id, AgentID: a.st.AgentID})
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%w: %w", errRetryLater, ctx.Err())
 	}
+	a.st.Joining = nil // the outcome is known: the step saves it
 	if err != nil {
 		outcome, why := decideJoinError(err, lastAttempt)
+		if outcome == joinFailed && prior != nil && errors.Is(err, connector.ErrRefused) && !lastAttempt && time.Since(prior.At) < JoinWindow {
+			outcome, why = joinRetry, "refused while the Controller of an attempt that never finished may still be present"
+		}
 		if outcome == joinRetry {
-			a.log.Warn("join: server unavailable, retrying later", "token", connector.MaskToken(token), "error", err)
+			// The call may have reached the server (a time-out): the marker stays.
+			a.st.Joining = marker
+			a.log.Warn("join not possible yet, retrying later", "token", connector.MaskToken(token), "why", why, "error", err)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
 		a.log.Warn("join failed", "token", connector.MaskToken(token), "why", why, "error", err)

@@ -45,6 +45,21 @@ type Live struct {
 	ViewOwed bool `json:"viewOwed,omitempty"`
 }
 
+// Joining marks a join in flight. It is saved before the vendor's join call and cleared with the
+// step that took the call's outcome, so that a state that still holds it tells the next attempt
+// (after a crash, or on the replica that took the interaction over) that the server may already
+// hold the Controller of the attempt that never finished: a refusal then means "not yet", not
+// "no", until JoinWindow after the first attempt.
+type Joining struct {
+	Token string    `json:"token"`
+	At    time.Time `json:"at"` // the first attempt at this token
+}
+
+// JoinWindow bounds how long after a join that did not finish a refusal of the same join is taken
+// for that attempt's Controller still being present (the server lets it go after its maxInterval,
+// seconds to a minute), and retried.
+const JoinWindow = 2 * time.Minute
+
 // State is everything the daemon keeps about one interaction, saved in the key-value bucket
 // before the inbound message that changed it is acked.
 type State struct {
@@ -79,6 +94,8 @@ type State struct {
 	Seen []string `json:"seen,omitempty"`
 	// Live is the live session, if any.
 	Live *Live `json:"live,omitempty"`
+	// Joining is a join in flight (see Joining).
+	Joining *Joining `json:"joining,omitempty"`
 	// PendingStops are sessions the daemon ended but could not stop at the server by any route;
 	// the sweep retries them through their handles.
 	PendingStops []PendingStop `json:"pendingStops,omitempty"`

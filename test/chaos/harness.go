@@ -36,20 +36,14 @@ type harness struct {
 	procMu sync.Mutex
 	procs  []*proc // every process started, for the cleanup
 
-	natsPort int
-	natsProc *proc
-	natsLog  *os.File
+	nats []*natsNode // one server in single mode, the three cluster nodes in replicas mode
 
 	gcbProc *proc
 	gcbOut  *os.File
 	gcb     control.Ready
 	ctl     *control.Client
 
-	configPath    string
-	daemonLog     *os.File
-	dmu           sync.Mutex // guards daemon, daemonRuns; held across a start
-	daemon        *daemonRun
-	daemonRuns    int
+	replicas      []*replica // the daemon in single mode, r1..r3 in replicas mode
 	daemonCrashes atomic.Int32
 	stopping      atomic.Bool
 
@@ -63,16 +57,22 @@ type harness struct {
 	faultMu sync.Mutex
 	faults  []string        // what each fault did, for the report
 	touched map[string]bool // tokens of sessions a node kill ended
-	kills   []daemonKill    // every SIGKILL of the daemon
+	kills   []daemonKill    // every SIGKILL of a daemon
+	owners  []ownerChange   // replicas mode: who owned which partition, and when that changed
 }
 
-// daemonKill is one SIGKILL of the daemon: when it was reaped, and the Controller present in each
-// live session just after (the dead daemon's, until its Bayeux session expires or the next life
-// takes over).
+// daemonKill is one SIGKILL of a daemon: when it was reaped, which member it was (replicas
+// mode), and the Controller present in each live session just after (the dead daemon's, until
+// its Bayeux session expires or the next owner takes over; in replicas mode, the live replicas'
+// too).
 type daemonKill struct {
 	at          time.Time
+	member      string            // "" in single mode
 	controllers map[string]string // token -> user id of the Controller present
 }
+
+// replicated: the run is in replicas mode.
+func (h *harness) replicated() bool { return h.opt.mode == modeReplicas }
 
 func (h *harness) notef(format string, args ...any) {
 	h.outMu.Lock()
@@ -105,28 +105,23 @@ func (h *harness) run(ctx context.Context) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h.natsPort, err = freePort(); err != nil {
+	if h.gcbOut, err = os.OpenFile(filepath.Join(h.dir, "gcbserver.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
 		return nil, err
 	}
-	for _, f := range []struct {
-		dst  **os.File
-		name string
-	}{{&h.natsLog, "natsd.out"}, {&h.gcbOut, "gcbserver.out"}, {&h.daemonLog, "daemon.log"}} {
-		if *f.dst, err = os.OpenFile(filepath.Join(h.dir, f.name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
-			return nil, err
-		}
+	if err := h.setupNATS(); err != nil {
+		return nil, err
 	}
-	if err := h.startNATS(ctx); err != nil {
+	if err := h.startNATS(ctx, h.nats...); err != nil {
 		return nil, err
 	}
 	if err := h.startGCB(ctx); err != nil {
 		return nil, err
 	}
-	if err := h.writeConfig(); err != nil {
+	if err := h.setupReplicas(); err != nil {
 		return nil, err
 	}
-	// The platform's connection: it rides out the NATS restart like any client.
-	h.nc, err = nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", h.natsPort),
+	// The platform's connection: it rides out the NATS restarts like any client.
+	h.nc, err = nats.Connect(h.natsURLs(),
 		nats.Name("chaos-harness"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
@@ -134,12 +129,24 @@ func (h *harness) run(ctx context.Context) (*result, error) {
 	if h.js, err = jetstream.New(h.nc); err != nil {
 		return nil, err
 	}
-	// The daemon's first start creates the streams, the consumer and the bucket.
-	if err := h.startDaemon(ctx); err != nil {
+	// The daemon's first start creates the streams, the consumer group and the buckets; in
+	// replicas mode r1 makes the group and the others join it.
+	if h.replicated() {
+		err = h.startReplicas(ctx)
+	} else {
+		_, err = h.startDaemon(ctx, h.replicas[0])
+	}
+	if err != nil {
 		return nil, err
 	}
 	h.obs = newObserver()
-	stopObs, err := h.obs.start(ctx, h.js, outboundStream)
+	var obsOpts []jetstream.PullConsumeOpt
+	if h.replicated() {
+		// The node that serves the observer's consumer may be the one killed: quick heartbeats
+		// notice it within seconds instead of the default's tens.
+		obsOpts = append(obsOpts, jetstream.PullHeartbeat(time.Second))
+	}
+	stopObs, err := h.obs.start(ctx, h.js, outboundStream, obsOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("outbound observer: %w", err)
 	}
@@ -179,21 +186,23 @@ func (h *harness) run(ctx context.Context) (*result, error) {
 	return res, nil
 }
 
-// cleanup stops every process, the daemon first (gracefully, so that its log ends cleanly),
+// cleanup stops every process, the daemons first (gracefully, so that their logs end cleanly),
 // and reaps them all, also when the run failed midway.
 func (h *harness) cleanup() {
 	h.stopping.Store(true)
 	if h.nc != nil {
 		h.nc.Close()
 	}
-	h.dmu.Lock()
-	if h.daemon != nil {
-		if err := h.daemon.p.stop(20 * time.Second); err != nil {
-			h.notef("FINDING: %v", err)
+	for _, rp := range h.replicas {
+		rp.mu.Lock()
+		if rp.run != nil {
+			if err := rp.run.p.stop(20 * time.Second); err != nil {
+				h.notef("FINDING: %v", err)
+			}
+			rp.run = nil
 		}
-		h.daemon = nil
+		rp.mu.Unlock()
 	}
-	h.dmu.Unlock()
 	h.procMu.Lock()
 	procs := append([]*proc(nil), h.procs...)
 	h.procMu.Unlock()
@@ -208,7 +217,14 @@ func (h *harness) cleanup() {
 			h.notef("%v", err)
 		}
 	}
-	for _, f := range []*os.File{h.natsLog, h.gcbOut, h.daemonLog} {
+	files := []*os.File{h.gcbOut}
+	for _, n := range h.nats {
+		files = append(files, n.out)
+	}
+	for _, rp := range h.replicas {
+		files = append(files, rp.log)
+	}
+	for _, f := range files {
 		if f != nil {
 			_ = f.Close()
 		}

@@ -6,6 +6,11 @@
 //
 //	chaos: interactions=N lost=L doubled=D live_after_close=A ended_by_restart=R server_lost=K failed=F
 //
+// With -mode replicas it runs three daemons (members r1, r2, r3 of the inbound consumer group) on
+// a 3-node NATS cluster, kills replicas (restarted at once, or moved out of the group and back),
+// a NATS node and a Co-browse node, and the line ends with moved=M: the interactions that changed
+// owner while in flight.
+//
 // It exits 0 only when lost, doubled, live_after_close and ended_by_restart are all 0; 1 when one
 // is not (the offenders are listed on stderr); 2 when the harness itself could not do its job.
 // See README.md for the scenario, the flags and how to read the line.
@@ -32,10 +37,12 @@ import (
 
 // options are the harness's flags.
 type options struct {
+	mode         string // modeSingle or modeReplicas
 	n            int
 	concurrency  int
 	seed         uint64
 	daemonKills  int
+	replicaKills int
 	nodeKills    int
 	natsRestarts int
 	agentJoin    float64
@@ -66,12 +73,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var o options
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&o.mode, "mode", modeSingle, "single: one daemon on one NATS server; replicas: three daemons (r1, r2, r3) sharing the work on a 3-node NATS cluster")
 	fs.IntVar(&o.n, "n", 200, "interactions (1000 for a long run)")
 	fs.IntVar(&o.concurrency, "concurrency", 8, "interactions in flight at once")
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed for the endings, agent joins and fault order (0: from the clock; the seed used is printed)")
-	fs.IntVar(&o.daemonKills, "daemon-kills", 3, "SIGKILLs of the daemon, each followed by a prompt restart")
+	fs.IntVar(&o.daemonKills, "daemon-kills", 3, "single mode: SIGKILLs of the daemon, each followed by a prompt restart")
+	fs.IntVar(&o.replicaKills, "replica-kills", 4, "replicas mode: SIGKILLs of a random replica, in turn restarted at once under the same name, and removed from the group, restarted and added back")
 	fs.IntVar(&o.nodeKills, "node-kills", 1, "Co-browse node kills, each followed by a restart after -node-down")
-	fs.IntVar(&o.natsRestarts, "nats-restarts", 1, "NATS server kills (SIGKILL), each followed by a start on the same port and store after -nats-down")
+	fs.IntVar(&o.natsRestarts, "nats-restarts", 1, "NATS server kills (SIGKILL; replicas mode: of a random cluster node), each followed by a start on the same port and store after -nats-down")
 	fs.Float64Var(&o.agentJoin, "agent-join", 0.85, "share of joined sessions the agent joins")
 	fs.DurationVar(&o.hold, "hold", 1500*time.Millisecond, "longest time an interaction stays live before it ends (uniform in [0, hold))")
 	fs.DurationVar(&o.joinWait, "join-wait", 45*time.Second, "bound on each wait for one interaction's join attach, and for its end")
@@ -89,8 +98,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() > 0 || o.n <= 0 || o.concurrency <= 0 || o.daemonKills < 0 || o.nodeKills < 0 || o.natsRestarts < 0 || o.agentJoin < 0 || o.agentJoin > 1 {
+	if fs.NArg() > 0 || o.n <= 0 || o.concurrency <= 0 || o.daemonKills < 0 || o.replicaKills < 0 || o.nodeKills < 0 || o.natsRestarts < 0 || o.agentJoin < 0 || o.agentJoin > 1 {
 		fmt.Fprintln(stderr, "chaos: bad flags (see -h)")
+		return 2
+	}
+	// A kill count given for the other mode would be ignored without a word: refuse it.
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case o.mode != modeSingle && o.mode != modeReplicas:
+		fmt.Fprintf(stderr, "chaos: -mode %q: want %s or %s\n", o.mode, modeSingle, modeReplicas)
+		return 2
+	case o.mode == modeReplicas && set["daemon-kills"]:
+		fmt.Fprintln(stderr, "chaos: -daemon-kills is for single mode; replicas mode kills replicas (-replica-kills)")
+		return 2
+	case o.mode == modeSingle && set["replica-kills"]:
+		fmt.Fprintln(stderr, "chaos: -replica-kills is for -mode replicas; single mode kills its daemon (-daemon-kills)")
 		return 2
 	}
 	if o.seed == 0 {
@@ -112,8 +135,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "chaos: %v\n", err)
 		return 2
 	}
-	fmt.Fprintf(stderr, "chaos: seed=%d n=%d concurrency=%d daemon-kills=%d node-kills=%d nats-restarts=%d stickiness=%s dir=%s\n",
-		o.seed, o.n, o.concurrency, o.daemonKills, o.nodeKills, o.natsRestarts, stickiness(o.serverURL), dir)
+	if o.mode == modeReplicas {
+		fmt.Fprintf(stderr, "chaos: mode=replicas seed=%d n=%d concurrency=%d replica-kills=%d node-kills=%d nats-restarts=%d stickiness=%s dir=%s\n",
+			o.seed, o.n, o.concurrency, o.replicaKills, o.nodeKills, o.natsRestarts, stickiness(o.serverURL), dir)
+	} else {
+		fmt.Fprintf(stderr, "chaos: seed=%d n=%d concurrency=%d daemon-kills=%d node-kills=%d nats-restarts=%d stickiness=%s dir=%s\n",
+			o.seed, o.n, o.concurrency, o.daemonKills, o.nodeKills, o.natsRestarts, stickiness(o.serverURL), dir)
+	}
 
 	h := &harness{opt: o, dir: dir, stderr: stderr}
 	began := time.Now()
@@ -134,7 +162,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if code == 0 && temp && !o.keep {
 		_ = os.RemoveAll(dir)
 	} else {
-		fmt.Fprintf(stderr, "chaos: logs kept in %s (daemon.log, gcbserver.log, natsd.log)\n", dir)
+		logs := "daemon.log, gcbserver.log, natsd.log"
+		if o.mode == modeReplicas {
+			logs = "daemon-r1.log .. daemon-r3.log, gcbserver.log, natsd-n1.log .. natsd-n3.log"
+		}
+		fmt.Fprintf(stderr, "chaos: logs kept in %s (%s)\n", dir, logs)
 	}
 	return code
 }

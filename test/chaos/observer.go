@@ -36,10 +36,16 @@ type event struct {
 	stored time.Time
 }
 
+// update is an attach and when the stream stored it.
+type update struct {
+	attach.Update
+	stored time.Time
+}
+
 // observed is what the outbound stream holds for one interaction.
 type observed struct {
 	attaches map[uint64][][]byte // seq -> the distinct payloads stored with that seq
-	updates  []attach.Update     // in stream order, one per stored message
+	updates  []update            // in stream order, one per stored message
 	events   []event             // in stream order
 	sessions map[string]bool     // every non-empty session id seen
 }
@@ -57,18 +63,19 @@ func (o *observer) interaction(iid string) *observed {
 	return x
 }
 
-// start consumes the stream until ctx is done.
-func (o *observer) start(ctx context.Context, js jetstream.JetStream, stream string) (stop func(), err error) {
+// start consumes the stream until ctx is done; opts tune the pulls.
+func (o *observer) start(ctx context.Context, js jetstream.JetStream, stream string, opts ...jetstream.PullConsumeOpt) (stop func(), err error) {
 	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return nil, err
 	}
-	cc, err := cons.Consume(o.handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	opts = append(opts, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		o.mu.Lock()
 		o.errs++
 		o.lastErr = err.Error()
 		o.mu.Unlock()
 	}))
+	cc, err := cons.Consume(o.handle, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +116,7 @@ func (o *observer) place(subject string, data []byte, stored time.Time) {
 			return
 		}
 		x := o.interaction(u.InteractionID)
-		x.updates = append(x.updates, u)
+		x.updates = append(x.updates, update{Update: u, stored: stored})
 		known := false
 		for _, p := range x.attaches[u.Seq] {
 			known = known || bytes.Equal(p, data)
@@ -215,22 +222,39 @@ func (x *observed) settled(historyID string) bool {
 	return x.finalAttached(historyID) || len(x.failed()) > 0
 }
 
+// settledAt is when the stream stored what settled the interaction (see settled): the earliest
+// of its final attach and its failed events; zero while neither is stored.
+func (x *observed) settledAt(historyID string) time.Time {
+	var at time.Time
+	if x == nil {
+		return at
+	}
+	earlier := func(t time.Time) {
+		if at.IsZero() || t.Before(at) {
+			at = t
+		}
+	}
+	for _, u := range x.updates {
+		if u.Data.SessionID == historyID && u.Data.Associated == "No" {
+			earlier(u.stored)
+		}
+	}
+	for _, l := range x.failed() {
+		earlier(l.stored)
+	}
+	return at
+}
+
 // waitComplete waits until the observer has every message the stream holds now, so that the
 // counts are made on the whole stream and not on what one consumer happened to see.
 func (o *observer) waitComplete(ctx context.Context, js jetstream.JetStream, stream string, bound time.Duration) error {
-	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	s, err := js.Stream(ictx, stream)
-	var info *jetstream.StreamInfo
-	if err == nil {
-		info, err = s.Info(ictx)
-	}
-	cancel()
+	wctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	info, err := streamInfo(wctx, js, stream)
 	if err != nil {
 		return fmt.Errorf("outbound stream info: %w", err)
 	}
 	st := info.State
-	wctx, cancel := context.WithTimeout(ctx, bound)
-	defer cancel()
 	if !o.waitFor(wctx, func() bool { return o.maxSeq >= st.LastSeq }) {
 		o.mu.Lock()
 		defer o.mu.Unlock()
@@ -248,4 +272,27 @@ func (o *observer) waitComplete(ctx context.Context, js jetstream.JetStream, str
 		return fmt.Errorf("the observer holds %d of the %d messages the stream stores (seq %d..%d)", n, st.Msgs, st.FirstSeq, st.LastSeq)
 	}
 	return nil
+}
+
+// streamInfo asks for the stream's info until it gets it or ctx ends. On a cluster a stream whose
+// leader was on a node just killed answers nothing until the others elect a new one: each try
+// is bounded, and the next one follows a short pause.
+func streamInfo(ctx context.Context, js jetstream.JetStream, stream string) (*jetstream.StreamInfo, error) {
+	for {
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		s, err := js.Stream(ictx, stream)
+		var info *jetstream.StreamInfo
+		if err == nil {
+			info, err = s.Info(ictx)
+		}
+		cancel()
+		if err == nil {
+			return info, nil
+		}
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last try: %w)", ctx.Err(), err)
+		}
+	}
 }

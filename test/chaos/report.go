@@ -19,6 +19,10 @@ import (
 // result is what the run counted.
 type result struct {
 	n, lost, doubled, liveAfterClose, endedByRestart, serverLost, failed int
+	// replicas mode only: the line then ends with moved, the interactions that changed owner while
+	// in flight (not counted against the daemon: what it did with them is in the counters before).
+	replicas bool
+	moved    int
 
 	offenders []offense
 	settled   bool
@@ -39,10 +43,15 @@ type offense struct {
 	keys             []string // what to look for in the daemon's log
 }
 
-// line is the one line the harness prints.
+// line is the one line the harness prints. Single mode's line is as it always was (scripts parse
+// it); replicas mode adds moved at the end.
 func (r *result) line() string {
-	return fmt.Sprintf("chaos: interactions=%d lost=%d doubled=%d live_after_close=%d ended_by_restart=%d server_lost=%d failed=%d",
+	l := fmt.Sprintf("chaos: interactions=%d lost=%d doubled=%d live_after_close=%d ended_by_restart=%d server_lost=%d failed=%d",
 		r.n, r.lost, r.doubled, r.liveAfterClose, r.endedByRestart, r.serverLost, r.failed)
+	if r.replicas {
+		l += fmt.Sprintf(" moved=%d", r.moved)
+	}
+	return l
 }
 
 // clean: nothing lost, nothing stored twice, nothing left live after its end was reported, and
@@ -64,9 +73,13 @@ func (r *result) offend(it *interaction, what string, keys ...string) {
 //   - live_after_close: a session still live at the server after its interaction's final attach;
 //   - ended_by_restart: a session ended as server_lost though no node kill touched it (daemon
 //     kills and NATS restarts touch no node: the daemon must come back to its sessions);
-//   - server_lost: every session ended as server_lost; failed: every failed event stored.
+//   - server_lost: every session ended as server_lost; failed: every failed event stored;
+//   - moved (replicas mode): see countMoved.
 func (h *harness) count(sessions []control.Session) *result {
 	r := &result{n: h.opt.n, endReasons: map[string]int{}, reasonVsSrv: map[string]int{}, failedReasons: map[string]int{}}
+	if h.replicated() {
+		r.replicas, r.moved = true, h.countMoved()
+	}
 	byToken := make(map[string]control.Session, len(sessions))
 	for _, s := range sessions {
 		byToken[s.Token] = s
@@ -173,6 +186,9 @@ func (h *harness) count(sessions []control.Session) *result {
 //   - the daemon was killed after the exit and before the end was stored on NATS (the life that
 //     saw the deactivated notification died before it could report it).
 //
+// In replicas mode only the kills of the replica that owned the interaction then count: the
+// Controllers the other replicas held lived on.
+//
 // It returns "" when the exit was witnessed by a daemon that lived on to report it: a
 // server_lost then is the daemon's fault and counts.
 func (h *harness) blindExit(it *interaction, stored time.Time) string {
@@ -182,15 +198,16 @@ func (h *harness) blindExit(it *interaction, stored time.Time) string {
 	if it.exitCtl == "" {
 		return "no Controller was present when the participant left"
 	}
+	changes := h.ownerChanges()
 	h.faultMu.Lock()
 	defer h.faultMu.Unlock()
 	for _, k := range h.kills {
-		if k.controllers[it.sess.Token] == it.exitCtl {
+		if k.controllers[it.sess.Token] == it.exitCtl && h.ownedBy(it, k, changes) {
 			return "the Controller present when the participant left was a killed daemon's"
 		}
 	}
 	for _, k := range h.kills {
-		if it.exitAt.Before(k.at) && k.at.Before(stored) {
+		if it.exitAt.Before(k.at) && k.at.Before(stored) && h.ownedBy(it, k, changes) {
 			return "the daemon was killed after the participant left and before the end was stored"
 		}
 	}
@@ -225,11 +242,12 @@ func (r *result) explain(w io.Writer, h *harness) {
 	if n := h.daemonCrashes.Load(); n > 0 {
 		fmt.Fprintf(w, "chaos: FINDING: the daemon exited on its own %d times (see above)\n", n)
 	}
-	if n := grepCount(filepath.Join(h.dir, "daemon.log"), "controller already joined"); n > 0 {
+	logs := h.daemonLogs()
+	if n := grepCount(logs, "controller already joined"); n > 0 {
 		fmt.Fprintf(w, "chaos: the daemon's log names '403::controller already joined' %d times\n", n)
 	}
-	if n := grepCount(filepath.Join(h.dir, "daemon.log"), "WARNING: DATA RACE"); n > 0 {
-		fmt.Fprintf(w, "chaos: FINDING: the race detector reported %d data races in the daemon (see daemon.log)\n", n)
+	if n := grepCount(logs, "WARNING: DATA RACE"); n > 0 {
+		fmt.Fprintf(w, "chaos: FINDING: the race detector reported %d data races in the daemon (see %s)\n", n, logNames(logs))
 	}
 	if !r.settled {
 		fmt.Fprintf(w, "chaos: not every interaction had its final attach or a failed event within -settle=%v\n", h.opt.settle)
@@ -256,8 +274,8 @@ func (r *result) explain(w io.Writer, h *harness) {
 	for i, o := range r.offenders {
 		fmt.Fprintf(w, "  %s %s %s\n", o.iid, o.token, o.what)
 		if i < 10 {
-			for _, l := range grepLines(filepath.Join(h.dir, "daemon.log"), o.keys, 4) {
-				fmt.Fprintf(w, "      daemon: %s\n", l)
+			for _, l := range grepLines(logs, o.keys, 4) {
+				fmt.Fprintf(w, "      %s\n", l)
 			}
 		}
 	}
@@ -274,25 +292,49 @@ func histogram(m map[string]int) string {
 	return strings.Join(parts, " ")
 }
 
-func grepCount(path, s string) int {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
+// logNames are the files' names, for a message.
+func logNames(paths []string) string {
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = filepath.Base(p)
 	}
-	defer f.Close()
+	return strings.Join(names, ", ")
+}
+
+// grepCount counts the lines of the files that hold s.
+func grepCount(paths []string, s string) int {
 	n := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
-	for sc.Scan() {
-		if bytes.Contains(sc.Bytes(), []byte(s)) {
-			n++
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			continue
 		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+		for sc.Scan() {
+			if bytes.Contains(sc.Bytes(), []byte(s)) {
+				n++
+			}
+		}
+		_ = f.Close()
 	}
 	return n
 }
 
-// grepLines returns up to n warning or error lines of the daemon's log that name one of keys.
-func grepLines(path string, keys []string, n int) []string {
+// grepLines returns up to n warning or error lines of the daemons' logs that name one of keys,
+// each after its log's name ("daemon:" in single mode, as ever; "r2:" in replicas mode).
+func grepLines(paths []string, keys []string, n int) []string {
+	var out []string
+	for _, path := range paths {
+		if len(out) >= n {
+			break
+		}
+		out = append(out, grepFile(path, strings.TrimPrefix(strings.TrimSuffix(filepath.Base(path), ".log"), "daemon-"), keys, n-len(out))...)
+	}
+	return out
+}
+
+func grepFile(path, label string, keys []string, n int) []string {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
@@ -311,7 +353,7 @@ func grepLines(path string, keys []string, n int) []string {
 				if len(line) > 400 {
 					line = line[:400] + "..."
 				}
-				out = append(out, line)
+				out = append(out, label+": "+line)
 				break
 			}
 		}

@@ -30,6 +30,7 @@ type interaction struct {
 	rng   *rand.Rand // its own stream, so the choices do not depend on scheduling
 
 	sess        control.Session // as created; sess.Token == "" if none could be created
+	begunAt     time.Time       // when its first message was published (in flight from then)
 	startAcked  bool            // the start message was PubAck'd by the inbound stream
 	joined      bool            // the join attach was seen
 	agentJoined bool
@@ -102,6 +103,7 @@ func (h *harness) playOne(ctx context.Context, it *interaction) {
 		return
 	}
 	h.verbosef("%s: session %s on %s", it.id, mask(it.sess.Token), it.sess.Node)
+	it.begunAt = time.Now()
 	createdID := it.nextID("ev")
 	if err := h.publish(ctx, chat.EventSubject(prefix, it.id), createdID, chat.Event{
 		ID: createdID, InteractionID: it.id, Type: chat.EventCreated, AgentID: it.agent, At: time.Now().UTC(),
@@ -255,11 +257,19 @@ func (h *harness) settle(ctx context.Context) bool {
 // runFaults kills and restarts things while interactions are live: the faults, shuffled by the
 // seed, are spread evenly over the run, fault i when i/(F+1) of the interactions have begun; the
 // schedule paces itself on that count, not on the clock, so it lands on live work on a fast or a
-// slow machine alike. Faults never overlap.
+// slow machine alike. Faults never overlap. In replicas mode the daemon kills are replica kills
+// (a random replica; restarted at once and moved through the group in turn) and the NATS kills
+// take one node of the cluster down.
 func (h *harness) runFaults(ctx context.Context) error {
 	var kinds []string
-	for range h.opt.daemonKills {
-		kinds = append(kinds, "daemon")
+	if h.replicated() {
+		for range h.opt.replicaKills {
+			kinds = append(kinds, "replica")
+		}
+	} else {
+		for range h.opt.daemonKills {
+			kinds = append(kinds, "daemon")
+		}
 	}
 	for range h.opt.nodeKills {
 		kinds = append(kinds, "node")
@@ -274,6 +284,7 @@ func (h *harness) runFaults(ctx context.Context) error {
 	// more than the last interaction: every fault lands while interactions are live.
 	gap := max(1, h.opt.n/(2*(len(kinds)+1)))
 	after := 0
+	replicaKills := 0
 	for i, kind := range kinds {
 		at := min(max(1, (i+1)*h.opt.n/(len(kinds)+1), after+gap), h.opt.n)
 		if err := h.progress.wait(ctx, at); err != nil {
@@ -286,10 +297,16 @@ func (h *harness) runFaults(ctx context.Context) error {
 		switch kind {
 		case "daemon":
 			what, err = h.faultDaemon(ctx)
+		case "replica":
+			// The first replica kill is a prompt restart, the next a move through the group,
+			// and so on: a short run with two has one of each.
+			rp := h.replicas[rng.IntN(len(h.replicas))]
+			what, err = h.faultReplica(ctx, rp, replicaKills%2 == 1)
+			replicaKills++
 		case "node":
 			what, err = h.faultNode(ctx)
 		case "nats":
-			what, err = h.faultNATS(ctx)
+			what, err = h.faultNATS(ctx, h.nats[rng.IntN(len(h.nats))])
 		}
 		after = h.progress.count()
 		line := fmt.Sprintf("fault %d/%d when %d/%d had begun: %s (%v)", i+1, len(kinds), begun, h.opt.n, what, time.Since(began).Round(time.Millisecond))
@@ -304,19 +321,33 @@ func (h *harness) runFaults(ctx context.Context) error {
 	return nil
 }
 
-// faultDaemon SIGKILLs the daemon and starts it again at once. Between the two it notes which
-// Controller each live session has: the dead daemon's (see blindExit).
+// faultDaemon SIGKILLs the daemon and starts it again at once.
 func (h *harness) faultDaemon(ctx context.Context) (string, error) {
-	if err := h.killDaemon(); err != nil {
+	rp := h.replicas[0]
+	killed, err := h.killNoted(ctx, rp)
+	if err != nil {
 		return "daemon SIGKILL", err
 	}
+	if _, err := h.startDaemon(ctx, rp); err != nil {
+		return "daemon SIGKILL", err
+	}
+	return fmt.Sprintf("daemon SIGKILL, restarted and consuming after %v", time.Since(killed).Round(time.Millisecond)), nil
+}
+
+// killNoted SIGKILLs a replica's daemon and notes, just after, which Controller each live
+// session has: the dead daemon's in its sessions (see blindExit). It returns when the kill was.
+func (h *harness) killNoted(ctx context.Context, rp *replica) (time.Time, error) {
+	if err := h.killDaemon(rp); err != nil {
+		return time.Time{}, err
+	}
 	killed := time.Now()
-	k := daemonKill{at: killed, controllers: make(map[string]string)}
+	h.noteOwnerDied(rp.member, killed)
+	k := daemonKill{at: killed, member: rp.member, controllers: make(map[string]string)}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	sessions, err := h.ctl.Sessions(cctx)
 	cancel()
 	if err != nil {
-		return "daemon SIGKILL", fmt.Errorf("listing sessions after the kill: %w", err)
+		return killed, fmt.Errorf("listing sessions after the kill: %w", err)
 	}
 	for _, s := range sessions {
 		if id := s.Controller(); s.Live && id != "" {
@@ -326,10 +357,7 @@ func (h *harness) faultDaemon(ctx context.Context) (string, error) {
 	h.faultMu.Lock()
 	h.kills = append(h.kills, k)
 	h.faultMu.Unlock()
-	if err := h.startDaemon(ctx); err != nil {
-		return "daemon SIGKILL", err
-	}
-	return fmt.Sprintf("daemon SIGKILL, restarted and consuming after %v", time.Since(killed).Round(time.Millisecond)), nil
+	return killed, nil
 }
 
 // faultNode kills the node that holds the most sessions the daemon is Controller of, keeps it
@@ -377,21 +405,30 @@ func (h *harness) faultNode(ctx context.Context) (string, error) {
 	return fmt.Sprintf("%s killed (%d live sessions ended, %d with the daemon as Controller), restarted after %v", victim, len(res.Ended), count[victim], h.opt.nodeDown), nil
 }
 
-// faultNATS SIGKILLs the NATS server and starts it again on the same port and store.
-func (h *harness) faultNATS(ctx context.Context) (string, error) {
-	if err := h.natsProc.kill(); err != nil {
-		return "NATS SIGKILL", err
+// faultNATS SIGKILLs a NATS server (the only one, or one node of the cluster) and starts it
+// again on the same ports and store; a cluster node is back once it has joined the others again.
+func (h *harness) faultNATS(ctx context.Context, n *natsNode) (string, error) {
+	what := "NATS SIGKILL"
+	if n.name != "" {
+		what = "NATS node " + n.name + " SIGKILL"
+	}
+	if err := n.proc.kill(); err != nil {
+		return what, err
 	}
 	select {
 	case <-time.After(h.opt.natsDown):
 	case <-ctx.Done():
-		return "NATS SIGKILL", ctx.Err()
+		return what, ctx.Err()
 	}
 	began := time.Now()
-	if err := h.startNATS(ctx); err != nil {
-		return "NATS SIGKILL", err
+	if err := h.startNATS(ctx, n); err != nil {
+		return what, err
 	}
-	return fmt.Sprintf("NATS SIGKILL, down %v, back (store recovered) in %v", h.opt.natsDown, time.Since(began).Round(time.Millisecond)), nil
+	back := "store recovered"
+	if n.name != "" {
+		back = "store recovered, rejoined the cluster"
+	}
+	return fmt.Sprintf("%s, down %v, back (%s) in %v", what, h.opt.natsDown, back, time.Since(began).Round(time.Millisecond)), nil
 }
 
 // mask shows a session token by its last three digits, as the daemon does.
