@@ -96,7 +96,7 @@ func (g *Group) Status(ctx context.Context) (GroupStatus, error) {
 		}
 		if cons, err := g.js.Consumer(ctx, st.Stream, name); err == nil {
 			info := cons.CachedInfo()
-			ms.Consuming = slices.Equal(info.Config.FilterSubjects, filters)
+			ms.Consuming = slices.Equal(info.Config.FilterSubjects, consumerFilters(p, filters))
 			ms.Pinned = pinnedElsewhere(info, "") != ""
 			ms.Waiting, ms.Pending, ms.AckPending = info.NumWaiting, info.NumPending, info.NumAckPending
 		}

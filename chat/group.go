@@ -294,6 +294,20 @@ func groupStreamProblem(cfg jetstream.StreamConfig, source string, transforms []
 	return ""
 }
 
+// consumerFilters are the filter subjects of a member's consumer for its partitions' filters: none
+// when the member has every partition. The server finds the next message of a consumer with filter
+// subjects by intersecting them with the subjects of a storage block, which costs in proportion to
+// the distinct subjects (interactions) a backlog holds: draining 66,000 messages over 6,000
+// interactions took 575 msgs/s with the 48 filters of 16 partitions, and 76,542 msgs/s without a
+// filter (the same stream, on this project's 2-core machine). The group stream holds the inbound
+// subjects only, so the member of every partition (one replica: the default) needs none.
+func consumerFilters(p parts, filters []string) []string {
+	if len(p.list()) == len(p) {
+		return nil
+	}
+	return filters
+}
+
 // memberConsumerConfig is the member's consumer on the group stream, reading filters.
 func (c *Consumer) memberConsumerConfig(filters []string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{

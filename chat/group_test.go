@@ -137,6 +137,10 @@ func TestMembersSplitThePartitions(t *testing.T) {
 			t.Errorf("partition %d: a owns %v, b owns %v", p, pa, pb)
 		}
 	}
+	// Each reads its 8 partitions' three subjects.
+	if fa, fb := e.consumerInfo(t, a).Config.FilterSubjects, e.consumerInfo(t, b).Config.FilterSubjects; len(fa) != 24 || len(fb) != 24 || fa[0] != "0.cc.chat.*.message" {
+		t.Errorf("filters: a %v, b %v", fa, fb)
+	}
 	for i := range 40 {
 		e.publishChat(t, "m"+strconv.Itoa(i), "I"+strconv.Itoa(i), "x")
 	}

@@ -138,7 +138,7 @@ func (m *member) recreate(ctx context.Context, src *source) (*source, error) {
 	if !src.grouped {
 		return src, nil // the durable being drained is never made again
 	}
-	return m.c.createMember(ctx, m.filters)
+	return m.c.createMember(ctx, consumerFilters(m.parts, m.filters))
 }
 
 // createMember creates the member's consumer with filters; an existing consumer of the member with
@@ -234,7 +234,7 @@ func (m *member) create(ctx context.Context) (*source, error) {
 	wait := retryMin
 	logged := false
 	for {
-		src, err := c.createMember(ctx, m.filters)
+		src, err := c.createMember(ctx, consumerFilters(m.parts, m.filters))
 		if err == nil {
 			if logged {
 				c.log.Info("the partitions' previous owner let go of them", "member", c.cfg.Member)
