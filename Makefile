@@ -35,8 +35,21 @@ demo:
 
 # The chaos harness (test/chaos/README.md): the built daemon, NATS and a Co-browse cluster in their
 # own processes, 200 interactions under daemon SIGKILLs, a node kill and a NATS restart; one line of
-# counters, non-zero exit if anything was lost, doubled, left live or ended by a restart. Extra
-# flags: make chaos CHAOS_FLAGS='-n 1000'.
+# counters, non-zero exit if anything was lost, doubled, left live or ended by a restart.
+# CHAOS_MODE=replicas: three daemons (members r1, r2, r3 of the consumer group) on a 3-node NATS
+# cluster, under replica SIGKILLs (restarted at once, or removed from the group and added back), a
+# NATS node kill and a node kill; the line ends with moved= (interactions that changed owner).
+# Extra flags: make chaos CHAOS_FLAGS='-n 1000'.
+CHAOS_MODE ?= single
 .PHONY: chaos
 chaos:
-	$(GO) run ./test/chaos $(CHAOS_FLAGS)
+	$(GO) run ./test/chaos -mode $(CHAOS_MODE) $(CHAOS_FLAGS)
+
+# The load harness (test/load/README.md): the built daemon, NATS and a gcbtest Co-browse Server in
+# processes of their own; ingestion rate, join and close latency, memory and CPU per live session,
+# each printed beside an anchor measured in the same run (a bare consumer, a bare client), then one
+# JSON line. Medians and ratios, no timing asserted; exit 1 only if something was not drained,
+# attached or ended. Extra flags: make load LOAD_FLAGS='-live 10000'.
+.PHONY: load
+load: build
+	$(GO) run ./test/load -daemon $(BIN) $(LOAD_FLAGS)

@@ -1,0 +1,486 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Memory and CPU per live session: N sessions, each joined by the daemon as Controller and
+// activated (the agent joined), held at once. The daemon's RSS (VmRSS) before and after, without
+// forcing a GC; its idle CPU over a window; then every interaction is closed and every session
+// must end at the server, and every final attach come.
+//
+// Anchor: a bare client (holderMain, a process of its own) holding as many sessions, joined with
+// the same four protocol steps and activated, measured the same way once the daemon's sessions are
+// gone. The Co-browse Server process holds the other end of the daemon's connections: its RSS and
+// CPU are printed beside them too.
+//
+// Goroutines: the daemon serves no metrics and no pprof, so they cannot be read while it runs.
+// After the close, once the server holds none of its Bayeux sessions, the harness sends SIGQUIT:
+// the runtime's dump (GOTRACEBACK=all) lists every goroutine left, which shows whether the
+// sessions' goroutines went with them. (-profile-daemon reads them at N too.)
+
+type liveResult struct {
+	N         int    `json:"n"`
+	Transport string `json:"transport"`
+
+	RSS0KiB       int64   `json:"rss0_kib"`
+	RSSNKiB       int64   `json:"rssn_kib"`
+	RSSClosedKiB  int64   `json:"rss_closed_kib"`
+	PerSessionKiB float64 `json:"kib_per_session"`
+	RSSNMB        float64 `json:"rssn_mb"`
+	Threads0      int     `json:"threads0"`
+	ThreadsN      int     `json:"threadsn"`
+	FDs0          int     `json:"fds0"` // open files (sockets included)
+	FDsN          int     `json:"fdsn"`
+	IdleCPUPct    float64 `json:"idle_cpu_pct"`
+	CPUWindowS    float64 `json:"cpu_window_s"`
+	Goroutines    int     `json:"goroutines_after_close"` // from the SIGQUIT dump; -1 if not read
+	GoroutinesN   int     `json:"goroutines_n,omitempty"` // -profile-daemon only: at N live
+
+	BarePerSessionKiB float64 `json:"bare_kib_per_session"` // the anchor: a bare client holding as many sessions
+	BareRSSNMB        float64 `json:"bare_rssn_mb"`
+	BareIdleCPUPct    float64 `json:"bare_idle_cpu_pct"`
+	BareJoinS         float64 `json:"bare_join_s"`
+	MemRatio          float64 `json:"kib_per_session_ratio"` // daemon / bare client
+	CPURatio          float64 `json:"idle_cpu_ratio"`
+
+	GCBPerSessionKiB float64 `json:"gcb_kib_per_session"`
+	GCBRSSNMB        float64 `json:"gcb_rssn_mb"`
+	GCBIdleCPUPct    float64 `json:"gcb_idle_cpu_pct"`
+	NATSIdleCPUPct   float64 `json:"natsd_idle_cpu_pct"`
+
+	JoinS         float64        `json:"join_s"` // first start message -> every session joined and activated
+	JoinRate      float64        `json:"joins_per_s"`
+	CloseS        float64        `json:"close_s"`       // first closed event -> every final attach
+	CloseAckedS   float64        `json:"close_acked_s"` // first closed event -> every closed event acked (state saved)
+	Ended         int            `json:"ended"`
+	EndedBy       map[string]int `json:"ended_by"`
+	WebSockets    int64          `json:"server_websocket_conns"`
+	LongPolls     int64          `json:"server_long_poll_requests"`
+	LiveAfter     int            `json:"live_after_close"`
+	Warnings      int            `json:"daemon_warnings"`
+	Errors        int            `json:"daemon_errors"`
+	top           []string
+	goroutinesErr string
+}
+
+func (h *harness) live(ctx context.Context) (res *liveResult, err error) {
+	o := h.opt
+	n := o.live
+	e, err := h.newEnv(ctx, "live", o.gcbNodes)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, e.close()) }()
+	d, err := e.addDaemon("")
+	if err != nil {
+		return nil, err
+	}
+	if err := d.start(); err != nil {
+		return nil, err
+	}
+	if err := d.waitConsuming(ctx); err != nil {
+		return nil, err
+	}
+	w, err := watch(e.nc)
+	if err != nil {
+		return nil, err
+	}
+	defer w.stop()
+	res = &liveResult{N: n, Transport: h.transportName(), Goroutines: -1, EndedBy: map[string]int{}}
+
+	sess, err := e.ctl.create(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	iid := func(i int) string { return fmt.Sprintf("live%05d", i) }
+	index := make(map[string]int, n)
+	for i := range n {
+		index[iid(i)] = i
+	}
+	m0, err := readProcMem(d.p.pid())
+	if err != nil {
+		return nil, err
+	}
+	g0, err := readProcMem(e.gcb.pid())
+	if err != nil {
+		return nil, err
+	}
+	res.RSS0KiB, res.Threads0 = m0.RSSKiB, m0.Threads
+	if res.FDs0, err = readFDs(d.p.pid()); err != nil {
+		return nil, err
+	}
+
+	// Each interaction has its agent (the view goes to it, and the Controller joins in its name).
+	created := make([]inbound, n)
+	for i := range n {
+		created[i] = inbound{subject: eventSubject(iid(i)), data: mustJSON(event(iid(i), "created", "agent-"+iid(i)))}
+	}
+	if err := e.publishAll(ctx, created); err != nil {
+		return nil, err
+	}
+
+	// Start messages, at most -join-window joins in flight; each joined session's agent joins
+	// at once (no_agent_join is 3 minutes; 10,000 joins may take longer than that).
+	h.notef("live: joining %d sessions over %s (%d in flight at most)", n, h.transportName(), o.joinWindow)
+	began := time.Now()
+	published, seen, agentJoined := 0, 0, 0
+	for agentJoined < n {
+		c := w.snapshot()
+		if c.failed > 0 {
+			return nil, fmt.Errorf("the daemon published %d failed events while joining (first: %s)", c.failed, w.firstFailure())
+		}
+		for published < n && published-c.joined < o.joinWindow {
+			i := published
+			if err := e.publish(ctx, chatSubject(iid(i)), startChat(iid(i), sess[i].Token)); err != nil {
+				return nil, err
+			}
+			published++
+		}
+		var fresh []string
+		fresh, seen = w.joinedSince(seen)
+		if len(fresh) > 0 {
+			joins := make([]agentJoin, 0, len(fresh))
+			for _, x := range fresh {
+				i, ok := index[x]
+				if !ok {
+					return nil, fmt.Errorf("a join attach for %s, which the harness never started", x)
+				}
+				joins = append(joins, agentJoin{Token: sess[i].Token, AgentID: "agent-" + x})
+			}
+			r, err := e.ctl.agentJoin(ctx, joins)
+			if err != nil {
+				return nil, err
+			}
+			if len(r.Failed) > 0 {
+				return nil, fmt.Errorf("%d agents could not join (first: %s)", len(r.Failed), r.Failed[0])
+			}
+			agentJoined += r.Joined
+			continue
+		}
+		want := c.joined + 1
+		if err := w.await(ctx, e, o.joinWait, "the next join attach", func(c outcomeCounts, _ func(string) *outcome) bool {
+			return c.joined >= want || c.failed > 0
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.await(ctx, e, o.joinWait, fmt.Sprintf("%d activated events", n), func(c outcomeCounts, _ func(string) *outcome) bool {
+		return c.activated >= n || c.failed > 0
+	}); err != nil {
+		return nil, err
+	}
+	if c := w.snapshot(); c.failed > 0 || c.activated != n || c.joined != n {
+		return nil, fmt.Errorf("after the joins: %d joined, %d activated, %d failed (first failure: %s)", c.joined, c.activated, c.failed, w.firstFailure())
+	}
+	res.JoinS = time.Since(began).Seconds()
+	res.JoinRate = div(float64(n), res.JoinS)
+	for i := range n {
+		if out := w.outcome(iid(i)); out.sessionID != sess[i].HistoryID {
+			return nil, fmt.Errorf("join attach of %s names session %q, the server's is %q", iid(i), out.sessionID, sess[i].HistoryID)
+		}
+	}
+	tokens := make([]string, n)
+	for i := range n {
+		tokens[i] = sess[i].Token
+	}
+	wc, err := e.ctl.wait(ctx, tokens, waitController, 10*time.Second, false)
+	if err != nil {
+		return nil, err
+	}
+	if wc.Done != n {
+		return nil, fmt.Errorf("the server sees the Controller in %d of %d sessions (not in %v)", wc.Done, n, wc.Pending)
+	}
+	st, err := e.ctl.stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.WebSockets, res.LongPolls = st.websocketConns(), st.longPollRequests()
+	if st.Live != n {
+		return nil, fmt.Errorf("the server holds %d live sessions, want %d", st.Live, n)
+	}
+	if err := d.waitIdle(ctx, o.joinWait); err != nil {
+		return nil, err
+	}
+	h.notef("live: %d sessions joined and activated in %.1f s; measuring", n, res.JoinS)
+
+	// The measurements: RSS now, then CPU over the window, nothing else happening.
+	mn, err := readProcMem(d.p.pid())
+	if err != nil {
+		return nil, err
+	}
+	gn, err := readProcMem(e.gcb.pid())
+	if err != nil {
+		return nil, err
+	}
+	res.RSSNKiB, res.ThreadsN = mn.RSSKiB, mn.Threads
+	if res.FDsN, err = readFDs(d.p.pid()); err != nil {
+		return nil, err
+	}
+	res.PerSessionKiB = float64(mn.RSSKiB-m0.RSSKiB) / float64(n)
+	res.RSSNMB = float64(mn.RSSKiB) * 1024 / 1e6
+	res.GCBPerSessionKiB = float64(gn.RSSKiB-g0.RSSKiB) / float64(n)
+	res.GCBRSSNMB = float64(gn.RSSKiB) * 1024 / 1e6
+	meter := startCPU(d.p.pid(), e.gcb.pid(), e.nats.pid())
+	window := time.NewTimer(o.cpuWindow)
+	select {
+	case <-window.C:
+	case <-d.p.exited:
+		window.Stop()
+		if err := e.checkDaemons(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%s exited during the CPU window: %v", d.name(), d.p.err)
+	case <-ctx.Done():
+		window.Stop()
+		return nil, ctx.Err()
+	}
+	pct, _ := meter.shares()
+	res.IdleCPUPct, res.GCBIdleCPUPct, res.NATSIdleCPUPct = pct[0], pct[1], pct[2]
+	res.CPUWindowS = o.cpuWindow.Seconds()
+	if err := e.checkDaemons(); err != nil {
+		return nil, err
+	}
+	if d.profiled() { // after the measurements: writing a heap profile is work
+		if res.GoroutinesN, err = d.heapDump(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	// Close every interaction; every session must end at the server, and every final attach come.
+	h.notef("live: closing %d interactions", n)
+	closed := make([]inbound, n)
+	for i := range n {
+		closed[i] = inbound{subject: eventSubject(iid(i)), data: mustJSON(event(iid(i), "closed", ""))}
+	}
+	began = time.Now()
+	if err := e.publishAll(ctx, closed); err != nil {
+		return nil, err
+	}
+	we, err := e.ctl.wait(ctx, tokens, waitEnded, o.joinWait, true)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range we.Sessions {
+		if s.EndedBy != "" {
+			res.EndedBy[s.EndedBy]++
+		}
+	}
+	res.Ended = we.Done
+	if we.Done != n {
+		return nil, fmt.Errorf("%d of %d sessions ended at the server after their closed event (still live: %v)", we.Done, n, we.Pending)
+	}
+	if err := w.await(ctx, e, o.joinWait, fmt.Sprintf("%d final attaches", n), func(c outcomeCounts, _ func(string) *outcome) bool {
+		return c.ended >= n
+	}); err != nil {
+		return nil, err
+	}
+	res.CloseS = time.Since(began).Seconds()
+	if err := d.waitIdle(ctx, o.joinWait); err != nil {
+		return nil, err
+	}
+	res.CloseAckedS = time.Since(began).Seconds()
+	for i := range n {
+		if out := w.outcome(iid(i)); out.endReason != "interaction_closed" {
+			return nil, fmt.Errorf("final attach of %s says %q, want interaction_closed", iid(i), out.endReason)
+		}
+	}
+	if st, err = e.ctl.stats(ctx); err != nil {
+		return nil, err
+	}
+	res.LiveAfter = st.Live
+	if st.Live != 0 {
+		return nil, fmt.Errorf("%d sessions still live at the server after every interaction closed", st.Live)
+	}
+	// After its final attach each session disconnects its Bayeux client: once the server holds no
+	// Bayeux session, the daemon has let go of every connection, and what is left is what stays.
+	if err := e.every(ctx, 50*time.Millisecond, o.joinWait, "the daemon's Bayeux sessions gone from the server", func(ctx context.Context) (bool, error) {
+		st, err := e.ctl.stats(ctx)
+		if err != nil {
+			return false, err
+		}
+		left := 0
+		for _, n := range st.Nodes {
+			left += n.BayeuxSessions
+		}
+		return left == 0, nil
+	}); err != nil {
+		return nil, err
+	}
+	// And its connections closed (a few idle keep-alive connections may stay): only then are the
+	// sessions' goroutines expected gone.
+	if err := e.every(ctx, 50*time.Millisecond, o.joinWait, "the daemon's connections closed", func(context.Context) (bool, error) {
+		fds, err := readFDs(d.p.pid())
+		return fds <= res.FDs0+16, err
+	}); err != nil {
+		return nil, err
+	}
+	mc, err := readProcMem(d.p.pid())
+	if err != nil {
+		return nil, err
+	}
+	res.RSSClosedKiB = mc.RSSKiB
+	res.Warnings, res.Errors, res.top = d.logSummary()
+	if d.profiled() {
+		// A profiled daemon writes its CPU profile at exit: it is stopped (SIGTERM) with the rest.
+		if res.Goroutines, err = d.heapDump(ctx); err != nil {
+			return nil, err
+		}
+	} else if g, err := d.quit(); err != nil {
+		res.goroutinesErr = err.Error()
+	} else {
+		res.Goroutines = g
+	}
+	if odd := w.oddMessages(); len(odd) > 0 {
+		return res, fmt.Errorf("unreadable outbound messages: %v", odd)
+	}
+
+	// The anchor: a bare client holding as many sessions, on the same server, now that the
+	// daemon's are gone.
+	h.notef("live: a bare client joins and holds %d sessions", n)
+	b, err := e.anchorHold(ctx, n)
+	if err != nil {
+		return res, fmt.Errorf("bare client: %w", err)
+	}
+	res.BarePerSessionKiB, res.BareRSSNMB, res.BareIdleCPUPct, res.BareJoinS = b.perSessionKiB, b.rssNMB, b.idleCPU, b.joinS
+	res.MemRatio = div(res.PerSessionKiB, res.BarePerSessionKiB)
+	res.CPURatio = div(res.IdleCPUPct, res.BareIdleCPUPct)
+	return res, nil
+}
+
+type holdResult struct {
+	perSessionKiB, rssNMB, idleCPU, joinS float64
+}
+
+// anchorHold runs the bare client (holderMain) in a process of its own: it joins n new sessions
+// as Controller with the four steps, the agents join them, and its RSS before and after and its
+// CPU over the same window as the daemon's are read.
+func (e *env) anchorHold(ctx context.Context, n int) (res holdResult, err error) {
+	h := e.h
+	sess, err := e.ctl.create(ctx, n)
+	if err != nil {
+		return res, err
+	}
+	out, err := e.openLog(roleHolder + ".out")
+	if err != nil {
+		return res, err
+	}
+	lines := make(chan string, 8)
+	w := &lineWriter{out: out, fn: func(line []byte) {
+		select {
+		case lines <- string(line):
+		default: // the harness waits for three lines only
+		}
+	}}
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		return res, err
+	}
+	defer stdinW.Close()
+	p, err := spawnIO(roleHolder, h.self, []string{"-front", e.gcbR.Front, "-transports", strings.Join(h.transports(), ",")},
+		childEnv(helperEnv+"="+roleHolder), stdinR, w, out)
+	stdinR.Close()
+	if err != nil {
+		return res, err
+	}
+	h.track(p)
+	defer func() {
+		if serr := p.stop(syscall.SIGTERM, 30*time.Second); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
+	next := func(want string, bound time.Duration) error {
+		t := time.NewTimer(bound)
+		defer t.Stop()
+		for {
+			select {
+			case l := <-lines:
+				if strings.HasPrefix(l, want) {
+					return nil
+				}
+				if strings.HasPrefix(l, "failed") {
+					return errors.New(l)
+				}
+			case <-p.exited:
+				return fmt.Errorf("exited: %v (see %s)", p.err, out.Name())
+			case <-t.C:
+				return fmt.Errorf("no %q within %v", want, bound)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	if err := next("ready", procWait); err != nil {
+		return res, err
+	}
+	m0, err := readProcMem(p.pid())
+	if err != nil {
+		return res, err
+	}
+	began := time.Now()
+	var tokens strings.Builder
+	for _, s := range sess {
+		tokens.WriteString(s.Token + "\n")
+	}
+	if _, err := io.WriteString(stdinW, tokens.String()); err != nil {
+		return res, err
+	}
+	stdinW.Close()
+	if err := next("joined", h.opt.joinWait); err != nil {
+		return res, err
+	}
+	joins := make([]agentJoin, n)
+	for i, s := range sess {
+		joins[i] = agentJoin{Token: s.Token, AgentID: fmt.Sprintf("bare-agent-%d", i)}
+	}
+	r, err := e.ctl.agentJoin(ctx, joins)
+	if err != nil {
+		return res, err
+	}
+	if r.Joined != n {
+		return res, fmt.Errorf("%d of %d agents joined (first failure: %v)", r.Joined, n, r.Failed)
+	}
+	if err := next("activated", h.opt.joinWait); err != nil {
+		return res, err
+	}
+	res.joinS = time.Since(began).Seconds()
+	mn, err := readProcMem(p.pid())
+	if err != nil {
+		return res, err
+	}
+	res.perSessionKiB = float64(mn.RSSKiB-m0.RSSKiB) / float64(n)
+	res.rssNMB = float64(mn.RSSKiB) * 1024 / 1e6
+	meter := startCPU(p.pid())
+	window := time.NewTimer(h.opt.cpuWindow)
+	select {
+	case <-window.C:
+	case <-p.exited:
+		window.Stop()
+		return res, fmt.Errorf("exited: %v (see %s)", p.err, out.Name())
+	case <-ctx.Done():
+		window.Stop()
+		return res, ctx.Err()
+	}
+	pct, _ := meter.shares()
+	res.idleCPU = pct[0]
+	return res, nil
+}
+
+// firstFailure describes a failed event seen, for an error.
+func (w *watcher) firstFailure() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for iid, o := range w.byIID {
+		if !o.failedAt.IsZero() {
+			return fmt.Sprintf("%s: %s: %s", iid, o.failReason, o.failDetail)
+		}
+	}
+	return "none"
+}
