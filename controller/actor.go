@@ -205,7 +205,10 @@ func (a *actor) run(ctx context.Context, recovered *Saved) {
 			a.letGo(ctx)
 			return
 		}
-		if a.st.Closed && a.idle() && a.c.remove(a) {
+		// A closed interaction's actor leaves once idle; so does any idle actor while the registry
+		// is crowded (a burst of interactions, a backlog), so that the bound refuses only
+		// interactions that wait behind busy ones. Its state is read again on its next message.
+		if (a.st.Closed || a.c.crowded()) && a.idle() && a.c.remove(a) {
 			return
 		}
 	}

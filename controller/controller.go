@@ -309,6 +309,13 @@ func (c *Controller) remove(a *actor) bool {
 	return true
 }
 
+// crowded reports whether the registry is three quarters full: idle actors leave at once then.
+func (c *Controller) crowded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.actors)*4 >= c.cfg.MaxInteractions*3
+}
+
 // release takes an actor that lets go of its interaction out of the registry, and returns the
 // messages still queued for it (under the registry's lock, so that no new one reaches it).
 func (c *Controller) release(a *actor) []chat.Inbound {

@@ -569,20 +569,47 @@ func TestStopOnShutdown(t *testing.T) {
 	})
 }
 
+// TestRegistryIsBoundedAndReaped: the registry refuses an interaction while it is full of busy
+// actors (a live session each); an idle actor is reaped after IdleReap.
 func TestRegistryIsBoundedAndReaped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, func(c *Config) { c.MaxInteractions = 1 })
-		mustFate(t, h.chatLine("i1", "hello"), "ack")
+		mustFate(t, h.start_("i1", "111111111"), "ack")
 		mustFate(t, h.chatLine("i2", "hello"), "nak")
 		if h.c.Len() != 1 {
 			t.Fatalf("%d actors", h.c.Len())
 		}
+
+		h2 := newHarness(t, nil)
+		mustFate(t, h2.chatLine("i1", "hello"), "ack")
+		if h2.c.Len() != 1 {
+			t.Fatalf("%d actors", h2.c.Len())
+		}
 		time.Sleep(90 * time.Second) // past IdleReap, and a sweep
 		synctest.Wait()
-		if h.c.Len() != 0 {
-			t.Fatalf("idle actor not reaped: %d actors", h.c.Len())
+		if h2.c.Len() != 0 {
+			t.Fatalf("idle actor not reaped: %d actors", h2.c.Len())
 		}
-		mustFate(t, h.chatLine("i2", "hello again"), "ack")
+	})
+}
+
+// TestBurstOfInteractionsIsNotRefused: more interactions at once than the registry's bound, each
+// with a message that starts nothing: the idle actors leave while the registry is crowded, so
+// every message is taken and acked, none is refused or reported as failed.
+func TestBurstOfInteractionsIsNotRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.MaxInteractions = 8 })
+		var ds []*delivery
+		for i := range 40 {
+			ds = append(ds, h.chatLine("i"+strconv.Itoa(i), "hello"))
+		}
+		for _, d := range ds {
+			mustFate(t, d, "ack")
+		}
+		wantKinds(t, h)
+		if n := h.c.Len(); n > 8 {
+			t.Fatalf("%d actors over the bound", n)
+		}
 	})
 }
 
@@ -747,13 +774,13 @@ func TestStopThatFailsEveryRouteIsRetriedWithinSeconds(t *testing.T) {
 func TestMessageNotTakenOnItsLastDeliveryIsReported(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, func(c *Config) { c.MaxInteractions = 1 })
-		mustFate(t, h.chatLine("i1", "hello"), "ack")
+		mustFate(t, h.start_("i1", "111111111"), "ack") // a busy actor fills the registry
 		d := newDelivery()
 		d.attempt, d.last = 6, true
 		h.c.Handle(context.Background(), chat.Inbound{InteractionID: "i2", Delivery: d, Chat: &chat.Message{ID: "x", InteractionID: "i2"}})
 		synctest.Wait()
 		mustFate(t, d, "term")
-		wantKinds(t, h, "failed:processing_failed")
+		wantKinds(t, h, "joined", "attach#1", "failed:processing_failed")
 	})
 }
 
