@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cobrowse-connector/cobrowse-connector/test/chaos/control"
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // The names the daemon uses by default (configs/default.yaml): the harness leaves them as they
@@ -33,12 +35,11 @@ type harness struct {
 	stderr io.Writer
 	outMu  sync.Mutex // serialises stderr
 
-	procMu sync.Mutex
-	procs  []*proc // every process started, for the cleanup
+	children procs.Group // every process started, for the cleanup
 
 	nats []*natsNode // one server in single mode, the three cluster nodes in replicas mode
 
-	gcbProc *proc
+	gcbProc *procs.Proc
 	gcbOut  *os.File
 	gcb     control.Ready
 	ctl     *control.Client
@@ -84,12 +85,6 @@ func (h *harness) verbosef(format string, args ...any) {
 	if h.opt.verbose {
 		h.notef(format, args...)
 	}
-}
-
-func (h *harness) track(p *proc) {
-	h.procMu.Lock()
-	h.procs = append(h.procs, p)
-	h.procMu.Unlock()
 }
 
 // run starts the processes, plays the scenario with its faults, settles and counts.
@@ -196,27 +191,14 @@ func (h *harness) cleanup() {
 	for _, rp := range h.replicas {
 		rp.mu.Lock()
 		if rp.run != nil {
-			if err := rp.run.p.stop(20 * time.Second); err != nil {
+			if err := rp.run.p.Stop(syscall.SIGTERM, 20*time.Second); err != nil {
 				h.notef("FINDING: %v", err)
 			}
 			rp.run = nil
 		}
 		rp.mu.Unlock()
 	}
-	h.procMu.Lock()
-	procs := append([]*proc(nil), h.procs...)
-	h.procMu.Unlock()
-	for i := len(procs) - 1; i >= 0; i-- {
-		p := procs[i]
-		select {
-		case <-p.exited:
-			continue
-		default:
-		}
-		if err := p.stop(10 * time.Second); err != nil {
-			h.notef("%v", err)
-		}
-	}
+	h.children.StopAll(syscall.SIGTERM, 10*time.Second, func(err error) { h.notef("%v", err) })
 	files := []*os.File{h.gcbOut}
 	for _, n := range h.nats {
 		files = append(files, n.out)

@@ -5,130 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/test/chaos/control"
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
-// procWait bounds how long the harness waits for one of its processes to start serving, or to
-// exit after a signal.
-const procWait = 60 * time.Second
-
-// proc is one child process. exited is closed once it has been reaped.
-type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error       // Wait's result, set before exited is closed
-	killed atomic.Bool // the harness signalled it: an exit is expected
-}
-
-// spawn starts a child with its stdout and stderr going to the writers.
-func spawn(name, path string, args []string, stdout, stderr io.Writer) (*proc, error) {
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
-	if err := startProcess(cmd); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// kill sends SIGKILL and reaps the process.
-func (p *proc) kill() error {
-	p.killed.Store(true)
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(procWait):
-		return fmt.Errorf("%s (pid %d) not reaped %v after SIGKILL", p.name, p.cmd.Process.Pid, procWait)
-	}
-}
-
-// stop sends SIGTERM, waits up to bound, then kills.
-func (p *proc) stop(bound time.Duration) error {
-	p.killed.Store(true)
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(bound):
-		if err := p.kill(); err != nil {
-			return err
-		}
-		return fmt.Errorf("%s did not stop within %v of SIGTERM; killed", p.name, bound)
-	}
-}
-
-// lineWriter hands each complete line to fn and copies everything to out (which may be nil).
-type lineWriter struct {
-	mu   sync.Mutex
-	out  io.Writer
-	fn   func(line []byte)
-	part []byte
-}
-
-func (w *lineWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.out != nil {
-		if _, err := w.out.Write(b); err != nil {
-			return 0, err
-		}
-	}
-	w.part = append(w.part, b...)
-	for {
-		i := bytes.IndexByte(w.part, '\n')
-		if i < 0 {
-			break
-		}
-		if w.fn != nil {
-			w.fn(w.part[:i])
-		}
-		w.part = w.part[i+1:]
-	}
-	if len(w.part) > 1<<20 { // a line without end: keep memory bounded
-		w.part = w.part[:0]
-	}
-	return len(b), nil
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago: the NATS servers keep
-// theirs across restarts. The listeners stay open until all are picked, so that none is picked
-// twice.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// childEnv is the environment of a child: the harness's own, with every goroutine's stack in a
+// crash's trace.
+func childEnv() []string { return append(os.Environ(), "GOTRACEBACK=all") }
 
 // --- NATS ---
 
@@ -142,7 +31,7 @@ type natsNode struct {
 	store       string
 	logPath     string
 	out         *os.File // its stdout and stderr
-	proc        *proc
+	proc        *procs.Proc
 }
 
 func (n *natsNode) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
@@ -161,7 +50,7 @@ func (h *harness) setupNATS() error {
 	if h.replicated() {
 		count, perNode = 3, 2 // a client port and a route port each
 	}
-	ports, err := freePorts(perNode * count)
+	ports, err := procs.FreePorts(perNode * count)
 	if err != nil {
 		return err
 	}
@@ -207,33 +96,33 @@ func (h *harness) startNATS(ctx context.Context, nodes ...*natsNode) error {
 	for i, n := range nodes {
 		ready := make(chan struct{}, 1)
 		readies[i] = ready
-		out := &lineWriter{out: n.out, fn: func(line []byte) {
+		out := procs.NewLineWriter(n.out, func(line []byte) {
 			if bytes.HasPrefix(line, []byte("ready ")) {
 				select {
 				case ready <- struct{}{}:
 				default:
 				}
 			}
-		}}
+		})
 		args := []string{"-port", fmt.Sprint(n.port), "-store", n.store, "-log", n.logPath}
 		if n.name != "" {
 			args = append(args, "-name", n.name, "-cluster-port", fmt.Sprint(n.clusterPort), "-routes", n.routes)
 		}
-		p, err := spawn(n.procName(), h.bin.natsd, args, out, n.out)
+		p, err := procs.Spawn(n.procName(), h.bin.natsd, args, childEnv(), out, n.out)
 		if err != nil {
 			return err
 		}
-		h.track(p)
+		h.children.Add(p)
 		n.proc = p
 	}
-	timeout := time.After(procWait)
+	timeout := time.After(procs.Wait)
 	for i, n := range nodes {
 		select {
 		case <-readies[i]:
-		case <-n.proc.exited:
-			return fmt.Errorf("%s exited before it was ready: %v (see %s)", n.procName(), n.proc.err, n.out.Name())
+		case <-n.proc.Exited():
+			return fmt.Errorf("%s exited before it was ready: %v (see %s)", n.procName(), n.proc.Err(), n.out.Name())
 		case <-timeout:
-			return fmt.Errorf("%s not ready within %v", n.procName(), procWait)
+			return fmt.Errorf("%s not ready within %v", n.procName(), procs.Wait)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -246,7 +135,7 @@ func (h *harness) startNATS(ctx context.Context, nodes ...*natsNode) error {
 func (h *harness) startGCB(ctx context.Context) error {
 	ready := make(chan control.Ready, 1)
 	bad := make(chan error, 1)
-	out := &lineWriter{out: h.gcbOut, fn: func(line []byte) {
+	out := procs.NewLineWriter(h.gcbOut, func(line []byte) {
 		var r control.Ready
 		if err := json.Unmarshal(line, &r); err != nil || r.Control == "" {
 			select {
@@ -259,7 +148,7 @@ func (h *harness) startGCB(ctx context.Context) error {
 		case ready <- r:
 		default:
 		}
-	}}
+	})
 	args := []string{
 		"-nodes", "3",
 		"-connect-timeout", "1s",
@@ -269,11 +158,11 @@ func (h *harness) startGCB(ctx context.Context) error {
 	if h.opt.serverURL {
 		args = append(args, "-server-url")
 	}
-	p, err := spawn("gcbserver", h.bin.gcbserver, args, out, h.gcbOut)
+	p, err := procs.Spawn("gcbserver", h.bin.gcbserver, args, childEnv(), out, h.gcbOut)
 	if err != nil {
 		return err
 	}
-	h.track(p)
+	h.children.Add(p)
 	h.gcbProc = p
 	select {
 	case r := <-ready:
@@ -282,10 +171,10 @@ func (h *harness) startGCB(ctx context.Context) error {
 		return nil
 	case err := <-bad:
 		return err
-	case <-p.exited:
-		return fmt.Errorf("gcbserver exited before it was ready: %v", p.err)
-	case <-time.After(procWait):
-		return fmt.Errorf("gcbserver not ready within %v", procWait)
+	case <-p.Exited():
+		return fmt.Errorf("gcbserver exited before it was ready: %v", p.Err())
+	case <-time.After(procs.Wait):
+		return fmt.Errorf("gcbserver not ready within %v", procs.Wait)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -323,7 +212,7 @@ func (rp *replica) current() *daemonRun {
 // daemonRun is one life of a daemon process, with what its log said about its partitions.
 type daemonRun struct {
 	n     int
-	p     *proc
+	p     *procs.Proc
 	ready chan struct{} // closed when it logs that it runs
 
 	mu      sync.Mutex
@@ -401,8 +290,8 @@ func (r *daemonRun) await(ctx context.Context, bound time.Duration, cond func() 
 		}
 		select {
 		case <-ch:
-		case <-r.p.exited:
-			return fmt.Errorf("run %d exited: %v", r.n, r.p.err)
+		case <-r.p.Exited():
+			return fmt.Errorf("run %d exited: %v", r.n, r.p.Err())
 		case <-t.C:
 			return fmt.Errorf("not within %v", bound)
 		case <-ctx.Done():
@@ -501,29 +390,29 @@ func (h *harness) startDaemon(ctx context.Context, rp *replica) (*daemonRun, err
 		r := &daemonRun{n: rp.runs, ready: make(chan struct{}), changed: make(chan struct{})}
 		var once sync.Once
 		fmt.Fprintf(rp.log, "{\"chaos\":\"daemon run %d starts\",\"time\":%q}\n", r.n, time.Now().UTC().Format(time.RFC3339Nano))
-		out := &lineWriter{out: rp.log, fn: func(line []byte) {
+		out := procs.NewLineWriter(rp.log, func(line []byte) {
 			r.logged(line, func() { once.Do(func() { close(r.ready) }) })
-		}}
+		})
 		name := "cobrowse-connector"
 		if rp.member != "" {
 			name += " " + rp.member
 		}
-		p, err := spawn(name, h.bin.daemon, []string{"run", "--config", rp.configPath}, out, out)
+		p, err := procs.Spawn(name, h.bin.daemon, []string{"run", "--config", rp.configPath}, childEnv(), out, out)
 		if err != nil {
 			return nil, err
 		}
-		h.track(p)
+		h.children.Add(p)
 		r.p = p
 		select {
 		case <-r.ready:
 			rp.run = r
 			go h.watchDaemon(ctx, rp, r)
 			return r, nil
-		case <-p.exited:
-			last = fmt.Errorf("exited before ready: %v", p.err)
-		case <-time.After(procWait):
-			_ = p.kill()
-			last = fmt.Errorf("not ready within %v", procWait)
+		case <-p.Exited():
+			last = fmt.Errorf("exited before ready: %v", p.Err())
+		case <-time.After(procs.Wait):
+			_ = p.Kill()
+			last = fmt.Errorf("not ready within %v", procs.Wait)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -538,7 +427,7 @@ func (h *harness) killDaemon(rp *replica) error {
 	if rp.run == nil {
 		return fmt.Errorf("%s is not running", rp.name())
 	}
-	err := rp.run.p.kill()
+	err := rp.run.p.Kill()
 	rp.run = nil
 	return err
 }
@@ -547,8 +436,8 @@ func (h *harness) killDaemon(rp *replica) error {
 // it again, as a supervisor would: the run goes on and the exit is listed as a finding. In
 // replicas mode its interactions changed owner (the process that owned them died).
 func (h *harness) watchDaemon(ctx context.Context, rp *replica, r *daemonRun) {
-	<-r.p.exited
-	if r.p.killed.Load() || h.stopping.Load() || ctx.Err() != nil {
+	<-r.p.Exited()
+	if r.p.Signaled() || h.stopping.Load() || ctx.Err() != nil {
 		return
 	}
 	rp.mu.Lock()
@@ -558,7 +447,7 @@ func (h *harness) watchDaemon(ctx context.Context, rp *replica, r *daemonRun) {
 	rp.mu.Unlock()
 	h.noteOwnerDied(rp.member, time.Now())
 	h.daemonCrashes.Add(1)
-	h.notef("FINDING: %s run %d exited on its own: %v (last log lines below)\n%s", rp.name(), r.n, r.p.err, logTail(rp.logPath, 8))
+	h.notef("FINDING: %s run %d exited on its own: %v (last log lines below)\n%s", rp.name(), r.n, r.p.Err(), procs.LogTail(rp.logPath, 8))
 	if h.daemonCrashes.Load() > 10 {
 		h.notef("the daemons exited on their own more than 10 times; not restarting %s", rp.name())
 		return
@@ -566,17 +455,4 @@ func (h *harness) watchDaemon(ctx context.Context, rp *replica, r *daemonRun) {
 	if _, err := h.startDaemon(ctx, rp); err != nil {
 		h.notef("restarting %s after its exit: %v", rp.name(), err)
 	}
-}
-
-// logTail returns the last n lines of a log.
-func logTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "    " + strings.Join(lines, "\n    ")
 }

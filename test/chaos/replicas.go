@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // Replicas mode (-mode replicas): three daemons, members r1, r2 and r3 of the inbound stream's
@@ -138,7 +139,7 @@ func (h *harness) cluster(ctx context.Context, action string, members ...string)
 	cmd := exec.CommandContext(cctx, h.bin.daemon, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := startProcess(cmd); err != nil { // through the spawner: a parent-death signal too
+	if err := procs.Start(cmd); err != nil { // through the spawner: a parent-death signal too
 		return st, fmt.Errorf("%s: %w", what, err)
 	}
 	if err := cmd.Wait(); err != nil {
@@ -167,7 +168,7 @@ func summary(st chat.GroupStatus) string {
 // the status. A command that failed (a stream electing its leader after a NATS node came back)
 // is run again, unless the status shows the change made.
 func (h *harness) membership(ctx context.Context, action string, members ...string) (chat.GroupStatus, error) {
-	deadline := time.Now().Add(procWait)
+	deadline := time.Now().Add(procs.Wait)
 	for {
 		st, err := h.cluster(ctx, action, members...)
 		if err == nil && st.Partitions != partitionCount {
@@ -227,7 +228,7 @@ func (h *harness) awaitTakenUp(ctx context.Context, st chat.GroupStatus) error {
 		if r == nil {
 			return fmt.Errorf("%s is not running", rp.name())
 		}
-		if err := r.await(ctx, procWait, func() bool { return slices.Equal(r.parts, m.Partitions) }); err != nil {
+		if err := r.await(ctx, procs.Wait, func() bool { return slices.Equal(r.parts, m.Partitions) }); err != nil {
 			return fmt.Errorf("%s did not take up its partitions %v: %w", rp.name(), m.Partitions, err)
 		}
 	}
@@ -243,7 +244,7 @@ func (h *harness) startReplicas(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := r.await(ctx, procWait, func() bool { return len(r.parts) == partitionCount }); err != nil {
+	if err := r.await(ctx, procs.Wait, func() bool { return len(r.parts) == partitionCount }); err != nil {
 		return fmt.Errorf("%s did not take up the new group's %d partitions: %w", first.name(), partitionCount, err)
 	}
 	var names []string
@@ -284,7 +285,7 @@ func (h *harness) faultReplica(ctx context.Context, rp *replica, move bool) (str
 			return what, err
 		}
 		want := h.partsOf(rp.member)
-		if err := r.await(ctx, procWait, func() bool { return slices.Equal(r.parts, want) }); err != nil {
+		if err := r.await(ctx, procs.Wait, func() bool { return slices.Equal(r.parts, want) }); err != nil {
 			return what, fmt.Errorf("%s restarted did not take its partitions %v back: %w", rp.name(), want, err)
 		}
 		return fmt.Sprintf("%s, restarted under the same name, its partitions %v taken back after %v", what, want, since()), nil
@@ -306,7 +307,7 @@ func (h *harness) faultReplica(ctx context.Context, rp *replica, move bool) (str
 	if err != nil {
 		return what, err
 	}
-	if err := r.await(ctx, procWait, func() bool { return r.idle }); err != nil {
+	if err := r.await(ctx, procs.Wait, func() bool { return r.idle }); err != nil {
 		return what, fmt.Errorf("%s restarted outside the group did not say it has no partitions: %w", rp.name(), err)
 	}
 	st, err = h.membership(ctx, "add", rp.member)

@@ -412,7 +412,7 @@ func (h *harness) faultNATS(ctx context.Context, n *natsNode) (string, error) {
 	if n.name != "" {
 		what = "NATS node " + n.name + " SIGKILL"
 	}
-	if err := n.proc.kill(); err != nil {
+	if err := n.proc.Kill(); err != nil {
 		return what, err
 	}
 	select {

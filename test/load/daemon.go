@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // daemon is one daemon of a measurement: the built binary (`cobrowse-connector run --config
@@ -26,7 +28,7 @@ type daemon struct {
 	cfgPath string
 	logPath string
 	log     *os.File
-	p       *proc
+	p       *procs.Proc
 	runs    int
 
 	quitting atomic.Bool // a SIGQUIT was sent: count the goroutines of the dump
@@ -137,23 +139,23 @@ func (d *daemon) onLine(line []byte) {
 
 // start runs the daemon; it returns once the process is started (see waitConsuming).
 func (d *daemon) start() error {
-	if d.p != nil && !d.p.done() {
+	if d.p != nil && !d.p.Done() {
 		return fmt.Errorf("%s is running already", d.name())
 	}
 	d.runs++
 	fmt.Fprintf(d.log, "{\"load\":\"run %d starts\",\"time\":%q}\n", d.runs, time.Now().UTC().Format(time.RFC3339Nano))
-	w := &lineWriter{out: d.log, fn: d.onLine}
+	w := procs.NewLineWriter(d.log, d.onLine)
 	bin, env := d.e.h.daemonBin, childEnv("GOTRACEBACK=all")
 	if d.profiled() {
 		base := filepath.Join(d.e.dir, strings.TrimSuffix(filepath.Base(d.logPath), ".log"))
 		bin = d.e.h.profiledBin
 		env = append(env, fmt.Sprintf("LOAD_CPU_PROFILE=%s-cpu-%d.pprof", base, d.runs), fmt.Sprintf("LOAD_HEAP_PROFILE=%s-heap-%d.pprof", base, d.runs))
 	}
-	p, err := spawn("cobrowse-connector "+d.memberName(), bin, []string{"run", "--config", d.cfgPath}, env, w, w)
+	p, err := procs.Spawn("cobrowse-connector "+d.memberName(), bin, []string{"run", "--config", d.cfgPath}, env, w, w)
 	if err != nil {
 		return err
 	}
-	d.e.h.track(p)
+	d.e.h.children.Add(p)
 	d.p = p
 	return nil
 }
@@ -162,7 +164,7 @@ func (d *daemon) start() error {
 // it): the daemon is up and idle. On a store where the member consumed before, a stopped
 // instance's pull requests linger for a few seconds: use it on a fresh store.
 func (d *daemon) waitConsuming(ctx context.Context) error {
-	return d.e.every(ctx, 20*time.Millisecond, procWait, d.name()+" consuming", func(ctx context.Context) (bool, error) {
+	return d.e.every(ctx, 20*time.Millisecond, procs.Wait, d.name()+" consuming", func(ctx context.Context) (bool, error) {
 		info, err := d.e.consumerInfo(ctx, groupStream, d.memberName())
 		if err != nil {
 			return false, nil // NATS answers once the daemon's setup is done; keep polling
@@ -183,14 +185,14 @@ func (d *daemon) waitIdle(ctx context.Context, bound time.Duration) error {
 
 // stop sends SIGTERM and waits for the daemon's clean exit (bounded: its shutdown_timeout is 15s).
 func (d *daemon) stop() error {
-	if d.p == nil || d.p.done() {
+	if d.p == nil || d.p.Done() {
 		return nil
 	}
-	if err := d.p.stop(syscall.SIGTERM, 45*time.Second); err != nil {
+	if err := d.p.Stop(syscall.SIGTERM, 45*time.Second); err != nil {
 		return fmt.Errorf("FINDING: %w", err)
 	}
-	if d.p.err != nil {
-		return fmt.Errorf("FINDING: %s exited with %v after SIGTERM (see %s)", d.name(), d.p.err, d.logPath)
+	if d.p.Err() != nil {
+		return fmt.Errorf("FINDING: %s exited with %v after SIGTERM (see %s)", d.name(), d.p.Err(), d.logPath)
 	}
 	return nil
 }
@@ -200,15 +202,15 @@ func (d *daemon) profiled() bool { return d.e.h.profiledBin != "" }
 
 // heapDump asks a profiled daemon for a heap profile (SIGUSR1) and returns its goroutine count.
 func (d *daemon) heapDump(ctx context.Context) (int, error) {
-	if !d.profiled() || d.p == nil || d.p.done() {
+	if !d.profiled() || d.p == nil || d.p.Done() {
 		return 0, fmt.Errorf("%s: no profiled daemon running", d.name())
 	}
-	_ = d.p.cmd.Process.Signal(syscall.SIGUSR1)
+	_ = d.p.Signal(syscall.SIGUSR1)
 	select {
 	case g := <-d.dumps:
 		return g, nil
-	case <-d.p.exited:
-		return 0, fmt.Errorf("%s exited: %v", d.name(), d.p.err)
+	case <-d.p.Exited():
+		return 0, fmt.Errorf("%s exited: %v", d.name(), d.p.Err())
 	case <-time.After(30 * time.Second):
 		return 0, fmt.Errorf("%s wrote no heap profile within 30s of SIGUSR1", d.name())
 	case <-ctx.Done():
@@ -220,11 +222,11 @@ func (d *daemon) heapDump(ctx context.Context) (int, error) {
 // It returns how many goroutines the dump lists: the one way to count them from outside, since
 // the daemon serves no metrics or pprof.
 func (d *daemon) quit() (int, error) {
-	if d.p == nil || d.p.done() {
+	if d.p == nil || d.p.Done() {
 		return 0, fmt.Errorf("%s is not running", d.name())
 	}
 	d.quitting.Store(true)
-	if err := d.p.stop(syscall.SIGQUIT, 30*time.Second); err != nil {
+	if err := d.p.Stop(syscall.SIGQUIT, 30*time.Second); err != nil {
 		return 0, err
 	}
 	d.mu.Lock()
@@ -267,22 +269,22 @@ func (d *daemon) logSummary() (warnings, errors int, top []string) {
 // runCommand runs the daemon binary once (a `cluster` action), bounded, and returns its stdout.
 func (e *env) runCommand(ctx context.Context, args ...string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
-	p, err := spawn("cobrowse-connector "+args[0], e.h.daemonBin, args, childEnv(), &stdout, &stderr)
+	p, err := procs.Spawn("cobrowse-connector "+args[0], e.h.daemonBin, args, childEnv(), &stdout, &stderr)
 	if err != nil {
 		return nil, err
 	}
-	e.h.track(p)
+	e.h.children.Add(p)
 	select {
-	case <-p.exited:
-	case <-time.After(procWait):
-		_ = p.kill()
-		return nil, fmt.Errorf("cobrowse-connector %s: no exit within %v", strings.Join(args, " "), procWait)
+	case <-p.Exited():
+	case <-time.After(procs.Wait):
+		_ = p.Kill()
+		return nil, fmt.Errorf("cobrowse-connector %s: no exit within %v", strings.Join(args, " "), procs.Wait)
 	case <-ctx.Done():
-		_ = p.kill()
+		_ = p.Kill()
 		return nil, ctx.Err()
 	}
-	if p.err != nil {
-		return nil, fmt.Errorf("cobrowse-connector %s: %v: %s", strings.Join(args, " "), p.err, strings.TrimSpace(stderr.String()))
+	if p.Err() != nil {
+		return nil, fmt.Errorf("cobrowse-connector %s: %v: %s", strings.Join(args, " "), p.Err(), strings.TrimSpace(stderr.String()))
 	}
 	return stdout.Bytes(), nil
 }

@@ -10,13 +10,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // The names the daemon uses by default (configs/default.yaml); the harness leaves them as they
@@ -38,8 +39,7 @@ type harness struct {
 	stderr      io.Writer
 	outMu       sync.Mutex
 
-	procMu sync.Mutex
-	procs  []*proc // every process started, for the final cleanup
+	children procs.Group // every process started, for the final cleanup
 }
 
 func (h *harness) notef(format string, args ...any) {
@@ -54,23 +54,10 @@ func (h *harness) verbosef(format string, args ...any) {
 	}
 }
 
-func (h *harness) track(p *proc) {
-	h.procMu.Lock()
-	h.procs = append(h.procs, p)
-	h.procMu.Unlock()
-}
-
 // cleanup stops every process still running, last started first, and reaps them all. Every
 // measurement stops its own processes; this is the guard for a run that failed midway.
 func (h *harness) cleanup() {
-	h.procMu.Lock()
-	procs := append([]*proc(nil), h.procs...)
-	h.procMu.Unlock()
-	for i := len(procs) - 1; i >= 0; i-- {
-		if err := procs[i].stop(syscall.SIGTERM, 20*time.Second); err != nil {
-			h.notef("%v", err)
-		}
-	}
+	h.children.StopAll(syscall.SIGTERM, 20*time.Second, func(err error) { h.notef("%v", err) })
 }
 
 // env is what one measurement runs on: a NATS server on a fresh store, a Co-browse Server (when
@@ -80,12 +67,12 @@ type env struct {
 	name string
 	dir  string
 
-	nats     *proc
+	nats     *procs.Proc
 	natsURL  string
 	natsProf string // host:port of natsd's pprof (-profile-natsd)
 	profiled bool   // a profile was taken (one per measurement)
 
-	gcb  *proc
+	gcb  *procs.Proc
 	gcbR gcbReady
 	ctl  *gcbClient
 
@@ -138,33 +125,33 @@ func (e *env) openLog(name string) (*os.File, error) {
 
 // startHelper starts this program in a helper role and waits until its stdout says it is ready:
 // parse returns true for the ready line.
-func (e *env) startHelper(ctx context.Context, role string, args []string, parse func(line []byte) bool) (*proc, error) {
+func (e *env) startHelper(ctx context.Context, role string, args []string, parse func(line []byte) bool) (*procs.Proc, error) {
 	out, err := e.openLog(role + ".out")
 	if err != nil {
 		return nil, err
 	}
 	ready := make(chan struct{})
 	var once sync.Once
-	w := &lineWriter{out: out, fn: func(line []byte) {
+	w := procs.NewLineWriter(out, func(line []byte) {
 		if parse(line) {
 			once.Do(func() { close(ready) })
 		}
-	}}
-	p, err := spawn(role, e.h.self, args, childEnv(helperEnv+"="+role), w, out)
+	})
+	p, err := procs.Spawn(role, e.h.self, args, childEnv(helperEnv+"="+role), w, out)
 	if err != nil {
 		return nil, err
 	}
-	e.h.track(p)
+	e.h.children.Add(p)
 	select {
 	case <-ready:
 		return p, nil
-	case <-p.exited:
-		return nil, fmt.Errorf("%s exited before it was ready: %v (see %s)", role, p.err, out.Name())
-	case <-time.After(procWait):
-		_ = p.kill()
-		return nil, fmt.Errorf("%s not ready within %v", role, procWait)
+	case <-p.Exited():
+		return nil, fmt.Errorf("%s exited before it was ready: %v (see %s)", role, p.Err(), out.Name())
+	case <-time.After(procs.Wait):
+		_ = p.Kill()
+		return nil, fmt.Errorf("%s not ready within %v", role, procs.Wait)
 	case <-ctx.Done():
-		_ = p.kill()
+		_ = p.Kill()
 		return nil, ctx.Err()
 	}
 }
@@ -218,12 +205,12 @@ func (e *env) close() error {
 		e.nc.Close()
 	}
 	if e.gcb != nil {
-		if err := e.gcb.stop(syscall.SIGTERM, 20*time.Second); err != nil {
+		if err := e.gcb.Stop(syscall.SIGTERM, 20*time.Second); err != nil {
 			e.h.notef("%v", err)
 		}
 	}
 	if e.nats != nil {
-		if err := e.nats.stop(syscall.SIGTERM, 30*time.Second); err != nil {
+		if err := e.nats.Stop(syscall.SIGTERM, 30*time.Second); err != nil {
 			e.h.notef("%v", err)
 		}
 	}
@@ -237,8 +224,8 @@ func (e *env) close() error {
 // checkDaemons reports a daemon that exited on its own.
 func (e *env) checkDaemons() error {
 	for _, d := range e.daemons {
-		if d.p != nil && d.p.done() && !d.p.signaled.Load() {
-			return fmt.Errorf("%s exited on its own: %v (last log lines below)\n%s", d.name(), d.p.err, logTail(d.logPath, 8))
+		if d.p != nil && d.p.Done() && !d.p.Signaled() {
+			return fmt.Errorf("%s exited on its own: %v (last log lines below)\n%s", d.name(), d.p.Err(), procs.LogTail(d.logPath, 8))
 		}
 	}
 	return nil
@@ -358,19 +345,6 @@ func (e *env) publishAll(ctx context.Context, msgs []inbound) error {
 type inbound struct {
 	subject string
 	data    []byte
-}
-
-// logTail returns the last n lines of a log.
-func logTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "    " + strings.Join(lines, "\n    ")
 }
 
 // profileNATS takes a CPU profile of the NATS server for -profile-natsd from now on, into

@@ -293,7 +293,7 @@ func (h *harness) ingestDaemon(ctx context.Context, name string, msgs []inbound,
 		if err := d.start(); err != nil {
 			return res, err
 		}
-		pids = append(pids, d.p.pid())
+		pids = append(pids, d.p.Pid())
 		names = append(names, d.memberName())
 	}
 	obs, err := e.pollDrain(ctx, groupStream, names, pids, func(ctx context.Context, _ []*jetstream.ConsumerInfo) (bool, error) {
@@ -397,7 +397,7 @@ func (e *env) pollDrain(ctx context.Context, stream string, members []string, pi
 				m.start = now
 				if meter == nil {
 					obs.start = now
-					meter = startCPU(append(slices.Clone(pids), e.nats.pid())...)
+					meter = startCPU(append(slices.Clone(pids), e.nats.Pid())...)
 					if !e.profiled {
 						e.profiled = true
 						prof, stopProf = e.profileNATS(ctx)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // Memory and CPU per live session: N sessions, each joined by the daemon as Controller and
@@ -105,16 +107,16 @@ func (h *harness) live(ctx context.Context) (res *liveResult, err error) {
 	for i := range n {
 		index[iid(i)] = i
 	}
-	m0, err := readProcMem(d.p.pid())
+	m0, err := readProcMem(d.p.Pid())
 	if err != nil {
 		return nil, err
 	}
-	g0, err := readProcMem(e.gcb.pid())
+	g0, err := readProcMem(e.gcb.Pid())
 	if err != nil {
 		return nil, err
 	}
 	res.RSS0KiB, res.Threads0 = m0.RSSKiB, m0.Threads
-	if res.FDs0, err = readFDs(d.p.pid()); err != nil {
+	if res.FDs0, err = readFDs(d.p.Pid()); err != nil {
 		return nil, err
 	}
 
@@ -212,32 +214,32 @@ func (h *harness) live(ctx context.Context) (res *liveResult, err error) {
 	h.notef("live: %d sessions joined and activated in %.1f s; measuring", n, res.JoinS)
 
 	// The measurements: RSS now, then CPU over the window, nothing else happening.
-	mn, err := readProcMem(d.p.pid())
+	mn, err := readProcMem(d.p.Pid())
 	if err != nil {
 		return nil, err
 	}
-	gn, err := readProcMem(e.gcb.pid())
+	gn, err := readProcMem(e.gcb.Pid())
 	if err != nil {
 		return nil, err
 	}
 	res.RSSNKiB, res.ThreadsN = mn.RSSKiB, mn.Threads
-	if res.FDsN, err = readFDs(d.p.pid()); err != nil {
+	if res.FDsN, err = readFDs(d.p.Pid()); err != nil {
 		return nil, err
 	}
 	res.PerSessionKiB = float64(mn.RSSKiB-m0.RSSKiB) / float64(n)
 	res.RSSNMB = float64(mn.RSSKiB) * 1024 / 1e6
 	res.GCBPerSessionKiB = float64(gn.RSSKiB-g0.RSSKiB) / float64(n)
 	res.GCBRSSNMB = float64(gn.RSSKiB) * 1024 / 1e6
-	meter := startCPU(d.p.pid(), e.gcb.pid(), e.nats.pid())
+	meter := startCPU(d.p.Pid(), e.gcb.Pid(), e.nats.Pid())
 	window := time.NewTimer(o.cpuWindow)
 	select {
 	case <-window.C:
-	case <-d.p.exited:
+	case <-d.p.Exited():
 		window.Stop()
 		if err := e.checkDaemons(); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%s exited during the CPU window: %v", d.name(), d.p.err)
+		return nil, fmt.Errorf("%s exited during the CPU window: %v", d.name(), d.p.Err())
 	case <-ctx.Done():
 		window.Stop()
 		return nil, ctx.Err()
@@ -317,12 +319,12 @@ func (h *harness) live(ctx context.Context) (res *liveResult, err error) {
 	// And its connections closed (a few idle keep-alive connections may stay): only then are the
 	// sessions' goroutines expected gone.
 	if err := e.every(ctx, 50*time.Millisecond, o.joinWait, "the daemon's connections closed", func(context.Context) (bool, error) {
-		fds, err := readFDs(d.p.pid())
+		fds, err := readFDs(d.p.Pid())
 		return fds <= res.FDs0+16, err
 	}); err != nil {
 		return nil, err
 	}
-	mc, err := readProcMem(d.p.pid())
+	mc, err := readProcMem(d.p.Pid())
 	if err != nil {
 		return nil, err
 	}
@@ -373,26 +375,26 @@ func (e *env) anchorHold(ctx context.Context, n int) (res holdResult, err error)
 		return res, err
 	}
 	lines := make(chan string, 8)
-	w := &lineWriter{out: out, fn: func(line []byte) {
+	w := procs.NewLineWriter(out, func(line []byte) {
 		select {
 		case lines <- string(line):
 		default: // the harness waits for three lines only
 		}
-	}}
+	})
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
 		return res, err
 	}
 	defer stdinW.Close()
-	p, err := spawnIO(roleHolder, h.self, []string{"-front", e.gcbR.Front, "-transports", strings.Join(h.transports(), ",")},
+	p, err := procs.SpawnIO(roleHolder, h.self, []string{"-front", e.gcbR.Front, "-transports", strings.Join(h.transports(), ",")},
 		childEnv(helperEnv+"="+roleHolder), stdinR, w, out)
 	stdinR.Close()
 	if err != nil {
 		return res, err
 	}
-	h.track(p)
+	h.children.Add(p)
 	defer func() {
-		if serr := p.stop(syscall.SIGTERM, 30*time.Second); serr != nil {
+		if serr := p.Stop(syscall.SIGTERM, 30*time.Second); serr != nil {
 			err = errors.Join(err, serr)
 		}
 	}()
@@ -408,8 +410,8 @@ func (e *env) anchorHold(ctx context.Context, n int) (res holdResult, err error)
 				if strings.HasPrefix(l, "failed") {
 					return errors.New(l)
 				}
-			case <-p.exited:
-				return fmt.Errorf("exited: %v (see %s)", p.err, out.Name())
+			case <-p.Exited():
+				return fmt.Errorf("exited: %v (see %s)", p.Err(), out.Name())
 			case <-t.C:
 				return fmt.Errorf("no %q within %v", want, bound)
 			case <-ctx.Done():
@@ -417,10 +419,10 @@ func (e *env) anchorHold(ctx context.Context, n int) (res holdResult, err error)
 			}
 		}
 	}
-	if err := next("ready", procWait); err != nil {
+	if err := next("ready", procs.Wait); err != nil {
 		return res, err
 	}
-	m0, err := readProcMem(p.pid())
+	m0, err := readProcMem(p.Pid())
 	if err != nil {
 		return res, err
 	}
@@ -451,19 +453,19 @@ func (e *env) anchorHold(ctx context.Context, n int) (res holdResult, err error)
 		return res, err
 	}
 	res.joinS = time.Since(began).Seconds()
-	mn, err := readProcMem(p.pid())
+	mn, err := readProcMem(p.Pid())
 	if err != nil {
 		return res, err
 	}
 	res.perSessionKiB = float64(mn.RSSKiB-m0.RSSKiB) / float64(n)
 	res.rssNMB = float64(mn.RSSKiB) * 1024 / 1e6
-	meter := startCPU(p.pid())
+	meter := startCPU(p.Pid())
 	window := time.NewTimer(h.opt.cpuWindow)
 	select {
 	case <-window.C:
-	case <-p.exited:
+	case <-p.Exited():
 		window.Stop()
-		return res, fmt.Errorf("exited: %v (see %s)", p.err, out.Name())
+		return res, fmt.Errorf("exited: %v (see %s)", p.Err(), out.Name())
 	case <-ctx.Done():
 		window.Stop()
 		return res, ctx.Err()

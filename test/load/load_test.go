@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // TestMain lets the test binary be the harness's helper processes too (NATS, the Co-browse
@@ -32,7 +34,7 @@ func TestLoadQuick(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	t.Cleanup(stopSpawner) // the builds below start it; run stops it too
+	t.Cleanup(procs.StopSpawner) // the builds below start it; run stops it too
 	began := time.Now()
 	bin, err := buildDaemon(ctx, filepath.Join(dir, "bin"))
 	if err != nil {

@@ -37,6 +37,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // options are the harness's flags.
@@ -149,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	h := &harness{opt: o, dir: dir, stderr: stderr}
-	defer stopSpawner() // after h.run's cleanup reaped every child
+	defer procs.StopSpawner() // after h.run's cleanup reaped every child
 	began := time.Now()
 	rep := &report{Version: 1, Started: began.UTC().Format(time.RFC3339), WallS: map[string]float64{},
 		Machine: machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadAvg: loadAvg()}}
@@ -274,7 +276,7 @@ func buildPackage(ctx context.Context, dir, pkg, name string) (string, error) {
 func runCmd(ctx context.Context, cmd *exec.Cmd) ([]byte, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := startProcess(cmd); err != nil {
+	if err := procs.Start(cmd); err != nil {
 		return nil, err
 	}
 	waited := make(chan error, 1)
