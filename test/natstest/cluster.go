@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
@@ -69,7 +70,7 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 }
 
 func (c *Cluster) startAll(tb testing.TB, n int) error {
-	ports, err := freePorts(n)
+	ports, err := procs.FreePorts(n)
 	if err != nil {
 		return err
 	}
@@ -108,26 +109,6 @@ func (c *Cluster) startAll(tb testing.TB, n int) error {
 		}
 	}
 	return nil
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // startNode starts node i from its options and waits until it listens; its client port is then
