@@ -284,8 +284,13 @@ func TestNewConsumerCreatesStreamAndConsumer(t *testing.T) {
 	}
 	h2, ch2 := collect(t, true)
 	start(t, c2, h2)
+	// The work queue still holds m1 (published twice above, stored once); then m2.
 	e.publishChat(t, "m2", "I0", "y")
-	recv(t, ch2)
+	for _, want := range []string{"m1", "m2"} {
+		if in := recv(t, ch2); in.Chat.ID != want {
+			t.Fatalf("second start handled %s, want %s", in.Chat.ID, want)
+		}
+	}
 	if got := e.consumerInfo(t, c2).Config.MaxDeliver; got != 8 {
 		t.Errorf("consumer not updated: max deliver %d", got)
 	}

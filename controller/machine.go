@@ -137,12 +137,15 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	if err != nil {
 		outcome, why := decideJoinError(err, lastAttempt)
 		if outcome == joinFailed && prior != nil && errors.Is(err, connector.ErrRefused) && !lastAttempt && time.Since(prior.At) < JoinWindow {
-			outcome, why = joinRetry, "refused while the Controller of an attempt that never finished may still be present"
+			a.st.Joining = marker
+			a.log.Warn("join refused while the Controller of an attempt that never finished may still be present, retrying later",
+				"token", connector.MaskToken(token), "error", err)
+			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
 		if outcome == joinRetry {
 			// The call may have reached the server (a time-out): the marker stays.
 			a.st.Joining = marker
-			a.log.Warn("join not possible yet, retrying later", "token", connector.MaskToken(token), "why", why, "error", err)
+			a.log.Warn("join: server unavailable, retrying later", "token", connector.MaskToken(token), "error", err)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
 		a.log.Warn("join failed", "token", connector.MaskToken(token), "why", why, "error", err)
