@@ -98,16 +98,20 @@ func TestDaemonOnAClusterR3(t *testing.T) {
 		}
 	}
 	e.waitAllCurrent(assets)
-	ctx, cancel := context.WithTimeout(t.Context(), wait)
-	defer cancel()
-	ci, err := e.js.Consumer(ctx, chat.GroupStreamName(e.cfg.NATS.Inbound.Stream, e.cfg.Cluster.Group), e.cfg.Cluster.Member)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Three peers: the leader and two replicas (or three replicas while none leads yet).
-	if cl := ci.CachedInfo().Cluster; cl == nil || len(cl.Replicas)+min(len(cl.Leader), 1) != 3 {
-		t.Fatalf("the member's consumer is not on three nodes: %+v", cl)
-	}
+	// The member's consumer on three nodes: a leader and two followers. Its info is asked again
+	// while the consumer elects its leader (a request then may go unanswered).
+	e.waitCluster("the member's consumer on three nodes", func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		ci, err := e.js.Consumer(ctx, chat.GroupStreamName(e.cfg.NATS.Inbound.Stream, e.cfg.Cluster.Group), e.cfg.Cluster.Member)
+		if err != nil {
+			return err
+		}
+		if cl := ci.CachedInfo().Cluster; cl == nil || cl.Leader == "" || len(cl.Replicas) != 2 {
+			return fmt.Errorf("not a leader and two followers: %+v", cl)
+		}
+		return nil
+	})
 
 	// Round 1: a node that is not the meta leader, the daemon's own if it is one of those.
 	leader, daemonAt := ncl.MetaLeader(), e.daemonNode(ncl)
