@@ -224,15 +224,15 @@ func TestMembershipChangeMovesPartitions(t *testing.T) {
 // up before it handles their next message.
 func TestStandbyInstanceTakesOver(t *testing.T) {
 	e := newEnv(t)
-	// A short pinned TTL: the second instance waits that long for the first one's pin to lapse
-	// before it stands by.
-	c1, h1 := e.memberWith(t, Config{Member: "main", PinnedTTL: 2 * time.Second})
+	// A short pinned TTL (yet long against a busy machine's pauses): the second instance waits
+	// that long for the first one's pin to lapse before it stands by.
+	c1, h1 := e.memberWith(t, Config{Member: "main", PinnedTTL: 5 * time.Second})
 	r1 := start(t, c1, h1)
 	waitFor(t, h1.acq, "acquire by the first instance")
 	e.publishChat(t, "m1", "I1", "x")
 	waitFor(t, h1.msgs, "m1")
 
-	c2, h2 := e.memberWith(t, Config{Member: "main", PinnedTTL: 2 * time.Second})
+	c2, h2 := e.memberWith(t, Config{Member: "main", PinnedTTL: 5 * time.Second})
 	start(t, c2, h2)
 	if !e.logs.WaitFor("another instance of this member is active: standing by", wait, nil) {
 		t.Fatal("the second instance did not stand by")

@@ -370,14 +370,14 @@ func TestRouterRunEndsWhenTheConnectionCloses(t *testing.T) {
 func TestRoutersOneAtATime(t *testing.T) {
 	e := newRouterEnv(t)
 	e.hold("s1", "I1")
-	first := e.router(t, RouterConfig{PinnedTTL: 2 * time.Second})
+	first := e.router(t, RouterConfig{})
 	firstCtx, stopFirst := context.WithCancel(context.Background())
 	firstDone := make(chan error, 1)
 	go func() { firstDone <- first.Run(firstCtx) }()
 	e.webhook(t, "w0", `{"session":"s1","type":"user_joined"}`)
 	e.expect(t, "ack") // the first router holds the pin now
 
-	second := e.router(t, RouterConfig{PinnedTTL: 2 * time.Second})
+	second := e.router(t, RouterConfig{})
 	var secondSettled atomic.Int32
 	second.onSettle = func(uint64, string) { secondSettled.Add(1); e.verdicts <- "second" }
 	runRouter(t, second)
