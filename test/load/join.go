@@ -62,25 +62,11 @@ func (h *harness) transportName() string {
 
 func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err error) {
 	o := h.opt
-	e, err := h.newEnv(ctx, "join", o.gcbNodes)
+	e, d, w, err := h.oneDaemon(ctx, "join")
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, e.close()) }()
-	d, err := e.addDaemon("")
-	if err != nil {
-		return nil, err
-	}
-	if err := d.start(); err != nil {
-		return nil, err
-	}
-	if err := d.waitConsuming(ctx); err != nil {
-		return nil, err
-	}
-	w, err := watch(e.nc)
-	if err != nil {
-		return nil, err
-	}
 	defer w.stop()
 	rt := http.DefaultTransport.(*http.Transport).Clone() // what the daemon's connector makes for itself
 	defer rt.CloseIdleConnections()

@@ -76,25 +76,11 @@ type liveResult struct {
 func (h *harness) live(ctx context.Context) (res *liveResult, err error) {
 	o := h.opt
 	n := o.live
-	e, err := h.newEnv(ctx, "live", o.gcbNodes)
+	e, d, w, err := h.oneDaemon(ctx, "live")
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, e.close()) }()
-	d, err := e.addDaemon("")
-	if err != nil {
-		return nil, err
-	}
-	if err := d.start(); err != nil {
-		return nil, err
-	}
-	if err := d.waitConsuming(ctx); err != nil {
-		return nil, err
-	}
-	w, err := watch(e.nc)
-	if err != nil {
-		return nil, err
-	}
 	defer w.stop()
 	res = &liveResult{N: n, Transport: h.transportName(), Goroutines: -1, EndedBy: map[string]int{}}
 

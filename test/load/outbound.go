@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -225,4 +226,26 @@ func (w *watcher) await(ctx context.Context, e *env, bound time.Duration, what s
 			return ctx.Err()
 		}
 	}
+}
+
+// oneDaemon makes a measurement's world (name) with one daemon consuming and a watcher of what it
+// publishes. The caller closes e (on an error too, when e is not nil) and stops w.
+func (h *harness) oneDaemon(ctx context.Context, name string) (e *env, d *daemon, w *watcher, err error) {
+	if e, err = h.newEnv(ctx, name, h.opt.gcbNodes); err != nil {
+		return nil, nil, nil, err
+	}
+	fail := func(err error) (*env, *daemon, *watcher, error) { return nil, nil, nil, errors.Join(err, e.close()) }
+	if d, err = e.addDaemon(""); err != nil {
+		return fail(err)
+	}
+	if err = d.start(); err != nil {
+		return fail(err)
+	}
+	if err = d.waitConsuming(ctx); err != nil {
+		return fail(err)
+	}
+	if w, err = watch(e.nc); err != nil {
+		return fail(err)
+	}
+	return e, d, w, nil
 }
