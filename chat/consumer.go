@@ -628,12 +628,8 @@ func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases, src *sour
 				c.log.Info("made the consumer again", "stream", c.StreamName())
 			}
 		}
-		t := time.NewTimer(retry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, retry) {
 			return nil
-		case <-t.C:
 		}
 		retry = min(retry*2, retryMax)
 	}
@@ -652,6 +648,18 @@ func (c *Consumer) checkPin(ctx context.Context, src *source, q *queue) {
 	}
 	if other := pinnedElsewhere(info, c.lastPin()); other != "" {
 		q.push(&delivery{pinLost: true})
+	}
+}
+
+// sleep waits d, or until ctx is done; it reports whether the wait ran its course.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -265,12 +265,8 @@ func (m *member) create(ctx context.Context) (*source, error) {
 				c.log.Warn("creating the member's consumer failed; retrying", "member", c.cfg.Member, "error", err)
 			}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, wait) {
 			return nil, ctx.Err()
-		case <-t.C:
 		}
 		wait = min(wait*2, retryMax)
 	}
@@ -346,12 +342,8 @@ func (m *member) alone(ctx context.Context) bool {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return false
 		}
-		t := time.NewTimer(250 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, 250*time.Millisecond) {
 			return false
-		case <-t.C:
 		}
 	}
 }
@@ -417,12 +409,7 @@ func (c *Consumer) watchGroup(ctx context.Context, out chan<- []byte) {
 			c.forwardGroup(ctx, w, out)
 			_ = w.Stop()
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
+		sleep(ctx, wait)
 		wait = min(wait*2, retryMax)
 	}
 }

@@ -317,12 +317,7 @@ func (r *Router) Run(ctx context.Context) error {
 				r.log.Debug("ensuring the webhook consumer failed", "error", eerr)
 			}
 		}
-		t := time.NewTimer(retry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
+		sleep(ctx, retry)
 		retry = min(retry*2, retryMax)
 	}
 }

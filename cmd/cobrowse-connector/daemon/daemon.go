@@ -131,13 +131,7 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	}
 	// Closers run last first. Once the actors are done, the member's partitions are handed over
 	// at once (not after the pinned TTL): a restarted member or a standby instance takes them.
-	closers = append(closers, func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := consumer.LetGo(uctx); err != nil {
-			log.Warn("handing the member's partitions over failed: they move after cluster.pinned_ttl", "error", err)
-		}
-	})
+	closers = append(closers, handOver(ctx, log, consumer.LetGo, "handing the member's partitions over failed: they move after cluster.pinned_ttl"))
 	// The controller's actors are stopped before the connector and NATS go, within the shutdown
 	// bound; an abort gives them none.
 	shutdownBound := cfg.ShutdownTimeout.D()
@@ -156,13 +150,7 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 			return fmt.Errorf("webhook router: %w", err)
 		}
 		// After the run (closers run last first): another replica routes at once.
-		closers = append(closers, func() {
-			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := router.LetGo(uctx); err != nil {
-				log.Warn("handing the webhook routing over failed: another replica routes after cluster.pinned_ttl", "error", err)
-			}
-		})
+		closers = append(closers, handOver(ctx, log, router.LetGo, "handing the webhook routing over failed: another replica routes after cluster.pinned_ttl"))
 	}
 	public, err := newPublicServer(cfg, vs, js, store, log)
 	if err != nil {
@@ -278,6 +266,18 @@ func startEmbeddedNATS(cfg configs.EmbeddedNATSConfig, log *slog.Logger) (*serve
 			_ = os.RemoveAll(dir)
 		}
 	}, nil
+}
+
+// handOver is a closer that unpins a pinned consumer (letGo) within a bound, logging failure as
+// warn: another instance then takes over after cluster.pinned_ttl instead of at once.
+func handOver(ctx context.Context, log *slog.Logger, letGo func(context.Context) error, failed string) func() {
+	return func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := letGo(uctx); err != nil {
+			log.Warn(failed, "error", err)
+		}
+	}
 }
 
 // connectNATS connects to NATS. NATS may come up after the daemon (a pod's containers start in
