@@ -33,6 +33,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // options are the harness's flags.
@@ -123,15 +125,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
-	dir := o.dir
-	temp := dir == ""
-	if temp {
-		var err error
-		if dir, err = os.MkdirTemp("", "cobrowse-chaos-"); err != nil {
-			fmt.Fprintf(stderr, "chaos: %v\n", err)
-			return 2
-		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, temp, err := procs.WorkDir(o.dir, "cobrowse-chaos-")
+	if err != nil {
 		fmt.Fprintf(stderr, "chaos: %v\n", err)
 		return 2
 	}

@@ -138,15 +138,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
-	dir := o.dir
-	temp := dir == ""
-	if temp {
-		var err error
-		if dir, err = os.MkdirTemp("", "cobrowse-load-"); err != nil {
-			fmt.Fprintf(stderr, "load: %v\n", err)
-			return 1
-		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, temp, err := procs.WorkDir(o.dir, "cobrowse-load-")
+	if err != nil {
 		fmt.Fprintf(stderr, "load: %v\n", err)
 		return 1
 	}
@@ -155,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	began := time.Now()
 	rep := &report{Version: 1, Started: began.UTC().Format(time.RFC3339), WallS: map[string]float64{},
 		Machine: machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadAvg: loadAvg()}}
-	err := h.run(ctx, phases, rep)
+	err = h.run(ctx, phases, rep)
 	rep.WallS["total"] = time.Since(began).Seconds()
 	rep.OK = err == nil
 	if err != nil {
