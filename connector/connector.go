@@ -272,6 +272,17 @@ type Session interface {
 	Close(ctx context.Context) error
 }
 
+// Feeder is implemented by a session whose events can be handed to its owner without a channel:
+// Feed(f) makes the session call f(ev, true) for each event from then on, in order and one call at
+// a time, and f(Event{}, false) once when the stream ends (where Events would be closed). Events
+// then stays nil. f must not block and must not call the session: it only queues what it gets.
+// Call Feed at most once, right after Join or Rejoin returned, before anything is read from
+// Events. So a session that is only waiting costs its owner no goroutine parked on a channel and
+// no channel buffer.
+type Feeder interface {
+	Feed(f func(ev Event, ok bool))
+}
+
 // Pending is implemented by a session that Join created for a request but that is not live at the
 // server yet: the customer's page has to start it with what Handoffs(HandoffStart) gives (Zoom's
 // Bring Your Own PIN). While pending, its Handle has no SessionID, its Events stream gives
