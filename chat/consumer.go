@@ -760,9 +760,12 @@ func (c *Consumer) decode(subject string, data []byte) (Inbound, error) {
 	in := Inbound{InteractionID: token}
 	switch kind {
 	case subjectChat:
-		m, err := decodeChat(token, data)
-		if err != nil {
-			return Inbound{}, err
+		m, ok := fastChat(token, data)
+		if !ok {
+			var err error
+			if m, err = decodeChat(token, data); err != nil {
+				return Inbound{}, err
+			}
 		}
 		in.Chat = m
 		if c.triggers[m.From.Role] {

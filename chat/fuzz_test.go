@@ -264,3 +264,36 @@ func FuzzDecodeSignal(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastChat checks the one-pass decoder against the reference: whatever fastChat accepts,
+// decodeChat accepts with the same message (fastChat only ever accepts; the reference words every
+// refusal). The seeds are the usual shapes, escapes of every kind, and near misses of each rule.
+func FuzzFastChat(f *testing.F) {
+	f.Add("I1", []byte(`{"id":"m1","interactionId":"I1","from":{"role":"customer","id":"c","name":"n"},"text":"hello there","sentAt":"2025-01-02T03:04:05.678+02:00"}`))
+	f.Add("I1", []byte(` { "id" : "m1" , "interactionId":"I1","from":{"role":"agent","x":1.5e3},"text":"","n":-0,"b":true,"z":null} `))
+	f.Add("I1", []byte(`{"id":"m1","interactionId":"I1","from":{"role":"bot"},"text":"\u003cstart:1\u003e \ud83d\ude00 \ud800 \"q\" \\ \/ \b\f\n\r\t"}`))
+	f.Add("I1", []byte(`{"id":"m1","interactionId":"I1","from":{"role":"bot"},"text":"\ud800\u0041"}`))
+	f.Add("I1", []byte(`{"id":"m1","id":"m2","interactionId":"I1","from":{"role":"bot"},"text":"x"}`))
+	f.Add("I1", []byte(`{"id":"m1","interactionId":"I1","from":{"role":"bot","role":"agent"},"text":"x"}`))
+	f.Add("I1", []byte(`{"id":"m1","interactionId":"I1","from":{"role":"boss"},"text":"x"}`))
+	f.Add("I1", []byte(`{"id":"m1","interactionId":"I1","from":{"role":"bot"},"text":"x","sentAt":"2025-01-02T3:04:05Z"}`))
+	f.Add("I1", []byte(`{"id":"m1","interactionId":"I1","from":{"role":"bot"},"text":"x","extra":01}`))
+	f.Add("I1", []byte(`{"id":"m1","interactionId":"I1","from":{"role":"bot"},"text":"x","meta":{"a":[1,{"b":null,"b":2}]}}`))
+	f.Add("I1", []byte(`{"id":"m1","interactionId":"I1","from":{"role":"bot"},"text":"x"}x`))
+	f.Add("I1", []byte("{\"id\":\"m1\",\"interactionId\":\"I1\",\"from\":{\"role\":\"bot\"},\"text\":\"a\tb\"}"))
+	f.Add("I1", []byte(`{"id":"","interactionId":"I1","from":{"role":"bot"},"text":"x"}`))
+	f.Fuzz(func(t *testing.T, token string, data []byte) {
+		fast, ok := fastChat(token, data)
+		if !ok {
+			return
+		}
+		ref, err := decodeChat(token, data)
+		if err != nil {
+			t.Fatalf("fastChat accepted what decodeChat refuses (%v): %q", err, data)
+		}
+		if fast.ID != ref.ID || fast.InteractionID != ref.InteractionID || fast.Text != ref.Text ||
+			fast.From != ref.From || !fast.SentAt.Equal(ref.SentAt) || fast.SentAt.Location() != ref.SentAt.Location() {
+			t.Fatalf("fastChat %+v, decodeChat %+v, for %q", fast, ref, data)
+		}
+	})
+}
