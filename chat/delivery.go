@@ -23,6 +23,9 @@ import (
 // Backoff[0] but waits the attempt's rung), so the delay is max(delay, that floor).
 type Delivery interface {
 	Ack(ctx context.Context) error // double ack (AckSync): returns once the server has it
+	// AckNoWait acks without waiting for the server's word: for a message that caused nothing
+	// durable, where a lost ack only means a redelivery, handled the same way again.
+	AckNoWait() error
 	Nak(delay time.Duration) error // redeliver after delay (delayed nak)
 	Term(reason string) error      // never redeliver
 	InProgress() error             // extend the ack wait while slow work goes on
@@ -82,6 +85,10 @@ func (d *delivery) settle(send func() error) error {
 
 func (d *delivery) Ack(ctx context.Context) error {
 	return d.settle(func() error { return d.msg.DoubleAck(ctx) })
+}
+
+func (d *delivery) AckNoWait() error {
+	return d.settle(d.msg.Ack)
 }
 
 // Nak sends a nak, correcting a delayed one for the server's backoff rule (see Delivery).

@@ -575,13 +575,13 @@ func TestRegistryIsBoundedAndReaped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, func(c *Config) { c.MaxInteractions = 1 })
 		mustFate(t, h.start_("i1", "111111111"), "ack")
-		mustFate(t, h.chatLine("i2", "hello"), "nak")
+		mustFate(t, h.event("i2", chat.EventCreated, ""), "nak")
 		if h.c.Len() != 1 {
 			t.Fatalf("%d actors", h.c.Len())
 		}
 
 		h2 := newHarness(t, nil)
-		mustFate(t, h2.chatLine("i1", "hello"), "ack")
+		mustFate(t, h2.event("i1", chat.EventCreated, ""), "ack")
 		if h2.c.Len() != 1 {
 			t.Fatalf("%d actors", h2.c.Len())
 		}
@@ -593,15 +593,44 @@ func TestRegistryIsBoundedAndReaped(t *testing.T) {
 	})
 }
 
+// TestQuietChatLinesNeedNoState: a chat line that starts nothing, for an interaction without an
+// actor, is acked at once: no actor, no read of the state. One for an interaction with a live
+// session still reaches its actor, which notes the activity (the inactivity deadline moves).
+func TestQuietChatLinesNeedNoState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.Timers.Inactivity = time.Minute })
+		for i := range 20 {
+			mustFate(t, h.chatLine("q"+strconv.Itoa(i), "hello"), "ack")
+		}
+		if n := h.c.Len(); n != 0 {
+			t.Fatalf("%d actors for quiet chat lines", n)
+		}
+		if n := h.store.loads(); n != 0 {
+			t.Fatalf("state read %d times for quiet chat lines", n)
+		}
+		wantKinds(t, h)
+
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		time.Sleep(50 * time.Second)
+		mustFate(t, h.chatLine("i1", "still here"), "ack")
+		time.Sleep(50 * time.Second) // 100 s after the start, 50 s after the chat line
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1")
+		time.Sleep(15 * time.Second)
+		synctest.Wait()
+		wantKinds(t, h, "joined", "attach#1", "deactivated:interaction_timeout", "attach#2")
+	})
+}
+
 // TestBurstOfInteractionsIsNotRefused: more interactions at once than the registry's bound, each
-// with a message that starts nothing: the idle actors leave while the registry is crowded, so
+// with an event that starts nothing: the idle actors leave while the registry is crowded, so
 // every message is taken and acked, none is refused or reported as failed.
 func TestBurstOfInteractionsIsNotRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, func(c *Config) { c.MaxInteractions = 8 })
 		var ds []*delivery
 		for i := range 40 {
-			ds = append(ds, h.chatLine("i"+strconv.Itoa(i), "hello"))
+			ds = append(ds, h.event("i"+strconv.Itoa(i), chat.EventCreated, ""))
 		}
 		for _, d := range ds {
 			mustFate(t, d, "ack")
@@ -777,7 +806,7 @@ func TestMessageNotTakenOnItsLastDeliveryIsReported(t *testing.T) {
 		mustFate(t, h.start_("i1", "111111111"), "ack") // a busy actor fills the registry
 		d := newDelivery()
 		d.attempt, d.last = 6, true
-		h.c.Handle(context.Background(), chat.Inbound{InteractionID: "i2", Delivery: d, Chat: &chat.Message{ID: "x", InteractionID: "i2"}})
+		h.c.Handle(context.Background(), chat.Inbound{InteractionID: "i2", Delivery: d, Event: &chat.Event{ID: "x", InteractionID: "i2", Type: chat.EventCreated}})
 		synctest.Wait()
 		mustFate(t, d, "term")
 		wantKinds(t, h, "joined", "attach#1", "failed:processing_failed")

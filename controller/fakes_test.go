@@ -249,6 +249,7 @@ type memStore struct {
 	// index writes fail.
 	sessions  map[string]string
 	failIndex int
+	nLoads    int // states read
 }
 
 func newMemStore() *memStore {
@@ -287,11 +288,19 @@ func (m *memStore) LookupSession(ctx context.Context, vendor connector.Vendor, s
 func (m *memStore) Load(ctx context.Context, id string) (State, uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.nLoads++
 	s, ok := m.states[id]
 	if !ok {
 		return State{InteractionID: id}, 0, nil
 	}
 	return s.State.clone(), s.Rev, nil
+}
+
+// loads is how many times a state was read.
+func (m *memStore) loads() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.nLoads
 }
 
 func (m *memStore) Save(ctx context.Context, st State, rev uint64) (uint64, error) {
@@ -431,6 +440,7 @@ func (d *delivery) settle(f string) error {
 	return nil
 }
 func (d *delivery) Ack(ctx context.Context) error { return d.settle("ack") }
+func (d *delivery) AckNoWait() error              { return d.settle("ack") }
 func (d *delivery) Nak(delay time.Duration) error {
 	d.mu.Lock()
 	d.nakDelay = delay
