@@ -14,8 +14,11 @@ import (
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
 )
 
-// actor owns one interaction: its state, its live co-browse session and its timers. It is one
-// goroutine, started and stopped by the Controller, and the only code that touches its fields.
+// actor owns one interaction: its state, its live co-browse session and its timers. The Controller
+// makes it; it works on a goroutine that exists only while it has something to do (a message, a
+// session event, a timer, the sweep's nudge, the end of a re-join, a stop or a hand-off), so an
+// interaction whose session is only waiting costs no goroutine. At most one such goroutine runs at
+// a time, and only it touches the actor's fields outside the mailbox.
 //
 // Every step follows one order: apply the input to the state (calling the co-browse server if the
 // input asks for it), queue the outbound messages the step produced, publish them in order, save
@@ -25,18 +28,26 @@ import (
 type actor struct {
 	c   *Controller
 	id  string
-	log *slog.Logger
+	log *slog.Logger // made on first use (logger): most interactions never log
 
-	qmu   sync.Mutex
-	inbox []chat.Inbound // inbound messages handed to the actor, in stream order
-	wake  chan struct{}  // capacity 1: the queue is not empty
-	poke  chan struct{}  // the sweep's nudge
-	quit  chan struct{}  // closed by the Controller at shutdown
-	// handoff is closed by the Controller when this replica no longer owns the interaction (its
-	// partition moved); exited is closed when run returns.
-	handoff    chan struct{}
+	// The mailbox, under qmu: what the actor has to do, and whether its goroutine runs.
+	qmu     sync.Mutex
+	inbox   []chat.Inbound // inbound messages handed to the actor, in stream order
+	evq     []streamEvent  // the live session's events, in order (see attachSession)
+	pending work           // the other things to do
+	running bool           // a goroutine works for the actor
+	gone    bool           // the actor left: nothing starts it again
+	gen     uint64         // the session whose events are taken; feeds of another are dropped
+	evWake  chan struct{}  // made while a stop waits for the session's word (stopLive)
+	fwdStop chan struct{}  // ends the goroutine reading a session's Events channel (attachSession)
+	// recovered is a state saved with a live session before a restart: the actor joins it again
+	// before anything else.
+	recovered *Saved
+
+	// exited is closed when the actor left (Release waits for it); handingOff says the Controller
+	// asked it to let go of the interaction (under the Controller's lock).
 	exited     chan struct{}
-	handingOff bool // handoff is closed (under the Controller's lock)
+	handingOff bool
 
 	st     State
 	loaded bool   // st was read from the store
@@ -49,8 +60,12 @@ type actor struct {
 	// vendorWarned: a cobrowseVendor different from the fixed one was logged already.
 	vendorWarned bool
 
-	sess   connector.Session
-	events <-chan connector.Event
+	sess connector.Session
+	// listening: the session's events are taken (from attachSession until the stream ends or the
+	// actor stops listening); streamed: the session has an event stream at all (Genesys), unlike
+	// a session whose vendor reports through signals.
+	listening bool
+	streamed  bool
 
 	deadline  *time.Timer // the next no-agent or inactivity deadline
 	retry     *time.Timer // the next attempt at an outbox or a save that failed
@@ -60,39 +75,80 @@ type actor struct {
 	// lost is set when a save lost its compare-and-set: the actor lets go of the interaction.
 	lost bool
 
-	// rejoin is the re-join of a saved live session in flight (after a restart, or a session
-	// found in the store), on a goroutine the actor owns: the vendor retries it within its
-	// window, which may take longer than the actor may stop handling messages.
+	// rejoin is the re-join of a saved live session in flight (after a restart, or a session found
+	// in the store), on a goroutine the actor owns: the vendor retries it within its window, which
+	// may take longer than the actor may stop handling messages.
 	rejoin *rejoinCall
 }
 
+// work is a set of things for the actor to do besides its queues.
+type work uint8
+
+const (
+	workHandoff   work = 1 << iota // the interaction's partition moved to another replica
+	workQuit                       // the Controller shuts down
+	workRecover                    // re-join the recovered state's session
+	workRejoined                   // a re-join in flight ended
+	workDeadline                   // the deadline timer fired
+	workRetry                      // the retry timer fired
+	workStopRetry                  // the pending stops' timer fired
+	workPoke                       // the sweep's nudge: deadlines, pending stops, reaping
+)
+
+// streamEvent is one event of the live session's stream; ok false: the stream ended.
+type streamEvent struct {
+	ev connector.Event
+	ok bool
+}
+
 // errRetryLater marks a step that must be tried again later (the co-browse server was
-// unavailable): whatever the step did produce is committed, and the inbound message is nak'd.
+// unavailable): whatever the step produced is committed, and the inbound message is nak'd.
 var errRetryLater = errors.New("retry later")
 
 func newActor(c *Controller, id string) *actor {
-	return &actor{
-		c:    c,
-		id:   id,
-		log:  c.log.With("interaction", id),
-		wake: make(chan struct{}, 1),
-		poke: make(chan struct{}, 1),
-		quit: make(chan struct{}),
+	return &actor{c: c, id: id, exited: make(chan struct{})}
+}
 
-		handoff: make(chan struct{}),
-		exited:  make(chan struct{}),
+// logger is the actor's logger, with the interaction; made on first use, by the actor's goroutine.
+func (a *actor) logger() *slog.Logger {
+	if a.log == nil {
+		a.log = a.c.log.With("interaction", a.id)
 	}
+	return a.log
+}
+
+// kick records w and starts the actor's goroutine if none runs. Safe from any goroutine.
+func (a *actor) kick(w work) {
+	a.qmu.Lock()
+	a.pending |= w
+	a.startLocked()
+	a.qmu.Unlock()
+}
+
+// startLocked starts the actor's goroutine unless one runs or the actor left. a.qmu held.
+func (a *actor) startLocked() {
+	if a.running || a.gone {
+		return
+	}
+	a.running = true
+	a.c.wg.Go(a.work)
+}
+
+// recover hands the actor a state saved with a live session; the Controller calls it once, on a
+// new actor.
+func (a *actor) recover(s *Saved) {
+	a.qmu.Lock()
+	a.recovered = s
+	a.qmu.Unlock()
+	a.kick(workRecover)
 }
 
 // enqueue hands the actor an inbound message; the Controller calls it under its lock.
 func (a *actor) enqueue(in chat.Inbound) {
 	a.qmu.Lock()
 	a.inbox = append(a.inbox, in)
+	a.startLocked()
 	a.qmu.Unlock()
-	select {
-	case a.wake <- struct{}{}:
-	default:
-	}
 }
 
 // next takes the oldest queued message.
@@ -107,11 +163,6 @@ func (a *actor) next() (chat.Inbound, bool) {
 	a.inbox = a.inbox[1:]
 	if len(a.inbox) == 0 {
 		a.inbox = nil
-	} else {
-		select { // more to do: come back after whatever else is ready
-		case a.wake <- struct{}{}:
-		default:
-		}
 	}
 	return in, true
 }
@@ -122,93 +173,216 @@ func (a *actor) queued() int {
 	return len(a.inbox)
 }
 
-// run is the actor's goroutine. recovered is a state saved with a live session before a restart:
-// the actor joins it again before anything else.
-func (a *actor) run(ctx context.Context, recovered *Saved) {
-	defer close(a.exited)
-	defer a.stopTimers()
-	defer a.cancelRejoin()
-	a.lastRun = time.Now()
-	if recovered != nil {
-		a.adopt(recovered.State, recovered.Rev)
-		a.startRejoin(ctx)
+// feed takes an event of the session attached as gen; the session calls it (connector.Feeder),
+// or the goroutine that reads a session's channel. Safe from any goroutine; it never blocks.
+func (a *actor) feed(gen uint64, ev connector.Event, ok bool) {
+	a.qmu.Lock()
+	defer a.qmu.Unlock()
+	if gen != a.gen || a.gone {
+		return // a session the actor no longer listens to
 	}
-	for {
-		a.armDeadline()
-		var timerC, retryC, stopRetryC <-chan time.Time
-		var rejoinC <-chan rejoinResult
-		if a.deadline != nil {
-			timerC = a.deadline.C
-		}
-		if a.retry != nil {
-			retryC = a.retry.C
-		}
-		if a.stopRetry != nil {
-			stopRetryC = a.stopRetry.C
-		}
-		if a.rejoin != nil {
-			rejoinC = a.rejoin.done
-		}
+	a.evq = append(a.evq, streamEvent{ev: ev, ok: ok})
+	if a.evWake != nil {
 		select {
-		case <-a.wake:
-			in, ok := a.next()
-			if !ok {
+		case a.evWake <- struct{}{}:
+		default:
+		}
+	}
+	a.startLocked()
+}
+
+// nextEvent takes the session's oldest queued event. When there is none, it returns a channel
+// that is signalled when one comes (for a wait inside a step: stopLive).
+func (a *actor) nextEvent() (streamEvent, bool, <-chan struct{}) {
+	a.qmu.Lock()
+	defer a.qmu.Unlock()
+	if len(a.evq) == 0 {
+		if a.evWake == nil {
+			a.evWake = make(chan struct{}, 1)
+		}
+		return streamEvent{}, false, a.evWake
+	}
+	e := a.evq[0]
+	a.evq[0] = streamEvent{}
+	a.evq = a.evq[1:]
+	if len(a.evq) == 0 {
+		a.evq = nil
+	}
+	return e, true, nil
+}
+
+// stopListening drops the session's queued and later events: its stream ended, or the actor let
+// go of the session.
+func (a *actor) stopListening() {
+	a.qmu.Lock()
+	a.dropStreamLocked()
+	a.qmu.Unlock()
+	a.listening = false
+}
+
+// dropStreamLocked forgets the session's stream. a.qmu held.
+func (a *actor) dropStreamLocked() {
+	a.gen++
+	a.evq, a.evWake = nil, nil
+	if a.fwdStop != nil {
+		close(a.fwdStop)
+		a.fwdStop = nil
+	}
+}
+
+// take picks the next thing to do, in this order: a hand-off or a shutdown, the recovered state,
+// the session's events, the end of a re-join, the inbound messages, the timers, the sweep's nudge.
+// With nothing to do it ends the goroutine's turn (ok false): the next kick starts another.
+func (a *actor) take() (k took, w work, in chat.Inbound, ev streamEvent) {
+	a.qmu.Lock()
+	defer a.qmu.Unlock()
+	for _, first := range [...]work{workHandoff, workQuit, workRecover} {
+		if a.pending&first != 0 {
+			a.pending &^= first
+			return tookWork, first, chat.Inbound{}, streamEvent{}
+		}
+	}
+	if len(a.evq) > 0 {
+		ev = a.evq[0]
+		a.evq[0] = streamEvent{}
+		if a.evq = a.evq[1:]; len(a.evq) == 0 {
+			a.evq = nil
+		}
+		return tookEvent, 0, chat.Inbound{}, ev
+	}
+	if a.pending&workRejoined != 0 {
+		a.pending &^= workRejoined
+		return tookWork, workRejoined, chat.Inbound{}, streamEvent{}
+	}
+	if len(a.inbox) > 0 {
+		in = a.inbox[0]
+		a.inbox[0] = chat.Inbound{}
+		if a.inbox = a.inbox[1:]; len(a.inbox) == 0 {
+			a.inbox = nil
+		}
+		return tookInbound, 0, in, streamEvent{}
+	}
+	for _, later := range [...]work{workDeadline, workRetry, workStopRetry, workPoke} {
+		if a.pending&later != 0 {
+			a.pending &^= later
+			return tookWork, later, chat.Inbound{}, streamEvent{}
+		}
+	}
+	a.running = false
+	return tookNothing, 0, chat.Inbound{}, streamEvent{}
+}
+
+// took says what take took.
+type took int
+
+const (
+	tookNothing took = iota
+	tookWork
+	tookInbound
+	tookEvent
+)
+
+// exit ends the actor for good: its timers stop, a re-join in flight is given up, its session's
+// later events are dropped, and nothing starts it again.
+func (a *actor) exit() {
+	a.stopTimers()
+	a.cancelRejoin()
+	a.qmu.Lock()
+	a.gone, a.running = true, false
+	a.dropStreamLocked()
+	a.qmu.Unlock()
+	close(a.exited)
+}
+
+// work is the body of the actor's goroutine: it does what is pending, then returns, leaving the
+// actor for the next kick.
+func (a *actor) work() {
+	ctx := a.c.ctx
+	for {
+		if ctx.Err() != nil {
+			// Out of time (or aborted): drop the connection without the polite disconnect.
+			a.cancelRejoin()
+			a.closeSession(ctx)
+			a.exit()
+			return
+		}
+		a.armDeadline()
+		k, w, in, ev := a.take()
+		switch {
+		case k == tookNothing:
+			return
+		case w == workRecover:
+			a.qmu.Lock()
+			rec := a.recovered
+			a.recovered = nil
+			a.qmu.Unlock()
+			a.lastRun = time.Now()
+			a.adopt(rec.State, rec.Rev)
+			a.startRejoin(ctx)
+		case w == workQuit:
+			a.shutdown(ctx)
+			a.exit()
+			return
+		case w == workHandoff:
+			a.handOff(ctx)
+			a.exit()
+			return
+		case w == workRejoined:
+			if a.rejoin == nil {
+				continue // given up meanwhile (cancelRejoin took the result)
+			}
+			var r rejoinResult
+			select {
+			case r = <-a.rejoin.done:
+			default:
 				continue
 			}
-			// The message may have waited behind slower work: its ack budget starts now.
-			_ = in.Delivery.InProgress()
-			a.inbound(ctx, in)
-		case ev, ok := <-a.events:
-			if ok {
-				_ = a.step(ctx, input{event: &ev})
-			} else {
-				_ = a.step(ctx, input{closed: true})
-			}
-			a.commitOrRetry(ctx)
-		case <-timerC:
-			a.deadline = nil
-			_ = a.step(ctx, input{deadline: true})
-			a.commitOrRetry(ctx)
-		case <-retryC:
-			a.retry = nil
-			a.commitOrRetry(ctx)
-		case <-stopRetryC:
-			a.stopRetry = nil
-			a.retryPendingStops(ctx)
-		case r := <-rejoinC:
 			a.rejoin.cancel()
 			a.rejoin = nil
 			_ = a.step(ctx, input{rejoin: &r})
 			a.commitOrRetry(ctx)
-		case <-a.poke:
+		case w == workDeadline:
+			a.deadline = nil
+			_ = a.step(ctx, input{deadline: true})
+			a.commitOrRetry(ctx)
+		case w == workRetry:
+			a.retry = nil
+			a.commitOrRetry(ctx)
+		case w == workStopRetry:
+			a.stopRetry = nil
+			a.retryPendingStops(ctx)
+		case w == workPoke:
 			_ = a.step(ctx, input{deadline: true})
 			a.commitOrRetry(ctx)
 			a.retryPendingStops(ctx)
 			if a.idle() && time.Since(a.lastRun) >= a.c.cfg.IdleReap && a.c.remove(a) {
+				a.exit()
 				return
 			}
 			continue
-		case <-a.quit:
-			a.shutdown(ctx)
-			return
-		case <-a.handoff:
-			a.handOff(ctx)
-			return
-		case <-ctx.Done():
-			// Out of time (or aborted): drop the connection without the polite disconnect.
-			a.cancelRejoin()
-			a.closeSession(ctx)
-			return
+		case k == tookInbound:
+			// The message may have waited behind slower work: its ack budget starts now.
+			_ = in.Delivery.InProgress()
+			a.inbound(ctx, in)
+		case k == tookEvent:
+			if ev.ok {
+				_ = a.step(ctx, input{event: &ev.ev})
+			} else {
+				_ = a.step(ctx, input{closed: true})
+			}
+			a.commitOrRetry(ctx)
 		}
 		a.lastRun = time.Now()
 		if a.lost {
 			a.letGo(ctx)
+			a.exit()
 			return
 		}
 		// A closed interaction's actor leaves once idle; so does any idle actor while the registry
 		// is crowded (a burst of interactions, a backlog), so that the bound refuses only
 		// interactions that wait behind busy ones. Its state is read again on its next message.
 		if (a.st.Closed || a.c.crowded()) && a.idle() && a.c.remove(a) {
+			a.exit()
 			return
 		}
 	}
@@ -221,7 +395,7 @@ func (a *actor) run(ctx context.Context, recovered *Saved) {
 // the registry. If this replica still owns the interaction, the Controller starts a fresh actor that
 // reads the stored state (and re-joins its live session).
 func (a *actor) letGo(ctx context.Context) {
-	a.log.Warn("the interaction's state was written by someone else (another replica, or a lost reply): letting go of it without stopping its session",
+	a.logger().Warn("the interaction's state was written by someone else (another replica, or a lost reply): letting go of it without stopping its session",
 		"session_id", a.sessionID())
 	a.cancelRejoin()
 	a.closeSession(context.WithoutCancel(ctx))
@@ -246,10 +420,10 @@ func (a *actor) handOff(ctx context.Context) {
 		}
 	}
 	if err := a.commit(ctx); err != nil {
-		a.log.Warn("state not saved when letting go of the interaction; its new owner reads the last saved state", "error", err)
+		a.logger().Warn("state not saved when letting go of the interaction; its new owner reads the last saved state", "error", err)
 	}
 	a.closeSession(context.WithoutCancel(ctx))
-	a.log.Debug("let go of the interaction: its partition moved", "session_id", a.sessionID())
+	a.logger().Debug("let go of the interaction: its partition moved", "session_id", a.sessionID())
 }
 
 // sessionID is the live session's id, for logs; "" when none.
@@ -311,7 +485,7 @@ func (a *actor) inbound(ctx context.Context, in chat.Inbound) {
 	if a.st.seen(key) {
 		// A redelivery or a duplicate: its effects are already applied. Finish publishing and
 		// saving them if that is still pending, then ack.
-		a.log.Debug("duplicate inbound message", "msg", key)
+		a.logger().Debug("duplicate inbound message", "msg", key)
 		a.finish(ctx, in, nil)
 		return
 	}
@@ -344,7 +518,7 @@ func (a *actor) fixVendor(in chat.Inbound) {
 		a.dirty = true
 	case named != a.st.Vendor && !a.vendorWarned:
 		a.vendorWarned = true
-		a.log.Warn("the interaction's vendor is fixed; a different cobrowseVendor is ignored", "vendor", a.st.Vendor, "named", named)
+		a.logger().Warn("the interaction's vendor is fixed; a different cobrowseVendor is ignored", "vendor", a.st.Vendor, "named", named)
 	}
 }
 
@@ -403,7 +577,7 @@ func (a *actor) finish(ctx context.Context, in chat.Inbound, stepErr error) {
 	}
 	if stepErr == nil {
 		if err := d.Ack(ctx); err != nil {
-			a.log.Warn("ack", "error", err)
+			a.logger().Warn("ack", "error", err)
 		}
 		return
 	}
@@ -414,15 +588,15 @@ func (a *actor) finish(ctx context.Context, in chat.Inbound, stepErr error) {
 		return
 	}
 	if !d.Last() {
-		a.log.Warn("inbound message not done; redelivering later", "attempt", d.Attempt(), "delay", a.c.cfg.RetryDelay, "error", stepErr)
+		a.logger().Warn("inbound message not done; redelivering later", "attempt", d.Attempt(), "delay", a.c.cfg.RetryDelay, "error", stepErr)
 		if err := d.Nak(a.c.cfg.RetryDelay); err != nil {
-			a.log.Warn("nak", "error", err)
+			a.logger().Warn("nak", "error", err)
 		}
 		return
 	}
 	// The last delivery: report it and terminate it. What could not be published stays in the
 	// outbox and the actor's retry timer keeps trying, so the effects are not lost either.
-	a.log.Error("inbound message failed on its last delivery", "attempt", d.Attempt(), "error", stepErr)
+	a.logger().Error("inbound message failed on its last delivery", "attempt", d.Attempt(), "error", stepErr)
 	a.queue(Outbound{Life: &attach.Lifecycle{
 		Event:         attach.Failed,
 		InteractionID: a.id,
@@ -436,7 +610,7 @@ func (a *actor) finish(ctx context.Context, in chat.Inbound, stepErr error) {
 	a.st.remember(inboundKey(in))
 	a.commitOrRetry(ctx)
 	if err := d.Term("failed after the last delivery: " + stepErr.Error()); err != nil {
-		a.log.Warn("term", "error", err)
+		a.logger().Warn("term", "error", err)
 	}
 }
 
@@ -458,13 +632,13 @@ func (a *actor) armDeadline() {
 		a.deadline = nil
 	}
 	if !next.IsZero() {
-		a.deadline = time.NewTimer(time.Until(next))
+		a.deadline = time.AfterFunc(time.Until(next), func() { a.kick(workDeadline) })
 	}
 }
 
 func (a *actor) scheduleRetry() {
 	if a.retry == nil {
-		a.retry = time.NewTimer(a.c.cfg.RetryDelay)
+		a.retry = time.AfterFunc(a.c.cfg.RetryDelay, func() { a.kick(workRetry) })
 	}
 }
 
@@ -496,7 +670,7 @@ func (a *actor) shutdown(ctx context.Context) {
 		a.stopLive(ctx, connector.Shutdown)
 	}
 	if err := a.commit(ctx); err != nil {
-		a.log.Error("state not saved at shutdown", "error", err)
+		a.logger().Error("state not saved at shutdown", "error", err)
 	}
 	// Within the shutdown bound the connection is left politely; past it (ctx done) it is
 	// dropped, as a crash would.

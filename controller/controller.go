@@ -181,7 +181,7 @@ func (c *Controller) Recover(ctx context.Context) error {
 		}
 		a := newActor(c, s.State.InteractionID)
 		c.actors[a.id] = a
-		c.wg.Go(func() { a.run(c.ctx, &s) })
+		a.recover(&s)
 		c.mu.Unlock()
 	}
 	if n > 0 {
@@ -212,7 +212,7 @@ func (c *Controller) Release(ctx context.Context) {
 	for id, a := range c.actors {
 		if !a.handingOff && !c.cfg.Owns(id) {
 			a.handingOff = true
-			close(a.handoff)
+			a.kick(workHandoff)
 			gone = append(gone, a)
 		}
 	}
@@ -256,7 +256,6 @@ func (c *Controller) Handle(ctx context.Context, in chat.Inbound) {
 		}
 		a = newActor(c, in.InteractionID)
 		c.actors[a.id] = a
-		c.wg.Go(func() { a.run(c.ctx, nil) })
 	}
 	a.enqueue(in)
 	c.mu.Unlock()
@@ -379,8 +378,7 @@ func (c *Controller) reown(id string) {
 	}
 	a := newActor(c, id)
 	c.actors[id] = a
-	saved := Saved{State: st, Rev: rev}
-	c.wg.Go(func() { a.run(c.ctx, &saved) })
+	a.recover(&Saved{State: st, Rev: rev})
 }
 
 // Len returns the number of live actors.
@@ -406,10 +404,7 @@ func (c *Controller) sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, a := range c.actors {
-		select {
-		case a.poke <- struct{}{}:
-		default:
-		}
+		a.kick(workPoke)
 	}
 }
 
@@ -421,7 +416,7 @@ func (c *Controller) Shutdown(ctx context.Context) error {
 	c.closing = true
 	n := len(c.actors)
 	for _, a := range c.actors {
-		close(a.quit)
+		a.kick(workQuit)
 	}
 	c.mu.Unlock()
 	c.log.Info("draining interactions", "actors", n)

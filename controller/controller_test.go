@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,8 +155,19 @@ func wantKinds(t *testing.T, h *harness, want ...string) {
 }
 
 func TestSessionLifeFromStartToTransfer(t *testing.T) {
+	for _, channel := range []bool{false, true} {
+		name := "feed"
+		if channel {
+			name = "channel" // a session without Feed: its Events channel is read for the actor
+		}
+		t.Run(name, func(t *testing.T) { sessionLifeFromStartToTransfer(t, channel) })
+	}
+}
+
+func sessionLifeFromStartToTransfer(t *testing.T, channel bool) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
+		h.conn.channelEvents = channel
 		mustFate(t, h.event("i1", chat.EventAssigned, "a1"), "ack")
 		d := h.start_("i1", "123456789")
 		mustFate(t, d, "ack")
@@ -591,6 +603,42 @@ func TestRegistryIsBoundedAndReaped(t *testing.T) {
 			t.Fatalf("idle actor not reaped: %d actors", h2.c.Len())
 		}
 	})
+}
+
+// TestWaitingSessionCostsNoGoroutine: an actor whose session is only waiting has no goroutine
+// working for it (a session that feeds its events needs none either); an event wakes it.
+func TestWaitingSessionCostsNoGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		for i := range 10 {
+			mustFate(t, h.start_("i"+strconv.Itoa(i), strconv.Itoa(100000000+i)), "ack")
+		}
+		synctest.Wait()
+		if n := controllerGoroutines(); n > 0 {
+			t.Fatalf("%d goroutines of the controller's for 10 waiting sessions", n)
+		}
+		h.conn.session(3).activate(time.Now())
+		synctest.Wait()
+		if got := len(h.pub.all()); got != 10*2+2 {
+			t.Fatalf("%d messages published, want the 20 of the joins and the 2 of one activation", got)
+		}
+		if n := controllerGoroutines(); n > 0 {
+			t.Fatalf("%d goroutines of the controller's after the activation", n)
+		}
+	})
+}
+
+// controllerGoroutines counts the goroutines that run the controller's code, Run's own excepted.
+func controllerGoroutines() int {
+	buf := make([]byte, 1<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "/controller.(*") && !strings.Contains(g, "controller.(*Controller).Run(") &&
+			!strings.Contains(g, "controller.Test") {
+			n++
+		}
+	}
+	return n
 }
 
 // TestQuietChatLinesNeedNoState: a chat line that starts nothing, for an interaction without an

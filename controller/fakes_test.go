@@ -42,6 +42,8 @@ type fakeConn struct {
 	// signalsOnly: the sessions have no event stream (their events come as signals) and end in
 	// the pages: Stop sends nothing back, Handoffs(end) asks both pages.
 	signalsOnly bool
+	// channelEvents: the sessions give their events on their Events channel only (no Feed).
+	channelEvents bool
 	// creates: a request (a join without a token) creates a pending session (connector.Pending)
 	// that the test starts with fakeSession.start; a re-join of a handle without a session id
 	// gives a pending session again.
@@ -75,7 +77,15 @@ func (f *fakeConn) Join(ctx context.Context, t connector.Trigger) (connector.Ses
 		s.pending = true
 		s.handle.Token, s.handle.SessionID = "BYOPPIN"+strconv.Itoa(f.next), ""
 	}
-	return s, nil
+	return f.wrap(s), nil
+}
+
+// wrap hides Feed from a session whose events come on its channel or as signals.
+func (f *fakeConn) wrap(s *fakeSession) connector.Session {
+	if f.signalsOnly || f.channelEvents {
+		return chanSession{Session: s, s: s}
+	}
+	return s
 }
 
 func (f *fakeConn) Rejoin(ctx context.Context, h connector.Handle) (connector.Session, error) {
@@ -98,7 +108,7 @@ func (f *fakeConn) Rejoin(ctx context.Context, h connector.Handle) (connector.Se
 	s.handle.SessionID = h.SessionID
 	s.users = f.rejoinUsers
 	s.pending = f.creates && h.SessionID == ""
-	return s, nil
+	return f.wrap(s), nil
 }
 
 // EndHandoffs asks both pages to end a signals-only session stopped through its handle.
@@ -135,7 +145,24 @@ type fakeSession struct {
 	closed  bool
 	users   []connector.Participant
 	pending bool // created for a request, not started yet
+	fed     func(connector.Event, bool)
 }
+
+// Feed hands the events to f from now on (connector.Feeder), unless the connector plays a vendor
+// whose sessions only have an Events channel (fakeConn.channelEvents).
+func (s *fakeSession) Feed(f func(connector.Event, bool)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fed = f
+}
+
+// chanSession is a fake session without Feed: its events come on its Events channel.
+type chanSession struct {
+	connector.Session
+	s *fakeSession
+}
+
+func (c chanSession) Pending() bool { return c.s.Pending() }
 
 // Pending reports whether the created session has not started yet.
 func (s *fakeSession) Pending() bool {
@@ -190,8 +217,17 @@ func (s *fakeSession) Handoffs(kind connector.HandoffKind, agentID string) []con
 	}
 	return []connector.Handoff{{Kind: kind, AgentID: agentID, URL: "http://node/slave.html#sid=" + s.handle.Token}}
 }
-func (s *fakeSession) emit(ev connector.Event) { s.events <- ev }
-func (s *fakeSession) activate(at time.Time)   { s.emit(activatedAt(at)) }
+func (s *fakeSession) emit(ev connector.Event) {
+	s.mu.Lock()
+	f := s.fed
+	s.mu.Unlock()
+	if f != nil {
+		f(ev, true)
+		return
+	}
+	s.events <- ev
+}
+func (s *fakeSession) activate(at time.Time) { s.emit(activatedAt(at)) }
 func activatedAt(at time.Time) connector.Event {
 	return connector.Event{Kind: connector.EventActivated, Times: connector.Times{Activation: at}}
 }
@@ -211,10 +247,10 @@ func (s *fakeSession) Stop(ctx context.Context) (connector.Times, error) {
 		return connector.Times{}, stopErr
 	}
 	if activate {
-		s.events <- activatedAt(time.Now())
+		s.emit(activatedAt(time.Now()))
 	}
 	if !silent && !s.conn.signalsOnly {
-		s.events <- deactivated(time.Time{}, time.Now())
+		s.emit(deactivated(time.Time{}, time.Now()))
 	}
 	return connector.Times{}, nil
 }

@@ -65,11 +65,11 @@ func (a *actor) chatMessage(ctx context.Context, in chat.Inbound) error {
 	// the interaction's vendor.
 	token, ok := conn.MatchStart(in.StartToken)
 	if !ok {
-		a.log.Info("start message not in the vendor's form; ignored", "vendor", a.vendor(), "token", connector.MaskToken(in.StartToken))
+		a.logger().Info("start message not in the vendor's form; ignored", "vendor", a.vendor(), "token", connector.MaskToken(in.StartToken))
 		return nil
 	}
 	action, why := decideStart(&a.st, token)
-	a.log.Info("start message", "token", connector.MaskToken(token), "decision", why)
+	a.logger().Info("start message", "token", connector.MaskToken(token), "decision", why)
 	switch action {
 	case startIgnore:
 		return nil
@@ -83,7 +83,7 @@ func (a *actor) chatMessage(ctx context.Context, in chat.Inbound) error {
 
 func (a *actor) interactionEvent(ctx context.Context, in chat.Inbound) error {
 	act := decideEvent(&a.st, in.Event)
-	a.log.Debug("interaction event", "type", in.Event.Type, "decision", act.why)
+	a.logger().Debug("interaction event", "type", in.Event.Type, "decision", act.why)
 	if act.request {
 		a.startVendor()
 		if a.conn() == nil {
@@ -138,17 +138,17 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 		outcome, why := decideJoinError(err, lastAttempt)
 		if outcome == joinFailed && prior != nil && errors.Is(err, connector.ErrRefused) && !lastAttempt && time.Since(prior.At) < JoinWindow {
 			a.st.Joining = marker
-			a.log.Warn("join refused while the Controller of an attempt that never finished may still be present, retrying later",
+			a.logger().Warn("join refused while the Controller of an attempt that never finished may still be present, retrying later",
 				"token", connector.MaskToken(token), "error", err)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
 		if outcome == joinRetry {
 			// The call may have reached the server (a time-out): the marker stays.
 			a.st.Joining = marker
-			a.log.Warn("join: server unavailable, retrying later", "token", connector.MaskToken(token), "error", err)
+			a.logger().Warn("join: server unavailable, retrying later", "token", connector.MaskToken(token), "error", err)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
-		a.log.Warn("join failed", "token", connector.MaskToken(token), "why", why, "error", err)
+		a.logger().Warn("join failed", "token", connector.MaskToken(token), "why", why, "error", err)
 		reason := string(connector.JoinFailed)
 		switch {
 		case errors.Is(err, connector.ErrUnsupported):
@@ -177,7 +177,7 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 		a.st.Live = &Live{Handle: h, Phase: PhaseStarting, JoinedAt: now}
 		a.dirty = true
 		a.attachSession(sess)
-		a.log.Info("session created; waiting for the customer's page to start it", "token", connector.MaskToken(h.Token))
+		a.logger().Info("session created; waiting for the customer's page to start it", "token", connector.MaskToken(h.Token))
 		a.queueHandoffs(connector.HandoffStart)
 		return nil
 	}
@@ -196,7 +196,7 @@ func (a *actor) beginSession(sess connector.Session, now time.Time) {
 	a.st.Associated = "Yes"
 	a.dirty = true
 	a.attachSession(sess)
-	a.log.Info("joined as Controller", "session_id", h.SessionID, "token", connector.MaskToken(h.Token))
+	a.logger().Info("joined as Controller", "session_id", h.SessionID, "token", connector.MaskToken(h.Token))
 	a.queue(Outbound{Life: a.lifecycle(attach.Joined, now)})
 	a.queueUpdate(before, now)
 	a.queueHandoffs(connector.HandoffStart) // a session the vendor created for a request: its customer page starts it
@@ -216,7 +216,7 @@ func (a *actor) started(ev connector.Event) {
 		return
 	}
 	// The pending session's stream ends with this event; its later events come as signals.
-	a.events = nil
+	a.stopListening()
 	sess := a.sess
 	h := ev.Handle
 	h.InteractionID = a.id
@@ -252,7 +252,7 @@ func (a *actor) notStarted(reason connector.EndReason, detail string) {
 	pending := pageSessionID(a.st)
 	a.st.Live = nil
 	a.dirty = true
-	a.log.Warn("created session never started", "token", connector.MaskToken(l.Handle.Token), "reason", reason, "detail", detail)
+	a.logger().Warn("created session never started", "token", connector.MaskToken(l.Handle.Token), "reason", reason, "detail", detail)
 	a.queue(Outbound{Life: &attach.Lifecycle{
 		Event:         attach.Failed,
 		InteractionID: a.id,
@@ -289,7 +289,7 @@ func (a *actor) queueEnds(h connector.Handle) {
 func (a *actor) startRejoin(ctx context.Context) {
 	l := a.st.Live
 	if l.Phase == PhaseStopping && l.StopReason != "" {
-		a.log.Info("finishing a stop that was under way before the restart", "session_id", l.Handle.SessionID, "reason", l.StopReason)
+		a.logger().Info("finishing a stop that was under way before the restart", "session_id", l.Handle.SessionID, "reason", l.StopReason)
 		times := a.stopByHandle(ctx, l.Handle)
 		a.endSession(l.StopReason, times)
 		a.commitOrRetry(ctx)
@@ -307,7 +307,7 @@ func (a *actor) startRejoin(ctx context.Context) {
 	h.InteractionID = a.id
 	conn := a.connFor(h)
 	if conn == nil {
-		a.log.Error("the vendor of a live session is not enabled: it cannot be re-joined or stopped", "vendor", h.Vendor, "session_id", h.SessionID)
+		a.logger().Error("the vendor of a live session is not enabled: it cannot be re-joined or stopped", "vendor", h.Vendor, "session_id", h.SessionID)
 		a.endSession(connector.ServerLost, connector.Times{})
 		a.commitOrRetry(ctx)
 		return
@@ -315,10 +315,11 @@ func (a *actor) startRejoin(ctx context.Context) {
 	rctx, cancel := context.WithCancel(ctx)
 	call := &rejoinCall{cancel: cancel, done: make(chan rejoinResult, 1)}
 	a.rejoin = call
-	a.log.Info("re-joining a live session", "session_id", h.SessionID, "token", connector.MaskToken(h.Token))
+	a.logger().Info("re-joining a live session", "session_id", h.SessionID, "token", connector.MaskToken(h.Token))
 	go func() {
 		sess, err := conn.Rejoin(rctx, h)
 		call.done <- rejoinResult{sess: sess, err: err}
+		a.kick(workRejoined)
 	}()
 }
 
@@ -353,7 +354,7 @@ func (a *actor) rejoined(ctx context.Context, r rejoinResult) {
 		if errors.Is(r.err, connector.ErrNotLive) {
 			reason = connector.ParticipantExit
 		}
-		a.log.Warn("re-join failed; stopping the session through its handle", "session_id", l.Handle.SessionID, "reason", reason, "error", r.err)
+		a.logger().Warn("re-join failed; stopping the session through its handle", "session_id", l.Handle.SessionID, "reason", reason, "error", r.err)
 		times := a.stopByHandle(ctx, l.Handle)
 		a.endSession(reason, times)
 		return
@@ -361,7 +362,7 @@ func (a *actor) rejoined(ctx context.Context, r rejoinResult) {
 	l.Handle = r.sess.Handle()
 	a.dirty = true
 	a.attachSession(r.sess)
-	a.log.Info("re-joined a live session", "session_id", l.Handle.SessionID)
+	a.logger().Info("re-joined a live session", "session_id", l.Handle.SessionID)
 	a.sendOwedView()
 	a.agentMayHaveJoined()
 }
@@ -380,13 +381,13 @@ func (a *actor) agentMayHaveJoined() {
 func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
 	if !ok {
 		// The stream closed without a deactivated or lost event: the vendor gave up on it.
-		a.events = nil
+		a.stopListening()
 		if a.st.Live != nil && a.st.Live.Phase == PhaseStarting {
 			a.notStarted(connector.ServerLost, "the vendor stopped waiting for the page without saying why")
 			return
 		}
 		if a.st.Live != nil {
-			a.log.Warn("session stream closed unexpectedly; stopping it through its handle", "session_id", a.st.Live.Handle.SessionID)
+			a.logger().Warn("session stream closed unexpectedly; stopping it through its handle", "session_id", a.st.Live.Handle.SessionID)
 			a.endSession(connector.ServerLost, a.stopByHandle(ctx, a.st.Live.Handle))
 		}
 		return
@@ -396,7 +397,7 @@ func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
 	}
 	switch ev.Kind {
 	case connector.EventParticipantJoined:
-		a.log.Info("participant joined", "role", ev.Participant.Role.String(), "session_id", a.st.Live.Handle.SessionID)
+		a.logger().Info("participant joined", "role", ev.Participant.Role.String(), "session_id", a.st.Live.Handle.SessionID)
 	case connector.EventActivated:
 		at := ev.Times.Activation
 		if at.IsZero() {
@@ -406,7 +407,7 @@ func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
 	case connector.EventDeactivated:
 		a.endSession(endReason(a.st.Live), ev.Times)
 	case connector.EventRejoined:
-		a.log.Info("re-joined after a Bayeux re-handshake", "session_id", a.st.Live.Handle.SessionID)
+		a.logger().Info("re-joined after a Bayeux re-handshake", "session_id", a.st.Live.Handle.SessionID)
 		a.st.Live.Handle = ev.Handle
 		a.dirty = true
 		a.agentMayHaveJoined()
@@ -417,7 +418,7 @@ func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
 			a.notStarted(connector.ServerLost, connector.ReasonOf(ev.Err))
 			return
 		}
-		a.log.Warn("co-browse server lost", "session_id", a.st.Live.Handle.SessionID, "error", ev.Err)
+		a.logger().Warn("co-browse server lost", "session_id", a.st.Live.Handle.SessionID, "error", ev.Err)
 		if !ev.Stopped {
 			a.addPendingStop(a.st.Live.Handle, ev.Err)
 		}
@@ -440,7 +441,7 @@ func (a *actor) activated(at time.Time) {
 		a.st.FirstStart = at
 	}
 	a.dirty = true
-	a.log.Info("session activated", "session_id", l.Handle.SessionID)
+	a.logger().Info("session activated", "session_id", l.Handle.SessionID)
 	now := time.Now()
 	life := a.lifecycle(attach.Activated, now)
 	life.ActivationTime = at.UnixMilli()
@@ -476,7 +477,7 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 	l.Phase = PhaseStopping
 	l.StopReason = reason
 	a.dirty = true
-	a.log.Info("stopping session", "session_id", l.Handle.SessionID, "reason", reason)
+	a.logger().Info("stopping session", "session_id", l.Handle.SessionID, "reason", reason)
 	var times connector.Times
 	if a.sess != nil {
 		sctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopTimeout)
@@ -488,7 +489,7 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 		case err != nil:
 			a.addPendingStop(l.Handle, err)
 			a.closeSession(context.WithoutCancel(ctx))
-		case a.sess.Events() == nil && times.Deactivation.IsZero():
+		case !a.streamed && times.Deactivation.IsZero():
 			// The vendor's end comes back as a signal (an inbound message of this interaction):
 			// wait for it without holding the interaction, up to the end wait; the final attach
 			// follows the signal, or the deadline. (A vendor whose stop call ended the session,
@@ -501,33 +502,37 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 	}
 	wait := time.NewTimer(a.c.cfg.StopWait)
 	defer wait.Stop()
-	for a.events != nil {
-		select {
-		case ev, ok := <-a.events:
-			if !ok {
-				a.events = nil
-				continue
+	for a.listening {
+		e, got, more := a.nextEvent()
+		if !got {
+			select {
+			case <-more:
+			case <-wait.C:
+				a.logger().Warn("no deactivated notification within the stop wait", "session_id", l.Handle.SessionID, "wait", a.c.cfg.StopWait)
+				a.stopListening()
+			case <-ctx.Done():
+				a.stopListening()
 			}
-			switch ev.Kind {
-			case connector.EventActivated:
-				// The agent joined just before the stop: it counts, for the duration and the
-				// contract's activated event and attach.
-				at := ev.Times.Activation
-				if at.IsZero() {
-					at = time.Now()
-				}
-				a.activated(at)
-			case connector.EventDeactivated:
-				a.endSession(reason, mergeTimes(ev.Times, times))
-				return
-			case connector.EventLost:
-				a.events = nil
+			continue
+		}
+		if !e.ok {
+			a.stopListening()
+			continue
+		}
+		switch ev := e.ev; ev.Kind {
+		case connector.EventActivated:
+			// The agent joined just before the stop: it counts, for the duration and the
+			// contract's activated event and attach.
+			at := ev.Times.Activation
+			if at.IsZero() {
+				at = time.Now()
 			}
-		case <-wait.C:
-			a.log.Warn("no deactivated notification within the stop wait", "session_id", l.Handle.SessionID, "wait", a.c.cfg.StopWait)
-			a.events = nil
-		case <-ctx.Done():
-			a.events = nil
+			a.activated(at)
+		case connector.EventDeactivated:
+			a.endSession(reason, mergeTimes(ev.Times, times))
+			return
+		case connector.EventLost:
+			a.stopListening()
 		}
 	}
 	a.endSession(reason, times)
@@ -573,7 +578,7 @@ func (a *actor) endSession(reason connector.EndReason, times connector.Times) {
 	life.Reason = string(reason)
 	a.st.Live = nil
 	a.dirty = true
-	a.log.Info("session ended", "session_id", l.Handle.SessionID, "reason", reason)
+	a.logger().Info("session ended", "session_id", l.Handle.SessionID, "reason", reason)
 	a.queue(Outbound{Life: life})
 	a.queueUpdateFor(l.Handle.SessionID, before, now)
 	a.closeSession(context.Background())
@@ -585,7 +590,7 @@ func (a *actor) checkDeadline(ctx context.Context) {
 		return
 	}
 	if a.st.Live.Phase == PhaseStopping {
-		a.log.Warn("no word from the vendor that the session ended within the end wait; ending it",
+		a.logger().Warn("no word from the vendor that the session ended within the end wait; ending it",
 			"session_id", a.st.Live.Handle.SessionID, "wait", a.c.cfg.EndWait)
 		a.endSession(reason, connector.Times{})
 		return
@@ -602,21 +607,21 @@ func (a *actor) signal(ctx context.Context, in chat.Inbound) {
 	switch {
 	case g.Type == chat.SignalStop && g.Source == chat.SourceOperator:
 		if a.st.Live == nil {
-			a.log.Info("operator stop: no live session", "signal", g.ID)
+			a.logger().Info("operator stop: no live session", "signal", g.ID)
 			return
 		}
-		a.log.Warn("audit: operator stop", "signal", g.ID, "session_id", a.st.Live.Handle.SessionID)
+		a.logger().Warn("audit: operator stop", "signal", g.ID, "session_id", a.st.Live.Handle.SessionID)
 		inProgress(in)
 		a.stopLive(ctx, connector.OperatorStop)
 	case a.sess == nil:
-		a.log.Debug("signal without a live session", "source", g.Source, "type", g.Type, "vendor", a.vendor())
+		a.logger().Debug("signal without a live session", "source", g.Source, "type", g.Type, "vendor", a.vendor())
 	default:
 		// The vendor turns what the signal says into session events, applied as those of its
 		// live connection are.
 		events := a.sess.Signal(connector.Signal{Source: g.Source, Type: string(g.Type), Role: signalRole(g.Role),
 			SessionID: g.SessionID, At: g.At, Raw: g.Raw})
 		if len(events) == 0 {
-			a.log.Debug("signal without effect on the session", "source", g.Source, "type", g.Type, "vendor", a.vendor())
+			a.logger().Debug("signal without effect on the session", "source", g.Source, "type", g.Type, "vendor", a.vendor())
 		}
 		for _, ev := range events {
 			a.sessionEvent(ctx, ev, true)
@@ -638,7 +643,7 @@ func signalRole(r chat.Role) connector.Role {
 // vendorUnavailable reports a start or a request on an interaction whose vendor is not enabled
 // in this daemon.
 func (a *actor) vendorUnavailable(cause string) {
-	a.log.Warn("the interaction's co-browse vendor is not enabled", "vendor", a.vendor())
+	a.logger().Warn("the interaction's co-browse vendor is not enabled", "vendor", a.vendor())
 	a.queue(Outbound{Life: &attach.Lifecycle{
 		Event:         attach.Failed,
 		InteractionID: a.id,

@@ -130,7 +130,7 @@ func (a *actor) commit(ctx context.Context) error {
 			}
 			// The stream or the contract refuses this message for good: retrying would block
 			// every later message of the interaction behind it. Say so once and go on.
-			a.log.Error("outbound message refused for good; dropped", "error", err)
+			a.logger().Error("outbound message refused for good; dropped", "error", err)
 		}
 		a.outbox[0] = Outbound{}
 		a.outbox = a.outbox[1:]
@@ -183,7 +183,7 @@ func refused(err error) bool {
 // commitOrRetry commits, and on failure tries again after the retry delay.
 func (a *actor) commitOrRetry(ctx context.Context) {
 	if err := a.commit(ctx); err != nil && !errors.Is(err, errLost) {
-		a.log.Warn("publishing or saving failed; retrying", "delay", a.c.cfg.RetryDelay, "error", err)
+		a.logger().Warn("publishing or saving failed; retrying", "delay", a.c.cfg.RetryDelay, "error", err)
 		a.scheduleRetry()
 	}
 }

@@ -55,7 +55,7 @@ func (a *actor) stopByHandle(ctx context.Context, h connector.Handle) connector.
 
 // addPendingStop keeps a stop that failed by every route, to be retried by the stop timer.
 func (a *actor) addPendingStop(h connector.Handle, err error) {
-	a.log.Warn("stop failed by every route; retrying it shortly", "session_id", h.SessionID, "retry_in", a.c.cfg.StopRetry, "error", err)
+	a.logger().Warn("stop failed by every route; retrying it shortly", "session_id", h.SessionID, "retry_in", a.c.cfg.StopRetry, "error", err)
 	a.st.PendingStops = append(a.st.PendingStops, PendingStop{Handle: h, Since: time.Now()})
 	a.dirty = true
 	a.stopTries = 0
@@ -71,9 +71,41 @@ func hasAgent(ps []connector.Participant) bool {
 	return false
 }
 
+// attachSession makes sess the live session and takes its events from now on: through Feed when
+// the session can hand them over without a channel (no goroutine waits for a session that is only
+// waiting), else from its Events channel on a goroutine that ends when the session closes it.
 func (a *actor) attachSession(sess connector.Session) {
+	a.stopListening() // the previous session's, if any
 	a.sess = sess
-	a.events = sess.Events()
+	a.qmu.Lock()
+	gen := a.gen
+	a.qmu.Unlock()
+	a.listening, a.streamed = false, false
+	if f, ok := sess.(connector.Feeder); ok {
+		a.listening, a.streamed = true, true
+		f.Feed(func(ev connector.Event, ok bool) { a.feed(gen, ev, ok) })
+		return
+	}
+	if ch := sess.Events(); ch != nil {
+		a.listening, a.streamed = true, true
+		stop := make(chan struct{})
+		a.qmu.Lock()
+		a.fwdStop = stop
+		a.qmu.Unlock()
+		a.c.wg.Go(func() {
+			for {
+				select {
+				case ev, ok := <-ch:
+					a.feed(gen, ev, ok)
+					if !ok {
+						return
+					}
+				case <-stop: // the actor stopped listening to this session
+					return
+				}
+			}
+		})
+	}
 }
 
 // sendOwedView announces the agent view that an assignment during the re-join could not.
@@ -104,7 +136,7 @@ func (a *actor) armStopRetry() {
 		}
 		d *= 2
 	}
-	a.stopRetry = time.NewTimer(min(d, maxStopRetry))
+	a.stopRetry = time.AfterFunc(min(d, maxStopRetry), func() { a.kick(workStopRetry) })
 }
 
 // retryPendingStops stops again, through their saved handles, the sessions no route could stop.
@@ -118,9 +150,9 @@ func (a *actor) retryPendingStops(ctx context.Context) {
 		_, err := a.stopHandle(ctx, p.Handle)
 		switch {
 		case err == nil:
-			a.log.Info("pending stop done", "session_id", p.Handle.SessionID)
+			a.logger().Info("pending stop done", "session_id", p.Handle.SessionID)
 		case time.Since(p.Since) >= pendingStopFor:
-			a.log.Error("giving up a stop that failed for an hour; the server may still hold the session", "session_id", p.Handle.SessionID, "error", err)
+			a.logger().Error("giving up a stop that failed for an hour; the server may still hold the session", "session_id", p.Handle.SessionID, "error", err)
 		default:
 			kept = append(kept, p)
 		}
@@ -155,10 +187,11 @@ func (a *actor) closeSession(ctx context.Context) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, a.c.cfg.StopWait)
 	if err := a.sess.Close(cctx); err != nil {
-		a.log.Debug("close session connection", "error", err)
+		a.logger().Debug("close session connection", "error", err)
 	}
 	cancel()
-	a.sess, a.events = nil, nil
+	a.stopListening()
+	a.sess = nil
 }
 
 // errVendorDisabled is the error of a stop for a session whose vendor is not enabled (any more).
