@@ -218,6 +218,13 @@ func (p *Publisher) HandoffStreams() (agent, customer string) {
 // Update publishes an attached-data update on <prefix>.interaction.<interactionId>.attach with
 // the id "<interactionId>.attach.<seq>".
 func (p *Publisher) Update(ctx context.Context, u Update) error {
+	return p.update(ctx, u, p.publish)
+}
+
+// sender sends one encoded message into stream.
+type sender func(ctx context.Context, stream, subject, msgID string, body []byte) error
+
+func (p *Publisher) update(ctx context.Context, u Update, send sender) error {
 	if err := u.validate(); err != nil {
 		return err
 	}
@@ -228,12 +235,16 @@ func (p *Publisher) Update(ctx context.Context, u Update) error {
 	if err != nil {
 		return err
 	}
-	return p.publish(ctx, p.updateStream, UpdateSubject(p.cfg.Prefix, u.InteractionID), UpdateMsgID(u.InteractionID, u.Seq), body)
+	return send(ctx, p.updateStream, UpdateSubject(p.cfg.Prefix, u.InteractionID), UpdateMsgID(u.InteractionID, u.Seq), body)
 }
 
 // Lifecycle publishes a lifecycle event on <prefix>.cobrowse.<interactionId>.<event> with the id
 // "<interactionId>.<sessionId>.<event>", or e.MsgID when set. The session token is masked here.
 func (p *Publisher) Lifecycle(ctx context.Context, e Lifecycle) error {
+	return p.lifecycle(ctx, e, p.publish)
+}
+
+func (p *Publisher) lifecycle(ctx context.Context, e Lifecycle, send sender) error {
 	if err := e.validate(); err != nil {
 		return err
 	}
@@ -244,13 +255,17 @@ func (p *Publisher) Lifecycle(ctx context.Context, e Lifecycle) error {
 	if err != nil {
 		return err
 	}
-	return p.publish(ctx, p.lifecycleStream, LifecycleSubject(p.cfg.Prefix, e.InteractionID, e.Event), e.msgID(), body)
+	return send(ctx, p.lifecycleStream, LifecycleSubject(p.cfg.Prefix, e.InteractionID, e.Event), e.msgID(), body)
 }
 
 // Handoff publishes a page message on <prefix>.agent.<agentId>.cobrowse (to an agent) or
 // <prefix>.customer.<interactionId>.cobrowse (to the customer), with the id
 // "<interactionId>.<sessionId>.<kind>.<recipient>" (Handoff.MsgID), into the page stream.
 func (p *Publisher) Handoff(ctx context.Context, h Handoff) error {
+	return p.handoff(ctx, h, p.publish)
+}
+
+func (p *Publisher) handoff(ctx context.Context, h Handoff, send sender) error {
 	if err := h.validate(); err != nil {
 		return err
 	}
@@ -265,7 +280,7 @@ func (p *Publisher) Handoff(ctx context.Context, h Handoff) error {
 	if h.ToCustomer {
 		stream = p.customerStream
 	}
-	return p.publish(ctx, stream, h.Subject(p.cfg.Prefix), h.MsgID(), body)
+	return send(ctx, stream, h.Subject(p.cfg.Prefix), h.MsgID(), body)
 }
 
 // AgentView publishes an agent view: the Genesys view Handoff to the agent (see AgentView).
@@ -280,20 +295,111 @@ func (p *Publisher) AgentView(ctx context.Context, v AgentView) error {
 func (p *Publisher) publish(ctx context.Context, stream, subject, msgID string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
 	defer cancel()
-	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, msgID)
-	msg.Header.Set(jetstream.ExpectedStreamHeader, stream)
-	ack, err := p.js.PublishMsg(ctx, msg)
+	ack, err := p.js.PublishMsg(ctx, outMsg(stream, subject, msgID, body))
 	if err != nil {
 		return &PublishError{Subject: subject, MsgID: msgID, Transient: transient(err), Err: err}
 	}
+	p.acked(subject, msgID, ack)
+	return nil
+}
+
+// outMsg is an outbound message with its dedupe id and the stream it must land in.
+func outMsg(stream, subject, msgID string, body []byte) *nats.Msg {
+	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	msg.Header.Set(jetstream.ExpectedStreamHeader, stream)
+	return msg
+}
+
+// acked logs a PubAck.
+func (p *Publisher) acked(subject, msgID string, ack *jetstream.PubAck) {
 	if ack.Duplicate {
 		p.log.Debug("publish deduplicated: the stream already holds it", "subject", subject, "msg_id", msgID,
 			"stream", ack.Stream, "seq", ack.Sequence)
-		return nil
+		return
 	}
 	p.log.Debug("published", "subject", subject, "msg_id", msgID, "stream", ack.Stream, "seq", ack.Sequence)
+}
+
+// Batch returns a Batch: messages sent through it go out one behind the other without waiting for
+// each one's PubAck; Wait collects them.
+func (p *Publisher) Batch() *Batch { return &Batch{p: p} }
+
+// Batch publishes several messages in one round trip: each is validated, encoded and sent at once,
+// in order on the publisher's connection (the server stores them in that order), and Wait takes
+// their PubAcks. A step of the controller that publishes a joined event and an attach, or an end
+// and its final attach, so waits for one round trip instead of one per message. Not safe for
+// concurrent use.
+type Batch struct {
+	p    *Publisher
+	sent []batched
+	err  error // a message that could not be sent: nothing after it is
+}
+
+type batched struct {
+	subject, msgID string
+	ack            jetstream.PubAckFuture
+	err            error // refused before sending (invalid)
+}
+
+// Update sends an attached-data update (see Publisher.Update); its outcome comes from Wait.
+func (b *Batch) Update(ctx context.Context, u Update) error { return b.add(b.p.update(ctx, u, b.send)) }
+
+// Lifecycle sends a lifecycle event (see Publisher.Lifecycle); its outcome comes from Wait.
+func (b *Batch) Lifecycle(ctx context.Context, e Lifecycle) error {
+	return b.add(b.p.lifecycle(ctx, e, b.send))
+}
+
+// Handoff sends a page message (see Publisher.Handoff); its outcome comes from Wait.
+func (b *Batch) Handoff(ctx context.Context, h Handoff) error { return b.add(b.p.handoff(ctx, h, b.send)) }
+
+// AgentView sends an agent view (see Publisher.AgentView); its outcome comes from Wait.
+func (b *Batch) AgentView(ctx context.Context, v AgentView) error { return b.Handoff(ctx, v.Handoff()) }
+
+// add records a message refused before it was sent (an invalid one): Wait reports it in its place.
+func (b *Batch) add(err error) error {
+	if err != nil && b.err == nil {
+		b.sent = append(b.sent, batched{err: err})
+		b.err = err
+	}
 	return nil
+}
+
+func (b *Batch) send(_ context.Context, stream, subject, msgID string, body []byte) error {
+	if b.err != nil {
+		return nil // nothing goes out behind a message that did not
+	}
+	ack, err := b.p.js.PublishMsgAsync(outMsg(stream, subject, msgID, body))
+	if err != nil {
+		b.sent = append(b.sent, batched{err: &PublishError{Subject: subject, MsgID: msgID, Transient: transient(err), Err: err}})
+		b.err = err
+		return nil
+	}
+	b.sent = append(b.sent, batched{subject: subject, msgID: msgID, ack: ack})
+	return nil
+}
+
+// Wait takes the PubAcks in order and returns how many messages, from the first, the streams
+// hold, and why the next one failed (nil when all did). A message after a failed one may be
+// stored too: sending it again is harmless (its dedupe id), but it then precedes the failed one.
+// The wait for each is bounded by ctx and the publish time-out.
+func (b *Batch) Wait(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.p.cfg.PublishTimeout)
+	defer cancel()
+	for i, m := range b.sent {
+		if m.err != nil {
+			return i, m.err
+		}
+		select {
+		case ack := <-m.ack.Ok():
+			b.p.acked(m.subject, m.msgID, ack)
+		case err := <-m.ack.Err():
+			return i, &PublishError{Subject: m.subject, MsgID: m.msgID, Transient: transient(err), Err: err}
+		case <-ctx.Done():
+			return i, &PublishError{Subject: m.subject, MsgID: m.msgID, Transient: true, Err: ctx.Err()}
+		}
+	}
+	return len(b.sent), nil
 }
 
 // transient tells a cause that may go away by itself from a rejection of the message.

@@ -124,16 +124,19 @@ func (a *actor) commit(ctx context.Context) error {
 		a.outboxSaved = true
 	}
 	for len(a.outbox) > 0 {
-		if err := a.publish(ctx, a.outbox[0]); err != nil {
+		n, err := a.publishOutbox(ctx)
+		clear(a.outbox[:n])
+		a.outbox = a.outbox[n:]
+		if err != nil {
 			if !refused(err) {
 				return err
 			}
 			// The stream or the contract refuses this message for good: retrying would block
 			// every later message of the interaction behind it. Say so once and go on.
 			a.logger().Error("outbound message refused for good; dropped", "error", err)
+			a.outbox[0] = Outbound{}
+			a.outbox = a.outbox[1:]
 		}
-		a.outbox[0] = Outbound{}
-		a.outbox = a.outbox[1:]
 	}
 	a.outbox = nil
 	if a.outboxSaved {
@@ -191,21 +194,51 @@ func (a *actor) commitOrRetry(ctx context.Context) {
 func (a *actor) publish(ctx context.Context, o Outbound) error {
 	pctx, cancel := context.WithTimeout(ctx, a.c.cfg.PublishTimeout)
 	defer cancel()
+	return publishTo(pctx, a.c.pub, o)
+}
+
+func publishTo(ctx context.Context, pub Publisher, o Outbound) error {
 	switch {
 	case o.Update != nil:
-		return a.c.pub.Update(pctx, *o.Update)
+		return pub.Update(ctx, *o.Update)
 	case o.Life != nil:
 		l := *o.Life
 		l.MsgID = o.LifeMsgID
-		return a.c.pub.Lifecycle(pctx, l)
+		return pub.Lifecycle(ctx, l)
 	case o.Page != nil:
 		h := *o.Page
 		h.ToCustomer = o.PageToCus
-		return a.c.pub.Handoff(pctx, h)
+		return pub.Handoff(ctx, h)
 	case o.View != nil:
 		v := *o.View
 		v.AgentID = o.ViewAgent
-		return a.c.pub.AgentView(pctx, v)
+		return pub.AgentView(ctx, v)
 	}
 	return nil
+}
+
+// batchPublisher is a Publisher that sends several messages in one round trip (attach.Publisher).
+type batchPublisher interface {
+	Batch() *attach.Batch
+}
+
+// publishOutbox publishes the outbox in order and returns how many of its messages, from the
+// first, the streams hold, and why the next one failed. Several go out in one round trip when the
+// publisher can (a join's joined event and attach, an end's deactivated event and final attach):
+// each is sent without waiting for the one before it to be acknowledged, so a failure may leave a
+// later one stored before an earlier one, which its retry then follows (its dedupe id keeps it
+// single).
+func (a *actor) publishOutbox(ctx context.Context) (int, error) {
+	bp, ok := a.c.pub.(batchPublisher)
+	if !ok || len(a.outbox) == 1 {
+		if err := a.publish(ctx, a.outbox[0]); err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	b := bp.Batch()
+	for _, o := range a.outbox {
+		_ = publishTo(ctx, b, o) // an error comes out of Wait, in its place
+	}
+	return b.Wait(ctx)
 }
