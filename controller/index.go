@@ -101,22 +101,12 @@ func (s *indexingStore) Save(ctx context.Context, st State, rev uint64) (uint64,
 			s.log.Error("session not indexed", "interaction", st.InteractionID, "error", err)
 		}
 		if !done {
-			// The index entry and the state are written at the same time (one round trip, not two,
-			// on every join); both are durable before Save returns, so before anything the join
-			// publishes, and a failure of either fails the save.
-			indexed := make(chan error, 1)
-			go func() { indexed <- s.Store.IndexSession(ctx, vendor, l.Handle.SessionID, st.InteractionID) }()
-			n, err := s.Store.Save(ctx, st, rev)
-			if ierr := <-indexed; ierr != nil {
-				if err == nil {
-					err = fmt.Errorf("index session: %w", ierr)
-				}
-				return 0, err
+			if err := s.Store.IndexSession(ctx, vendor, l.Handle.SessionID, st.InteractionID); err != nil {
+				return 0, fmt.Errorf("index session: %w", err)
 			}
 			s.mu.Lock()
 			s.indexed[st.InteractionID] = key
 			s.mu.Unlock()
-			return n, err
 		}
 	}
 	n, err := s.Store.Save(ctx, st, rev)
