@@ -603,3 +603,59 @@ func TestConcurrentPublishes(t *testing.T) {
 		t.Fatalf("stream holds %d messages, want %d", n, 16*4)
 	}
 }
+
+// TestBatchStoresInOrderAndStopsAtTheFirstRefusal: a Batch stores every example in order with the
+// same subjects, ids and bytes as one publish each; an invalid message stops it there: Wait says
+// how many went before it, and nothing after it is sent.
+func TestBatchStoresInOrderAndStopsAtTheFirstRefusal(t *testing.T) {
+	e := start(t)
+	p := e.publisher(t, Config{})
+	b := p.Batch()
+	n := 0
+	for _, ex := range examples {
+		if _, ok := ex.msg.(Update); !ok {
+			continue
+		}
+		if err := b.Update(ctx(t), ex.msg.(Update)); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	got, err := b.Wait(ctx(t))
+	if err != nil || got != n || n == 0 {
+		t.Fatalf("Wait = %d, %v; want %d, nil", got, err, n)
+	}
+	if m := e.msgs(t, DefaultStream); m != uint64(n) {
+		t.Fatalf("stream holds %d, want %d", m, n)
+	}
+	i := 0
+	for _, ex := range examples {
+		if _, ok := ex.msg.(Update); !ok {
+			continue
+		}
+		i++
+		if m := e.stored(t, DefaultStream, uint64(i)); string(m.Data) != ex.want {
+			t.Fatalf("message %d stored as\n %s\nwant %s", i, m.Data, ex.want)
+		}
+	}
+
+	b = p.Batch()
+	var valid Update
+	for _, ex := range examples {
+		if u, ok := ex.msg.(Update); ok {
+			valid = u
+		}
+	}
+	valid.Seq += 100 // a new message id
+	_ = b.Update(ctx(t), valid)
+	_ = b.Update(ctx(t), Update{}) // invalid
+	valid.Seq++
+	_ = b.Update(ctx(t), valid)
+	got, err = b.Wait(ctx(t))
+	if got != 1 || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Wait = %d, %v; want 1, ErrInvalid", got, err)
+	}
+	if m := e.msgs(t, DefaultStream); m != uint64(n)+1 {
+		t.Fatalf("stream holds %d, want %d: nothing after the refused message", m, n+1)
+	}
+}
