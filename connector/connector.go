@@ -89,6 +89,17 @@ type Trigger struct {
 	Token         string // the session token from the start message (9 digits for Genesys), kept a string; "" for a request
 	InteractionID string // the contact-center interaction the session rides on
 	AgentID       string // the interaction's current agent, if known; a vendor may join on its behalf
+	// Ready, when set, is what the join waits for at its last step: a connector that implements
+	// ReadyCaller calls it once, right before the call that makes the daemon a member of the
+	// session (Genesys: /service/session/join, after Get Session, the handshake and the first
+	// connect), and when it returns an error, Join returns that error without that call. The
+	// controller saves its join marker meanwhile, instead of before the join begins.
+	Ready func(ctx context.Context) error
+}
+
+// ReadyCaller is implemented by a connector whose Join calls Trigger.Ready (see there).
+type ReadyCaller interface {
+	CallsReady()
 }
 
 // Handle is everything needed to find a live session again after the daemon restarts, or to stop

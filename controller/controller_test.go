@@ -974,17 +974,27 @@ func TestRejoinAfterRestartWaitsForTheServer(t *testing.T) {
 
 // TestMarkerSavedBeforeTheJoin: a join whose marker cannot be saved is not tried (the message
 // comes back), so that no Controller of the daemon's can be in a session the state does not know of.
+// The connector saves time by calling Trigger.Ready at its last step; one that wrongly joins
+// without calling it has its session left at once.
 func TestMarkerSavedBeforeTheJoin(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, nil)
-		h.store.mu.Lock()
-		h.store.failSaves = 1
-		h.store.mu.Unlock()
-		mustFate(t, h.start_("i1", "123456789"), "nak")
-		if n := len(h.conn.sessions); n != 0 {
-			t.Fatalf("joined %d times without the marker saved", n)
-		}
-	})
+	for _, ignores := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ignoresReady=%v", ignores), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, nil)
+				h.conn.ignoreReady = ignores
+				h.store.mu.Lock()
+				h.store.failSaves = 1
+				h.store.mu.Unlock()
+				mustFate(t, h.start_("i1", "123456789"), "nak")
+				switch n := len(h.conn.sessions); {
+				case !ignores && n != 0:
+					t.Fatalf("joined %d times without the marker saved", n)
+				case ignores && (n != 1 || !h.conn.session(0).isClosed()):
+					t.Fatalf("a join made without the marker was not left (%d sessions)", n)
+				}
+			})
+		})
+	}
 }
 
 // TestRefusedAfterAJoinThatNeverFinished: a daemon stopped between the server's taking its join

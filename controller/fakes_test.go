@@ -44,6 +44,8 @@ type fakeConn struct {
 	signalsOnly bool
 	// channelEvents: the sessions give their events on their Events channel only (no Feed).
 	channelEvents bool
+	// ignoreReady: Join joins without calling Trigger.Ready (a broken connector).
+	ignoreReady bool
 	// creates: a request (a join without a token) creates a pending session (connector.Pending)
 	// that the test starts with fakeSession.start; a re-join of a handle without a session id
 	// gives a pending session again.
@@ -65,12 +67,23 @@ func (f *fakeConn) newSession(token string) *fakeSession {
 	return s
 }
 
+// CallsReady: Join waits for Trigger.Ready before it joins, as the Genesys connector does.
+func (f *fakeConn) CallsReady() {}
+
 func (f *fakeConn) Join(ctx context.Context, t connector.Trigger) (connector.Session, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.joinErr[t.Token]; err != nil {
+	err := f.joinErr[t.Token]
+	f.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
+	if t.Ready != nil && !f.ignoreReady {
+		if err := t.Ready(ctx); err != nil {
+			return nil, err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	s := f.newSession(t.Token)
 	s.users = f.joinUsers
 	if t.Token == "" && f.creates {

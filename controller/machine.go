@@ -124,12 +124,44 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	}
 	a.st.Joining = marker
 	a.dirty = true
-	if err := a.commit(ctx); err != nil {
+	conn := a.conn()
+	trigger := connector.Trigger{Token: token, InteractionID: a.id, AgentID: a.st.AgentID}
+	var saved chan struct{}
+	var savedErr error
+	if _, ok := conn.(connector.ReadyCaller); ok {
+		// The marker is saved while the connector does what comes before the join itself (find
+		// the session's node, handshake, connect): the join waits for it at its last step. The
+		// actor's goroutine only waits meanwhile, so the save may touch the actor's fields.
+		saved = make(chan struct{})
+		go func() {
+			savedErr = a.commit(ctx)
+			close(saved)
+		}()
+		trigger.Ready = func(rctx context.Context) error {
+			select {
+			case <-saved:
+				return savedErr
+			case <-rctx.Done():
+				return rctx.Err()
+			}
+		}
+	} else if err := a.commit(ctx); err != nil {
 		return fmt.Errorf("%w: %w", errRetryLater, err)
 	}
 	jctx, cancel := context.WithTimeout(ctx, a.c.cfg.JoinTimeout)
 	defer cancel()
-	sess, err := a.conn().Join(jctx, connector.Trigger{Token: token, InteractionID: a.id, AgentID: a.st.AgentID})
+	sess, err := conn.Join(jctx, trigger)
+	if saved != nil {
+		<-saved
+		if savedErr != nil {
+			// Ready refused the join, or the join failed before it: nothing was joined.
+			if sess != nil {
+				a.logger().Error("the connector joined without waiting for the join marker; leaving the session", "vendor", a.vendor())
+				_ = sess.Close(context.WithoutCancel(ctx))
+			}
+			return fmt.Errorf("%w: %w", errRetryLater, savedErr)
+		}
+	}
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%w: %w", errRetryLater, ctx.Err())
 	}
