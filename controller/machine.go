@@ -613,7 +613,7 @@ func (a *actor) endSession(reason connector.EndReason, times connector.Times) {
 	a.logger().Info("session ended", "session_id", l.Handle.SessionID, "reason", reason)
 	a.queue(Outbound{Life: life})
 	a.queueUpdateFor(l.Handle.SessionID, before, now)
-	a.closeSession(context.Background())
+	a.leaveSession()
 }
 
 func (a *actor) checkDeadline(ctx context.Context) {

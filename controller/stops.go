@@ -194,6 +194,25 @@ func (a *actor) closeSession(ctx context.Context) {
 	a.sess = nil
 }
 
+// leaveSession releases the connection of a session that is over, on a goroutine of the
+// Controller's, so that the step's messages (the deactivated event, the final attach) do not wait
+// for the vendor's goodbye (a Bayeux disconnect). Close is bounded by StopWait.
+func (a *actor) leaveSession() {
+	sess := a.sess
+	if sess == nil {
+		return
+	}
+	a.stopListening()
+	a.sess = nil
+	a.c.wg.Go(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), a.c.cfg.StopWait)
+		defer cancel()
+		if err := sess.Close(cctx); err != nil {
+			a.c.log.Debug("close session connection", "interaction", a.id, "error", err)
+		}
+	})
+}
+
 // errVendorDisabled is the error of a stop for a session whose vendor is not enabled (any more).
 var errVendorDisabled = errors.New("the session's co-browse vendor is not enabled")
 
