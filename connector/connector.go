@@ -97,6 +97,14 @@ type Trigger struct {
 	Ready func(ctx context.Context) error
 }
 
+// Indexed is implemented by a connector whose sessions the daemon must find by the vendor's own
+// session id, because the vendor names only that (Zoom's webhooks): the controller keeps an index
+// from session id to interaction for them. Sessions of other vendors are not indexed: nothing
+// would read the entry, and writing it is a round trip on every join.
+type Indexed interface {
+	IndexesSessions()
+}
+
 // ReadyCaller is implemented by a connector whose Join calls Trigger.Ready (see there).
 type ReadyCaller interface {
 	CallsReady()

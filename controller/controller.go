@@ -144,10 +144,17 @@ func New(cfg Config, conns []connector.Connector, store Store, pub Publisher) (*
 	if _, ok := enabled[cfg.DefaultVendor]; !ok {
 		return nil, fmt.Errorf("controller: the default vendor %q is not among the enabled vendors", cfg.DefaultVendor)
 	}
+	indexed := make(map[connector.Vendor]bool)
+	for v, c := range enabled {
+		if _, ok := c.(connector.Indexed); ok {
+			indexed[v] = true
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Controller{
-		cfg:    cfg,
-		store:  newIndexingStore(store, cfg.DefaultVendor, cfg.Logger.With("component", "controller")), // every live state saved is indexed by its session
+		cfg: cfg,
+		// every live state saved of a vendor that needs it is indexed by its session
+		store:  newIndexingStore(store, cfg.DefaultVendor, indexed, cfg.Logger.With("component", "controller")),
 		pub:    pub,
 		conns:  enabled,
 		vendor: cfg.DefaultVendor,

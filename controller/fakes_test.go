@@ -70,6 +70,10 @@ func (f *fakeConn) newSession(token string) *fakeSession {
 // CallsReady: Join waits for Trigger.Ready before it joins, as the Genesys connector does.
 func (f *fakeConn) CallsReady() {}
 
+// IndexesSessions: the fake's sessions are indexed, as a webhook vendor's are, so that the tests
+// of the session index run on it.
+func (f *fakeConn) IndexesSessions() {}
+
 func (f *fakeConn) Join(ctx context.Context, t connector.Trigger) (connector.Session, error) {
 	f.mu.Lock()
 	err := f.joinErr[t.Token]

@@ -50,8 +50,8 @@ func (c *Controller) LookupSession(ctx context.Context, vendor connector.Vendor,
 }
 
 // indexingStore is the Store the actors save through: before it saves a state with a live
-// session, it indexes the session (IndexSession), so a webhook about the session finds the
-// interaction. The join, the re-join after a restart (rejoined) and a Bayeux re-handshake
+// session of a vendor that needs it (connector.Indexed), it indexes the session (IndexSession), so
+// a webhook about the session finds the interaction. The join, the re-join after a restart (rejoined) and a Bayeux re-handshake
 // (EventRejoined) each leave a live state the step's commit saves, so each is indexed in the same
 // commit path as the step's other work: the index is written before the state, and a failed index
 // write fails the save, which the actor treats as any failed save (the inbound message is nak'd
@@ -64,21 +64,22 @@ func (c *Controller) LookupSession(ctx context.Context, vendor connector.Vendor,
 // later.
 type indexingStore struct {
 	Store
-	vendor connector.Vendor // the default vendor, for a state that names none
-	log    *slog.Logger
+	vendor  connector.Vendor          // the default vendor, for a state that names none
+	vendors map[connector.Vendor]bool // the vendors whose sessions are indexed (connector.Indexed)
+	log     *slog.Logger
 
 	mu      sync.Mutex
 	indexed map[string]string // interaction id -> the key of its session this process indexed
 }
 
-func newIndexingStore(s Store, vendor connector.Vendor, log *slog.Logger) *indexingStore {
+func newIndexingStore(s Store, vendor connector.Vendor, indexed map[connector.Vendor]bool, log *slog.Logger) *indexingStore {
 	if is, ok := s.(*indexingStore); ok {
 		s = is.Store
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &indexingStore{Store: s, vendor: vendor, log: log, indexed: make(map[string]string)}
+	return &indexingStore{Store: s, vendor: vendor, vendors: indexed, log: log, indexed: make(map[string]string)}
 }
 
 // Save indexes the live session when this process has not indexed it yet, then saves the state.
@@ -90,6 +91,9 @@ func (s *indexingStore) Save(ctx context.Context, st State, rev uint64) (uint64,
 		}
 		if vendor == "" {
 			vendor = s.vendor
+		}
+		if !s.vendors[vendor] {
+			return s.Store.Save(ctx, st, rev)
 		}
 		key, err := sessionKey(vendor, l.Handle.SessionID)
 		s.mu.Lock()

@@ -177,7 +177,7 @@ func TestKVStoreSessionIndex(t *testing.T) {
 
 	// Through the controller's store: a live state saved is indexed first, and the entry stays
 	// when the session ends.
-	is := newIndexingStore(store, connector.Zoom, nil)
+	is := newIndexingStore(store, connector.Zoom, map[connector.Vendor]bool{connector.Zoom: true}, nil)
 	st := State{InteractionID: "i1", Vendor: connector.Zoom, Live: &Live{Handle: connector.Handle{SessionID: "z/1"}, Phase: PhaseJoined}}
 	rev, err := is.Save(ctx, st, 0)
 	if err != nil {
@@ -193,13 +193,22 @@ func TestKVStoreSessionIndex(t *testing.T) {
 	if got, err := store.LookupSession(ctx, connector.Zoom, "z/1"); err != nil || got != "i1" {
 		t.Fatalf("lookup after the end: %q %v", got, err)
 	}
+
+	// A vendor whose connector finds its sessions without the index (Genesys) is not indexed.
+	g := State{InteractionID: "i2", Vendor: connector.Genesys, Live: &Live{Handle: connector.Handle{SessionID: "g-1"}, Phase: PhaseJoined}}
+	if _, err := is.Save(ctx, g, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := store.LookupSession(ctx, connector.Genesys, "g-1"); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("a Genesys session was indexed: %q %v", got, err)
+	}
 }
 
 // A vendor name no key can hold leaves the session unindexed but never keeps its state from
 // being saved.
 func TestUnindexableVendorDoesNotBlockSaves(t *testing.T) {
 	m := newMemStore()
-	is := newIndexingStore(m, "zo.om", nil)
+	is := newIndexingStore(m, "zo.om", map[connector.Vendor]bool{"zo.om": true}, nil)
 	st := State{InteractionID: "i1", Live: &Live{Handle: connector.Handle{SessionID: "s1"}, Phase: PhaseJoined}}
 	if _, err := is.Save(context.Background(), st, 0); err != nil {
 		t.Fatalf("save: %v", err)

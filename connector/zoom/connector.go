@@ -260,6 +260,9 @@ func (c *Connector) Format(f fmt.State, verb rune) { formatAs(f, verb, c.String(
 // Vendor returns connector.Zoom.
 func (c *Connector) Vendor() connector.Vendor { return connector.Zoom }
 
+// IndexesSessions: a Zoom webhook names the session by its id only (connector.Indexed).
+func (c *Connector) IndexesSessions() {}
+
 // MatchStart accepts a Cobrowse PIN, returned upper-cased (see the package's MatchStart).
 func (c *Connector) MatchStart(token string) (string, bool) { return MatchStart(token) }
 
