@@ -105,6 +105,15 @@ type Indexed interface {
 	IndexesSessions()
 }
 
+// Prefetcher is implemented by a connector that can begin, ahead of a join, the part of it that
+// reads only (Genesys: Get Session, which finds the session's node), so that it runs while the
+// controller reads the interaction's state. A Join for the same token that comes soon after uses
+// what it found; nothing is joined or changed at the server, and an unused prefetch expires. It
+// must not block.
+type Prefetcher interface {
+	Prefetch(token string)
+}
+
 // ReadyCaller is implemented by a connector whose Join calls Trigger.Ready (see there).
 type ReadyCaller interface {
 	CallsReady()

@@ -476,6 +476,9 @@ func (a *actor) load(ctx context.Context) error {
 }
 
 func (a *actor) inbound(ctx context.Context, in chat.Inbound) {
+	if !a.loaded && in.Chat != nil && in.StartToken != "" {
+		a.prefetch(in.StartToken)
+	}
 	if err := a.load(ctx); err != nil {
 		// Nothing can be decided without the state.
 		a.c.notTaken(ctx, in, err)
@@ -500,6 +503,21 @@ func (a *actor) inbound(ctx context.Context, in chat.Inbound) {
 		a.dirty = a.dirty || a.st.Live != nil
 	}
 	a.finish(ctx, in, err)
+}
+
+// prefetch lets the default vendor's connector begin a join's first, read-only step while the
+// state is read: most start messages come on an interaction the actor has not loaded yet, and
+// most interactions have the default vendor. When the state names another vendor, or says not to
+// join, the prefetch is not used and expires.
+func (a *actor) prefetch(token string) {
+	conn := a.c.conns[a.c.vendor]
+	p, ok := conn.(connector.Prefetcher)
+	if !ok {
+		return
+	}
+	if t, ok := conn.MatchStart(token); ok {
+		p.Prefetch(t)
+	}
 }
 
 // fixVendor takes the vendor a created or assigned event names (cobrowseVendor): the first one

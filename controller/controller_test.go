@@ -641,6 +641,22 @@ func controllerGoroutines() int {
 	return n
 }
 
+// TestStartMessagePrefetches: a start message on an interaction whose state is not read yet lets
+// the connector begin the join's first step meanwhile; a later one, the state in hand, does not.
+func TestStartMessagePrefetches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		mustFate(t, h.start_("i1", "987654321"), "ack")
+		h.conn.mu.Lock()
+		got := slices.Clone(h.conn.prefetched)
+		h.conn.mu.Unlock()
+		if !slices.Equal(got, []string{"123456789"}) {
+			t.Fatalf("prefetched %v", got)
+		}
+	})
+}
+
 // TestQuietChatLinesNeedNoState: a chat line that starts nothing, for an interaction without an
 // actor, is acked at once: no actor, no read of the state. One for an interaction with a live
 // session still reaches its actor, which notes the activity (the inactivity deadline moves).

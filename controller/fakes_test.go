@@ -46,6 +46,7 @@ type fakeConn struct {
 	channelEvents bool
 	// ignoreReady: Join joins without calling Trigger.Ready (a broken connector).
 	ignoreReady bool
+	prefetched  []string // the tokens Prefetch was given
 	// creates: a request (a join without a token) creates a pending session (connector.Pending)
 	// that the test starts with fakeSession.start; a re-join of a handle without a session id
 	// gives a pending session again.
@@ -69,6 +70,13 @@ func (f *fakeConn) newSession(token string) *fakeSession {
 
 // CallsReady: Join waits for Trigger.Ready before it joins, as the Genesys connector does.
 func (f *fakeConn) CallsReady() {}
+
+// Prefetch records the token (connector.Prefetcher).
+func (f *fakeConn) Prefetch(token string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.prefetched = append(f.prefetched, token)
+}
 
 // IndexesSessions: the fake's sessions are indexed, as a webhook vendor's are, so that the tests
 // of the session index run on it.
