@@ -46,10 +46,12 @@ chaos:
 	$(GO) run ./test/chaos -mode $(CHAOS_MODE) $(CHAOS_FLAGS)
 
 # The load harness (test/load/README.md): the built daemon, NATS and a gcbtest Co-browse Server in
-# processes of their own; ingestion rate, join and close latency, memory and CPU per live session,
-# each printed beside an anchor measured in the same run (a bare consumer, a bare client), then one
-# JSON line. Medians and ratios, no timing asserted; exit 1 only if something was not drained,
-# attached or ended. Extra flags: make load LOAD_FLAGS='-live 10000'.
+# processes of their own; ingestion rate, join and close latency (one at a time and 64 in flight),
+# memory and CPU per live session on websocket and long-polling, each printed beside an anchor
+# measured in the same run (a bare consumer on the same work queue, the protocol floor of a bare Go
+# client, the official CometD JavaScript client), then a goals block and one JSON line. Medians and
+# ratios, no timing asserted; exit 1 only if something was not drained, attached or ended.
+# Extra flags: make load LOAD_FLAGS='-live 10000'.
 .PHONY: load
 load: build
 	$(GO) run ./test/load -daemon $(BIN) $(LOAD_FLAGS)

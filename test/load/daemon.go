@@ -15,12 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
 	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // daemon is one daemon of a measurement: the built binary (`cobrowse-connector run --config
 // FILE`), with a config that sets only what the harness must (nats.url, genesys.url, the log level
-// and format, and, for replicas, cluster.member; -long-polling adds genesys.transports). Its JSON
+// and format, and, for replicas, cluster.member; on long-polling, genesys.transports). Its JSON
 // log goes to a file; the harness counts its warnings and errors by message.
 type daemon struct {
 	e       *env
@@ -79,7 +80,7 @@ nats:
 genesys:
   url: %s
 `, e.h.opt.logLevel, e.natsURL, e.gcbR.Front)
-	if e.h.opt.longPolling {
+	if e.transport == cometd.TransportLongPolling {
 		b.WriteString("  transports: [long-polling]\n")
 	}
 	if member != "" {

@@ -23,10 +23,12 @@ import (
 // The names the daemon uses by default (configs/default.yaml); the harness leaves them as they
 // are and reads the daemon's consumer group by them.
 const (
-	prefix        = "cc"
-	inboundStream = "CC_INBOUND"
-	groupStream   = inboundStream + "-cobrowse" // the consumer group's work queue: <nats.inbound.stream>-<cluster.group>
-	defaultMember = "main"                      // cluster.member
+	prefix            = "cc"
+	inboundStream     = "CC_INBOUND"
+	defaultGroup      = "cobrowse"                         // cluster.group
+	defaultPartitions = 16                                 // cluster.partitions
+	groupStream       = inboundStream + "-" + defaultGroup // the consumer group's work queue: <nats.inbound.stream>-<cluster.group>
+	defaultMember     = "main"                             // cluster.member
 )
 
 // harness owns the processes of every measurement and the work folder.
@@ -36,6 +38,7 @@ type harness struct {
 	daemonBin   string
 	profiledBin string // test/load/profiled, with -profile-daemon
 	self        string // this program, started again as the helper processes
+	js          *jsEnv // the JS anchors' node and scripts; nil with -js=false
 	stderr      io.Writer
 	outMu       sync.Mutex
 
@@ -63,9 +66,10 @@ func (h *harness) cleanup() {
 // env is what one measurement runs on: a NATS server on a fresh store, a Co-browse Server (when
 // asked for), the harness's NATS connection, and the daemons it starts.
 type env struct {
-	h    *harness
-	name string
-	dir  string
+	h         *harness
+	name      string
+	dir       string
+	transport string // the daemon's and the anchors' CometD transport (websocket: the daemon's default)
 
 	nats     *procs.Proc
 	natsURL  string
@@ -305,22 +309,30 @@ func (e *env) publish(ctx context.Context, subject string, v any) error {
 // publishAll publishes messages asynchronously (at most 4,096 awaiting their PubAck) and waits
 // until every one is PubAck'd.
 func (e *env) publishAll(ctx context.Context, msgs []inbound) error {
+	_, err := e.publishTimed(ctx, msgs)
+	return err
+}
+
+// publishTimed is publishAll, and returns when each message was handed to the client.
+func (e *env) publishTimed(ctx context.Context, msgs []inbound) ([]time.Time, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	sent := make([]time.Time, 0, len(msgs))
 	for _, m := range msgs {
+		sent = append(sent, time.Now())
 		// At most 4,096 await their PubAck (WithPublishAsyncMaxPending); a publish waits for room
 		// rather than failing while the server is busy (sourcing into the group's stream).
 		f, err := e.js.PublishAsync(m.subject, m.data, jetstream.WithStallWait(time.Minute))
 		if err != nil {
-			return fmt.Errorf("publish %s: %w", m.subject, err)
+			return nil, fmt.Errorf("publish %s: %w", m.subject, err)
 		}
 		futures = append(futures, f)
 	}
 	select {
 	case <-e.js.PublishAsyncComplete(): // every future is settled now
 	case <-time.After(5 * time.Minute):
-		return errors.New("publish: PubAcks still missing after 5 minutes")
+		return nil, errors.New("publish: PubAcks still missing after 5 minutes")
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	var failed int
 	var last error
@@ -336,9 +348,9 @@ func (e *env) publishAll(ctx context.Context, msgs []inbound) error {
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("publish: %d of %d messages not stored: %w", failed, len(msgs), last)
+		return nil, fmt.Errorf("publish: %d of %d messages not stored: %w", failed, len(msgs), last)
 	}
-	return nil
+	return sent, nil
 }
 
 // inbound is one prepared inbound message.

@@ -12,9 +12,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Ingestion: a backlog of ordinary inbound messages in CC_INBOUND, drained (a) by a bare
-// nats.go pull consumer acking asynchronously, the anchor, and (b) by the daemon, one replica,
-// and (c) two replicas r1 and r2. Each on a NATS server of its own on a fresh store.
+// Ingestion: a backlog of ordinary chat messages in CC_INBOUND (60,000 over 20,000 interactions by
+// default, no created events), drained by bare nats.go pull consumers acking every message with an
+// asynchronous Ack, the anchors, and by the daemon, one replica, then two replicas r1 and r2. Each
+// on a NATS server of its own on a fresh store.
+//
+// The anchors, no subject filter, explicit acks, MaxAckPending 20,000 (the daemon's default):
+//   - on the same stream as the daemon: a work-queue stream made as the daemon makes its consumer
+//     group's (groupStreamConfig, chat/group.go: work-queue retention, sourcing CC_INBOUND with the
+//     partition subject transform), its acks deleting messages. The goal is judged against it.
+//     The harness waits until it has sourced the whole backlog before the drain is timed, and
+//     checks that the daemon's own group stream is made the same way;
+//   - on CC_INBOUND itself (limits retention), as a second reference.
+// Each drains bareRuns times (the two in turn, each run on a fresh store with the work queue
+// made before the backlog is published, as the daemon's is), the median run kept.
 //
 // The daemon reads through its consumer group (a work-queue stream sourcing CC_INBOUND), which
 // `cobrowse-connector cluster add` can only change once a daemon has made it. So for (b) and (c)
@@ -55,13 +66,18 @@ type ingestResult struct {
 	Chats        int          `json:"chat_msgs"`
 	Created      int          `json:"created_events"`
 	Msgs         int          `json:"msgs"`
-	LoadRate     float64      `json:"load_msgs_per_s"` // publishing the backlog (PublishAsync), bare consumer's store
-	Bare         drainResult  `json:"bare"`
-	Daemon       drainResult  `json:"daemon"`
-	Replicas2    *drainResult `json:"replicas2,omitempty"`
-	Ratio        float64      `json:"ratio"`            // daemon / bare
-	Ratio2       float64      `json:"ratio2,omitempty"` // 2 replicas / bare
-	Scale2       float64      `json:"scale2,omitempty"` // 2 replicas / 1 replica
+	LoadRate     float64      `json:"load_msgs_per_s"`     // publishing the backlog (PublishAsync), bare consumers' store
+	SourceS      float64      `json:"anchor_wq_source_s"`  // the anchor's work queue sourcing the backlog (median run)
+	Anchor       drainResult  `json:"anchor_same_stream"`  // bare consumer on a work queue made like the daemon's: the goal's anchor
+	Inbound      drainResult  `json:"anchor_inbound"`      // bare consumer on CC_INBOUND
+	Daemon       drainResult  `json:"daemon"`              // one replica, the default configuration
+	Replicas2    *drainResult `json:"replicas2,omitempty"` // members r1 and r2
+	Ratio        float64      `json:"ratio_same_stream"`   // daemon / same-stream anchor: the goal (>= 0.8)
+	RatioInbound float64      `json:"ratio_inbound"`       // daemon / CC_INBOUND anchor
+	Ratio2       float64      `json:"ratio2_same_stream,omitempty"`
+	Ratio2In     float64      `json:"ratio2_inbound,omitempty"`
+	PerReplica2  float64      `json:"replicas2_msgs_per_s_per_replica,omitempty"` // 2 replicas' rate / 2
+	Scale2       float64      `json:"scale2,omitempty"`                           // 2 replicas / 1 replica
 }
 
 func (h *harness) ingest(ctx context.Context) (*ingestResult, error) {
@@ -74,15 +90,15 @@ func (h *harness) ingest(ctx context.Context) (*ingestResult, error) {
 	h.notef("ingestion: %d messages (%d chat lines, %d created events) over %d interactions", r.Msgs, r.Chats, r.Created, r.Interactions)
 
 	var err error
-	if r.Bare, r.LoadRate, err = h.ingestBare(ctx, msgs); err != nil {
-		return nil, fmt.Errorf("ingestion, bare consumer: %w", err)
+	if err = h.ingestBare(ctx, msgs, r); err != nil {
+		return nil, fmt.Errorf("ingestion, bare consumers: %w", err)
 	}
-	h.notef("ingestion: bare consumer %.0f msgs/s (backlog published at %.0f msgs/s)", r.Bare.Rate, r.LoadRate)
+	h.notef("ingestion: bare consumer on the work queue %.0f msgs/s, on %s %.0f msgs/s (backlog published at %.0f msgs/s)", r.Anchor.Rate, inboundStream, r.Inbound.Rate, r.LoadRate)
 	if r.Daemon, err = h.ingestDaemonRuns(ctx, "ingest-daemon", msgs, []string{""}); err != nil {
 		return nil, fmt.Errorf("ingestion, daemon: %w", err)
 	}
 	h.notef("ingestion: daemon %.0f msgs/s", r.Daemon.Rate)
-	r.Ratio = div(r.Daemon.Rate, r.Bare.Rate)
+	r.Ratio, r.RatioInbound = div(r.Daemon.Rate, r.Anchor.Rate), div(r.Daemon.Rate, r.Inbound.Rate)
 	if o.replicas2 {
 		d2, err := h.ingestDaemonRuns(ctx, "ingest-replicas", msgs, []string{"r1", "r2"})
 		if err != nil {
@@ -90,10 +106,73 @@ func (h *harness) ingest(ctx context.Context) (*ingestResult, error) {
 		}
 		h.notef("ingestion: 2 replicas %.0f msgs/s", d2.Rate)
 		r.Replicas2 = &d2
-		r.Ratio2 = div(d2.Rate, r.Bare.Rate)
+		r.Ratio2, r.Ratio2In = div(d2.Rate, r.Anchor.Rate), div(d2.Rate, r.Inbound.Rate)
+		r.PerReplica2 = d2.Rate / 2
 		r.Scale2 = div(d2.Rate, r.Daemon.Rate)
 	}
 	return r, nil
+}
+
+// groupStreamConfig is the anchor's work queue: the stream the daemon makes for its consumer
+// group (chat.Consumer.ensureGroupStream with the defaults: group cobrowse, 16 partitions, one
+// stream replica, sourcing CC_INBOUND from its first message). ingestDaemon checks the daemon's
+// own against it (sameStreamProblem).
+func groupStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        groupStream,
+		Description: "inbound messages by partition, for the consumer group " + defaultGroup,
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    1,
+		Discard:     jetstream.DiscardNew,
+		Sources: []*jetstream.StreamSource{{
+			Name:              inboundStream,
+			SubjectTransforms: partitionTransforms(prefix, defaultPartitions),
+		}},
+		AllowDirect: true,
+		Metadata:    map[string]string{"cobrowse-connector.created": "1"},
+	}
+}
+
+// partitionTransforms are the group stream's source transforms, as chat/group.go makes them:
+// "<partition of the interaction id>.<subject>", for each of the three inbound subjects.
+func partitionTransforms(prefix string, n int) []jetstream.SubjectTransformConfig {
+	return []jetstream.SubjectTransformConfig{
+		{Source: prefix + ".chat.*.message", Destination: fmt.Sprintf("{{Partition(%d,1)}}.%s.chat.{{Wildcard(1)}}.message", n, prefix)},
+		{Source: prefix + ".interaction.*.event", Destination: fmt.Sprintf("{{Partition(%d,1)}}.%s.interaction.{{Wildcard(1)}}.event", n, prefix)},
+		{Source: prefix + ".signal.*.*", Destination: fmt.Sprintf("{{Partition(%d,1)}}.%s.signal.{{Wildcard(1)}}.{{Wildcard(2)}}", n, prefix)},
+	}
+}
+
+// sameStreamProblem says how the daemon's group stream differs from the anchor's in what a drain
+// depends on; "" when it does not.
+func sameStreamProblem(anchor, daemon jetstream.StreamConfig) string {
+	src := func(c jetstream.StreamConfig) string {
+		var parts []string
+		for _, s := range c.Sources {
+			var ts []string
+			for _, t := range s.SubjectTransforms {
+				ts = append(ts, t.Source+"->"+t.Destination)
+			}
+			parts = append(parts, fmt.Sprintf("%s@%d[%s]", s.Name, s.OptStartSeq, strings.Join(ts, ",")))
+		}
+		return strings.Join(parts, "; ")
+	}
+	switch {
+	case anchor.Retention != daemon.Retention:
+		return fmt.Sprintf("retention %v, the anchor's %v", daemon.Retention, anchor.Retention)
+	case anchor.Storage != daemon.Storage || anchor.Replicas != daemon.Replicas:
+		return fmt.Sprintf("storage %v x%d, the anchor's %v x%d", daemon.Storage, daemon.Replicas, anchor.Storage, anchor.Replicas)
+	case anchor.Discard != daemon.Discard:
+		return fmt.Sprintf("discard %v, the anchor's %v", daemon.Discard, anchor.Discard)
+	case len(daemon.Subjects) > 0:
+		return fmt.Sprintf("subjects %v of its own", daemon.Subjects)
+	case src(anchor) != src(daemon):
+		return fmt.Sprintf("sources %s, the anchor's %s", src(daemon), src(anchor))
+	case anchor.AllowDirect != daemon.AllowDirect:
+		return fmt.Sprintf("allow_direct %v", daemon.AllowDirect)
+	}
+	return ""
 }
 
 // createInbound creates CC_INBOUND as the daemon would (chat.Consumer.ensureStream), for the
@@ -132,62 +211,117 @@ func (e *env) load(ctx context.Context, msgs []inbound) (float64, error) {
 	return div(float64(len(msgs)), took.Seconds()), nil
 }
 
-// ingestBare drains the backlog with bare consumers, one after the other on the same store (each
-// a new durable from the first message): bareRuns of them, the median kept.
-func (h *harness) ingestBare(ctx context.Context, msgs []inbound) (res drainResult, loadRate float64, err error) {
-	e, err := h.newEnv(ctx, "ingest-bare", 0)
+// ingestBare runs the bare consumers bareRuns times, each run on a NATS server of its own: the
+// median run of each anchor is kept.
+func (h *harness) ingestBare(ctx context.Context, msgs []inbound, res *ingestResult) error {
+	var inRuns, wqRuns []drainResult
+	var sourced, loads []float64
+	for k := range h.bareRuns() {
+		in, wq, src, load, err := h.bareRun(ctx, k, msgs)
+		if err != nil {
+			return err
+		}
+		inRuns, wqRuns = append(inRuns, in), append(wqRuns, wq)
+		sourced, loads = append(sourced, src.Seconds()), append(loads, load)
+		h.verbosef("ingestion: run %d: bare consumer on %s %.0f msgs/s, on the work queue %.0f msgs/s (sourced %.2f s after the publish)", k+1, inboundStream, in.Rate, wq.Rate, src.Seconds())
+	}
+	res.Inbound, res.Anchor = medianRun(inRuns), medianRun(wqRuns)
+	slices.Sort(sourced)
+	slices.Sort(loads)
+	res.SourceS, res.LoadRate = sourced[(len(sourced)-1)/2], loads[(len(loads)-1)/2]
+	return nil
+}
+
+// bareRun is one run of the anchors on a fresh store, made as the daemon's is when its backlog
+// comes: CC_INBOUND and the work queue (groupStreamConfig) exist before the backlog is published,
+// so that the work queue sources it as it is published. (Sourcing a backlog that is there already
+// is slow: the source's consumer has the three inbound filter subjects, and the server finds each
+// next message of a filtered consumer by scanning the backlog's subjects.) Once the work queue has
+// sourced all of it, the bare consumer on CC_INBOUND drains, then the one on the work queue.
+// It returns both drains, how long after the publish the work queue had it all, and the publish
+// rate.
+func (h *harness) bareRun(ctx context.Context, k int, msgs []inbound) (in, wq drainResult, sourced time.Duration, loadRate float64, err error) {
+	e, err := h.newEnv(ctx, fmt.Sprintf("ingest-bare-%d", k+1), 0)
 	if err != nil {
-		return res, 0, err
+		return in, wq, 0, 0, err
 	}
 	defer func() { err = errors.Join(err, e.close()) }()
 	if err := e.createInbound(ctx); err != nil {
-		return res, 0, err
+		return in, wq, 0, 0, err
+	}
+	if _, err := e.js.CreateStream(ctx, groupStreamConfig()); err != nil {
+		return in, wq, 0, 0, fmt.Errorf("the anchor's work queue: %w", err)
 	}
 	if loadRate, err = e.load(ctx, msgs); err != nil {
-		return res, 0, err
+		return in, wq, 0, 0, err
 	}
-	var runs []drainResult
-	for k := range h.bareRuns() {
-		r, err := e.bareDrain(ctx, fmt.Sprintf("bare%d", k+1), uint64(len(msgs)))
-		if err != nil {
-			return res, 0, err
-		}
-		runs = append(runs, r)
+	published := time.Now()
+	total := uint64(len(msgs))
+	if err := e.every(ctx, 20*time.Millisecond, h.opt.drainTimeout, "the anchor's work queue sourcing the backlog", func(ctx context.Context) (bool, error) {
+		info, err := e.streamInfo(ctx, groupStream)
+		return err == nil && info != nil && info.State.Msgs >= total && info.State.LastSeq >= total, err
+	}); err != nil {
+		return in, wq, 0, 0, err
 	}
-	return medianRun(runs), loadRate, nil
+	sourced = time.Since(published)
+	if in, err = e.bareDrain(ctx, inboundStream, "bare", total, nil); err != nil {
+		return in, wq, 0, 0, fmt.Errorf("on %s: %w", inboundStream, err)
+	}
+	wq, err = e.bareDrain(ctx, groupStream, "bare", total, func(ctx context.Context) (bool, error) {
+		info, err := e.streamInfo(ctx, groupStream) // a work queue: acked messages are removed
+		return err == nil && info != nil && info.State.Msgs == 0, err
+	})
+	if err != nil {
+		return in, wq, 0, 0, fmt.Errorf("on the work queue %s: %w", groupStream, err)
+	}
+	return in, wq, sourced, loadRate, nil
 }
 
 // bareRuns is how many times the bare consumer drains the backlog: it is quick, and its median
 // is a steadier anchor on a noisy machine.
 func (h *harness) bareRuns() int { return 3 * h.opt.ingestRuns }
 
-func (e *env) bareDrain(ctx context.Context, name string, last uint64) (drainResult, error) {
-	cons, err := e.js.CreateOrUpdateConsumer(ctx, inboundStream, jetstream.ConsumerConfig{
+// bareDrain drains stream with a bare consumer: a new durable, no filter, explicit acks, every
+// message acked with Ack (asynchronous) in the Consume callback. done says the backlog is gone
+// (nil: the consumer's ack floor reached the stream's last message, for a stream that keeps
+// them). The durable is deleted afterwards.
+func (e *env) bareDrain(ctx context.Context, stream, name string, total uint64, done func(context.Context) (bool, error)) (res drainResult, err error) {
+	cons, err := e.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:       name,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxAckPending: 20000, // nats.inbound.max_ack_pending's default
 	})
 	if err != nil {
-		return drainResult{}, err
+		return res, err
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if derr := e.js.DeleteConsumer(dctx, stream, name); derr != nil && !errors.Is(derr, jetstream.ErrStreamNotFound) {
+			err = errors.Join(err, fmt.Errorf("deleting the consumer %s: %w", name, derr))
+		}
+	}()
 	cc, err := cons.Consume(func(m jetstream.Msg) { _ = m.Ack() })
 	if err != nil {
-		return drainResult{}, err
+		return res, err
 	}
 	defer func() {
 		cc.Stop()
 		<-cc.Closed()
 	}()
-	obs, err := e.pollDrain(ctx, inboundStream, []string{name}, []int{0}, func(_ context.Context, infos []*jetstream.ConsumerInfo) (bool, error) {
-		return infos[0].AckFloor.Stream >= last, nil
+	obs, err := e.pollDrain(ctx, stream, []string{name}, []int{0}, func(ctx context.Context, infos []*jetstream.ConsumerInfo) (bool, error) {
+		if done != nil {
+			return done(ctx)
+		}
+		return infos[0].AckFloor.Stream >= total, nil
 	})
 	if err != nil {
-		return drainResult{}, err
+		return res, err
 	}
-	r := obs.result(int(last))
-	r.Runs = nil
-	return r, nil
+	res = obs.result(int(total))
+	res.Runs = nil
+	return res, nil
 }
 
 // medianRun is the run of median rate, with every run's rate.
@@ -250,6 +384,12 @@ func (h *harness) ingestDaemon(ctx context.Context, name string, msgs []inbound,
 	}
 	if err := first.stop(); err != nil {
 		return res, err
+	}
+	// The anchor drains a stream made like this one: check that it still is.
+	if info, err := e.streamInfo(ctx, groupStream); err != nil || info == nil {
+		return res, fmt.Errorf("the daemon's group stream %s: %v", groupStream, err)
+	} else if why := sameStreamProblem(groupStreamConfig(), info.Config); why != "" {
+		return res, fmt.Errorf("the daemon's group stream %s is no longer made like the same-stream anchor's (test/load groupStreamConfig): %s", groupStream, why)
 	}
 	if len(ds) > 1 {
 		var others []string

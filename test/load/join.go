@@ -13,56 +13,72 @@ import (
 	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
 )
 
-// Join and close latency, one interaction at a time with the daemon otherwise idle.
+// Join and close latency, the daemon otherwise idle.
 //
-// Daemon: the customer's start message published (its PubAck awaited) -> the attach update with
-// the session's CoBrowseSessionId received on a subscription. Then the interaction's closed event
-// published -> the session ended at the server (the server's own deactivation time).
+// Join, one interaction at a time, K rounds after the warm-up. Each round, in this order:
+//   - the protocol floor: a bare Go client doing the four protocol steps against the same server
+//     (REST Get Session with an Origin, then the cluster URL with the gcbSessionServer cookie it
+//     set: Bayeux handshake and first /meta/connect, /service/session/join as the Controller),
+//     with the project's own CometD client (connector/cometd, the one the daemon uses) over the
+//     daemon's transport, and a shared HTTP transport as the daemon has; then it stops the
+//     session (/service/session/stop, timed too) and leaves;
+//   - the JS client: the official CometD JavaScript client doing the same four steps on the same
+//     transport, in a node process of its own kept for the whole phase (jsanchor.mjs, timed there
+//     the same way: Get Session to the join's reply), then the same stop and leave;
+//   - the daemon: the customer's start message published (its PubAck awaited) -> the attach
+//     update with the session's CoBrowseSessionId received on a subscription; then the
+//     interaction's closed event published -> the session ended at the server (the server's own
+//     deactivation time), and the final attach awaited.
+// The three are interleaved within each round, so that the machine's noise falls on all of them.
 //
-// Anchor: a bare Go client doing the same four protocol steps against the same server (REST Get
-// Session with an Origin, then the cluster URL with the gcbSessionServer cookie it set: Bayeux
-// handshake and first /meta/connect, /service/session/join as the Controller), with the
-// project's own CometD client (connector/cometd, the one the daemon uses) over the daemon's
-// transport, and a shared HTTP transport as the daemon has. Its close anchor is its
-// /service/session/stop round trip. Anchor and daemon alternate, one each per round, so that the
-// machine's noise falls on both.
+// Close, C in flight (64): after the rounds, -close-batches times: C new sessions joined by the
+// daemon (C start messages at once, every join attach awaited, the daemon idle), then C closed
+// events published at once (PublishAsync, each stamped as it is handed to the client): each
+// latency is from its publish to the server's end of its session.
 
 type latencyResult struct {
-	K         int            `json:"k"`
-	Transport string         `json:"transport"`
-	Daemon    stats          `json:"daemon_join_ms"`
-	Anchor    stats          `json:"bare_join_ms"`
-	RatioP50  float64        `json:"ratio_p50"`
-	RatioP99  float64        `json:"ratio_p99"`
-	PubAck    stats          `json:"start_puback_ms"` // publishing the start message into CC_INBOUND
-	Close     stats          `json:"daemon_close_ms"` // closed event -> session ended at the server
-	Stop      stats          `json:"bare_stop_ms"`    // the anchor's /service/session/stop round trip
-	CloseP50  float64        `json:"close_ratio_p50"`
-	CloseP99  float64        `json:"close_ratio_p99"`
-	Final     stats          `json:"daemon_close_attach_ms"` // closed event -> the final attach (CoBrowseAssociated=No)
-	EndedBy   map[string]int `json:"ended_by"`
-	Warnings  int            `json:"daemon_warnings"`
-	Errors    int            `json:"daemon_errors"`
-	top       []string
+	K          int     `json:"k"`
+	Transport  string  `json:"transport"`
+	Daemon     stats   `json:"daemon_join_ms"`
+	Anchor     stats   `json:"floor_join_ms"` // the bare Go client: the protocol floor
+	RatioP50   float64 `json:"ratio_p50"`     // daemon / floor
+	RatioP99   float64 `json:"ratio_p99"`
+	JS         *stats  `json:"js_join_ms,omitempty"`   // the official CometD JavaScript client; nil with -js=false
+	JSRatioP50 float64 `json:"js_ratio_p50,omitempty"` // daemon / JS client
+	JSRatioP99 float64 `json:"js_ratio_p99,omitempty"`
+	JSStop     *stats  `json:"js_stop_ms,omitempty"`
+	PubAck     stats   `json:"start_puback_ms"` // publishing the start message into CC_INBOUND
+	Close      stats   `json:"daemon_close_ms"` // closed event -> session ended at the server, one at a time
+	Stop       stats   `json:"floor_stop_ms"`   // the floor's /service/session/stop round trip
+	CloseP50   float64 `json:"close_ratio_p50"`
+	CloseP99   float64 `json:"close_ratio_p99"`
+	Final      stats   `json:"daemon_close_attach_ms"` // closed event -> the final attach (CoBrowseAssociated=No)
+
+	InFlight      int   `json:"close_in_flight"`
+	Batches       int   `json:"close_batches"`
+	CloseBatch    stats `json:"daemon_close_in_flight_ms"`        // each closed event of a batch -> its session ended at the server
+	FinalBatch    stats `json:"daemon_close_in_flight_attach_ms"` // ... -> its final attach
+	CloseBatchAll stats `json:"close_batch_span_ms"`              // first publish of a batch -> last session ended
+
+	EndedBy  map[string]int `json:"ended_by"`
+	Warnings int            `json:"daemon_warnings"`
+	Errors   int            `json:"daemon_errors"`
+	top      []string
 }
 
-func (h *harness) transports() []string {
-	if h.opt.longPolling {
+// transportList is what a bare client is configured with for transport, as the daemon is:
+// websocket is genesys.transports' default (websocket, then long-polling), long-polling alone.
+func transportList(transport string) []string {
+	if transport == cometd.TransportLongPolling {
 		return []string{cometd.TransportLongPolling}
 	}
-	return []string{cometd.TransportWebSocket, cometd.TransportLongPolling} // genesys.transports' default
-}
-
-func (h *harness) transportName() string {
-	if h.opt.longPolling {
-		return cometd.TransportLongPolling
-	}
-	return cometd.TransportWebSocket
+	return []string{cometd.TransportWebSocket, cometd.TransportLongPolling}
 }
 
 func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err error) {
 	o := h.opt
-	e, d, w, err := h.oneDaemon(ctx, "join")
+	transport := o.transports[0]
+	e, d, w, err := h.oneDaemon(ctx, "join", transport)
 	if err != nil {
 		return nil, err
 	}
@@ -70,22 +86,41 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 	defer w.stop()
 	rt := http.DefaultTransport.(*http.Transport).Clone() // what the daemon's connector makes for itself
 	defer rt.CloseIdleConnections()
+	var js *jsJoiner
+	if h.js != nil {
+		if js, err = e.startJSJoiner(ctx, transport); err != nil {
+			return nil, err
+		}
+		defer js.stop()
+	}
 
-	var daemonJoin, bareJoin, pubAck, closeLat, stopLat, finalLat []time.Duration
+	var daemonJoin, bareJoin, jsJoin, jsStop, pubAck, closeLat, stopLat, finalLat []time.Duration
 	endedBy := map[string]int{}
 	rounds := o.warmup + o.joins
-	h.notef("join: %d rounds (%d warm-up) over %s, anchor and daemon in turn", rounds, o.warmup, h.transportName())
+	who := "floor and daemon"
+	if js != nil {
+		who = "floor, JS client and daemon"
+	}
+	h.notef("join: %d rounds (%d warm-up) over %s, %s in turn", rounds, o.warmup, transport, who)
 	for i := range rounds {
-		sess, err := e.ctl.create(ctx, 2)
+		sess, err := e.ctl.create(ctx, 3)
 		if err != nil {
 			return nil, err
 		}
-		a, b := sess[0], sess[1]
+		a, b, c := sess[0], sess[1], sess[2]
 
-		// The anchor.
-		aj, as, err := anchorJoin(ctx, e.gcbR.Front, rt, a.Token, h.transports())
+		// The floor.
+		aj, as, err := anchorJoin(ctx, e.gcbR.Front, rt, a.Token, transportList(transport))
 		if err != nil {
 			return nil, fmt.Errorf("round %d: bare client: %w", i, err)
+		}
+
+		// The JS client.
+		var jj, js0 time.Duration
+		if js != nil {
+			if jj, js0, err = js.join(ctx, c.Token, transport, c.HistoryID); err != nil {
+				return nil, fmt.Errorf("round %d: JS client: %w", i, err)
+			}
 		}
 
 		// The daemon: start message -> join attach.
@@ -141,6 +176,10 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 		}
 		daemonJoin = append(daemonJoin, dj)
 		bareJoin = append(bareJoin, aj)
+		if js != nil {
+			jsJoin = append(jsJoin, jj)
+			jsStop = append(jsStop, js0)
+		}
 		pubAck = append(pubAck, pa)
 		closeLat = append(closeLat, ended.Sub(tc))
 		stopLat = append(stopLat, as)
@@ -151,17 +190,133 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 		}
 	}
 	res = &latencyResult{
-		K: o.joins, Transport: h.transportName(),
+		K: o.joins, Transport: transport,
 		Daemon: summarize(daemonJoin), Anchor: summarize(bareJoin), PubAck: summarize(pubAck),
 		Close: summarize(closeLat), Stop: summarize(stopLat), Final: summarize(finalLat), EndedBy: endedBy,
+		InFlight: o.closeInFlight, Batches: o.closeBatches,
 	}
 	res.RatioP50, res.RatioP99 = div(res.Daemon.P50, res.Anchor.P50), div(res.Daemon.P99, res.Anchor.P99)
 	res.CloseP50, res.CloseP99 = div(res.Close.P50, res.Stop.P50), div(res.Close.P99, res.Stop.P99)
+	if js != nil {
+		s, st := summarize(jsJoin), summarize(jsStop)
+		res.JS, res.JSStop = &s, &st
+		res.JSRatioP50, res.JSRatioP99 = div(res.Daemon.P50, s.P50), div(res.Daemon.P99, s.P99)
+	}
+
+	if o.closeBatches > 0 {
+		h.notef("join: closing %d interactions in flight, %d times", o.closeInFlight, o.closeBatches)
+		var lat, final, span []time.Duration
+		for k := range o.closeBatches {
+			l, f, sp, err := h.closeBatch(ctx, e, d, w, k, endedBy)
+			if err != nil {
+				return nil, fmt.Errorf("close batch %d: %w", k, err)
+			}
+			lat, final, span = append(lat, l...), append(final, f...), append(span, sp)
+		}
+		res.CloseBatch, res.FinalBatch, res.CloseBatchAll = summarize(lat), summarize(final), summarize(span)
+	}
 	res.Warnings, res.Errors, res.top = d.logSummary()
 	if odd := w.oddMessages(); len(odd) > 0 {
 		return res, fmt.Errorf("unreadable outbound messages: %v", odd)
 	}
 	return res, nil
+}
+
+// closeBatch is one batch of the close in flight: -close-in-flight sessions joined by the daemon,
+// then their closed events published at once. It returns each session's latency from its closed
+// event's publish to its end at the server and to its final attach, and the batch's span.
+func (h *harness) closeBatch(ctx context.Context, e *env, d *daemon, w *watcher, k int, endedBy map[string]int) (lat, final []time.Duration, span time.Duration, err error) {
+	o := h.opt
+	n := o.closeInFlight
+	sess, err := e.ctl.create(ctx, n)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	iids := make([]string, n)
+	tokens := make([]string, n)
+	starts := make([]inbound, n)
+	for i := range n {
+		iids[i], tokens[i] = fmt.Sprintf("cls%03d-%03d", k, i), sess[i].Token
+		starts[i] = inbound{subject: chatSubject(iids[i]), data: mustJSON(startChat(iids[i], sess[i].Token))}
+	}
+	if err := e.publishAll(ctx, starts); err != nil {
+		return nil, nil, 0, err
+	}
+	if err := w.await(ctx, e, o.joinWait, fmt.Sprintf("%d join attaches", n), func(c outcomeCounts, get func(string) *outcome) bool {
+		for _, iid := range iids {
+			x := get(iid)
+			if !x.failedAt.IsZero() {
+				return true
+			}
+			if x.joinedAt.IsZero() {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return nil, nil, 0, err
+	}
+	for i, iid := range iids {
+		out := w.outcome(iid)
+		if !out.failedAt.IsZero() {
+			return nil, nil, 0, fmt.Errorf("the daemon published failed (%s: %s) for %s", out.failReason, out.failDetail, iid)
+		}
+		if out.sessionID != sess[i].HistoryID {
+			return nil, nil, 0, fmt.Errorf("join attach of %s names session %q, the server's is %q", iid, out.sessionID, sess[i].HistoryID)
+		}
+	}
+	if err := d.waitIdle(ctx, o.joinWait); err != nil {
+		return nil, nil, 0, err
+	}
+
+	// Every closed event at once.
+	closed := make([]inbound, n)
+	for i, iid := range iids {
+		closed[i] = inbound{subject: eventSubject(iid), data: mustJSON(event(iid, "closed", ""))}
+	}
+	sent, err := e.publishTimed(ctx, closed)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	wr, err := e.ctl.wait(ctx, tokens, waitEnded, o.joinWait, true)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if wr.Done != n || len(wr.Sessions) != n {
+		return nil, nil, 0, fmt.Errorf("%d of %d sessions ended at the server within %v of their closed events (not: %v)", wr.Done, n, o.joinWait, wr.Pending)
+	}
+	var last time.Time
+	for i, s := range wr.Sessions {
+		if s.Token != tokens[i] {
+			return nil, nil, 0, fmt.Errorf("the server answered for session %s in place of %s", s.Token, tokens[i])
+		}
+		ended := time.Unix(0, s.DeactivationNs)
+		lat = append(lat, ended.Sub(sent[i]))
+		last = later(last, ended)
+		endedBy[s.EndedBy]++
+	}
+	span = last.Sub(sent[0])
+	if err := w.await(ctx, e, o.joinWait, fmt.Sprintf("%d final attaches", n), func(c outcomeCounts, get func(string) *outcome) bool {
+		for _, iid := range iids {
+			if get(iid).endedAt.IsZero() {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return nil, nil, 0, err
+	}
+	for i, iid := range iids {
+		out := w.outcome(iid)
+		if out.endReason != "interaction_closed" {
+			return nil, nil, 0, fmt.Errorf("final attach of %s says %q, want interaction_closed", iid, out.endReason)
+		}
+		final = append(final, out.endedAt.Sub(sent[i]))
+	}
+	if err := d.waitIdle(ctx, o.joinWait); err != nil {
+		return nil, nil, 0, err
+	}
+	return lat, final, span, nil
 }
 
 // anchorJoin joins session token as Controller the shortest way the protocol allows and returns

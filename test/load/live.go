@@ -13,15 +13,22 @@ import (
 	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
-// Memory and CPU per live session: N sessions, each joined by the daemon as Controller and
-// activated (the agent joined), held at once. The daemon's RSS (VmRSS) before and after, without
-// forcing a GC; its idle CPU over a window; then every interaction is closed and every session
-// must end at the server, and every final attach come.
+// Memory and CPU per live session, once per transport (-transports: websocket, then long-polling),
+// each on a fresh daemon, NATS and Co-browse Server: N sessions, each joined by the daemon as
+// Controller and activated (the agent joined), held at once. Its idle CPU over a window (30 s by
+// default: gcbtest holds a /meta/connect 30 s, so every session renews its connect once in it),
+// and its RSS (VmRSS) before the joins and at the end of the window, without forcing a GC: per
+// session (RSS at N - RSS before) / N, and the whole daemon in MB (10^6 bytes). Then every
+// interaction is closed and every session must end at the server, and every final attach come.
 //
-// Anchor: a bare client (holderMain, a process of its own) holding as many sessions, joined with
-// the same four protocol steps and activated, measured the same way once the daemon's sessions are
-// gone. The Co-browse Server process holds the other end of the daemon's connections: its RSS and
-// CPU are printed beside them too.
+// Anchors, each a process of its own holding as many sessions, joined with the same four protocol
+// steps on the same transport and activated, measured the same way (RSS before and at N, idle CPU
+// over the same window), one after the other once the daemon's sessions are gone and the server
+// has closed the previous holder's connections:
+//   - the official CometD JavaScript client in node (jsanchor.mjs --mode hold);
+//   - a bare Go client (holderMain) with connector/cometd, the daemon's own CometD client.
+// The Co-browse Server process holds the other end of the daemon's connections: its RSS and CPU
+// are printed beside them too.
 //
 // Goroutines: the daemon serves no metrics and no pprof, so they cannot be read while it runs.
 // After the close, once the server holds none of its Bayeux sessions, the harness sends SIGQUIT:
@@ -31,27 +38,30 @@ import (
 type liveResult struct {
 	N         int    `json:"n"`
 	Transport string `json:"transport"`
+	Config    string `json:"daemon_transports"` // the daemon's genesys.transports
 
 	RSS0KiB       int64   `json:"rss0_kib"`
 	RSSNKiB       int64   `json:"rssn_kib"`
 	RSSClosedKiB  int64   `json:"rss_closed_kib"`
-	PerSessionKiB float64 `json:"kib_per_session"`
-	RSSNMB        float64 `json:"rssn_mb"`
-	Threads0      int     `json:"threads0"`
-	ThreadsN      int     `json:"threadsn"`
-	FDs0          int     `json:"fds0"` // open files (sockets included)
-	FDsN          int     `json:"fdsn"`
-	IdleCPUPct    float64 `json:"idle_cpu_pct"`
-	CPUWindowS    float64 `json:"cpu_window_s"`
-	Goroutines    int     `json:"goroutines_after_close"` // from the SIGQUIT dump; -1 if not read
-	GoroutinesN   int     `json:"goroutines_n,omitempty"` // -profile-daemon only: at N live
+	PerSessionKiB float64 `json:"kib_per_session"` // (RSS at the end of the idle window - RSS before) / N
+	RSSNMB        float64 `json:"rssn_mb"`         // RSS at the end of the idle window
+	RSSActKiB     int64   `json:"rss_activated_kib"`
+	// PerSessionActKiB is (RSS right after the last activation - RSS before) / N, for reference.
+	PerSessionActKiB float64 `json:"kib_per_session_activated"`
+	Threads0         int     `json:"threads0"`
+	ThreadsN         int     `json:"threadsn"`
+	FDs0             int     `json:"fds0"` // open files (sockets included)
+	FDsN             int     `json:"fdsn"`
+	IdleCPUPct       float64 `json:"idle_cpu_pct"`
+	CPUWindowS       float64 `json:"cpu_window_s"`
+	Goroutines       int     `json:"goroutines_after_close"` // from the SIGQUIT dump; -1 if not read
+	GoroutinesN      int     `json:"goroutines_n,omitempty"` // -profile-daemon only: at N live
 
-	BarePerSessionKiB float64 `json:"bare_kib_per_session"` // the anchor: a bare client holding as many sessions
-	BareRSSNMB        float64 `json:"bare_rssn_mb"`
-	BareIdleCPUPct    float64 `json:"bare_idle_cpu_pct"`
-	BareJoinS         float64 `json:"bare_join_s"`
-	MemRatio          float64 `json:"kib_per_session_ratio"` // daemon / bare client
-	CPURatio          float64 `json:"idle_cpu_ratio"`
+	JS         *holdResult `json:"js,omitempty"`                       // the official CometD JavaScript client holding as many; nil with -js=false
+	JSMemRatio float64     `json:"kib_per_session_ratio_js,omitempty"` // daemon / JS client
+	Bare       *holdResult `json:"bare"`                               // the bare Go client holding as many
+	MemRatio   float64     `json:"kib_per_session_ratio_bare"`         // daemon / bare Go client
+	CPURatio   float64     `json:"idle_cpu_ratio_bare"`
 
 	GCBPerSessionKiB float64 `json:"gcb_kib_per_session"`
 	GCBRSSNMB        float64 `json:"gcb_rssn_mb"`
@@ -73,16 +83,20 @@ type liveResult struct {
 	goroutinesErr string
 }
 
-func (h *harness) live(ctx context.Context) (res *liveResult, err error) {
+func (h *harness) live(ctx context.Context, transport string) (res *liveResult, err error) {
 	o := h.opt
 	n := o.live
-	e, d, w, err := h.oneDaemon(ctx, "live")
+	e, d, w, err := h.oneDaemon(ctx, "live-"+transport, transport)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, e.close()) }()
 	defer w.stop()
-	res = &liveResult{N: n, Transport: h.transportName(), Goroutines: -1, EndedBy: map[string]int{}}
+	res = &liveResult{N: n, Transport: transport, Config: strings.Join(transportList(transport), ","), Goroutines: -1, EndedBy: map[string]int{}}
+	gcbFDs0, err := readFDs(e.gcb.Pid())
+	if err != nil {
+		return nil, err
+	}
 
 	sess, err := e.ctl.create(ctx, n)
 	if err != nil {
@@ -117,7 +131,7 @@ func (h *harness) live(ctx context.Context) (res *liveResult, err error) {
 
 	// Start messages, at most -join-window joins in flight; each joined session's agent joins
 	// at once (no_agent_join is 3 minutes; 10,000 joins may take longer than that).
-	h.notef("live: joining %d sessions over %s (%d in flight at most)", n, h.transportName(), o.joinWindow)
+	h.notef("live %s: the daemon joins %d sessions (%d in flight at most)", transport, n, o.joinWindow)
 	began := time.Now()
 	published, seen, agentJoined := 0, 0, 0
 	for agentJoined < n {
@@ -197,25 +211,16 @@ func (h *harness) live(ctx context.Context) (res *liveResult, err error) {
 	if err := d.waitIdle(ctx, o.joinWait); err != nil {
 		return nil, err
 	}
-	h.notef("live: %d sessions joined and activated in %.1f s; measuring", n, res.JoinS)
+	h.notef("live %s: %d sessions joined and activated in %.1f s; measuring", transport, n, res.JoinS)
 
-	// The measurements: RSS now, then CPU over the window, nothing else happening.
-	mn, err := readProcMem(d.p.Pid())
+	// The measurements, nothing else happening: RSS now, CPU over the window (by default one
+	// whole connect period: every session renews its /meta/connect once in it), and RSS again at
+	// its end, the figure: every session held through a connect renewal.
+	ma, err := readProcMem(d.p.Pid())
 	if err != nil {
 		return nil, err
 	}
-	gn, err := readProcMem(e.gcb.Pid())
-	if err != nil {
-		return nil, err
-	}
-	res.RSSNKiB, res.ThreadsN = mn.RSSKiB, mn.Threads
-	if res.FDsN, err = readFDs(d.p.Pid()); err != nil {
-		return nil, err
-	}
-	res.PerSessionKiB = float64(mn.RSSKiB-m0.RSSKiB) / float64(n)
-	res.RSSNMB = float64(mn.RSSKiB) * 1024 / 1e6
-	res.GCBPerSessionKiB = float64(gn.RSSKiB-g0.RSSKiB) / float64(n)
-	res.GCBRSSNMB = float64(gn.RSSKiB) * 1024 / 1e6
+	res.RSSActKiB = ma.RSSKiB
 	meter := startCPU(d.p.Pid(), e.gcb.Pid(), e.nats.Pid())
 	window := time.NewTimer(o.cpuWindow)
 	select {
@@ -236,6 +241,23 @@ func (h *harness) live(ctx context.Context) (res *liveResult, err error) {
 	if err := e.checkDaemons(); err != nil {
 		return nil, err
 	}
+	mn, err := readProcMem(d.p.Pid())
+	if err != nil {
+		return nil, err
+	}
+	gn, err := readProcMem(e.gcb.Pid())
+	if err != nil {
+		return nil, err
+	}
+	res.RSSNKiB, res.ThreadsN = mn.RSSKiB, mn.Threads
+	if res.FDsN, err = readFDs(d.p.Pid()); err != nil {
+		return nil, err
+	}
+	res.PerSessionKiB = float64(mn.RSSKiB-m0.RSSKiB) / float64(n)
+	res.PerSessionActKiB = float64(ma.RSSKiB-m0.RSSKiB) / float64(n)
+	res.RSSNMB = float64(mn.RSSKiB) * 1024 / 1e6
+	res.GCBPerSessionKiB = float64(gn.RSSKiB-g0.RSSKiB) / float64(n)
+	res.GCBRSSNMB = float64(gn.RSSKiB) * 1024 / 1e6
 	if d.profiled() { // after the measurements: writing a heap profile is work
 		if res.GoroutinesN, err = d.heapDump(ctx); err != nil {
 			return nil, err
@@ -243,7 +265,7 @@ func (h *harness) live(ctx context.Context) (res *liveResult, err error) {
 	}
 
 	// Close every interaction; every session must end at the server, and every final attach come.
-	h.notef("live: closing %d interactions", n)
+	h.notef("live %s: closing %d interactions", transport, n)
 	closed := make([]inbound, n)
 	for i := range n {
 		closed[i] = inbound{subject: eventSubject(iid(i)), data: mustJSON(event(iid(i), "closed", ""))}
@@ -330,35 +352,66 @@ func (h *harness) live(ctx context.Context) (res *liveResult, err error) {
 		return res, fmt.Errorf("unreadable outbound messages: %v", odd)
 	}
 
-	// The anchor: a bare client holding as many sessions, on the same server, now that the
-	// daemon's are gone.
-	h.notef("live: a bare client joins and holds %d sessions", n)
-	b, err := e.anchorHold(ctx, n)
-	if err != nil {
+	// The anchors: the JS client, then the bare Go client, each holding as many sessions on the
+	// same server, now that the daemon's are gone and the server closed its connections.
+	if h.js != nil {
+		if err := e.serverConnsClosed(ctx, gcbFDs0); err != nil {
+			return res, err
+		}
+		h.notef("live %s: the JS client joins and holds %d sessions", transport, n)
+		if res.JS, err = e.hold(ctx, n, "jsclient-hold", h.js.node, e.jsArgs("hold", transport), childEnv("NODE_NO_WARNINGS=1")); err != nil {
+			return res, fmt.Errorf("JS client: %w", err)
+		}
+		res.JSMemRatio = div(res.PerSessionKiB, res.JS.PerSessionKiB)
+	}
+	if err := e.serverConnsClosed(ctx, gcbFDs0); err != nil {
+		return res, err
+	}
+	h.notef("live %s: the bare Go client joins and holds %d sessions", transport, n)
+	if res.Bare, err = e.hold(ctx, n, roleHolder, h.self, []string{"-front", e.gcbR.Front, "-transports", strings.Join(transportList(transport), ",")},
+		childEnv(helperEnv+"="+roleHolder)); err != nil {
 		return res, fmt.Errorf("bare client: %w", err)
 	}
-	res.BarePerSessionKiB, res.BareRSSNMB, res.BareIdleCPUPct, res.BareJoinS = b.perSessionKiB, b.rssNMB, b.idleCPU, b.joinS
-	res.MemRatio = div(res.PerSessionKiB, res.BarePerSessionKiB)
-	res.CPURatio = div(res.IdleCPUPct, res.BareIdleCPUPct)
+	res.MemRatio = div(res.PerSessionKiB, res.Bare.PerSessionKiB)
+	res.CPURatio = div(res.IdleCPUPct, res.Bare.IdleCPUPct)
 	return res, nil
 }
 
-type holdResult struct {
-	perSessionKiB, rssNMB, idleCPU, joinS float64
+// serverConnsClosed waits until the Co-browse Server process is back to about as many open
+// files as it had before the measurement: the previous holder's connections closed at its end,
+// so that the next holder has the whole open-file limit (20,000 a process here).
+func (e *env) serverConnsClosed(ctx context.Context, fds0 int) error {
+	return e.every(ctx, 50*time.Millisecond, e.h.opt.joinWait, "the Co-browse Server closing the previous client's connections", func(context.Context) (bool, error) {
+		fds, err := readFDs(e.gcb.Pid())
+		return fds <= fds0+32, err
+	})
 }
 
-// anchorHold runs the bare client (holderMain) in a process of its own: it joins n new sessions
-// as Controller with the four steps, the agents join them, and its RSS before and after and its
-// CPU over the same window as the daemon's are read.
-func (e *env) anchorHold(ctx context.Context, n int) (res holdResult, err error) {
+// holdResult is what an anchor holding N sessions measured.
+type holdResult struct {
+	PerSessionKiB    float64 `json:"kib_per_session"`           // RSS at the end of the idle window, as the daemon's
+	PerSessionActKiB float64 `json:"kib_per_session_activated"` // RSS right after the last activation
+	RSS0MB           float64 `json:"rss0_mb"`
+	RSSNMB           float64 `json:"rssn_mb"`
+	IdleCPUPct       float64 `json:"idle_cpu_pct"`
+	JoinS            float64 `json:"join_s"` // tokens handed over -> every session joined and activated
+	FDsN             int     `json:"fdsn"`
+}
+
+// hold runs an anchor holder in a process of its own (path args, env): it says "ready", reads
+// session tokens on its stdin until EOF, joins them as Controller with the four steps, says
+// "joined N", the agents join, it says "activated N"; its RSS before and after and its CPU over
+// the same window as the daemon's and again at its end (the figure, as the daemon's) are read;
+// then it is stopped (SIGTERM).
+func (e *env) hold(ctx context.Context, n int, name, path string, args, env []string) (res *holdResult, err error) {
 	h := e.h
 	sess, err := e.ctl.create(ctx, n)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	out, err := e.openLog(roleHolder + ".out")
+	out, err := e.openLog(name + ".out")
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	lines := make(chan string, 8)
 	w := procs.NewLineWriter(out, func(line []byte) {
@@ -369,14 +422,13 @@ func (e *env) anchorHold(ctx context.Context, n int) (res holdResult, err error)
 	})
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	defer stdinW.Close()
-	p, err := procs.SpawnIO(roleHolder, h.self, []string{"-front", e.gcbR.Front, "-transports", strings.Join(h.transports(), ",")},
-		childEnv(helperEnv+"="+roleHolder), stdinR, w, out)
+	p, err := procs.SpawnIO(name, path, args, env, stdinR, w, out)
 	stdinR.Close()
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	h.children.Add(p)
 	defer func() {
@@ -399,65 +451,74 @@ func (e *env) anchorHold(ctx context.Context, n int) (res holdResult, err error)
 			case <-p.Exited():
 				return fmt.Errorf("exited: %v (see %s)", p.Err(), out.Name())
 			case <-t.C:
-				return fmt.Errorf("no %q within %v", want, bound)
+				return fmt.Errorf("no %q within %v (see %s)", want, bound, out.Name())
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
 	}
 	if err := next("ready", procs.Wait); err != nil {
-		return res, err
+		return nil, err
 	}
 	m0, err := readProcMem(p.Pid())
 	if err != nil {
-		return res, err
+		return nil, err
 	}
+	res = &holdResult{RSS0MB: float64(m0.RSSKiB) * 1024 / 1e6}
 	began := time.Now()
 	var tokens strings.Builder
 	for _, s := range sess {
 		tokens.WriteString(s.Token + "\n")
 	}
 	if _, err := io.WriteString(stdinW, tokens.String()); err != nil {
-		return res, err
+		return nil, err
 	}
 	stdinW.Close()
 	if err := next("joined", h.opt.joinWait); err != nil {
-		return res, err
+		return nil, err
 	}
 	joins := make([]agentJoin, n)
 	for i, s := range sess {
-		joins[i] = agentJoin{Token: s.Token, AgentID: fmt.Sprintf("bare-agent-%d", i)}
+		joins[i] = agentJoin{Token: s.Token, AgentID: fmt.Sprintf("%s-agent-%d", name, i)}
 	}
 	r, err := e.ctl.agentJoin(ctx, joins)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	if r.Joined != n {
-		return res, fmt.Errorf("%d of %d agents joined (first failure: %v)", r.Joined, n, r.Failed)
+		return nil, fmt.Errorf("%d of %d agents joined (first failure: %v)", r.Joined, n, r.Failed)
 	}
 	if err := next("activated", h.opt.joinWait); err != nil {
-		return res, err
+		return nil, err
 	}
-	res.joinS = time.Since(began).Seconds()
-	mn, err := readProcMem(p.Pid())
+	res.JoinS = time.Since(began).Seconds()
+	ma, err := readProcMem(p.Pid())
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	res.perSessionKiB = float64(mn.RSSKiB-m0.RSSKiB) / float64(n)
-	res.rssNMB = float64(mn.RSSKiB) * 1024 / 1e6
+	res.PerSessionActKiB = float64(ma.RSSKiB-m0.RSSKiB) / float64(n)
 	meter := startCPU(p.Pid())
 	window := time.NewTimer(h.opt.cpuWindow)
 	select {
 	case <-window.C:
 	case <-p.Exited():
 		window.Stop()
-		return res, fmt.Errorf("exited: %v (see %s)", p.Err(), out.Name())
+		return nil, fmt.Errorf("exited: %v (see %s)", p.Err(), out.Name())
 	case <-ctx.Done():
 		window.Stop()
-		return res, ctx.Err()
+		return nil, ctx.Err()
 	}
 	pct, _ := meter.shares()
-	res.idleCPU = pct[0]
+	res.IdleCPUPct = pct[0]
+	mn, err := readProcMem(p.Pid())
+	if err != nil {
+		return nil, err
+	}
+	res.PerSessionKiB = float64(mn.RSSKiB-m0.RSSKiB) / float64(n)
+	res.RSSNMB = float64(mn.RSSKiB) * 1024 / 1e6
+	if res.FDsN, err = readFDs(p.Pid()); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 

@@ -2,17 +2,22 @@
 // NATS and a gcbtest Co-browse Server, each party in a process of its own on loopback, and prints
 // every figure beside an anchor measured in the same run, then one JSON line with all of them:
 //
-//   - ingestion: a backlog of ordinary inbound messages drained by the daemon (one replica, then
-//     two) against a bare nats.go pull consumer acking asynchronously;
-//   - join and close latency, one interaction at a time: start message -> join attach against a
-//     bare client doing the four protocol steps (connector/cometd); closed event -> session ended
-//     at the server against the bare client's stop;
-//   - memory and CPU per live session: N sessions joined and activated at once, the daemon's RSS
-//     and idle CPU beside the Co-browse Server's, then every one closed.
+//   - ingestion: a backlog of ordinary chat messages drained by the daemon (one replica, then
+//     two) against bare nats.go pull consumers acking asynchronously, on the daemon's own kind of
+//     stream (a work queue sourcing CC_INBOUND by partition: the goal's anchor) and on CC_INBOUND;
+//   - join latency, one interaction at a time: start message -> join attach, against the protocol
+//     floor (a bare Go client doing the four protocol steps with connector/cometd) and against the
+//     official CometD JavaScript client doing the same join; close latency, closed event ->
+//     session ended at the server, one at a time and 64 in flight;
+//   - memory and CPU per live session, on websocket and on long-polling: N sessions joined and
+//     activated at once, the daemon's RSS and idle CPU beside the official CometD JavaScript
+//     client and the bare Go client holding as many, then every one closed;
+//   - the goals of the performance issue, each judged against its anchor: met or NOT met.
 //
 // The machine is shared and noisy: the figures are medians, percentiles and ratios, and nothing
-// here asserts a timing. The exit status says whether the run was CORRECT: 0 when every message
-// was drained, every join attached and every session ended; 1 otherwise (the reason on stderr).
+// here asserts a timing (the goals block reports, it does not fail a run). The exit status says
+// whether the run was CORRECT: 0 when every message was drained, every join attached and every
+// session ended; 1 otherwise (the reason on stderr).
 //
 //	make load                                  # the defaults: a few minutes
 //	make load LOAD_FLAGS='-live 10000'         # 10,000 live sessions
@@ -38,6 +43,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
 	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
@@ -52,7 +58,10 @@ type options struct {
 	joins         int
 	warmup        int
 	live          int
-	longPolling   bool
+	transports    []string // the live measurement's transports, in order; the first is the join's
+	js            bool
+	closeBatches  int
+	closeInFlight int
 	gcbNodes      int
 	joinWindow    int
 	cpuWindow     time.Duration
@@ -90,16 +99,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.phases, "phases", "ingest,join,live", "the measurements to run, comma-separated: ingest, join, live")
 	fs.IntVar(&o.msgs, "msgs", 60000, "ingestion: ordinary chat messages in the backlog (D)")
 	fs.IntVar(&o.interactions, "interactions", 20000, "ingestion: interactions the chat messages are spread over (I)")
-	fs.BoolVar(&o.created, "created", true, "ingestion: a created event per interaction too (the backlog is then D+I messages)")
+	fs.BoolVar(&o.created, "created", false, "ingestion: a created event per interaction too (the backlog is then D+I messages; the issue's data set has none)")
 	fs.BoolVar(&o.replicas2, "replicas", true, "ingestion: also drain with two replicas (members r1, r2)")
 	fs.IntVar(&o.ingestRuns, "ingest-runs", 1, "ingestion: drains by the daemon (each on a fresh store) per case, the median kept; the bare consumer drains 3 times as often")
 	fs.IntVar(&o.joins, "joins", 200, "join latency: measured rounds (K), one interaction at a time")
 	fs.IntVar(&o.warmup, "warmup", 5, "join latency: rounds before those measured")
 	fs.IntVar(&o.live, "live", 2000, "live sessions held at once (N); 10000 for the big run")
-	fs.BoolVar(&o.longPolling, "long-polling", false, "the daemon (and the bare client) use long-polling (genesys.transports: [long-polling]) instead of the default websocket")
+	transports := fs.String("transports", "websocket,long-polling", "live: the transports measured, in order, each with a fresh daemon and server: websocket (the daemon's default genesys.transports) and long-polling (genesys.transports: [long-polling]); the join phase runs on the first")
+	fs.BoolVar(&o.js, "js", true, "the JS anchors (the official CometD JavaScript client in node, with test/interop's npm packages); -js=false leaves them out")
+	fs.IntVar(&o.closeBatches, "close-batches", 5, "close latency: batches of -close-in-flight closed events published at once, after the one-at-a-time rounds")
+	fs.IntVar(&o.closeInFlight, "close-in-flight", 64, "close latency: closed events in flight in each batch")
 	fs.IntVar(&o.gcbNodes, "gcb-nodes", 2, "nodes of the gcbtest Co-browse cluster (behind its front, cookie stickiness)")
 	fs.IntVar(&o.joinWindow, "join-window", 64, "live: start messages in flight at most (published, join attach not yet seen)")
-	fs.DurationVar(&o.cpuWindow, "cpu-window", 10*time.Second, "live: the window idle CPU is measured over")
+	fs.DurationVar(&o.cpuWindow, "cpu-window", 30*time.Second, "live: the window idle CPU is measured over, RSS read at its end; the default is gcbtest's connect hold, so that every session renews its /meta/connect once in it")
 	fs.DurationVar(&o.poll, "poll", 10*time.Millisecond, "ingestion: how often the consumers' info is read until each has had its first delivery")
 	fs.DurationVar(&o.pollSlow, "poll-slow", 250*time.Millisecond, "ingestion: how often it is read after that, until the backlog is gone (the end is the server's last-ack time)")
 	fs.DurationVar(&o.profileNATS, "profile-natsd", 0, "ingestion: take a CPU profile of the NATS server over this long from the start of each drain (natsd-cpu.pprof in the work folder; -keep it)")
@@ -123,7 +135,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	if fs.NArg() > 0 || o.ingestRuns <= 0 || o.msgs <= 0 || o.interactions <= 0 || o.joins <= 0 || o.warmup < 0 || o.live <= 0 ||
+	for _, t := range strings.Split(*transports, ",") {
+		t = strings.TrimSpace(t)
+		if t != cometd.TransportWebSocket && t != cometd.TransportLongPolling || slices.Contains(o.transports, t) {
+			fmt.Fprintf(stderr, "load: -transports: %q (want websocket and/or long-polling, each once)\n", t)
+			return 2
+		}
+		o.transports = append(o.transports, t)
+	}
+	if fs.NArg() > 0 || o.closeBatches < 0 || o.closeInFlight <= 0 || o.ingestRuns <= 0 || o.msgs <= 0 || o.interactions <= 0 || o.joins <= 0 || o.warmup < 0 || o.live <= 0 ||
 		o.gcbNodes <= 0 || o.joinWindow <= 0 || o.cpuWindow <= 0 || o.poll <= 0 || o.pollSlow <= 0 {
 		fmt.Fprintln(stderr, "load: bad flags (see -h)")
 		return 2
@@ -146,7 +166,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	h := &harness{opt: o, dir: dir, stderr: stderr}
 	defer procs.StopSpawner() // after h.run's cleanup reaped every child
 	began := time.Now()
-	rep := &report{Version: 1, Started: began.UTC().Format(time.RFC3339), WallS: map[string]float64{},
+	rep := &report{Version: 2, Started: began.UTC().Format(time.RFC3339), WallS: map[string]float64{},
 		Machine: machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadAvg: loadAvg()}}
 	err = h.run(ctx, phases, rep)
 	rep.WallS["total"] = time.Since(began).Seconds()
@@ -154,6 +174,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		rep.Error = err.Error()
 	}
+	rep.judge(o.js)
 	rep.lines(stdout)
 	if jerr := rep.jsonLine(stdout); jerr != nil {
 		fmt.Fprintf(stderr, "load: the JSON line: %v\n", jerr)
@@ -189,6 +210,11 @@ func (h *harness) run(ctx context.Context, phases []string, rep *report) (err er
 			return err
 		}
 	}
+	if h.opt.js {
+		if h.js, err = setupJS(ctx); err != nil {
+			return err
+		}
+	}
 	h.notef("daemon %s; work folder %s; %d CPUs, load average %s", h.daemonBin, h.dir, runtime.NumCPU(), rep.Machine.LoadAvg)
 	for _, phase := range []string{"ingest", "join", "live"} {
 		if !slices.Contains(phases, phase) {
@@ -203,7 +229,19 @@ func (h *harness) run(ctx context.Context, phases []string, rep *report) (err er
 			rep.Join, err = h.joinLatency(ctx)
 			rep.WallS["join"] = time.Since(began).Seconds()
 		case "live":
-			rep.Live, err = h.live(ctx)
+			for _, t := range h.opt.transports {
+				tb := time.Now()
+				var l *liveResult
+				l, err = h.live(ctx, t)
+				if l != nil {
+					rep.Live = append(rep.Live, l)
+				}
+				rep.WallS["live "+t] = time.Since(tb).Seconds()
+				if err != nil {
+					err = fmt.Errorf("%s: %w", t, err)
+					break
+				}
+			}
 			rep.WallS["live"] = time.Since(began).Seconds()
 		}
 		if err != nil {

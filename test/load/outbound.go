@@ -228,12 +228,13 @@ func (w *watcher) await(ctx context.Context, e *env, bound time.Duration, what s
 	}
 }
 
-// oneDaemon makes a measurement's world (name) with one daemon consuming and a watcher of what it
-// publishes. The caller closes e (on an error too, when e is not nil) and stops w.
-func (h *harness) oneDaemon(ctx context.Context, name string) (e *env, d *daemon, w *watcher, err error) {
+// oneDaemon makes a measurement's world (name) with one daemon on transport consuming and a
+// watcher of what it publishes. The caller closes e (on an error too, when e is not nil) and stops w.
+func (h *harness) oneDaemon(ctx context.Context, name, transport string) (e *env, d *daemon, w *watcher, err error) {
 	if e, err = h.newEnv(ctx, name, h.opt.gcbNodes); err != nil {
 		return nil, nil, nil, err
 	}
+	e.transport = transport
 	fail := func(err error) (*env, *daemon, *watcher, error) { return nil, nil, nil, errors.Join(err, e.close()) }
 	if d, err = e.addDaemon(""); err != nil {
 		return fail(err)
