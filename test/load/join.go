@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
@@ -59,6 +60,9 @@ type latencyResult struct {
 	CloseBatch    stats `json:"daemon_close_in_flight_ms"`        // each closed event of a batch -> its session ended at the server
 	FinalBatch    stats `json:"daemon_close_in_flight_attach_ms"` // ... -> its final attach
 	CloseBatchAll stats `json:"close_batch_span_ms"`              // first publish of a batch -> last session ended
+	// BareBatch: the floor's anchor for the close in flight: the bare Go client holding as many
+	// sessions stops them all at once; each stop's call -> its session ended at the server.
+	BareBatch stats `json:"floor_stop_in_flight_ms"`
 
 	EndedBy  map[string]int `json:"ended_by"`
 	Warnings int            `json:"daemon_warnings"`
@@ -205,15 +209,20 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 
 	if o.closeBatches > 0 {
 		h.notef("join: closing %d interactions in flight, %d times", o.closeInFlight, o.closeBatches)
-		var lat, final, span []time.Duration
+		var lat, final, span, bare []time.Duration
 		for k := range o.closeBatches {
 			l, f, sp, err := h.closeBatch(ctx, e, d, w, k, endedBy)
 			if err != nil {
 				return nil, fmt.Errorf("close batch %d: %w", k, err)
 			}
-			lat, final, span = append(lat, l...), append(final, f...), append(span, sp)
+			b, err := h.bareStopBatch(ctx, e, rt, transport)
+			if err != nil {
+				return nil, fmt.Errorf("close batch %d: bare client: %w", k, err)
+			}
+			lat, final, span, bare = append(lat, l...), append(final, f...), append(span, sp), append(bare, b...)
 		}
 		res.CloseBatch, res.FinalBatch, res.CloseBatchAll = summarize(lat), summarize(final), summarize(span)
+		res.BareBatch = summarize(bare)
 	}
 	res.Warnings, res.Errors, res.top = d.logSummary()
 	if odd := w.oddMessages(); len(odd) > 0 {
@@ -317,6 +326,59 @@ func (h *harness) closeBatch(ctx context.Context, e *env, d *daemon, w *watcher,
 		return nil, nil, 0, err
 	}
 	return lat, final, span, nil
+}
+
+// bareStopBatch is the anchor of a close batch: the bare client joins -close-in-flight sessions
+// (one after the other), then stops them all at once, one goroutine each; it returns each
+// stop's latency from just before its call to its session's end at the server (the server's
+// time, as for the daemon).
+func (h *harness) bareStopBatch(ctx context.Context, e *env, rt http.RoundTripper, transport string) ([]time.Duration, error) {
+	n := h.opt.closeInFlight
+	sess, err := e.ctl.create(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	clients := make([]*cometd.Client, n)
+	users := make([]string, n)
+	tokens := make([]string, n)
+	defer func() {
+		for _, c := range clients {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	}()
+	for i := range n {
+		tokens[i] = sess[i].Token
+		if clients[i], users[i], err = bareJoin(ctx, e.gcbR.Front, rt, sess[i].Token, transportList(transport)); err != nil {
+			return nil, err
+		}
+	}
+	sent := make([]time.Time, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			sent[i] = time.Now()
+			_, errs[i] = clients[i].Call(ctx, "/service/session/stop", map[string]string{"userToken": users[i]})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("stop: %w", err)
+	}
+	wr, err := e.ctl.wait(ctx, tokens, waitEnded, h.opt.joinWait, true)
+	if err != nil {
+		return nil, err
+	}
+	if wr.Done != n || len(wr.Sessions) != n {
+		return nil, fmt.Errorf("%d of %d sessions ended at the server", wr.Done, n)
+	}
+	lat := make([]time.Duration, n)
+	for i, s := range wr.Sessions {
+		lat[i] = time.Unix(0, s.DeactivationNs).Sub(sent[i])
+	}
+	return lat, nil
 }
 
 // anchorJoin joins session token as Controller the shortest way the protocol allows and returns
