@@ -90,60 +90,65 @@ func heldConnects(b *testing.B, url string) int {
 	return n
 }
 
-// memNow is the process's live heap and goroutine stacks after a full GC, and its RSS.
-func memNow() (heapStack, rss uint64) {
-	h, s, r := memParts()
-	return h + s, r
-}
-
+// memParts is the process's live heap and goroutine stacks after a full GC, and its RSS.
 func memParts() (heap, stack, rss uint64) {
 	runtime.GC()
 	debug.FreeOSMemory() // so that RSS grows from a baseline without freed pages kept around
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	if b, err := os.ReadFile("/proc/self/status"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-				kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				rss = kb << 10
-			}
+	return ms.HeapAlloc, ms.StackInuse, rssNow()
+}
+
+// rssNow is the process's resident set size.
+func rssNow() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
 		}
 	}
-	return ms.HeapAlloc, ms.StackInuse, rss
+	return 0
 }
 
 // BenchmarkLiveSessions holds live Bayeux sessions (default 1,000 per transport; set
 // COMETD_BENCH_SESSIONS to change) against a bayeuxtest server in a separate process, each
-// started, subscribed to one channel and parked in its /meta/connect, all sharing one
-// cometd.NewSharedTransport, and reports the client side's memory per session:
+// started, subscribed to one channel and parked in its /meta/connect, and reports the client
+// side's cost per session:
 //
-//   - B/session: live Go heap (HeapAlloc after GC) plus goroutine stacks in use, before and
-//     after. It counts everything the sessions hold in this process: Client structs, cookie jars,
-//     loggers, our goroutines and net/http's (readLoop/writeLoop per connection), the pooled
-//     connections' bufio buffers, coder/websocket connections and their buffers.
-//   - rss-B/session: the change in resident memory, for comparison with the CometD JS client's
-//     ~22 KiB RSS per session; noisier (the runtime keeps freed pages, heap growth is stepwise).
+//   - heap-B/session: live Go heap (HeapAlloc after a GC), before and after. It counts
+//     everything the sessions hold in this process: Client structs, cookie jars, connections,
+//     buffers, timers.
+//   - stack-B/session: goroutine stacks in use (StackInuse).
+//   - B/session: the two together.
+//   - rss-B/session: the change in resident memory, both ends measured after a GC.
+//   - rss-nogc-B/session: the change in resident memory with no GC forced at the end, as a
+//     daemon sees it (the heap counts about twice: garbage waits for the next GC); noisier.
 //   - goroutines/session.
 //
-// Not counted: kernel socket buffers, the server (another process), and garbage not yet collected
-// between GCs. COMETD_BENCH_HEAPPROFILE=<path> writes heap and goroutine profiles of the live
-// sessions (run with GODEBUG=memprofilerate=1 for exact heap figures).
+// Not counted: kernel socket buffers and the server (another process). COMETD_BENCH_HEAPPROFILE
+// =<path> writes heap and goroutine profiles of the live sessions (add -test.memprofilerate=1
+// for exact heap figures). COMETD_BENCH_TRANSPORT=websocket (or long-polling) runs one only.
 func BenchmarkLiveSessions(b *testing.B) {
 	n := 1000
 	if v, err := strconv.Atoi(os.Getenv("COMETD_BENCH_SESSIONS")); err == nil && v > 0 {
 		n = v
 	}
 	for _, tr := range bothTransports {
+		if only := os.Getenv("COMETD_BENCH_TRANSPORT"); only != "" && only != tr {
+			continue
+		}
 		b.Run(tr, func(b *testing.B) {
 			url := startBenchServer(b)
 			for range b.N {
-				rt := cometd.NewSharedTransport(n)
 				h0, s0, rss0 := memParts()
-				heap0 := h0 + s0
 				g0 := runtime.NumGoroutine()
 				clients := make([]*cometd.Client, n)
 				for i := range clients {
-					c, err := cometd.New(cometd.Options{URL: url, Transports: []string{tr}, RoundTripper: rt})
+					c, err := cometd.New(cometd.Options{URL: url, Transports: []string{tr}})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -168,9 +173,9 @@ func BenchmarkLiveSessions(b *testing.B) {
 					}
 				}
 				poll.Stop()
+				rssNoGC := rssNow()
+				g1 := runtime.NumGoroutine()
 				h1, s1, rss1 := memParts()
-				heap1 := h1 + s1
-				b.ReportMetric(float64(s1-s0)/float64(n), "stack-B/session")
 				if p := os.Getenv("COMETD_BENCH_HEAPPROFILE"); p != "" {
 					f, _ := os.Create(p + "." + tr)
 					pprof.WriteHeapProfile(f)
@@ -179,14 +184,16 @@ func BenchmarkLiveSessions(b *testing.B) {
 					pprof.Lookup("goroutine").WriteTo(pf, 1)
 					pf.Close()
 				}
-				g1 := runtime.NumGoroutine()
-				b.ReportMetric(float64(heap1-heap0)/float64(n), "B/session")
-				b.ReportMetric(float64(int64(rss1)-int64(rss0))/float64(n), "rss-B/session")
+				per := func(a, b uint64) float64 { return float64(int64(a)-int64(b)) / float64(n) }
+				b.ReportMetric(per(h1, h0), "heap-B/session")
+				b.ReportMetric(per(s1, s0), "stack-B/session")
+				b.ReportMetric(per(h1+s1, h0+s0), "B/session")
+				b.ReportMetric(per(rss1, rss0), "rss-B/session")
+				b.ReportMetric(per(rssNoGC, rss0), "rss-nogc-B/session")
 				b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/session")
 				for _, c := range clients {
 					c.Close()
 				}
-				rt.CloseIdleConnections()
 				runtime.KeepAlive(clients)
 			}
 		})

@@ -3,15 +3,18 @@ package cometd
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,20 +69,34 @@ type StateEvent struct {
 
 // Options configure a Client. Only URL is required.
 type Options struct {
-	URL              string            // http(s)://host:port/app/cometd ; ws(s) derived from it for websocket
-	Transports       []string          // preference order; default {websocket, long-polling}
-	Header           http.Header       // extra headers on every HTTP request and on the websocket upgrade (e.g. Origin)
-	Cookies          []*http.Cookie    // seeded into this session's own cookie jar for URL
-	RoundTripper     http.RoundTripper // may be shared between many clients; nil = a transport of this client's own
-	MaxNetworkDelay  time.Duration     // extra wait on top of advice.timeout for a /meta/connect, and the whole wait for other requests; default 10s
-	BackoffIncrement time.Duration     // default 1s
-	MaxBackoff       time.Duration     // default 60s
-	Logger           *slog.Logger      // nil = discard
+	URL        string   // http(s)://host:port/app/cometd ; ws(s) derived from it for websocket
+	Transports []string // preference order; default {websocket, long-polling}
+	// Header holds extra headers for every long-polling request and the websocket upgrade (e.g.
+	// Origin). The headers the transports write themselves (Host, Content-Length, Content-Type,
+	// Connection, Cookie, Upgrade, Sec-WebSocket-*) are ignored.
+	Header  http.Header
+	Cookies []*http.Cookie // seeded into this session's own cookie jar for URL
+	// TLSConfig is used for https (and wss) URLs; nil means the system roots. Share one between
+	// clients: the client keeps no copy of its own (one per base config and server name is made
+	// for the whole process).
+	TLSConfig *tls.Config
+	// Dial opens the TCP connections of both transports; nil = a net.Dialer. Share one.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// RoundTripper, when set, carries the long-polling requests through net/http instead of the
+	// client's own HTTP/1.1 connections: for an HTTP proxy, or a test transport. It costs what
+	// net/http costs per connection (two goroutines and its buffers). The websocket transport
+	// always dials with Dial and TLSConfig.
+	RoundTripper     http.RoundTripper
+	MaxNetworkDelay  time.Duration // extra wait on top of advice.timeout for a /meta/connect, and the whole wait for other requests; default 10s
+	BackoffIncrement time.Duration // default 1s
+	MaxBackoff       time.Duration // default 60s
+	Logger           *slog.Logger  // nil = discard
 	// OnMessage receives deliveries: every server->client message that is not a reply to one of
 	// our requests, in arrival order. OnMessage and OnState are called one at a time, in order, on
 	// a goroutine the Client owns (never on a network reader, never on the caller of a Client
-	// method), so they may call Client methods, including Close and Disconnect. They must not
-	// block for long: events queue up behind them.
+	// method), so they may call Client methods; to stop the client they call Stop, not Close or
+	// Disconnect (which wait until no callback runs). Events queue up behind a callback that
+	// blocks.
 	OnMessage func(Message)
 	OnState   func(StateEvent) // state changes, same goroutine rules
 	// MaxMessageSize bounds one HTTP reply body or websocket frame; default 8 MiB.
@@ -107,7 +124,8 @@ var (
 	ErrReservedInBatch = errors.New("cometd: /meta/handshake and /meta/connect cannot be batched by the caller")
 )
 
-// HTTPError is a long-polling reply (or websocket upgrade) with an unexpected HTTP status.
+// HTTPError is a long-polling reply (or websocket upgrade) with an unexpected HTTP status
+// (redirects are not followed).
 type HTTPError struct {
 	StatusCode int
 }
@@ -116,42 +134,99 @@ func (e *HTTPError) Error() string { return "cometd: HTTP status " + strconv.Ito
 
 // Client is a Bayeux 1.0 client for one session. Create it with New, then Start it.
 //
-// Goroutines: on long-polling the Client runs one loop goroutine (parked in the /meta/connect
-// request) besides net/http's own; on websocket the loop and one frame reader. Callbacks run on
-// a short-lived goroutine started when events are queued and ending when the queue is empty.
+// Goroutines: on long-polling the Client runs one loop goroutine (parked reading its
+// /meta/connect reply); on websocket one frame reader. Callbacks run on a short-lived goroutine
+// started when events are queued and ending when the queue is empty.
 type Client struct {
-	opts       Options
-	url        string
-	transports []string
-	http       *http.Client
-	ownRT      *http.Transport // the transport built when Options.RoundTripper is nil
-	log        *slog.Logger
-
-	ctx    context.Context // the client's lifetime; cancelled by Close/Disconnect/termination
-	cancel context.CancelFunc
+	*endpoint              // shared by the clients of one URL and transport list
+	opts      settings     // what the client keeps of its Options
+	jar       cookieJar    // its own: one Bayeux session per cookie jar
+	hc        *http.Client // the net/http route (Options.RoundTripper), else nil
+	log       clog
+	life      life // the client's lifetime; cancelled by Close/Disconnect/termination
 
 	ids       atomic.Uint64
 	wsRefused atomic.Bool // the server answered an upgrade with an HTTP status: prefer the next transport from now on
+	stopped   atomic.Bool // beginStop happened
 
 	mu       sync.Mutex
-	state    int // stateNew, stateRunning, stateStopping
+	state    uint8 // stateNew, stateRunning, stateStopping
+	start    uint8 // startPending, startDone (first connect succeeded), startAbandoned (Start gave up)
+	isDone   bool  // markDone happened
 	clientID string
 	tr       transport
-	advice   Advice
+	advice   advice
 	subs     []string
 	pend     []*pending
 	armed    *pending // a websocket /meta/connect in flight that owns the loop
 	lp       *loop
-	start    int // startPending, startDone (first connect succeeded), startAbandoned (Start gave up)
-
-	stopOnce sync.Once
-	stopCh   chan struct{}
 	termErr  error
-	doneOnce sync.Once
-	done     chan struct{}
+	done     chan struct{}  // made by Done when asked for before the end
 	netWG    sync.WaitGroup // loop and websocket readers
 
 	ev events
+}
+
+// settings are what a client keeps of its Options.
+type settings struct {
+	Header           http.Header
+	TLSConfig        *tls.Config
+	Dial             func(ctx context.Context, network, address string) (net.Conn, error)
+	OnMessage        func(Message)
+	OnState          func(StateEvent)
+	MaxNetworkDelay  time.Duration
+	BackoffIncrement time.Duration
+	MaxBackoff       time.Duration
+	MaxMessageSize   int64
+}
+
+// endpoint is what the clients of one URL and transport list share: the URL's parts.
+type endpoint struct {
+	url        string
+	host       string // the Host header
+	addr       string // host:port to dial
+	serverName string // for TLS
+	uri        string // the request URI
+	path       string // its path, for cookies
+	secure     bool
+	transports []string
+}
+
+// endpoints interns the endpoints, up to maxEndpoints of them (then each client has its own).
+var (
+	endpoints    sync.Map // string -> *endpoint
+	endpointsN   atomic.Int64
+	maxEndpoints = int64(1024)
+)
+
+// endpointFor returns the shared endpoint of u (already checked) and transports.
+func endpointFor(raw string, u *url.URL, transports []string) *endpoint {
+	key := raw + "\x00" + strings.Join(transports, "\x00")
+	if v, ok := endpoints.Load(key); ok {
+		return v.(*endpoint)
+	}
+	ep := &endpoint{url: raw, transports: transports, secure: u.Scheme == "https"}
+	if u.Scheme != raw[:len(u.Scheme)] { // ws, wss
+		ep.url = u.String()
+	}
+	ep.host, ep.serverName, ep.addr = u.Host, u.Hostname(), u.Host
+	if u.Port() == "" {
+		port := "80"
+		if ep.secure {
+			port = "443"
+		}
+		ep.addr = net.JoinHostPort(ep.serverName, port)
+	}
+	ep.uri = u.RequestURI()
+	ep.path = pathOf(ep.uri)
+	if endpointsN.Load() >= maxEndpoints {
+		return ep
+	}
+	v, loaded := endpoints.LoadOrStore(key, ep)
+	if !loaded {
+		endpointsN.Add(1)
+	}
+	return v.(*endpoint)
 }
 
 const (
@@ -184,17 +259,30 @@ func New(opts Options) (*Client, error) {
 	if u.Host == "" {
 		return nil, errors.New("cometd: URL has no host")
 	}
-	c := &Client{opts: opts, url: u.String(), stopCh: make(chan struct{}), done: make(chan struct{})}
-	c.transports = opts.Transports
-	if len(c.transports) == 0 {
-		c.transports = []string{TransportWebSocket, TransportLongPolling}
+	for k, vs := range opts.Header {
+		if !validToken([]byte(k)) {
+			return nil, fmt.Errorf("cometd: bad header name %q", k)
+		}
+		for _, v := range vs {
+			if !validHeaderValue(v) {
+				return nil, fmt.Errorf("cometd: bad value for header %s", k)
+			}
+		}
 	}
-	for _, t := range c.transports {
+	transports := opts.Transports
+	if len(transports) == 0 {
+		transports = []string{TransportWebSocket, TransportLongPolling}
+	}
+	for _, t := range transports {
 		if t != TransportWebSocket && t != TransportLongPolling {
 			return nil, fmt.Errorf("cometd: unknown transport %q", t)
 		}
 	}
-	c.transports = slices.Compact(slices.Clone(c.transports))
+	c := &Client{endpoint: endpointFor(opts.URL, u, slices.Compact(slices.Clone(transports))), opts: settings{
+		Header: opts.Header, TLSConfig: opts.TLSConfig, Dial: opts.Dial, OnMessage: opts.OnMessage, OnState: opts.OnState,
+		MaxNetworkDelay: opts.MaxNetworkDelay, BackoffIncrement: opts.BackoffIncrement, MaxBackoff: opts.MaxBackoff,
+		MaxMessageSize: opts.MaxMessageSize,
+	}}
 	if c.opts.MaxNetworkDelay <= 0 {
 		c.opts.MaxNetworkDelay = DefaultMaxNetworkDelay
 	}
@@ -210,31 +298,40 @@ func New(opts Options) (*Client, error) {
 	if c.opts.MaxMessageSize <= 0 {
 		c.opts.MaxMessageSize = DefaultMaxMessageSize
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = discard
+	c.log = clog{opts.Logger}
+	if c.log.l == nil {
+		c.log.l = discard
 	}
-	c.log = logger.With("component", "cometd")
-
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		return nil, err
+	c.jar.seed(opts.Cookies, c.path, time.Now())
+	if opts.RoundTripper != nil {
+		c.hc = &http.Client{Jar: &c.jar, Transport: opts.RoundTripper,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	if len(opts.Cookies) > 0 {
-		jar.SetCookies(u, opts.Cookies)
-	}
-	rt := opts.RoundTripper
-	if rt == nil {
-		c.ownRT = http.DefaultTransport.(*http.Transport).Clone()
-		rt = c.ownRT
-	}
-	c.http = &http.Client{Jar: jar, Transport: rt}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.ev.c = c
 	return c, nil
 }
 
 var discard = slog.New(slog.DiscardHandler)
+
+// clog is Options.Logger with component=cometd first on every record: no With clone per client.
+type clog struct{ l *slog.Logger }
+
+func (l clog) Debug(msg string, args ...any) { l.log(slog.LevelDebug, msg, args) }
+func (l clog) Info(msg string, args ...any)  { l.log(slog.LevelInfo, msg, args) }
+func (l clog) Warn(msg string, args ...any)  { l.log(slog.LevelWarn, msg, args) }
+
+func (l clog) log(level slog.Level, msg string, args []any) {
+	ctx := context.Background()
+	if !l.l.Enabled(ctx, level) {
+		return
+	}
+	var pcs [1]uintptr
+	runtime.Callers(3, pcs[:]) // the caller of Debug, Info or Warn
+	r := slog.NewRecord(time.Now(), level, msg, pcs[0])
+	r.Add("component", "cometd")
+	r.Add(args...)
+	_ = l.l.Handler().Handle(ctx, r)
+}
 
 // Start handshakes (ctx bounds the handshake and the first connect), then runs the connect
 // loop on a goroutine the Client owns, and returns after the first connect reply. The loop
@@ -254,7 +351,7 @@ func (c *Client) Start(ctx context.Context) error {
 	c.mu.Unlock()
 
 	hctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(c.ctx, cancel) // Close during Start aborts the handshake
+	stop := context.AfterFunc(c.lifeCtx(), cancel) // Close during Start aborts the handshake
 	err := c.handshake(hctx)
 	stop()
 	cancel()
@@ -263,8 +360,7 @@ func (c *Client) Start(ctx context.Context) error {
 		return err
 	}
 	started := make(chan error, 1)
-	c.lp = &loop{c: c, started: started, fresh: true, timer: time.NewTimer(time.Hour)}
-	c.lp.timer.Stop()
+	c.lp = &loop{c: c, started: started, fresh: true}
 	if !c.goNet(func() { c.runLoop(c.lp) }) {
 		c.Close()
 		return ErrClosed
@@ -313,7 +409,7 @@ func (c *Client) WebSocketRefused() bool { return c.wsRefused.Load() }
 func (c *Client) Advice() Advice {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.advice
+	return c.advice.public()
 }
 
 // Subscriptions returns the channels this client is subscribed to (restored after a re-handshake).
@@ -324,7 +420,17 @@ func (c *Client) Subscriptions() []string {
 }
 
 // Done is closed when the client has terminated.
-func (c *Client) Done() <-chan struct{} { return c.done }
+func (c *Client) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isDone {
+		return closedCh
+	}
+	if c.done == nil {
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
 
 // Subscribe subscribes to channel; the subscription is restored after every re-handshake.
 func (c *Client) Subscribe(ctx context.Context, channel string) error {
@@ -391,72 +497,107 @@ func (c *Client) Batch(ctx context.Context, msgs ...Message) ([]Message, error) 
 }
 
 // Disconnect sends /meta/disconnect (best effort, bounded by ctx and MaxNetworkDelay), stops the
-// loop and waits for every goroutine the Client started. StateTerminated carries a nil Err.
-func (c *Client) Disconnect(ctx context.Context) error {
-	if !c.beginStop(nil) {
-		c.finish()
-		return nil
-	}
-	c.mu.Lock()
-	t, id := c.tr, c.clientID
-	c.mu.Unlock()
-	var err error
-	if t != nil && id != "" {
-		var replies []Message
-		replies, err = c.exchange(ctx, t, []Message{{Channel: "/meta/disconnect", ClientID: id}})
-		if err == nil {
-			err = replyError(&replies[0])
-		}
-	}
-	c.finish()
-	return err
-}
+// loop and waits for every goroutine the Client started, callbacks included: when it returns no
+// callback runs and none will. StateTerminated carries a nil Err. A callback stops its own client
+// with Stop instead: Disconnect there would wait for itself.
+func (c *Client) Disconnect(ctx context.Context) error { return c.stop(ctx, true, true) }
 
-// Close stops everything without talking to the server and waits for the goroutines. Safe to
-// call twice, and from OnMessage/OnState.
+// Close stops everything without talking to the server and waits for the goroutines, callbacks
+// included: when it returns no callback runs and none will. Safe to call twice. A callback
+// stops its own client with Stop instead: Close there would wait for itself.
 func (c *Client) Close() error {
-	c.beginStop(ErrClosed)
-	c.finish()
+	c.stop(context.Background(), false, true)
 	return nil
 }
 
-// beginStop records why the client stops and tells the loop; false if it was already stopping.
-func (c *Client) beginStop(reason error) bool {
-	first := false
-	c.stopOnce.Do(func() {
-		first = true
-		c.mu.Lock()
-		c.state = stateStopping
-		c.termErr = reason
-		c.mu.Unlock()
-		close(c.stopCh)
-	})
-	return first
+// Stop is Disconnect (disconnect set: /meta/disconnect first, bounded by ctx) or Close that does
+// not wait for the callbacks, for OnMessage and OnState (and functions given to Post) to stop
+// their own client. When it returns the client's network goroutines have ended and no delivery
+// will be made; the state callbacks still queued, StateTerminated last, run after the calling
+// callback returns. Anyone may call it; Close or Disconnect afterwards waits for the rest.
+func (c *Client) Stop(ctx context.Context, disconnect bool) error {
+	return c.stop(ctx, disconnect, false)
 }
 
-// finish cancels everything in flight, closes the transport and waits for the goroutines.
-func (c *Client) finish() {
-	c.cancel()
+// Post runs fn one at a time and in order with the callbacks, on their goroutine, behind the
+// callbacks queued so far: fn may block and call the client as a callback may (Stop, not Close).
+// It is how an owner's timers and other goroutines join the order of the callbacks. Once the
+// client has stopped and its last callback has run, Post runs fn on the caller's goroutine
+// instead and returns false. Close and Disconnect wait for the functions queued by Post.
+func (c *Client) Post(fn func()) bool { return c.ev.post(fn) }
+
+func (c *Client) stop(ctx context.Context, disconnect, wait bool) error {
+	var reason error = ErrClosed
+	if disconnect {
+		reason = nil
+	}
+	if !c.beginStop(reason) {
+		c.finish(wait)
+		return nil
+	}
+	var err error
+	if disconnect {
+		c.mu.Lock()
+		t, id := c.tr, c.clientID
+		c.mu.Unlock()
+		if t != nil && id != "" {
+			var replies []Message
+			replies, err = c.exchange(ctx, t, []Message{{Channel: "/meta/disconnect", ClientID: id}})
+			if err == nil {
+				err = replyError(&replies[0])
+			}
+		}
+	}
+	c.finish(wait)
+	return err
+}
+
+// beginStop records why the client stops; false if it was already stopping.
+func (c *Client) beginStop(reason error) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped.Load() {
+		return false
+	}
+	c.state = stateStopping
+	c.termErr = reason
+	c.stopped.Store(true)
+	return true
+}
+
+// finish cancels everything in flight, closes the transport and waits for the network
+// goroutines, and for the callbacks when wait is set.
+func (c *Client) finish(wait bool) {
+	c.life.cancel()
 	c.closeTransport()
 	c.netWG.Wait()
 	c.finishArmed()
 	c.markDone()
-	c.ev.closeAndWait()
-	if c.ownRT != nil {
-		c.ownRT.CloseIdleConnections()
+	if wait {
+		c.ev.closeAndWait()
+	} else {
+		c.ev.close()
 	}
 }
 
-func (c *Client) markDone() { c.doneOnce.Do(func() { close(c.done) }) }
-
-func (c *Client) stopping() bool {
-	select {
-	case <-c.stopCh:
-		return true
-	default:
-		return false
+func (c *Client) markDone() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.isDone {
+		c.isDone = true
+		if c.done != nil {
+			close(c.done)
+		}
 	}
 }
+
+// closedCh is a closed channel.
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (c *Client) stopping() bool { return c.stopped.Load() }
+
+// lifeCtx is the client's lifetime as a context, to derive request contexts from.
+func (c *Client) lifeCtx() context.Context { return &c.life }
 
 // closeTransport closes the transport in use, if any.
 func (c *Client) closeTransport() {
@@ -491,27 +632,65 @@ func (c *Client) install(t transport, id string, adv *Advice) bool {
 // mergeAdvice keeps the last advice seen, field by field. c.mu held.
 func (c *Client) mergeAdvice(a *Advice, handshake bool) {
 	if handshake && (a == nil || a.Reconnect == "") {
-		c.advice.Reconnect = ReconnectRetry
+		c.advice.reconnect = ReconnectRetry
 	}
 	if a == nil {
 		return
 	}
 	if a.Reconnect != "" {
-		c.advice.Reconnect = a.Reconnect
+		switch a.Reconnect { // the constants, not the decoded copies
+		case ReconnectRetry:
+			c.advice.reconnect = ReconnectRetry
+		case ReconnectHandshake:
+			c.advice.reconnect = ReconnectHandshake
+		case ReconnectNone:
+			c.advice.reconnect = ReconnectNone
+		default:
+			c.advice.reconnect = a.Reconnect
+		}
 	}
 	if a.Interval != nil {
-		c.advice.Interval = ptr(*a.Interval)
+		c.advice.interval, c.advice.set = *a.Interval, c.advice.set|adviceInterval
 	}
 	if a.Timeout != nil {
-		c.advice.Timeout = ptr(*a.Timeout)
+		c.advice.timeout, c.advice.set = *a.Timeout, c.advice.set|adviceTimeout
 	}
 	if a.MaxInterval != nil {
-		c.advice.MaxInterval = ptr(*a.MaxInterval)
+		c.advice.maxInterval, c.advice.set = *a.MaxInterval, c.advice.set|adviceMaxInterval
 	}
-	c.advice.MultipleClients = a.MultipleClients
+	c.advice.multiple = a.MultipleClients
 	if a.Hosts != nil {
-		c.advice.Hosts = slices.Clone(a.Hosts)
+		c.advice.hosts = slices.Clone(a.Hosts)
 	}
+}
+
+// advice is the last advice seen, kept without pointers (Advice has three).
+type advice struct {
+	reconnect                      string
+	interval, timeout, maxInterval int64 // ms, when set
+	set                            uint8
+	multiple                       bool
+	hosts                          []string
+}
+
+const (
+	adviceInterval = 1 << iota
+	adviceTimeout
+	adviceMaxInterval
+)
+
+func (a *advice) public() Advice {
+	out := Advice{Reconnect: a.reconnect, MultipleClients: a.multiple, Hosts: slices.Clone(a.hosts)}
+	if a.set&adviceInterval != 0 {
+		out.Interval = ptr(a.interval)
+	}
+	if a.set&adviceTimeout != 0 {
+		out.Timeout = ptr(a.timeout)
+	}
+	if a.set&adviceMaxInterval != 0 {
+		out.MaxInterval = ptr(a.maxInterval)
+	}
+	return out
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -592,9 +771,9 @@ func (c *Client) call(ctx context.Context, m Message) (json.RawMessage, error) {
 	m.ID = c.nextID()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.MaxNetworkDelay)
 	defer cancel()
-	stop := context.AfterFunc(c.ctx, cancel)
+	stop := context.AfterFunc(c.lifeCtx(), cancel)
 	defer stop()
-	p := c.register(&m, true)
+	p := c.register(&m, t, true)
 	defer c.unregister(p)
 	if err := c.send(ctx, t, []*pending{p}, []Message{m}); err != nil {
 		return nil, c.ctxErr(err)

@@ -87,41 +87,49 @@ func TestHeadersAndCookiesOnEveryRequest(t *testing.T) {
 	}
 }
 
-// TestOneCookieJarPerClient: two clients sharing one RoundTripper keep their own jars: each gets
-// and sends its own BAYEUX_BROWSER cookie.
+// TestOneCookieJarPerClient: two clients keep their own jars, on the client's own connections
+// and when they share one RoundTripper: each gets and sends its own BAYEUX_BROWSER cookie.
 func TestOneCookieJarPerClient(t *testing.T) {
-	srv := &bayeuxtest.Server{Timeout: 50 * time.Millisecond, BrowserCookie: true}
-	reqs := recordRequests(srv, false)
-	url := serve(t, srv)
-	shared := &http.Transport{}
-	t.Cleanup(shared.CloseIdleConnections)
-	shareRT := func(o *cometd.Options) { o.RoundTripper = shared }
-	a, recA := newClient(t, url, cometd.TransportLongPolling, shareRT)
-	start(t, a, recA)
-	b, recB := newClient(t, url, cometd.TransportLongPolling, shareRT)
-	start(t, b, recB)
-	for _, c := range []*cometd.Client{a, b} {
-		if err := c.Subscribe(ctxT(t), "/a"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	browsers := map[string]map[string]bool{}
-	for _, s := range reqs.all() {
-		if s.clientID == "" {
-			continue
-		}
-		if browsers[s.clientID] == nil {
-			browsers[s.clientID] = map[string]bool{}
-		}
-		browsers[s.clientID][s.browser] = true
-	}
-	ba, bb := browsers[a.ClientID()], browsers[b.ClientID()]
-	if len(ba) != 1 || len(bb) != 1 {
-		t.Fatalf("browser cookies per client: %v / %v, want exactly one each", ba, bb)
-	}
-	for k := range ba {
-		if k == "" || bb[k] {
-			t.Fatalf("clients share BAYEUX_BROWSER %q", k)
-		}
+	for _, route := range []string{"own", "round-tripper"} {
+		t.Run(route, func(t *testing.T) {
+			srv := &bayeuxtest.Server{Timeout: 50 * time.Millisecond, BrowserCookie: true}
+			reqs := recordRequests(srv, false)
+			url := serve(t, srv)
+			shared := &http.Transport{}
+			t.Cleanup(shared.CloseIdleConnections)
+			shareRT := func(o *cometd.Options) {
+				if route == "round-tripper" {
+					o.RoundTripper = shared
+				}
+			}
+			a, recA := newClient(t, url, cometd.TransportLongPolling, shareRT)
+			start(t, a, recA)
+			b, recB := newClient(t, url, cometd.TransportLongPolling, shareRT)
+			start(t, b, recB)
+			for _, c := range []*cometd.Client{a, b} {
+				if err := c.Subscribe(ctxT(t), "/a"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			browsers := map[string]map[string]bool{}
+			for _, s := range reqs.all() {
+				if s.clientID == "" {
+					continue
+				}
+				if browsers[s.clientID] == nil {
+					browsers[s.clientID] = map[string]bool{}
+				}
+				browsers[s.clientID][s.browser] = true
+			}
+			ba, bb := browsers[a.ClientID()], browsers[b.ClientID()]
+			if len(ba) != 1 || len(bb) != 1 {
+				t.Fatalf("browser cookies per client: %v / %v, want exactly one each", ba, bb)
+			}
+			for k := range ba {
+				if k == "" || bb[k] {
+					t.Fatalf("clients share BAYEUX_BROWSER %q", k)
+				}
+			}
+		})
 	}
 }

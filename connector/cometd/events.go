@@ -1,44 +1,45 @@
 package cometd
 
-import (
-	"bytes"
-	"runtime"
-	"strconv"
-	"sync"
-	"sync/atomic"
-)
+import "sync"
 
-// events queues the owner's callbacks (OnMessage, OnState) and runs them one at a time, in
-// order, on a goroutine that exists only while the queue is not empty. So a callback never
-// blocks a network reader or the connect loop, and may call any Client method.
+// events queues the owner's callbacks (OnMessage, OnState, and the functions given to Post) and
+// runs them one at a time, in order, on a goroutine that exists only while the queue is not
+// empty. So a callback never blocks a network reader or the connect loop, and may call any
+// Client method but Close and Disconnect, which wait for the callbacks (see Client.Stop).
 type events struct {
 	c       *Client
 	mu      sync.Mutex
 	q       []event
 	running bool
-	closed  bool
-	wg      sync.WaitGroup
-	gid     atomic.Uint64 // the goroutine running callbacks, 0 when none
+	closed  bool          // no more messages or states: the client has stopped
+	idle    chan struct{} // made by a waiter while running; closed when the goroutine ends
 }
 
 type event struct {
-	msg     Message
-	state   StateEvent
-	isState bool
+	msg   Message
+	state StateEvent
+	fn    func()
+	kind  uint8
 }
+
+const (
+	evMessage = iota
+	evState
+	evFunc
+)
 
 func (e *events) message(m Message) {
 	if e.c.opts.OnMessage == nil {
 		return
 	}
-	e.push(event{msg: m})
+	e.push(event{msg: m, kind: evMessage})
 }
 
 func (e *events) state(s StateEvent) {
 	if e.c.opts.OnState == nil {
 		return
 	}
-	e.push(event{state: s, isState: true})
+	e.push(event{state: s, kind: evState})
 }
 
 func (e *events) push(ev event) {
@@ -47,27 +48,45 @@ func (e *events) push(ev event) {
 		e.mu.Unlock()
 		return
 	}
+	e.appendLocked(ev)
+}
+
+// appendLocked queues ev and starts the goroutine if it is not running; it unlocks e.mu.
+func (e *events) appendLocked(ev event) {
 	e.q = append(e.q, ev)
 	if e.running {
 		e.mu.Unlock()
 		return
 	}
 	e.running = true
-	e.wg.Add(1)
 	e.mu.Unlock()
 	go e.drain()
 }
 
+// post queues fn behind the callbacks queued so far; once the client has stopped and its last
+// callback has run, it runs fn on the caller's goroutine instead (false).
+func (e *events) post(fn func()) bool {
+	e.mu.Lock()
+	if e.closed && !e.running {
+		e.mu.Unlock()
+		fn()
+		return false
+	}
+	e.appendLocked(event{fn: fn, kind: evFunc})
+	return true
+}
+
 func (e *events) drain() {
-	defer e.wg.Done()
-	e.gid.Store(goid())
-	defer e.gid.Store(0)
 	var batch []event
 	for {
 		e.mu.Lock()
 		if len(e.q) == 0 {
 			e.running = false
 			e.q = nil
+			if e.idle != nil {
+				close(e.idle)
+				e.idle = nil
+			}
 			e.mu.Unlock()
 			return
 		}
@@ -75,38 +94,41 @@ func (e *events) drain() {
 		e.mu.Unlock()
 		for i := range batch {
 			ev := &batch[i]
-			switch {
-			case ev.isState:
+			switch ev.kind {
+			case evState:
 				e.c.opts.OnState(ev.state)
-			case !e.c.stopping(): // no deliveries once the client is stopping
-				e.c.opts.OnMessage(ev.msg)
+			case evFunc:
+				ev.fn()
+			default:
+				if !e.c.stopping() { // no deliveries once the client is stopping
+					e.c.opts.OnMessage(ev.msg)
+				}
 			}
 			batch[i] = event{}
 		}
 	}
 }
 
-// closeAndWait refuses further events and waits for the callbacks to finish, unless it is
-// called from a callback (Close inside OnState): then the running queue finishes on its own.
-func (e *events) closeAndWait() {
+// close refuses further messages and states; what is queued still runs.
+func (e *events) close() {
 	e.mu.Lock()
 	e.closed = true
 	e.mu.Unlock()
-	if id := e.gid.Load(); id != 0 && id == goid() {
-		return
-	}
-	e.wg.Wait()
 }
 
-// goid returns the current goroutine's id, read from its stack header ("goroutine 42 [...").
-// Used only to tell whether Close is called from a callback.
-func goid() uint64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
+// closeAndWait is close, then waits until the queue is empty and its goroutine has ended. It
+// must not be called from a callback, which would wait for itself.
+func (e *events) closeAndWait() {
+	e.mu.Lock()
+	e.closed = true
+	if !e.running {
+		e.mu.Unlock()
+		return
 	}
-	id, _ := strconv.ParseUint(string(b), 10, 64)
-	return id
+	if e.idle == nil {
+		e.idle = make(chan struct{})
+	}
+	idle := e.idle
+	e.mu.Unlock()
+	<-idle
 }

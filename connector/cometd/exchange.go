@@ -12,24 +12,28 @@ import (
 type pending struct {
 	id        string
 	channel   string
-	call      bool         // a delivery on channel with id is the call's result
-	replied   bool         // guarded by Client.mu
-	delivered bool         // guarded by Client.mu
-	ch        chan Message // at most one reply and one delivery, so sends never block
-	t         transport    // armed heartbeats: the websocket it went on
-	timer     *time.Timer  // armed heartbeats: the reply deadline
+	call      bool          // a delivery on channel with id is the call's result
+	replied   bool          // guarded by Client.mu
+	delivered bool          // guarded by Client.mu
+	ch        chan *Message // at most one reply, one delivery and a nil for a dead transport: sends never block
+	got       *Message      // the reply, when there is no ch (guarded by Client.mu)
+	t         transport     // armed heartbeats: the websocket it went on
+	deadline  time.Time     // armed heartbeats: the reply deadline
 }
 
-// register assigns m an id if it has none and records it as waiting.
-func (c *Client) register(m *Message, call bool) *pending {
+// register assigns m an id if it has none and records it as waiting for a reply on t.
+func (c *Client) register(m *Message, t transport, call bool) *pending {
 	if m.ID == "" {
 		m.ID = c.nextID()
 	}
-	n := 1
-	if call {
-		n = 2
+	p := &pending{id: m.ID, channel: m.Channel, call: call, t: t}
+	switch {
+	case call:
+		p.ch = make(chan *Message, 3)
+	case t.async():
+		p.ch = make(chan *Message, 2)
 	}
-	p := &pending{id: m.ID, channel: m.Channel, call: call, ch: make(chan Message, n)}
+	// Else a reply to a request on long-polling: dispatched before send returns, into p.got.
 	c.mu.Lock()
 	c.pend = append(c.pend, p)
 	c.mu.Unlock()
@@ -59,11 +63,11 @@ func (c *Client) send(ctx context.Context, t transport, scope []*pending, msgs [
 func (c *Client) exchange(ctx context.Context, t transport, msgs []Message) ([]Message, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.MaxNetworkDelay)
 	defer cancel()
-	stop := context.AfterFunc(c.ctx, cancel)
+	stop := context.AfterFunc(c.lifeCtx(), cancel)
 	defer stop()
 	ps := make([]*pending, len(msgs))
 	for i := range msgs {
-		ps[i] = c.register(&msgs[i], false)
+		ps[i] = c.register(&msgs[i], t, false)
 	}
 	defer c.unregister(ps...)
 	if err := c.send(ctx, t, ps, msgs); err != nil {
@@ -82,7 +86,7 @@ func (c *Client) exchange(ctx context.Context, t transport, msgs []Message) ([]M
 
 // ctxErr reports ErrClosed instead of a cancellation caused by Close.
 func (c *Client) ctxErr(err error) error {
-	if c.ctx.Err() != nil && c.stopping() {
+	if c.life.Err() != nil && c.stopping() {
 		return ErrClosed
 	}
 	return err
@@ -92,26 +96,47 @@ func (c *Client) ctxErr(err error) error {
 // send returned, so unless mayBlock (a call waiting for its delivery) a missing reply is
 // ErrNoReply at once.
 func (c *Client) await(ctx context.Context, t transport, p *pending, mayBlock bool) (Message, error) {
+	if p.ch == nil {
+		c.mu.Lock()
+		m := p.got
+		c.mu.Unlock()
+		if m == nil {
+			return Message{}, ErrNoReply
+		}
+		return *m, nil
+	}
 	if !t.async() && !mayBlock {
 		select {
 		case m := <-p.ch:
-			return m, nil
+			if m != nil {
+				return *m, nil
+			}
 		default:
-			return Message{}, ErrNoReply
 		}
+		return Message{}, ErrNoReply
 	}
 	select {
 	case m := <-p.ch:
-		return m, nil
+		if m == nil { // the transport died (a reply read before it died came first)
+			return Message{}, t.err()
+		}
+		return *m, nil
 	case <-ctx.Done():
 		return Message{}, c.ctxErr(ctx.Err())
-	case <-t.dead():
-		select { // a reply read just before the connection died still counts
-		case m := <-p.ch:
-			return m, nil
-		default:
+	}
+}
+
+// transportGone tells the requests waiting for replies on t that none will come.
+func (c *Client) transportGone(t transport) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.pend {
+		if p.t == t && p.ch != nil {
+			select {
+			case p.ch <- nil:
+			default:
+			}
 		}
-		return Message{}, t.err()
 	}
 }
 
@@ -129,11 +154,15 @@ func (c *Client) dispatch(msgs []Message, scope []*pending) {
 			c.armed = nil
 			c.pend = slices.DeleteFunc(c.pend, func(q *pending) bool { return q == p })
 		} else if p != nil {
-			p.ch <- *m
+			mm := *m
+			if p.ch == nil {
+				p.got = &mm
+			} else {
+				p.ch <- &mm
+			}
 		}
 		c.mu.Unlock()
 		if heartbeat {
-			p.timer.Stop()
 			c.resume(p, *m, nil)
 			continue
 		}

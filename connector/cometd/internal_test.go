@@ -1,8 +1,6 @@
 package cometd
 
 import (
-	"runtime"
-	"sync"
 	"testing"
 	"time"
 )
@@ -43,27 +41,12 @@ func TestMergeAdvice(t *testing.T) {
 	c.mergeAdvice(&Advice{Reconnect: "retry", Interval: ptr(int64(5)), Timeout: ptr(int64(100)), MaxInterval: ptr(int64(9))}, true)
 	c.mergeAdvice(nil, false)
 	c.mergeAdvice(&Advice{Reconnect: "handshake", Interval: ptr(int64(0))}, false)
-	a := c.advice
+	a := c.advice.public()
 	if a.Reconnect != "handshake" || *a.Interval != 0 || *a.Timeout != 100 || *a.MaxInterval != 9 {
 		t.Fatalf("%+v", a)
 	}
 	c.mergeAdvice(nil, true) // a handshake reply without advice means retry
-	if c.advice.Reconnect != "retry" || *c.advice.Timeout != 100 {
-		t.Fatalf("%+v", c.advice)
+	if a := c.advice.public(); a.Reconnect != "retry" || *a.Timeout != 100 || a.Interval == nil {
+		t.Fatalf("%+v", a)
 	}
-}
-
-func TestGoid(t *testing.T) {
-	a := goid()
-	if a == 0 || goid() != a {
-		t.Fatalf("goid %d", a)
-	}
-	var wg sync.WaitGroup
-	var b uint64
-	wg.Go(func() { b = goid() })
-	wg.Wait()
-	if b == 0 || b == a {
-		t.Fatalf("goid in another goroutine %d, here %d", b, a)
-	}
-	runtime.KeepAlive(b)
 }

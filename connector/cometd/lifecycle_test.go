@@ -75,7 +75,8 @@ func TestStartFailures(t *testing.T) {
 }
 
 // TestCallbacksMayCallTheClient: OnMessage may publish (on websocket the reader is not blocked by
-// it) and OnState may Close the client from inside the callback without deadlock.
+// it) and stop the client, and OnState may stop it again, from inside the callbacks without
+// deadlock; Close from outside then returns once the last callback has run.
 func TestCallbacksMayCallTheClient(t *testing.T) {
 	for _, tr := range bothTransports {
 		t.Run(tr, func(t *testing.T) {
@@ -96,12 +97,12 @@ func TestCallbacksMayCallTheClient(t *testing.T) {
 					defer mu.Unlock()
 					_, err := c.Publish(ctxT(t), "/pong", "from the callback")
 					published <- err
-					c.Close() // from inside a callback
+					c.Stop(ctxT(t), false) // from inside a callback
 				},
 				OnState: func(e cometd.StateEvent) {
 					rec.onState(e)
 					if e.Kind == cometd.StateTerminated {
-						c.Close() // again, and from the last callback
+						c.Stop(ctxT(t), true) // again, and from the last callback
 						terminated <- e
 					}
 				},

@@ -2,6 +2,7 @@ package cometd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -100,9 +101,9 @@ func (c *Client) connect(fresh bool) (Message, error) {
 	if fresh {
 		m.Advice = &Advice{Timeout: ptr(int64(0))}
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.connectWait())
+	ctx, cancel := context.WithTimeout(c.lifeCtx(), c.connectWait())
 	defer cancel()
-	p := c.register(&m, false)
+	p := c.register(&m, t, false)
 	defer c.unregister(p)
 	if err := c.send(ctx, t, []*pending{p}, []Message{m}); err != nil {
 		return Message{}, c.ctxErr(err)
@@ -125,8 +126,8 @@ func (c *Client) connectWait() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	timeout := DefaultConnectTimeout
-	if c.advice.Timeout != nil && *c.advice.Timeout >= 0 {
-		timeout = time.Duration(*c.advice.Timeout) * time.Millisecond
+	if c.advice.set&adviceTimeout != 0 && c.advice.timeout >= 0 {
+		timeout = time.Duration(c.advice.timeout) * time.Millisecond
 	}
 	return timeout + c.opts.MaxNetworkDelay
 }
@@ -141,12 +142,10 @@ func (c *Client) reopen() error {
 	if t == nil || !t.async() {
 		return nil
 	}
-	select {
-	case <-t.dead():
-	default:
+	if !t.isDead() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.opts.MaxNetworkDelay)
+	ctx, cancel := context.WithTimeout(c.lifeCtx(), c.opts.MaxNetworkDelay)
 	defer cancel()
 	var nt transport
 	w, err := c.dialWS(ctx)
@@ -158,7 +157,7 @@ func (c *Client) reopen() error {
 			return err
 		}
 		c.log.Info("websocket upgrade refused, session continues on long-polling", "error", err)
-		nt = &longPolling{c: c}
+		nt, _ = c.open(ctx, TransportLongPolling)
 	}
 	c.mu.Lock()
 	if c.state == stateStopping || c.tr != t {
@@ -181,7 +180,7 @@ func (c *Client) restore() error {
 	for i, s := range subs {
 		msgs[i] = Message{Channel: "/meta/subscribe", Subscription: s}
 	}
-	replies, err := c.request(c.ctx, msgs)
+	replies, err := c.request(c.lifeCtx(), msgs)
 	if err != nil {
 		return err
 	}
@@ -214,39 +213,63 @@ type loop struct {
 	multiple      bool // the last advice said multiple-clients
 	backoff       time.Duration
 	delay         time.Duration // wait before the next step
+	out           *lpConnect    // a long-polling connect whose reply is coming
 }
-
-// errArmed ends a loop goroutine that handed the loop to an armed websocket heartbeat.
-var errArmed = errors.New("cometd: heartbeat armed")
 
 // errHeartbeat is a websocket /meta/connect that got no reply in time.
 var errHeartbeat = errors.New("cometd: no /meta/connect reply in time")
 
-// runLoop is the body of a loop goroutine.
+// step is what a loop goroutine does after run: wait for a long-polling connect's reply, sleep
+// the loop's delay, end (the loop went to an armed websocket heartbeat), or end the loop.
+type step struct {
+	wait  *lpConnect
+	sleep bool
+	armed bool
+	err   error // the loop ends: nil when stopped from outside, else why
+}
+
+// runLoop is the body of a loop goroutine. It keeps a small stack while it waits (for the reply
+// to a long-polling connect, for an advised interval or a backoff): the rest runs on short-lived
+// goroutines (see deep), so a waiting long-polling session keeps one goroutine of minimal stack.
 func (c *Client) runLoop(l *loop) {
-	err := l.run()
-	if err == errArmed {
-		return
+	for {
+		var st step
+		deep(func() { st = l.run() })
+		switch {
+		case st.wait != nil:
+			st.wait.q.await()
+			l.out = st.wait
+		case st.sleep:
+			if !l.sleep(l.delay) {
+				deep(func() { c.endLoop(l, nil) })
+				return
+			}
+			l.delay = 0
+		case st.armed:
+			return
+		default:
+			deep(func() { c.endLoop(l, st.err) })
+			return
+		}
 	}
-	c.endLoop(l, err)
 }
 
 // endLoop ends the connect loop: err nil when stopped from outside, else why the client
 // terminates on its own (or, before the first connect succeeded, why Start fails).
 func (c *Client) endLoop(l *loop, err error) {
-	l.timer.Stop()
+	if l.timer != nil {
+		l.timer.Stop()
+	}
 	if err != nil && !l.running {
 		l.started <- err
+		l.started = nil
 		return // Start fails and closes the client; no events
 	}
 	if err != nil {
 		c.log.Warn("client terminated", "error", err)
 		c.beginStop(err)
-		c.cancel()
+		c.life.cancel()
 		c.closeTransport()
-		if c.ownRT != nil {
-			c.ownRT.CloseIdleConnections()
-		}
 	}
 	c.mu.Lock()
 	reason := c.termErr
@@ -260,14 +283,15 @@ func (l *loop) sleep(d time.Duration) bool {
 	if d <= 0 {
 		return !l.c.stopping()
 	}
-	l.timer.Reset(d)
-	select {
-	case <-l.timer.C:
-		return true
-	case <-l.c.stopCh:
-		l.timer.Stop()
-		return false
+	if l.timer == nil {
+		l.timer = time.NewTimer(d)
+	} else {
+		l.timer.Reset(d)
 	}
+	stop := l.c.life.AfterFunc(func() { l.timer.Reset(0) })
+	<-l.timer.C
+	stop()
+	return !l.c.stopping()
 }
 
 func (l *loop) nextBackoff() time.Duration {
@@ -293,28 +317,41 @@ func interval(a Advice) time.Duration {
 	return time.Duration(*a.Interval) * time.Millisecond
 }
 
-// run is the loop: it returns errArmed when a websocket heartbeat took the loop over, nil when
-// stopped from outside, else why the client must terminate.
-func (l *loop) run() error {
+// run advances the loop until it has to wait: for the reply to a long-polling connect it sent,
+// for l.delay, or for nothing more (a websocket heartbeat took the loop over, or the loop ends).
+func (l *loop) run() step {
 	c := l.c
 	for {
-		if !l.sleep(l.delay) {
-			return nil
+		if w := l.out; w != nil { // the reply to a long-polling connect is coming
+			l.out = nil
+			r, again, err := c.finishConnect(w)
+			if again != nil {
+				return step{wait: again}
+			}
+			if end, why := l.after(r, err); end {
+				return step{err: why}
+			}
+			continue
 		}
-		l.delay = 0
+		if l.delay > 0 {
+			return step{sleep: true}
+		}
+		if c.stopping() {
+			return step{}
+		}
 		if l.needHandshake {
 			c.mu.Lock()
 			c.clientID = ""
 			c.mu.Unlock()
 			c.closeTransport()
-			err := c.handshake(c.ctx)
+			err := c.handshake(c.lifeCtx())
 			if c.stopping() {
-				return nil
+				return step{}
 			}
 			if err != nil {
 				var be *Error
 				if errors.As(err, &be) && c.Advice().Reconnect == ReconnectNone {
-					return fmt.Errorf("%w: %w", ErrReconnectNone, err)
+					return step{err: fmt.Errorf("%w: %w", ErrReconnectNone, err)}
 				}
 				l.failed(err)
 				l.delay = l.nextBackoff()
@@ -326,7 +363,7 @@ func (l *loop) run() error {
 		if l.needRestore {
 			if err := c.restore(); err != nil {
 				if c.stopping() {
-					return nil
+					return step{}
 				}
 				l.failed(err)
 				var be *Error
@@ -342,7 +379,7 @@ func (l *loop) run() error {
 		}
 		if err := c.reopen(); err != nil {
 			if c.stopping() {
-				return nil
+				return step{}
 			}
 			l.failed(err)
 			l.delay = l.nextBackoff()
@@ -350,15 +387,21 @@ func (l *loop) run() error {
 		}
 		var r Message
 		var err error
-		if l.running && c.canArm() {
+		switch {
+		case l.running && c.canArm():
 			if c.arm(l, &err) {
-				return errArmed
+				return step{armed: true}
 			}
-		} else {
+		case c.longPolling() != nil:
+			var w *lpConnect
+			if w, err = c.startConnect(l.fresh); err == nil {
+				return step{wait: w}
+			}
+		default:
 			r, err = c.connect(l.fresh)
 		}
 		if end, why := l.after(r, err); end {
-			return why
+			return step{err: why}
 		}
 	}
 }
@@ -416,6 +459,7 @@ func (l *loop) after(r Message, err error) (end bool, why error) {
 		c.log.Info("connected", "client_id", c.ClientID(), "transport", c.Transport())
 		c.emitState(StateConnected, nil)
 		l.started <- nil
+		l.started = nil // Start has its answer
 	case l.reestablish:
 		c.log.Info("session reestablished", "client_id", c.ClientID(), "transport", c.Transport())
 		c.emitState(StateReestablished, nil)
@@ -447,15 +491,7 @@ func (c *Client) canArm() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	w, ok := c.tr.(*wsTransport)
-	if !ok {
-		return false
-	}
-	select {
-	case <-w.deadCh:
-		return false
-	default:
-		return true
-	}
+	return ok && !w.isDead()
 }
 
 // arm sends a websocket /meta/connect without waiting for its reply: the loop goes to whoever
@@ -472,16 +508,16 @@ func (c *Client) arm(l *loop, errp *error) bool {
 	if l.fresh {
 		m.Advice = &Advice{Timeout: ptr(int64(0))}
 	}
-	p := &pending{id: m.ID, channel: m.Channel, t: t}
-	wait := c.connectWait()
+	p := &pending{id: m.ID, channel: m.Channel, t: t, deadline: time.Now().Add(c.connectWait())}
 	c.mu.Lock()
 	c.pend = append(c.pend, p)
 	c.armed = p
-	p.timer = time.AfterFunc(wait, func() { c.heartbeatTimeout(p) })
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(c.ctx, c.opts.MaxNetworkDelay)
-	err = c.send(ctx, t, nil, []Message{m})
-	cancel()
+	if w, ok := t.(*wsTransport); ok {
+		w.setReadDeadline(p.deadline) // its reader times the heartbeat out (see heartbeatDue)
+	}
+	// No context: the write has a deadline (MaxNetworkDelay), and Close closes the connection.
+	err = c.send(context.Background(), t, nil, []Message{m})
 	if err == nil {
 		return true
 	}
@@ -493,33 +529,37 @@ func (c *Client) arm(l *loop, errp *error) bool {
 	return false
 }
 
-// claim takes the armed heartbeat p back, stopping its timer; false if someone else did.
+// claim takes the armed heartbeat p back; false if someone else did.
 func (c *Client) claim(p *pending) bool {
 	c.mu.Lock()
-	ok := c.armed == p
-	if ok {
-		c.armed = nil
-		c.pend = slices.DeleteFunc(c.pend, func(q *pending) bool { return q == p })
+	defer c.mu.Unlock()
+	if c.armed != p {
+		return false
 	}
-	c.mu.Unlock()
-	if ok {
-		p.timer.Stop()
-	}
-	return ok
+	c.armed = nil
+	c.pend = slices.DeleteFunc(c.pend, func(q *pending) bool { return q == p })
+	return true
 }
 
-// heartbeatTimeout runs on the timer's goroutine when an armed connect got no reply.
-func (c *Client) heartbeatTimeout(p *pending) {
+// heartbeatDue runs on w's reader when its read deadline passed: the deadline of the heartbeat
+// armed on w. A heartbeat overdue is completed with errHeartbeat (w is not trusted again); a
+// stale deadline (its heartbeat was answered) is moved to the current heartbeat's, or cleared.
+func (c *Client) heartbeatDue(w *wsTransport) {
 	c.mu.Lock()
-	if c.state == stateStopping || c.armed != p {
+	p := c.armed
+	if p == nil || p.t != w || c.state == stateStopping {
 		c.mu.Unlock()
-		return // finish or the reader completes it
+		w.setReadDeadline(time.Time{})
+		return
 	}
-	c.netWG.Add(1) // counted, so that Close waits for this
+	if d := p.deadline; time.Now().Before(d) {
+		c.mu.Unlock()
+		w.setReadDeadline(d)
+		return
+	}
 	c.mu.Unlock()
-	defer c.netWG.Done()
 	if c.claim(p) {
-		p.t.close() // a websocket that missed its heartbeat is not trusted again
+		w.close() // a websocket that missed its heartbeat is not trusted again
 		c.resume(p, Message{}, errHeartbeat)
 	}
 }
@@ -560,6 +600,78 @@ func (c *Client) resume(p *pending, r Message, err error) {
 	if !c.goNet(func() { c.runLoop(l) }) {
 		c.endLoop(l, nil)
 	}
+}
+
+// longPolling returns the transport in use if it is our own long-polling.
+func (c *Client) longPolling() *longPolling {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lp, _ := c.tr.(*longPolling)
+	return lp
+}
+
+// lpConnect is a long-polling /meta/connect in flight; the loop goroutine awaits its reply.
+type lpConnect struct {
+	lp       *longPolling
+	q        *lpRequest
+	p        *pending
+	body     []byte
+	deadline time.Time
+}
+
+// startConnect sends a /meta/connect on the long-polling transport without waiting for its reply.
+func (c *Client) startConnect(fresh bool) (*lpConnect, error) {
+	t, id, err := c.session()
+	if err != nil {
+		return nil, err
+	}
+	lp, ok := t.(*longPolling)
+	if !ok {
+		return nil, ErrNotConnected
+	}
+	m := Message{Channel: "/meta/connect", ClientID: id, ConnectionType: t.name()}
+	if fresh {
+		m.Advice = &Advice{Timeout: ptr(int64(0))}
+	}
+	// No context: the connection's deadline bounds the wait, and Close closes the connection.
+	w := &lpConnect{lp: lp, deadline: time.Now().Add(c.connectWait())}
+	w.p = c.register(&m, t, false)
+	if w.body, err = json.Marshal([]Message{m}); err == nil {
+		w.q, err = lp.start(nil, w.deadline, w.body, slotConnect)
+	}
+	if err != nil {
+		c.unregister(w.p)
+		return nil, c.ctxErr(err)
+	}
+	return w, nil
+}
+
+// finishConnect reads the reply to w and returns it (merging its advice), or again when the
+// request had to be sent again (see errSendAgain): await that one.
+func (c *Client) finishConnect(w *lpConnect) (r Message, again *lpConnect, err error) {
+	rep, err := w.q.finish()
+	if err == errSendAgain {
+		if w.q, err = w.lp.start(nil, w.deadline, w.body, slotConnect); err == nil {
+			return Message{}, w, nil
+		}
+	}
+	defer c.unregister(w.p)
+	w.lp.sweep()
+	if err != nil {
+		return Message{}, nil, c.ctxErr(err)
+	}
+	msgs, err := DecodeMessages(rep.body)
+	if err != nil {
+		return Message{}, nil, err
+	}
+	c.dispatch(msgs, []*pending{w.p})
+	if r, err = c.await(nil, w.lp, w.p, false); err != nil {
+		return Message{}, nil, err
+	}
+	c.mu.Lock()
+	c.mergeAdvice(r.Advice, false)
+	c.mu.Unlock()
+	return r, nil, nil
 }
 
 // finishArmed completes a heartbeat still armed when the client stops.

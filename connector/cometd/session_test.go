@@ -2,10 +2,13 @@ package cometd_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,11 +105,14 @@ func TestUnknownSessionRehandshakes(t *testing.T) {
 	}
 }
 
-// flaky is a RoundTripper that fails every request while down, counting the failures.
+// flaky is a network that fails every request (through Options.Dial or Options.RoundTripper)
+// while down, counting the failures; going down breaks the connections it made.
 type flaky struct {
 	rt       http.RoundTripper
 	down     atomic.Bool
 	failures *log[time.Time]
+	mu       sync.Mutex
+	conns    []net.Conn
 }
 
 var errNetworkDown = errors.New("network down (test)")
@@ -119,12 +125,47 @@ func (f *flaky) RoundTrip(r *http.Request) (*http.Response, error) {
 	return f.rt.RoundTrip(r)
 }
 
+func (f *flaky) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if f.down.Load() {
+		f.failures.add(time.Now())
+		return nil, errNetworkDown
+	}
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err == nil {
+		f.mu.Lock()
+		f.conns = append(f.conns, c)
+		f.mu.Unlock()
+	}
+	return c, err
+}
+
+// setDown takes the network down, breaking the connections it made, or brings it back.
+func (f *flaky) setDown(down bool) {
+	f.down.Store(down)
+	if !down {
+		return
+	}
+	f.mu.Lock()
+	conns := f.conns
+	f.conns = nil
+	f.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
 // TestNetworkFailureBacksOff: while the network is down the client says StateDisconnected once,
 // retries with growing backoff, and when it is back continues the same session (StateConnected,
-// same clientId, no re-handshake).
+// same clientId, no re-handshake). On each transport, and on long-polling through net/http
+// (Options.RoundTripper).
 func TestNetworkFailureBacksOff(t *testing.T) {
-	for _, tr := range bothTransports {
-		t.Run(tr, func(t *testing.T) {
+	for _, tc := range []struct{ name, tr string }{
+		{cometd.TransportLongPolling, cometd.TransportLongPolling},
+		{cometd.TransportWebSocket, cometd.TransportWebSocket},
+		{"net-http", cometd.TransportLongPolling},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := tc.tr
 			const inc = 30 * time.Millisecond
 			srv := &bayeuxtest.Server{Timeout: 50 * time.Millisecond, WebSocket: true, BrowserCookie: true}
 			rt := &http.Transport{}
@@ -139,13 +180,17 @@ func TestNetworkFailureBacksOff(t *testing.T) {
 				}
 			}
 			c, rec := newClient(t, serve(t, srv), tr, func(o *cometd.Options) {
-				o.RoundTripper = net
+				if tc.name == "net-http" {
+					o.RoundTripper = net
+				} else {
+					o.Dial = net.dial
+				}
 				o.BackoffIncrement = inc
 				o.MaxBackoff = 10 * inc
 			})
 			start(t, c, rec)
 			id := c.ClientID()
-			net.down.Store(true)
+			net.setDown(true)
 			srv.DropConnections() // websocket: the connection breaks too
 			e := rec.state(cometd.StateDisconnected)
 			if e.Err == nil || e.ClientID != id {
@@ -160,7 +205,7 @@ func TestNetworkFailureBacksOff(t *testing.T) {
 				prev = at
 			}
 			rec.noState() // one StateDisconnected per outage
-			net.down.Store(false)
+			net.setDown(false)
 			if e := rec.state(cometd.StateConnected); e.ClientID != id {
 				t.Fatalf("reconnected as %q, want the same session %q", e.ClientID, id)
 			}

@@ -1,15 +1,13 @@
 package cometd
 
 import (
-	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
+	"net"
+	"os"
 	"sync"
-
-	"github.com/coder/websocket"
+	"time"
 )
 
 // transport carries Bayeux message arrays for one session.
@@ -20,25 +18,11 @@ type transport interface {
 	send(ctx context.Context, body []byte, scope []*pending) error
 	// async reports whether replies arrive after send returns (websocket).
 	async() bool
-	// dead is closed when the transport can carry nothing more (nil channel: never).
-	dead() <-chan struct{}
+	// isDead reports whether the transport can carry nothing more (it tells the requests waiting
+	// on it through Client.transportGone).
+	isDead() bool
 	err() error
 	close()
-}
-
-// NewSharedTransport returns an *http.Transport for Options.RoundTripper, to share between many
-// sessions to the same servers: a clone of http.DefaultTransport (proxy, dial and TLS settings)
-// that keeps up to sessionsPerHost idle connections per host (each long-polling session parks
-// one connection in its /meta/connect and reuses pooled ones for its other requests) and uses
-// 2 KiB read and 1 KiB write buffers instead of 4 KiB each (Bayeux messages are small; larger
-// bodies are read through). Close it with CloseIdleConnections when all clients are closed.
-func NewSharedTransport(sessionsPerHost int) *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 0 // no overall limit
-	t.MaxIdleConnsPerHost = max(sessionsPerHost, 2)
-	t.ReadBufferSize = 2 << 10
-	t.WriteBufferSize = 1 << 10
-	return t
 }
 
 // open makes a transport by name, dialing the websocket if needed.
@@ -46,146 +30,132 @@ func (c *Client) open(ctx context.Context, name string) (transport, error) {
 	if name == TransportWebSocket {
 		return c.dialWS(ctx)
 	}
+	if c.hc != nil {
+		return &httpPolling{c: c}, nil
+	}
 	return &longPolling{c: c}, nil
 }
 
-// longPolling POSTs JSON arrays; each request's reply body is dispatched when it arrives.
-type longPolling struct{ c *Client }
+// defaultDialer dials when Options.Dial is nil (shared by every client). Every dial has a
+// context with a deadline.
+var defaultDialer = &net.Dialer{}
 
-func (*longPolling) name() string          { return TransportLongPolling }
-func (*longPolling) async() bool           { return false }
-func (*longPolling) dead() <-chan struct{} { return nil }
-func (*longPolling) err() error            { return nil }
-func (*longPolling) close()                {}
-
-func (lp *longPolling) send(ctx context.Context, body []byte, scope []*pending) error {
-	msgs, err := lp.c.post(ctx, body)
-	if err != nil {
-		return err
+// dial opens a connection to the server, TLS for https. raw is the TCP connection under it.
+func (c *Client) dial(ctx context.Context) (conn, raw net.Conn, err error) {
+	d := c.opts.Dial
+	if d == nil {
+		d = defaultDialer.DialContext
 	}
-	lp.c.dispatch(msgs, scope)
-	return nil
+	raw, err = d(ctx, "tcp", c.addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !c.secure {
+		return raw, raw, nil
+	}
+	tc := tls.Client(raw, tlsConfigFor(c.opts.TLSConfig, c.serverName))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, nil, err
+	}
+	return tc, raw, nil
 }
 
-// post sends body and decodes the reply. The per-session http.Client adds the jar's cookies.
-func (c *Client) post(ctx context.Context, body []byte) ([]Message, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	// A fresh header map per request: the client adds the jar's cookies to it.
-	h := make(http.Header, len(c.opts.Header)+1)
-	for k, v := range c.opts.Header {
-		h[k] = v
-	}
-	h.Set("Content-Type", "application/json;charset=UTF-8")
-	req.Header = h
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, &HTTPError{StatusCode: resp.StatusCode}
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, c.opts.MaxMessageSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > c.opts.MaxMessageSize {
-		return nil, fmt.Errorf("cometd: reply larger than %d bytes", c.opts.MaxMessageSize)
-	}
-	return DecodeMessages(b)
+// tlsConfigs shares one *tls.Config per base config and server name between every client (a
+// tls.Conn keeps its config for its whole life: one per connection would cost each session).
+var tlsConfigs sync.Map // tlsKey -> *tls.Config
+
+type tlsKey struct {
+	base *tls.Config
+	name string
 }
 
-// wsTransport is one websocket connection and its reader goroutine.
-type wsTransport struct {
-	c      *Client
-	conn   *websocket.Conn
-	deadCh chan struct{}
-	once   sync.Once
-	cause  error
+var systemRoots = &tls.Config{}
+
+// tlsConfigFor returns base (nil: system roots) for serverName, speaking HTTP/1.1 only.
+func tlsConfigFor(base *tls.Config, serverName string) *tls.Config {
+	if base == nil {
+		base = systemRoots
+	}
+	k := tlsKey{base, serverName}
+	if v, ok := tlsConfigs.Load(k); ok {
+		return v.(*tls.Config)
+	}
+	cfg := base.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName = serverName
+	}
+	cfg.NextProtos = []string{"http/1.1"}
+	v, _ := tlsConfigs.LoadOrStore(k, cfg)
+	return v.(*tls.Config)
 }
 
-// dialWS upgrades to a websocket with the session's http.Client (so the jar's cookies go on the
-// upgrade) and the extra headers, and starts the reader.
-func (c *Client) dialWS(ctx context.Context) (*wsTransport, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.MaxNetworkDelay)
-	defer cancel()
-	conn, resp, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{
-		HTTPClient:      c.http,
-		HTTPHeader:      c.opts.Header,
-		CompressionMode: websocket.CompressionDisabled,
-	})
-	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			c.wsRefused.Store(true)
-			return nil, errors.Join(&HTTPError{StatusCode: resp.StatusCode}, err)
-		}
-		return nil, err
+// aLongTimeAgo is a deadline in the past: it interrupts the I/O in progress.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// setDeadline bounds the I/O on conn by ctx's deadline (now+def when it has none), and makes
+// ctx's cancellation interrupt it. stop reports whether the cancellation left conn untouched.
+func setDeadline(ctx context.Context, conn net.Conn, def time.Duration) (stop func() bool) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		d = time.Now().Add(def)
 	}
-	conn.SetReadLimit(c.opts.MaxMessageSize)
-	w := &wsTransport{c: c, conn: conn, deadCh: make(chan struct{})}
-	if !c.goNet(w.read) {
-		conn.CloseNow()
-		return nil, ErrClosed
-	}
-	return w, nil
+	return setDeadlineAt(ctx, conn, d)
 }
 
-func (*wsTransport) name() string            { return TransportWebSocket }
-func (*wsTransport) async() bool             { return true }
-func (w *wsTransport) dead() <-chan struct{} { return w.deadCh }
+// setDeadlineAt bounds the I/O on conn by d, and by ctx (nil: nothing to cancel).
+func setDeadlineAt(ctx context.Context, conn net.Conn, d time.Time) (stop func() bool) {
+	conn.SetDeadline(d)
+	if ctx == nil || ctx.Done() == nil {
+		return stopNothing
+	}
+	return context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
+}
 
-func (w *wsTransport) err() error {
-	select {
-	case <-w.deadCh:
-		return fmt.Errorf("cometd: websocket closed: %w", w.cause)
-	default:
+func stopNothing() bool { return true }
+
+// ctxErrOf is ctx.Err(), nil for a nil ctx.
+func ctxErrOf(ctx context.Context) error {
+	if ctx == nil {
 		return nil
 	}
+	return ctx.Err()
 }
 
-func (w *wsTransport) send(ctx context.Context, body []byte, _ []*pending) error {
-	select {
-	case <-w.deadCh:
-		return w.err()
-	default:
+// setWriteDeadline is setDeadline for writes only.
+func setWriteDeadline(ctx context.Context, conn net.Conn, def time.Duration) (stop func() bool) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		d = time.Now().Add(def)
 	}
-	return w.conn.Write(ctx, websocket.MessageText, body)
-}
-
-func (w *wsTransport) close() {
-	w.fail(errClosedLocally)
-	w.conn.CloseNow()
-}
-
-var errClosedLocally = errors.New("closed by the client")
-
-func (w *wsTransport) fail(err error) {
-	w.once.Do(func() {
-		w.cause = err
-		close(w.deadCh)
-	})
-}
-
-// read is the connection's only reader. It reads with a context that is never done (no
-// per-read timer); closing the connection ends it.
-func (w *wsTransport) read() {
-	for {
-		_, b, err := w.conn.Read(context.Background())
-		if err != nil {
-			w.fail(err)
-			w.conn.CloseNow()
-			w.c.transportDied(w)
-			return
-		}
-		msgs, err := DecodeMessages(b)
-		if err != nil {
-			w.c.log.Warn("undecodable websocket frame dropped", "error", err, "bytes", len(b))
-			continue
-		}
-		w.c.dispatch(msgs, nil)
+	conn.SetWriteDeadline(d)
+	if ctx.Done() == nil {
+		return stopNothing
 	}
+	return context.AfterFunc(ctx, func() { conn.SetWriteDeadline(aLongTimeAgo) })
+}
+
+// ioErr reports ctx's error for I/O that ctx cut short, and a deadline as DeadlineExceeded.
+func ioErr(ctx context.Context, err error) error {
+	if err := ctxErrOf(ctx); err != nil {
+		return err
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// deep runs fn on a short-lived goroutine and waits for it. The goroutines a session keeps
+// (the websocket reader, the long-polling connect loop) call it for what needs a deep stack
+// (JSON, dispatch, logging), so that their own stacks stay at the minimum while they wait: a
+// goroutine's stack, once grown, is only shrunk by the garbage collector, and fn's stack goes
+// back to the runtime's pool when fn returns.
+func deep(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	<-done
 }
