@@ -1,6 +1,7 @@
 package gcb
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -127,13 +128,22 @@ type Config struct {
 	// enforce one live session per agent. Optional: without either, no name is sent.
 	ControllerName string
 
-	// EventBuffer is the capacity of each session's event channel. Default 16.
+	// EventBuffer is the capacity of a session's event channel (made when Events is first called,
+	// or an event comes before Feed; a fed session has none). Default 16.
 	EventBuffer int
 
-	// RoundTripper is the HTTP transport shared by every REST call and every session's CometD
-	// client (each CometD client keeps its own cookie jar). Default: a clone of
-	// http.DefaultTransport owned by the Connector and closed by Connector.Close.
+	// RoundTripper is the HTTP transport of the REST calls. Default: a clone of
+	// http.DefaultTransport (with TLSConfig) owned by the Connector and closed by Connector.Close.
+	//
+	// When set, it also carries the CometD long-polling requests of every session (through
+	// net/http: for an HTTP proxy, or a test transport), at net/http's cost per connection (two
+	// goroutines and its buffers). Left nil, the sessions use the CometD client's own lean
+	// HTTP/1.1 and websocket connections, which dial directly (no proxy).
 	RoundTripper http.RoundTripper
+
+	// TLSConfig is used for https nodes: by every session's CometD connections, and by the REST
+	// calls when RoundTripper is nil. Nil means the system roots. One is shared by all sessions.
+	TLSConfig *tls.Config
 
 	// Breakers are the per-node circuit breakers every server call goes through. Share one set
 	// between connectors that talk to the same nodes. Default: a new set built from Breaker.

@@ -8,8 +8,9 @@
 //  2. stick to that node: its sessionServerUrl when the server gives one, otherwise the cluster
 //     URL with the gcbSessionServer cookie Get Session set (sent on every CometD request, the
 //     WebSocket upgrade and the REST stop);
-//  3. a new CometD client (its own cookie jar; the HTTP transport is shared) handshakes and
-//     connects, then calls /service/session/join with role 3;
+//  3. a new CometD client (its own cookie jar and connections; the TLS configuration and the
+//     dialer are the connector's, shared) handshakes and connects, then calls
+//     /service/session/join with role 3;
 //  4. /service/session/joined, /activated and /deactivated become EventParticipantJoined,
 //     EventActivated and EventDeactivated; after deactivated the Bayeux client disconnects;
 //  5. a Bayeux re-handshake loses the Genesys join: the session joins again, retrying a refusal
@@ -22,6 +23,15 @@
 // Circuit breakers (one per real node, see route.node) and the per-node join slots guard new
 // work only: Get Session and new joins. A live session's re-join, its stop and its REST fallback
 // never wait for a breaker that other sessions' failures opened; their callers bound them.
+//
+// A live session has no goroutine of its own: its CometD client's callbacks, which run one at a
+// time and in order on the client's short-lived callback goroutine, do its work (events, the
+// re-join, the end of the stream), and its timer for a connection that stays down and its REST
+// stop join that order through cometd.Client.Post. Its events go to the owner through
+// connector.Feeder (no channel), or else through Events, whose channel is made when first needed.
+// Its log lines carry its attributes (interaction, token, node, session_id) added per record, not
+// through loggers cloned and kept per session. BenchmarkLiveSessions measures what a waiting
+// session costs, its CometD client included.
 package gcb
 
 import (
@@ -30,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -52,11 +63,15 @@ type Connector struct {
 	cfg      Config
 	log      *slog.Logger
 	rt       http.RoundTripper
-	ownRT    *http.Transport // the transport New made, closed by Close; nil when Config gave one
-	http     *http.Client    // REST calls: shared transport, no cookie jar (cookies are set per request)
+	ownRT    *http.Transport                                                      // the transport New made, closed by Close; nil when Config gave one
+	http     *http.Client                                                         // REST calls: shared transport, no cookie jar (cookies are set per request)
+	dial     func(ctx context.Context, network, address string) (net.Conn, error) // every session's CometD connections
 	breakers *connector.Breakers
 	slots    *joinSlots // new joins in flight per node
 	ws       *wsMemory  // nodes that refused the websocket upgrade
+	pre      prefetches // Get Session calls begun ahead of their joins (prefetch.go)
+	life     context.Context
+	stop     context.CancelFunc // ends the prefetches; Close
 }
 
 var _ connector.Connector = (*Connector)(nil)
@@ -69,10 +84,17 @@ func New(cfg Config) (*Connector, error) {
 	}
 	c := &Connector{cfg: cfg, log: cfg.Logger.With("component", "gcb"), rt: cfg.RoundTripper, breakers: cfg.Breakers,
 		slots: newJoinSlots(cfg.MaxConcurrentJoins), ws: newWSMemory(cfg.WebSocketRefusalTTL)}
+	c.life, c.stop = context.WithCancel(context.Background())
 	if c.rt == nil {
 		c.ownRT = http.DefaultTransport.(*http.Transport).Clone()
+		if cfg.TLSConfig != nil {
+			c.ownRT.TLSClientConfig = cfg.TLSConfig
+		}
 		c.rt = c.ownRT
 	}
+	// One dialer for every session's CometD connections (TCP keep-alive as net/http's).
+	d := &net.Dialer{KeepAlive: 30 * time.Second}
+	c.dial = d.DialContext
 	if c.breakers == nil {
 		bs := cfg.Breaker
 		if bs.Logger == nil {
@@ -93,9 +115,14 @@ func (c *Connector) MatchStart(token string) (string, bool) { return token, vali
 // Breakers returns the per-node circuit breakers the connector uses.
 func (c *Connector) Breakers() *connector.Breakers { return c.breakers }
 
-// Close releases the idle connections of the HTTP transport the connector made for itself (a
-// transport given in Config is left alone). Sessions are not touched: close them first.
+// Close ends the prefetches in flight and releases the idle connections of the HTTP transport the
+// connector made for itself (a transport given in Config is left alone). Sessions are not
+// touched: close them first.
 func (c *Connector) Close() error {
+	c.pre.mu.Lock()
+	c.stop() // under the lock: no Prefetch starts after this
+	c.pre.mu.Unlock()
+	c.pre.wg.Wait()
 	if c.ownRT != nil {
 		c.ownRT.CloseIdleConnections()
 	}
@@ -119,9 +146,12 @@ func (c *Connector) Join(ctx context.Context, t connector.Trigger) (connector.Se
 		return nil, invalidToken(opJoin, c.cfg.ClusterURL)
 	}
 	log := c.log.With("interaction", t.InteractionID, "token", connector.MaskToken(t.Token))
-	r, err := c.locate(ctx, log, t.Token)
-	if err != nil {
-		return nil, err
+	r, ok := c.prefetched(ctx, t.Token)
+	if !ok {
+		var err error
+		if r, err = c.locate(ctx, log, t.Token); err != nil {
+			return nil, err
+		}
 	}
 	node := r.node()
 	wctx, cancel := context.WithTimeout(ctx, c.cfg.JoinTimeout/2)
@@ -136,7 +166,7 @@ func (c *Connector) Join(ctx context.Context, t connector.Trigger) (connector.Se
 	}
 	defer release()
 	s, err := connector.Execute(c.breakers, node, opJoin, func() (*session, error) {
-		return c.connect(ctx, opJoin, r, params{token: t.Token, agentID: t.AgentID, interactionID: t.InteractionID}, nil)
+		return c.connect(ctx, opJoin, r, params{token: t.Token, agentID: t.AgentID, interactionID: t.InteractionID, ready: t.Ready}, nil)
 	})
 	if err != nil {
 		log.DebugContext(ctx, "join failed", "node", node, "error", err)
@@ -197,7 +227,8 @@ type rejoinState struct {
 // params are what a session is joined with.
 type params struct {
 	token, agentID, interactionID string
-	sessionID                     string // known on a re-join
+	sessionID                     string                          // known on a re-join
+	ready                         func(ctx context.Context) error // Trigger.Ready: waited for before the join call
 }
 
 // StopHandle stops a session without a live connection: the REST stop with the saved user token
@@ -281,11 +312,13 @@ func (c *Connector) connect(ctx context.Context, op string, r route, p params, r
 			URL:              r.NodeURL + c.cfg.CometDPath,
 			Transports:       c.transportsFor(r.node()),
 			Cookies:          r.stickyCookies(),
-			RoundTripper:     c.rt,
+			TLSConfig:        c.cfg.TLSConfig,
+			Dial:             c.dial,
+			RoundTripper:     c.cfg.RoundTripper, // nil: the client's own lean transports
 			MaxNetworkDelay:  c.cfg.MaxNetworkDelay,
 			BackoffIncrement: c.cfg.BackoffIncrement,
 			MaxBackoff:       c.cfg.MaxBackoff,
-			Logger:           s.clientLog,
+			Logger:           s.clientLog(),
 			OnMessage:        s.onMessage,
 			OnState:          s.onState,
 		})
@@ -300,6 +333,11 @@ func (c *Connector) connect(ctx context.Context, op string, r route, p params, r
 			return joinReply{}, bayeuxError(op, r.NodeURL, err)
 		}
 		if rj == nil {
+			if p.ready != nil {
+				if err := p.ready(jctx); err != nil {
+					return joinReply{}, err
+				}
+			}
 			return s.joinCall(jctx, op)
 		}
 		adv := client.Advice()
@@ -310,10 +348,9 @@ func (c *Connector) connect(ctx context.Context, op string, r route, p params, r
 	if err != nil {
 		if s.client != nil {
 			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 2*c.cfg.DisconnectTimeout)
-			_ = s.shutdownClient(sctx, true)
+			_ = s.shutdownClient(sctx)
 			scancel()
 		}
-		s.cancel()
 		return nil, err
 	}
 	s.begin(reply)
@@ -336,7 +373,7 @@ func (s *session) joinUntil(ctx context.Context, op string, rj *rejoinState) (jo
 		}
 		d := s.c.retryDelay(rj.attempts)
 		rj.attempts++
-		s.log.InfoContext(ctx, "re-join refused or failed; the old Controller may still be present, retrying",
+		s.log().InfoContext(ctx, "re-join refused or failed; the old Controller may still be present, retrying",
 			"error", err, "retry_in", d, "attempt", rj.attempts)
 		if !waitRetry(ctx, d) {
 			return joinReply{}, err
@@ -347,15 +384,15 @@ func (s *session) joinUntil(ctx context.Context, op string, rj *rejoinState) (jo
 // joinCall calls /service/session/join as Controller on the session's client and checks the reply.
 func (s *session) joinCall(ctx context.Context, op string) (joinReply, error) {
 	req := map[string]any{"sessionToken": s.token, "role": int(connector.RoleController)}
-	if s.name != "" {
-		req["name"] = s.name
+	if name := s.joinName(); name != "" {
+		req["name"] = name
 	}
 	r, err := s.decodeJoin(ctx, op, req)
 	return r, redact(err, s.token)
 }
 
 func (s *session) decodeJoin(ctx context.Context, op string, req map[string]any) (joinReply, error) {
-	node := s.route.NodeURL
+	node := s.nodeURL
 	raw, err := s.client.Call(ctx, ChannelJoin, req)
 	if err != nil {
 		return joinReply{}, bayeuxError(op, node, err)

@@ -122,8 +122,8 @@ func (c *Connector) transportsFor(node string) []string {
 
 // noteTransport remembers a node that refused the websocket upgrade to client.
 func (c *Connector) noteTransport(s *session) {
-	if s.client.WebSocketRefused() && c.ws.remember(s.route.node()) {
-		s.log.Info("node refuses the websocket upgrade; its new sessions use long-polling for a while",
+	if s.client.WebSocketRefused() && c.ws.remember(s.route().node()) {
+		s.log().Info("node refuses the websocket upgrade; its new sessions use long-polling for a while",
 			"transport", s.client.Transport(), "for", c.cfg.WebSocketRefusalTTL)
 	}
 }

@@ -15,114 +15,134 @@ import (
 
 // session is one co-browse session joined as Controller over its own CometD client.
 //
-// The CometD client's callbacks only queue what they get (they must not block); one goroutine
-// (run) handles the queue in order: it turns deliveries into events, re-joins after a
-// re-handshake, times out a connection that stays down, and ends the event stream.
+// It has no goroutine of its own. The CometD client runs its callbacks one at a time, in order,
+// on a goroutine that exists only while it has callbacks to run, and they do the session's work:
+// they turn deliveries into events, join again after a re-handshake (blocking there is fine:
+// what comes next waits, in order), and end the event stream. What happens elsewhere joins that
+// order through cometd.Client.Post: the timer (time.AfterFunc) that gives up on a connection that
+// stays down, and the REST stop's end of the stream.
+//
+// The events go to the owner through Feed's function, or else through a channel made when first
+// needed (Events, or an event before Feed).
 type session struct {
 	c             *Connector
-	log           *slog.Logger // interaction, token, node, and session_id once known
-	clientLog     *slog.Logger // the same scope, for the session's CometD client
-	sessionID     *atomic.Pointer[string]
+	client        *cometd.Client // set once by connect, before the client starts
+	sessionID     atomic.Pointer[string]
 	token         string
-	route         route
-	name          string // the name sent on join ("" for none)
+	nodeURL       string // the route: sessionServerUrl, or the cluster URL under cookie stickiness
+	sticky        string // the route's gcbSessionServer cookie value; "" when not used or not known
 	agentID       string // the agent the Controller joined for
 	interactionID string
 
-	ctx    context.Context // cancelled by Close: aborts a re-join or a REST stop in flight
-	cancel context.CancelFunc
-
-	client *cometd.Client // set once by connect, before the client starts
-
-	mu           sync.Mutex
-	handle       connector.Handle // its Data is handleData{userToken, the route}
-	userToken    string           // the Controller's user token, from the latest join reply
+	mu           sync.Mutex // the session's state and its event stream
+	userToken    string     // the Controller's user token, from the latest join reply
 	participants []connector.Participant
-	viewURL      string
 	times        connector.Times // the latest times the server gave
-	deactivated  bool            // the server ended the session (deactivated seen, or a stop reply said so)
-	clientDown   bool            // the client's shutdown has begun
+	lost         *time.Timer     // running while the connection is down (see LostAfter)
+	feed         func(connector.Event, bool)
+	events       chan connector.Event // made on first use unless fed
+	unblock      chan struct{}        // made when an emit waits on a full channel; closed by Feed or Close
+	cancel       *workCancel          // made when first needed; cancelled by Close
+	lostGen      int32                // bumped when lost is stopped: a timer already firing sees it
+	sending      int32                // emits waiting on the channel
+	deactivated  bool                 // the server ended the session (deactivated seen, or a stop reply said so)
+	clientDown   bool                 // the client's shutdown has begun
+	closeLater   bool                 // the channel is closed by the last waiting emit
+	ended        bool                 // the end was given (channel closed, or feed(Event{}, false))
+	closed       bool                 // Close was called
 
-	qmu   sync.Mutex
-	queue []item
-	wake  chan struct{} // capacity 1: "the queue has items"
-
-	events     chan connector.Event
-	eventsOnce sync.Once
-	closeCh    chan struct{} // closed by Close
-	closeOnce  sync.Once
-	done       chan struct{} // closed when run returns
-	started    bool          // run was started (only touched by connect/begin and Close)
+	// Touched only on the client's callback goroutine (or by functions given to Post).
+	begun   bool    // the join reply is recorded: callbacks are handled, not kept in early
+	over    bool    // the session is over for this daemon: nothing more to do
+	early   *[]item // callbacks that came before (while joining)
+	downErr error   // why the connection is down
 }
 
-// item is one thing for run to handle.
+// workCancel is the session's own work's context (a re-join, a REST stop), cancelled by Close.
+type workCancel struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// item is one thing for the session's work.
 type item struct {
 	msg     *cometd.Message
 	state   *cometd.StateEvent
 	stopped *connector.Times // a REST stop went through (its reply's times)
+	lostGen int32            // the lost timer fired (with lost set)
+	lost    bool
 }
 
-var _ connector.Session = (*session)(nil)
+var (
+	_ connector.Session = (*session)(nil)
+	_ connector.Feeder  = (*session)(nil)
+)
+
+// closedEvents is the stream of a session that ended before anyone asked for it.
+var closedEvents = func() chan connector.Event { c := make(chan connector.Event); close(c); return c }()
 
 func newSession(c *Connector, r route, p params) *session {
-	name := p.agentID
-	if name == "" {
-		name = c.cfg.ControllerName
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	sid := new(atomic.Pointer[string])
-	if p.sessionID != "" {
-		sid.Store(&p.sessionID)
-	}
-	// The CometD client adds its own component; the session's lines are the connector's.
-	scoped := slog.New(sessionIDHandler{Handler: c.cfg.Logger.Handler(), id: sid}).With(
-		"interaction", p.interactionID, "token", connector.MaskToken(p.token), "node", r.node())
-	return &session{
+	s := &session{
 		c:             c,
-		log:           scoped.With("component", "gcb"),
-		clientLog:     scoped,
-		sessionID:     sid,
 		token:         p.token,
-		route:         r,
-		name:          name,
+		nodeURL:       r.NodeURL,
+		sticky:        r.Sticky,
 		agentID:       p.agentID,
 		interactionID: p.interactionID,
-		ctx:           ctx,
-		cancel:        cancel,
-		wake:          make(chan struct{}, 1),
-		events:        make(chan connector.Event, c.cfg.EventBuffer),
-		closeCh:       make(chan struct{}),
-		done:          make(chan struct{}),
 	}
+	if p.sessionID != "" {
+		id := p.sessionID
+		s.sessionID.Store(&id)
+	}
+	return s
 }
 
-// begin records the join reply and starts run.
+// clientLog is the logger for the session's CometD client: the session's attributes, without
+// component (the client adds its own).
+func (s *session) clientLog() *slog.Logger {
+	return slog.New(sessionHandler{Handler: s.c.cfg.Logger.Handler(), s: s})
+}
+
+// route is where the session's calls go.
+func (s *session) route() route { return route{NodeURL: s.nodeURL, Sticky: s.sticky} }
+
+// joinName is the name sent on join: the agent's id, else Config.ControllerName ("" for none).
+func (s *session) joinName() string {
+	if s.agentID != "" {
+		return s.agentID
+	}
+	return s.c.cfg.ControllerName
+}
+
+// log is the session's logger: the connector's, with the session's attributes added to each
+// record (see sessionHandler) instead of a With clone kept per session.
+func (s *session) log() *slog.Logger {
+	return slog.New(sessionHandler{Handler: s.c.cfg.Logger.Handler(), s: s, gcb: true})
+}
+
+// begin records the join reply, then lets the callbacks work: those that came while joining are
+// handled first, in order, on the client's callback goroutine.
 func (s *session) begin(r joinReply) {
 	s.mu.Lock()
-	s.handle = connector.Handle{
-		Vendor:        connector.Genesys,
-		Token:         s.token,
-		AgentID:       s.agentID,
-		InteractionID: s.interactionID,
-	}
-	if p := s.sessionID.Load(); p != nil {
-		s.handle.SessionID = *p
-	}
 	s.applyJoinLocked(r)
-	s.viewURL = agentViewURL(s.route.NodeURL, s.c.cfg.AgentViewPath, s.c.cfg.AgentViewFragment, s.token, s.handle.SessionID)
 	userToken := s.userToken
 	s.mu.Unlock()
-	s.log.Info("joined as Controller", "user_token", connector.MaskToken(userToken),
-		"transport", s.client.Transport(), "sticky", s.route.Sticky != "", "participants", len(r.Users))
-	s.started = true
-	go s.run()
+	s.log().Info("joined as Controller", "user_token", connector.MaskToken(userToken),
+		"transport", s.client.Transport(), "sticky", s.sticky != "", "participants", len(r.Users))
+	s.client.Post(func() {
+		s.begun = true
+		if early := s.early; early != nil {
+			s.early = nil
+			for _, it := range *early {
+				s.work(it)
+			}
+		}
+	})
 }
 
 func (s *session) applyJoinLocked(r joinReply) {
 	s.userToken = r.UserToken
-	s.handle.Data = handleData{UserToken: r.UserToken, NodeURL: s.route.NodeURL, Sticky: s.route.Sticky}.encode()
 	if r.SessionHistoryID != "" {
-		s.handle.SessionID = r.SessionHistoryID
 		id := r.SessionHistoryID
 		s.sessionID.Store(&id)
 	}
@@ -132,8 +152,19 @@ func (s *session) applyJoinLocked(r joinReply) {
 // Handle returns what to save to find or stop the session later; it changes after EventRejoined.
 func (s *session) Handle() connector.Handle {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.handle
+	userToken := s.userToken
+	s.mu.Unlock()
+	h := connector.Handle{
+		Vendor:        connector.Genesys,
+		Token:         s.token,
+		AgentID:       s.agentID,
+		InteractionID: s.interactionID,
+		Data:          handleData{UserToken: userToken, NodeURL: s.nodeURL, Sticky: s.sticky}.encode(),
+	}
+	if p := s.sessionID.Load(); p != nil {
+		h.SessionID = *p
+	}
+	return h
 }
 
 // Participants returns the users listed in the latest join reply.
@@ -143,8 +174,153 @@ func (s *session) Participants() []connector.Participant {
 	return append([]connector.Participant(nil), s.participants...)
 }
 
-// Events returns the session's event stream.
-func (s *session) Events() <-chan connector.Event { return s.events }
+// Events returns the session's event stream (nil once Feed was called). It is closed when the
+// session is over for this daemon (after EventDeactivated or EventLost) or by Close.
+func (s *session) Events() <-chan connector.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.feed != nil {
+		return nil
+	}
+	return s.channelLocked()
+}
+
+func (s *session) channelLocked() chan connector.Event {
+	if s.events == nil {
+		if s.ended {
+			s.events = closedEvents
+		} else {
+			s.events = make(chan connector.Event, s.c.cfg.EventBuffer)
+		}
+	}
+	return s.events
+}
+
+// Feed hands the session's events to f from now on, in order and one call at a time (see
+// connector.Feeder): first those already waiting in the channel, then each as it comes, and
+// f(Event{}, false) once at the end of the stream (after EventDeactivated or EventLost, or at
+// Close). No channel is made; Events returns nil from now on. Only the first Feed counts.
+func (s *session) Feed(f func(ev connector.Event, ok bool)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.feed != nil || f == nil {
+		return
+	}
+	if s.unblock != nil { // an emit waits on a full channel: it goes to f once the channel is drained
+		close(s.unblock)
+		s.unblock = nil
+	}
+	s.feed = f
+	if ch := s.events; ch != nil {
+		s.events = nil
+		for {
+			select {
+			case ev, ok := <-ch:
+				if ok {
+					f(ev, true)
+					continue
+				}
+				f(connector.Event{}, false) // the stream had ended
+				return
+			default:
+			}
+			break
+		}
+	}
+	if s.ended {
+		f(connector.Event{}, false)
+	}
+}
+
+// emit gives ev to the owner unless the stream ended or the session is closed; it reports
+// whether ev was given. On the channel it waits while the channel is full (the owner must read).
+func (s *session) emit(ev connector.Event) bool {
+	s.mu.Lock()
+	for {
+		if s.ended || s.closed {
+			s.mu.Unlock()
+			return false
+		}
+		if s.feed != nil {
+			s.feed(ev, true)
+			s.mu.Unlock()
+			return true
+		}
+		ch := s.channelLocked()
+		select {
+		case ch <- ev:
+			s.mu.Unlock()
+			return true
+		default:
+		}
+		if s.unblock == nil {
+			s.unblock = make(chan struct{})
+		}
+		unblock := s.unblock
+		s.sending++
+		s.mu.Unlock()
+		sent := false
+		select {
+		case ch <- ev:
+			sent = true
+		case <-unblock:
+		}
+		s.mu.Lock()
+		s.sending--
+		if s.sending == 0 && s.closeLater {
+			s.closeLater = false
+			close(ch)
+		}
+		if sent {
+			s.mu.Unlock()
+			return true
+		}
+	}
+}
+
+// end ends the stream: the channel closes (once no emit waits on it), or feed gets the end.
+func (s *session) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endLocked()
+}
+
+func (s *session) endLocked() {
+	if s.ended {
+		return
+	}
+	s.ended = true
+	switch {
+	case s.feed != nil:
+		s.feed(connector.Event{}, false)
+	case s.events == nil:
+		s.events = closedEvents
+	case s.sending > 0:
+		s.closeLater = true
+	default:
+		close(s.events)
+	}
+}
+
+// workCtx is cancelled by Close: it bounds a re-join or a REST stop of the session's own.
+func (s *session) workCtx() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.cancel = &workCancel{ctx, cancel}
+		if s.closed {
+			cancel()
+		}
+	}
+	return s.cancel.ctx
+}
+
+func (s *session) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
 
 // Signal returns no event: a Genesys session's joined, activated and deactivated come over its own
 // CometD connection, which is authoritative; what the pages report adds nothing to it.
@@ -152,9 +328,11 @@ func (s *session) Signal(connector.Signal) []connector.Event { return nil }
 
 // AgentViewURL returns <node>/slave.html#<fragment>, on the node the Controller joined through.
 func (s *session) AgentViewURL() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.viewURL
+	sid := ""
+	if p := s.sessionID.Load(); p != nil {
+		sid = *p
+	}
+	return agentViewURL(s.nodeURL, s.c.cfg.AgentViewPath, s.c.cfg.AgentViewFragment, s.token, sid)
 }
 
 // Handoffs gives an agent the agent view URL (the same for every agent: the token is in it).
@@ -169,9 +347,9 @@ func (s *session) Handoffs(kind connector.HandoffKind, agentID string) []connect
 
 // Stop ends the session: /service/session/stop over CometD, and when that fails (no connection,
 // time-out, any failure other than "session not found") the REST stop with the Controller's user
-// token. After a CometD stop, EventDeactivated arrives on Events as the server sends it; after a
-// REST stop, the session emits EventDeactivated itself with the REST reply's times (unless the
-// server's came first). A session that already ended is not an error.
+// token. After a CometD stop, EventDeactivated arrives as the server sends it; after a REST stop,
+// the session emits EventDeactivated itself with the REST reply's times (unless the server's came
+// first). A session that already ended is not an error.
 func (s *session) Stop(ctx context.Context) (connector.Times, error) {
 	s.mu.Lock()
 	if s.deactivated {
@@ -193,26 +371,26 @@ func (s *session) Stop(ctx context.Context) (connector.Times, error) {
 		t, err := s.cometdStop(ctx, userToken)
 		switch {
 		case err == nil:
-			s.log.InfoContext(ctx, "stop sent over CometD")
+			s.log().InfoContext(ctx, "stop sent over CometD")
 			return t, nil
 		case isNotFound(err):
-			s.log.InfoContext(ctx, "stop: session already ended", "reason", connector.ReasonOf(err))
+			s.log().InfoContext(ctx, "stop: session already ended", "reason", connector.ReasonOf(err))
 			return connector.Times{}, nil
 		case ctx.Err() != nil:
 			return connector.Times{}, err
 		}
-		s.log.WarnContext(ctx, "CometD stop failed; falling back to the REST stop", "error", err)
+		s.log().WarnContext(ctx, "CometD stop failed; falling back to the REST stop", "error", err)
 	}
-	t, err := s.c.restStop(ctx, s.route, userToken)
+	t, err := s.c.restStop(ctx, s.route(), userToken)
 	if err != nil {
 		if isNotFound(err) {
-			s.log.InfoContext(ctx, "REST stop: session already ended", "reason", connector.ReasonOf(err))
+			s.log().InfoContext(ctx, "REST stop: session already ended", "reason", connector.ReasonOf(err))
 			return connector.Times{}, nil
 		}
 		return connector.Times{}, err
 	}
-	s.log.InfoContext(ctx, "session stopped through REST")
-	s.enqueue(item{stopped: &t})
+	s.log().InfoContext(ctx, "session stopped through REST")
+	s.client.Post(func() { s.work(item{stopped: &t}) })
 	return t, nil
 }
 
@@ -221,204 +399,186 @@ func (s *session) cometdStop(ctx context.Context, userToken string) (connector.T
 	defer cancel()
 	raw, err := s.client.Call(ctx, ChannelStop, map[string]string{"userToken": userToken})
 	if err != nil {
-		return connector.Times{}, redact(bayeuxError(opStop, s.route.NodeURL, err), userToken, s.token)
+		return connector.Times{}, redact(bayeuxError(opStop, s.nodeURL, err), userToken, s.token)
 	}
 	var reply timesJSON
 	if len(raw) > 0 && json.Unmarshal(raw, &reply) == nil {
 		if reply.Error != "" {
-			return connector.Times{}, redact(bayeuxError(opStop, s.route.NodeURL, cometd.ParseError(ChannelStop, reply.Error)), userToken, s.token)
+			return connector.Times{}, redact(bayeuxError(opStop, s.nodeURL, cometd.ParseError(ChannelStop, reply.Error)), userToken, s.token)
 		}
 		return reply.times(), nil
 	}
 	return connector.Times{}, nil // the documented reply is {}: the deactivated event carries the times
 }
 
-// Close leaves the server connection without stopping the session: it ends the event stream,
-// sends /meta/disconnect (bounded by DisconnectTimeout and ctx), closes the CometD client and
-// waits for its goroutines. It is safe to call more than once.
+// Close leaves the server connection without stopping the session: it ends the event stream (the
+// channel is closed, or Feed's function gets the end; nothing is given after Close returns),
+// cuts short the session's own work in progress (a re-join, a REST stop), sends /meta/disconnect
+// (bounded by DisconnectTimeout and ctx), closes the CometD client and waits for it, callbacks
+// included. It is safe to call more than once.
 //
-// The client is always closed, also when ctx is already done or runs out while Close waits for
-// the session's goroutine: then the polite part (/meta/disconnect) is skipped or cut short, the
-// goroutine ends the event stream itself, and Close returns ctx's error.
+// The client is always closed, also when ctx is already done: then the polite part
+// (/meta/disconnect) is skipped and Close returns ctx's error.
 func (s *session) Close(ctx context.Context) error {
-	s.closeOnce.Do(func() {
-		close(s.closeCh)
-		s.cancel()
-	})
-	var waitErr error
-	if s.started {
-		select {
-		case <-s.done:
-		case <-ctx.Done():
-			// run is still finishing (an emit, a re-join or a REST stop aborted by the closed
-			// session, or its own bounded shutdown); it closes the event stream when it returns.
-			waitErr = ctx.Err()
-		}
+	s.mu.Lock()
+	s.closed = true
+	s.endLocked()
+	if s.unblock != nil {
+		close(s.unblock)
+		s.unblock = nil
 	}
-	if waitErr == nil {
-		s.closeEvents()
+	wc := s.cancel
+	s.mu.Unlock()
+	if wc != nil {
+		wc.cancel()
 	}
-	err := s.shutdownClient(ctx, true)
-	if waitErr != nil {
-		return waitErr
-	}
-	return err
+	s.stopLostTimer()
+	return s.shutdownClient(ctx)
 }
 
-func (s *session) closed() bool {
-	select {
-	case <-s.closeCh:
-		return true
-	default:
-		return false
-	}
-}
-
-// shutdownClient disconnects (once, if disconnect) and closes the client, then waits for it to
-// finish, bounded by ctx. The client is closed whatever ctx says (Client.Close needs no ctx): when
-// ctx is already done the /meta/disconnect is skipped, and when ctx runs out while another
-// goroutine shuts the client down politely, that is cut short; either way ctx's error is returned.
-func (s *session) shutdownClient(ctx context.Context, disconnect bool) error {
+// shutdownClient disconnects (once) and closes the client, waiting for it: Close's part. The
+// client is closed whatever ctx says: when ctx is already done the /meta/disconnect is skipped
+// and ctx's error returned; Client.Close also cuts short a disconnect another goroutine has in
+// flight.
+func (s *session) shutdownClient(ctx context.Context) error {
 	s.mu.Lock()
 	first := !s.clientDown
 	s.clientDown = true
 	s.mu.Unlock()
 	var skipped error
 	if first {
-		if disconnect {
-			if err := ctx.Err(); err != nil {
-				skipped = err // no time left for a polite /meta/disconnect
-			} else {
-				dctx, cancel := context.WithTimeout(ctx, s.c.cfg.DisconnectTimeout)
-				if err := s.client.Disconnect(dctx); err != nil {
-					s.log.Debug("disconnect failed", "error", err)
-				}
-				cancel()
+		if err := ctx.Err(); err != nil {
+			skipped = err // no time left for a polite /meta/disconnect
+		} else {
+			dctx, cancel := context.WithTimeout(ctx, s.c.cfg.DisconnectTimeout)
+			if err := s.client.Disconnect(dctx); err != nil {
+				s.log().Debug("disconnect failed", "error", err)
 			}
-		}
-		_ = s.client.Close()
-	}
-	if done := s.client.Done(); done != nil {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			// Another goroutine is still disconnecting: stop waiting for the server and close.
-			_ = s.client.Close()
-			return ctx.Err()
+			cancel()
 		}
 	}
+	_ = s.client.Close()
 	return skipped
 }
 
-func (s *session) closeEvents() { s.eventsOnce.Do(func() { close(s.events) }) }
-
-// The CometD client's callbacks: queue and return.
-
-func (s *session) onMessage(m cometd.Message) { s.enqueue(item{msg: &m}) }
-
-func (s *session) onState(e cometd.StateEvent) { s.enqueue(item{state: &e}) }
-
-func (s *session) enqueue(it item) {
-	s.qmu.Lock()
-	s.queue = append(s.queue, it)
-	s.qmu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+// shutdown is the work's own shutdown of the client (after the stream ended): /meta/disconnect
+// (when disconnect is set) bounded by DisconnectTimeout, then the client stops. It runs on the
+// client's callback goroutine, so it does not wait for the callbacks (cometd.Client.Stop).
+func (s *session) shutdown(disconnect bool) {
+	s.mu.Lock()
+	first := !s.clientDown
+	s.clientDown = true
+	s.mu.Unlock()
+	if !first {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.c.cfg.DisconnectTimeout)
+	defer cancel()
+	if err := s.client.Stop(ctx, disconnect); err != nil {
+		s.log().Debug("disconnect failed", "error", err)
 	}
 }
 
-func (s *session) take() []item {
-	s.qmu.Lock()
-	defer s.qmu.Unlock()
-	q := s.queue
-	s.queue = nil
-	return q
+// The CometD client's callbacks: they run one at a time, in order, and do the session's work.
+
+func (s *session) onMessage(m cometd.Message) { s.handle(item{msg: &m}) }
+
+func (s *session) onState(e cometd.StateEvent) { s.handle(item{state: &e}) }
+
+func (s *session) handle(it item) {
+	if !s.begun {
+		if s.early == nil {
+			s.early = new([]item)
+		}
+		*s.early = append(*s.early, it)
+		return
+	}
+	s.work(it)
 }
 
-// run handles the queue until the session is over for this daemon.
-func (s *session) run() {
-	defer close(s.done)
-	defer s.closeEvents()
-
-	var lostTimer *time.Timer
-	var lostC <-chan time.Time
-	var downErr error
-	stopTimer := func() {
-		if lostTimer != nil {
-			lostTimer.Stop()
-			lostTimer, lostC = nil, nil
-		}
+// work handles one item, in order with the others.
+func (s *session) work(it item) {
+	if s.over {
+		return
 	}
-	defer stopTimer()
-
-	for {
-		select {
-		case <-s.closeCh:
-			return
-		case <-lostC:
-			s.lose(fmt.Errorf("%w: Bayeux connection down for more than %s: %w", connector.ErrLost, s.c.cfg.LostAfter, downErr))
-			return
-		case <-s.wake:
+	if s.isClosed() {
+		s.over = true
+		return
+	}
+	switch {
+	case it.stopped != nil:
+		s.deactivate(*it.stopped)
+	case it.lost:
+		s.mu.Lock()
+		current := s.lost != nil && s.lostGen == it.lostGen
+		s.mu.Unlock()
+		if current {
+			s.lose(fmt.Errorf("%w: Bayeux connection down for more than %s: %w", connector.ErrLost, s.c.cfg.LostAfter, s.downErr))
 		}
-		for _, it := range s.take() {
-			switch {
-			case it.stopped != nil:
-				s.deactivate(*it.stopped)
-				return
-			case it.msg != nil:
-				if s.deliver(*it.msg) {
-					return
-				}
-			case it.state != nil:
-				st := *it.state
-				switch st.Kind {
-				case cometd.StateConnected:
-					stopTimer()
-				case cometd.StateDisconnected:
-					downErr = st.Err
-					if lostTimer == nil {
-						s.log.Warn("Bayeux connection down; retrying", "error", st.Err, "lost_after", s.c.cfg.LostAfter)
-						lostTimer = time.NewTimer(s.c.cfg.LostAfter)
-						lostC = lostTimer.C
-					}
-				case cometd.StateReestablished:
-					stopTimer()
-					if !s.rejoin() {
-						return
-					}
-				case cometd.StateTerminated:
-					if s.closed() {
-						return
-					}
-					err := st.Err
-					if err == nil {
-						err = fmt.Errorf("client stopped")
-					}
-					s.lose(fmt.Errorf("%w: Bayeux client terminated: %w", connector.ErrLost, err))
-					return
-				}
+	case it.msg != nil:
+		s.deliver(*it.msg)
+	case it.state != nil:
+		st := *it.state
+		switch st.Kind {
+		case cometd.StateConnected:
+			s.stopLostTimer()
+		case cometd.StateDisconnected:
+			s.downErr = st.Err
+			s.startLostTimer(st.Err)
+		case cometd.StateReestablished:
+			s.stopLostTimer()
+			s.rejoin()
+		case cometd.StateTerminated:
+			err := st.Err
+			if err == nil {
+				err = fmt.Errorf("client stopped")
 			}
+			s.lose(fmt.Errorf("%w: Bayeux client terminated: %w", connector.ErrLost, err))
 		}
 	}
 }
 
-// deliver handles one server delivery; it reports whether the session is over.
-func (s *session) deliver(m cometd.Message) bool {
+// startLostTimer starts the LostAfter timer unless it runs: when it fires, its work joins the
+// callbacks' order.
+func (s *session) startLostTimer(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lost != nil {
+		return
+	}
+	s.log().Warn("Bayeux connection down; retrying", "error", err, "lost_after", s.c.cfg.LostAfter)
+	gen := s.lostGen
+	s.lost = time.AfterFunc(s.c.cfg.LostAfter, func() {
+		s.client.Post(func() { s.work(item{lost: true, lostGen: gen}) })
+	})
+}
+
+func (s *session) stopLostTimer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lost != nil {
+		s.lost.Stop()
+		s.lost = nil
+		s.lostGen++
+	}
+}
+
+// deliver handles one server delivery.
+func (s *session) deliver(m cometd.Message) {
 	switch m.Channel {
 	case ChannelJoined:
 		var u userJSON
 		if err := json.Unmarshal(m.Data, &u); err != nil {
-			s.log.Warn("undecodable joined notification; ignored", "error", err, "data", clip(string(m.Data)))
-			return false
+			s.log().Warn("undecodable joined notification; ignored", "error", err, "data", clip(string(m.Data)))
+			return
 		}
 		p := u.participant()
-		s.log.Info("participant joined", "role", p.Role.String(), "user_id", p.ID)
-		return !s.emit(connector.Event{Kind: connector.EventParticipantJoined, Participant: p})
+		s.log().Info("participant joined", "role", p.Role.String(), "user_id", p.ID)
+		s.emit(connector.Event{Kind: connector.EventParticipantJoined, Participant: p})
 	case ChannelActivated:
 		var t timesJSON
 		if err := json.Unmarshal(m.Data, &t); err != nil {
-			s.log.Warn("undecodable activated notification; times left empty", "error", err, "data", clip(string(m.Data)))
+			s.log().Warn("undecodable activated notification; times left empty", "error", err, "data", clip(string(m.Data)))
 		}
 		times := t.times()
 		if times.Activation.IsZero() {
@@ -427,23 +587,24 @@ func (s *session) deliver(m cometd.Message) bool {
 		s.mu.Lock()
 		s.times.Activation = times.Activation
 		s.mu.Unlock()
-		s.log.Info("session activated", "activation_time", times.Activation.UnixMilli())
-		return !s.emit(connector.Event{Kind: connector.EventActivated, Times: connector.Times{Activation: times.Activation}})
+		s.log().Info("session activated", "activation_time", times.Activation.UnixMilli())
+		s.emit(connector.Event{Kind: connector.EventActivated, Times: connector.Times{Activation: times.Activation}})
 	case ChannelDeactivated:
 		var t timesJSON
 		if err := json.Unmarshal(m.Data, &t); err != nil {
-			s.log.Warn("undecodable deactivated notification; times left empty", "error", err, "data", clip(string(m.Data)))
+			s.log().Warn("undecodable deactivated notification; times left empty", "error", err, "data", clip(string(m.Data)))
 		}
 		s.deactivate(t.times())
-		return true
+	default:
+		s.log().Debug("delivery ignored", "channel", m.Channel)
 	}
-	s.log.Debug("delivery ignored", "channel", m.Channel)
-	return false
 }
 
 // deactivate ends the stream with EventDeactivated, then disconnects the Bayeux client (no
 // /service/session/exit: the docs say disconnect).
 func (s *session) deactivate(t connector.Times) {
+	s.over = true
+	s.stopLostTimer()
 	s.mu.Lock()
 	if t.Activation.IsZero() {
 		t.Activation = s.times.Activation
@@ -451,48 +612,46 @@ func (s *session) deactivate(t connector.Times) {
 	s.times = t
 	s.deactivated = true
 	s.mu.Unlock()
-	s.log.Info("session deactivated", "activation_time", millis(t.Activation), "deactivation_time", millis(t.Deactivation))
+	s.log().Info("session deactivated", "activation_time", millis(t.Activation), "deactivation_time", millis(t.Deactivation))
 	s.emit(connector.Event{Kind: connector.EventDeactivated, Times: t})
-	s.closeEvents()
+	s.end()
 	s.shutdown(true)
 }
 
 // rejoin joins again as Controller on the new Bayeux session after a re-handshake. A refusal
 // (the server may still hold the old membership) or a failed call is retried within the re-join
-// window (Config.RejoinWindow); then the session is lost. It reports whether the session goes on.
-// Queued deliveries wait meanwhile: they are handled in order once the re-join is settled.
-func (s *session) rejoin() bool {
-	if s.closed() {
-		return false
-	}
-	s.log.Warn("Bayeux session re-established; joining again as Controller", "client_id", s.client.ClientID())
+// window (Config.RejoinWindow); then the session is lost. The callbacks that come meanwhile wait:
+// they are handled in order once the re-join is settled.
+func (s *session) rejoin() {
+	s.log().Warn("Bayeux session re-established; joining again as Controller", "client_id", s.client.ClientID())
 	adv := s.client.Advice()
-	reply, err := s.joinUntil(s.ctx, opRejoin, &rejoinState{start: time.Now(), advice: &adv})
+	reply, err := s.joinUntil(s.workCtx(), opRejoin, &rejoinState{start: time.Now(), advice: &adv})
 	if err != nil {
 		s.lose(fmt.Errorf("%w: re-join after a Bayeux re-handshake failed: %w", connector.ErrLost, err))
-		return false
+		return
 	}
 	s.mu.Lock()
 	s.applyJoinLocked(reply)
-	h := s.handle
 	s.mu.Unlock()
-	s.log.Info("joined again as Controller", "user_token", connector.MaskToken(reply.UserToken), "participants", len(reply.Users))
-	return s.emit(connector.Event{Kind: connector.EventRejoined, Handle: h})
+	s.log().Info("joined again as Controller", "user_token", connector.MaskToken(reply.UserToken), "participants", len(reply.Users))
+	s.emit(connector.Event{Kind: connector.EventRejoined, Handle: s.Handle()})
 }
 
 // lose stops the session through REST with the saved user token (best effort), ends the stream
 // with EventLost (Stopped says whether that stop went through) and closes the client.
 func (s *session) lose(err error) {
-	if s.closed() {
+	s.over = true
+	s.stopLostTimer()
+	if s.isClosed() {
 		return
 	}
 	s.mu.Lock()
 	userToken := s.userToken
 	s.mu.Unlock()
-	s.log.Warn("session lost; stopping it through REST", "error", err)
+	s.log().Warn("session lost; stopping it through REST", "error", err)
 	stopped := false
-	if t, serr := s.c.restStop(s.ctx, s.route, userToken); serr != nil && !isNotFound(serr) {
-		s.log.Warn("best-effort REST stop failed; the owner retries it", "error", serr)
+	if t, serr := s.c.restStop(s.workCtx(), s.route(), userToken); serr != nil && !isNotFound(serr) {
+		s.log().Warn("best-effort REST stop failed; the owner retries it", "error", serr)
 	} else {
 		stopped = true
 		if serr == nil {
@@ -502,26 +661,8 @@ func (s *session) lose(err error) {
 		}
 	}
 	s.emit(connector.Event{Kind: connector.EventLost, Err: err, Stopped: stopped})
-	s.closeEvents()
+	s.end()
 	s.shutdown(false)
-}
-
-// shutdown releases the client from run. It is bounded by DisconnectTimeout but not cut short
-// by Close (which waits for it), so that the server hears /meta/disconnect after deactivated.
-func (s *session) shutdown(disconnect bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*s.c.cfg.DisconnectTimeout)
-	defer cancel()
-	_ = s.shutdownClient(ctx, disconnect)
-}
-
-// emit sends ev unless the session is closed first; it reports whether ev was sent.
-func (s *session) emit(ev connector.Event) bool {
-	select {
-	case s.events <- ev:
-		return true
-	case <-s.closeCh:
-		return false
-	}
 }
 
 func millis(t time.Time) int64 {
@@ -531,25 +672,40 @@ func millis(t time.Time) int64 {
 	return t.UnixMilli()
 }
 
-// sessionIDHandler adds session_id to every record once the join reply has named the session:
-// the session's and its CometD client's loggers are made before the id is known.
-type sessionIDHandler struct {
+// sessionHandler adds the session's attributes to every record, before the record's own:
+// interaction, token (masked) and node, component=gcb on the session's own lines (the CometD
+// client adds component=cometd to its), and session_id last once the join reply has named the
+// session. So no logger is cloned and kept per session.
+type sessionHandler struct {
 	slog.Handler
-	id *atomic.Pointer[string]
+	s   *session
+	gcb bool
 }
 
-func (h sessionIDHandler) Handle(ctx context.Context, r slog.Record) error {
-	if p := h.id.Load(); p != nil {
-		r = r.Clone()
-		r.AddAttrs(slog.String("session_id", *p))
+func (h sessionHandler) Handle(ctx context.Context, r slog.Record) error {
+	s := h.s
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	out.AddAttrs(
+		slog.String("interaction", s.interactionID),
+		slog.String("token", connector.MaskToken(s.token)),
+		slog.String("node", s.route().node()))
+	if h.gcb {
+		out.AddAttrs(slog.String("component", "gcb"))
 	}
-	return h.Handler.Handle(ctx, r)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(a)
+		return true
+	})
+	if p := s.sessionID.Load(); p != nil {
+		out.AddAttrs(slog.String("session_id", *p))
+	}
+	return h.Handler.Handle(ctx, out)
 }
 
-func (h sessionIDHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return sessionIDHandler{Handler: h.Handler.WithAttrs(as), id: h.id}
+func (h sessionHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return sessionHandler{Handler: h.Handler.WithAttrs(as), s: h.s, gcb: h.gcb}
 }
 
-func (h sessionIDHandler) WithGroup(name string) slog.Handler {
-	return sessionIDHandler{Handler: h.Handler.WithGroup(name), id: h.id}
+func (h sessionHandler) WithGroup(name string) slog.Handler {
+	return sessionHandler{Handler: h.Handler.WithGroup(name), s: h.s, gcb: h.gcb}
 }

@@ -1,0 +1,201 @@
+package gcb
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/connector"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest"
+)
+
+// benchClusterEnv makes the test binary serve a gcbtest cluster instead of running tests.
+const benchClusterEnv = "GCB_BENCH_CLUSTER"
+
+// serveBenchCluster is the benchmark's server process: a one-node gcbtest cluster (connects held
+// 30 s, URL stickiness) and a control server: GET /create?n=N creates N sessions and answers
+// their tokens, one a line; GET /held answers the connects held. It prints
+// "LISTENING <cluster URL> <control URL>" and exits when its stdin closes.
+func serveBenchCluster() {
+	cl := gcbtest.NewCluster(gcbtest.Options{Nodes: 1, ConnectTimeout: 30 * time.Second, MaxInterval: time.Hour, ServerURL: true})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/create", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		for range n {
+			s, err := cl.CreateSession(0)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			fmt.Fprintln(w, s.Token())
+		}
+	})
+	mux.HandleFunc("/held", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, cl.Nodes()[0].Stats().HeldConnects)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	hs := &http.Server{Handler: mux}
+	go hs.Serve(ln)
+	fmt.Printf("LISTENING %s http://%s\n", cl.URL(), ln.Addr())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	hs.Close()
+	cl.Close()
+	os.Exit(0)
+}
+
+func startBenchCluster(b *testing.B) (cluster, control string) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchClusterEnv+"=1")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	f := strings.Fields(line)
+	if err != nil || len(f) != 3 || f[0] != "LISTENING" {
+		b.Fatalf("bench cluster said %q (%v)", line, err)
+	}
+	return f[1], f[2]
+}
+
+func benchGet(b *testing.B, u string) string {
+	b.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("%s: %d %s", u, resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+func memAfterGC() (heap, stack, rss uint64) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc, ms.StackInuse, rss2()
+}
+
+func rss2() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// BenchmarkLiveSessions is cometd's BenchmarkLiveSessions one level up: the cost of a live,
+// waiting Genesys session in this process, its CometD client and its gcb session together.
+// Sessions (default 1,000 per transport; GCB_BENCH_SESSIONS to change) are joined as Controller
+// on a gcbtest cluster in another process and fed (connector.Feeder) as the controller feeds
+// them; then it reports heap-B, stack-B, B (both), rss-B (after a GC), rss-nogc-B (no GC
+// forced: the heap counts about twice) and goroutines, per session. GCB_BENCH_HEAPPROFILE=<path>
+// writes heap profiles of the live sessions.
+func BenchmarkLiveSessions(b *testing.B) {
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("GCB_BENCH_SESSIONS")); err == nil && v > 0 {
+		n = v
+	}
+	for _, tr := range []string{cometd.TransportLongPolling, cometd.TransportWebSocket} {
+		b.Run(tr, func(b *testing.B) {
+			cluster, control := startBenchCluster(b)
+			for range b.N {
+				tokens := strings.Fields(benchGet(b, control+"/create?n="+strconv.Itoa(n)))
+				c, err := New(Config{ClusterURL: cluster, Transports: []string{tr}, MaxConcurrentJoins: n})
+				if err != nil {
+					b.Fatal(err)
+				}
+				h0, s0, rss0 := memAfterGC()
+				g0 := runtime.NumGoroutine()
+				sessions := make([]connector.Session, 0, n)
+				for _, tok := range tokens {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					s, err := c.Join(ctx, connector.Trigger{Token: tok, InteractionID: "i-" + tok})
+					cancel()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if f, ok := s.(connector.Feeder); ok { // a waiting session has no event to read
+						f.Feed(func(connector.Event, bool) {})
+					}
+					sessions = append(sessions, s)
+				}
+				deadline := time.After(time.Minute)
+				poll := time.NewTicker(20 * time.Millisecond)
+				for {
+					held, _ := strconv.Atoi(benchGet(b, control+"/held"))
+					if held >= n {
+						break
+					}
+					select {
+					case <-poll.C:
+					case <-deadline:
+						b.Fatalf("only %d of %d connects held", held, n)
+					}
+				}
+				poll.Stop()
+				rssNoGC := rss2()
+				g1 := runtime.NumGoroutine()
+				h1, s1, rss1 := memAfterGC()
+				if p := os.Getenv("GCB_BENCH_HEAPPROFILE"); p != "" {
+					f, _ := os.Create(p + "." + tr)
+					pprof.WriteHeapProfile(f)
+					f.Close()
+				}
+				per := func(a, b uint64) float64 { return float64(int64(a)-int64(b)) / float64(n) }
+				b.ReportMetric(per(h1, h0), "heap-B/session")
+				b.ReportMetric(per(s1, s0), "stack-B/session")
+				b.ReportMetric(per(h1+s1, h0+s0), "B/session")
+				b.ReportMetric(per(rss1, rss0), "rss-B/session")
+				b.ReportMetric(per(rssNoGC, rss0), "rss-nogc-B/session")
+				b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/session")
+				for _, s := range sessions {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					_ = s.Close(ctx)
+					cancel()
+				}
+				_ = c.Close()
+			}
+		})
+	}
+}
