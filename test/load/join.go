@@ -21,7 +21,8 @@ import (
 //     (REST Get Session with an Origin, then the cluster URL with the gcbSessionServer cookie it
 //     set: Bayeux handshake and first /meta/connect, /service/session/join as the Controller),
 //     with the project's own CometD client (connector/cometd, the one the daemon uses) over the
-//     daemon's transport, and a shared HTTP transport as the daemon has; then it stops the
+//     daemon's transport and with its own lean connections, as the daemon's sessions (a shared
+//     HTTP transport for Get Session, as the daemon's REST calls); then it stops the
 //     session (/service/session/stop, timed too) and leaves;
 //   - the JS client: the official CometD JavaScript client doing the same four steps on the same
 //     transport, in a node process of its own kept for the whole phase (jsanchor.mjs, timed there
@@ -447,7 +448,8 @@ func bareJoinWith(ctx context.Context, front string, rt http.RoundTripper, token
 	}
 
 	// 2 and 3. Handshake and the first /meta/connect.
-	c, err := cometd.New(cometd.Options{URL: node + "/cometd", Transports: transports, Cookies: cookies, RoundTripper: rt, OnMessage: onMessage})
+	// The client's own transports, as the daemon's sessions use them (rt serves Get Session only).
+	c, err := cometd.New(cometd.Options{URL: node + "/cometd", Transports: transports, Cookies: cookies, OnMessage: onMessage})
 	if err != nil {
 		return nil, "", err
 	}
