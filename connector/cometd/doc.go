@@ -55,8 +55,8 @@
 // socket) or, if the server closes it as the request goes out, the request is sent once more on
 // a new connection, provided no byte of a reply came (Node's HTTP server, under
 // cometd-nodejs-server and faye, closes an idle keep-alive connection after 5 s). The connection
-// for other requests is closed once idle for 30 s (checked when a connect reply comes; no timer of
-// its own).
+// for other requests is closed once idle for 2 s (a timer that exists only while it is idle): it
+// serves a burst (the handshake, then the join), and a session that only waits holds one file.
 //
 // Websocket dials, sends the HTTP/1.1 upgrade with Options.Header and the jar's cookies, checks
 // the 101 (Upgrade, Connection, Sec-WebSocket-Accept; no extension or subprotocol accepted) and

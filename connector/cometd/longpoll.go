@@ -30,17 +30,21 @@ const (
 	slotOther   = 1
 )
 
-// idleTimeout is how long the connection for requests other than /meta/connect is kept idle:
-// it is closed when a connect reply comes after that (no timer of its own). Servers close theirs
-// sooner or later anyway (Jetty after 30 s, Node after 5 s); closing ours frees the file
-// descriptor of a session that only waits.
-const idleTimeout = 30 * time.Second
+// idleTimeout is how long the connection for requests other than /meta/connect is kept idle.
+// Such requests come in bursts (the handshake, then the Genesys join right behind it; much
+// later the stop), so a short keep is enough to reuse it within a burst; then it is closed, by a
+// timer that exists only while the connection is idle. Servers close theirs sooner or later
+// anyway (Jetty after 30 s, Node after 5 s); closing ours frees the file descriptor of a session
+// that only waits: a burst of 10,000 joins would otherwise hold two descriptors per session for
+// as long as the keep, twice what a 20,000-file limit allows.
+const idleTimeout = 2 * time.Second
 
 // httpConn is one keep-alive connection.
 type httpConn struct {
 	nc     net.Conn
-	raw    net.Conn // the TCP connection (nc itself unless TLS)
-	idleAt int64    // unix nanoseconds
+	raw    net.Conn    // the TCP connection (nc itself unless TLS)
+	idleAt int64       // unix nanoseconds
+	timer  *time.Timer // closes it once idle for idleTimeout (the "other" slot only)
 	first  [1]byte
 }
 
@@ -212,6 +216,10 @@ func (lp *longPolling) get(ctx context.Context, deadline time.Time, slot int) (h
 	lp.idle[slot] = nil
 	if hc != nil {
 		lp.busy = append(lp.busy, hc)
+		if hc.timer != nil {
+			hc.timer.Stop()
+			hc.timer = nil
+		}
 	}
 	lp.mu.Unlock()
 	if hc != nil {
@@ -252,7 +260,23 @@ func (lp *longPolling) put(hc *httpConn, slot int) {
 	}
 	lp.idle[slot] = hc
 	hc.idleAt = time.Now().UnixNano()
+	if slot == slotOther {
+		hc.timer = time.AfterFunc(idleTimeout, func() { lp.closeIdle(hc) })
+	}
 	lp.mu.Unlock()
+}
+
+// closeIdle closes hc if it is still the idle "other" connection (its timer fired).
+func (lp *longPolling) closeIdle(hc *httpConn) {
+	lp.mu.Lock()
+	if lp.idle[slotOther] != hc {
+		lp.mu.Unlock()
+		return
+	}
+	lp.idle[slotOther] = nil
+	hc.timer = nil
+	lp.mu.Unlock()
+	hc.nc.Close()
 }
 
 // drop closes hc and forgets it.
@@ -273,19 +297,6 @@ func (lp *longPolling) unbusyLocked(hc *httpConn) {
 	if len(lp.busy) == 0 {
 		lp.busy = nil
 	}
-}
-
-// sweep closes the "other" connection if it has been idle for idleTimeout.
-func (lp *longPolling) sweep() {
-	lp.mu.Lock()
-	hc := lp.idle[slotOther]
-	if hc == nil || time.Now().UnixNano()-hc.idleAt < int64(idleTimeout) {
-		lp.mu.Unlock()
-		return
-	}
-	lp.idle[slotOther] = nil
-	lp.mu.Unlock()
-	hc.nc.Close()
 }
 
 // httpPolling is long-polling through net/http, when Options.RoundTripper is set: each request

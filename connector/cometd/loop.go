@@ -656,7 +656,6 @@ func (c *Client) finishConnect(w *lpConnect) (r Message, again *lpConnect, err e
 		}
 	}
 	defer c.unregister(w.p)
-	w.lp.sweep()
 	if err != nil {
 		return Message{}, nil, c.ctxErr(err)
 	}

@@ -59,6 +59,46 @@ func TestLongPollingKeepsItsConnections(t *testing.T) {
 	}
 }
 
+// TestLongPollingClosesTheIdleOtherConnection: the connection for requests other than the held
+// connect is closed once it has been idle a while, so that a session that only waits holds one
+// file; the next request dials again.
+func TestLongPollingClosesTheIdleOtherConnection(t *testing.T) {
+	srv := &bayeuxtest.Server{Timeout: 10 * time.Second, BrowserCookie: true}
+	hs := httptest.NewUnstartedServer(srv)
+	var opened, closed atomic.Int32
+	closedCh := make(chan struct{}, 4)
+	hs.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			opened.Add(1)
+		case http.StateClosed:
+			closed.Add(1)
+			closedCh <- struct{}{}
+		}
+	}
+	hs.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		hs.Close()
+	})
+	c, rec := newClient(t, hs.URL+"/cometd", cometd.TransportLongPolling, nil)
+	start(t, c, rec)
+	if err := c.Subscribe(ctxT(t), "/a"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closedCh: // the idle one, while the connect is held
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle connection was not closed")
+	}
+	if err := c.Subscribe(ctxT(t), "/b"); err != nil {
+		t.Fatal(err)
+	}
+	if o, cl := opened.Load(), closed.Load(); o != 3 || cl != 1 {
+		t.Fatalf("%d connections opened and %d closed, want 3 and 1", o, cl)
+	}
+}
+
 // chunked makes every reply of h chunked: it flushes before writing the body.
 type chunked struct{ h http.Handler }
 
