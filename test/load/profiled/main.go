@@ -4,7 +4,9 @@
 // diagnostic stand-in, built by the harness only when asked; the figures of a normal run come
 // from the real binary.
 //
-//	LOAD_CPU_PROFILE=FILE   a CPU profile of the whole run, written at exit (SIGINT, SIGTERM)
+//	LOAD_CPU_PROFILE=FILE   a CPU profile of the run up to the first SIGUSR1 (or exit); then one
+//	                        from each SIGUSR1 to the next (or exit) into FILE.usr1-<n>, so that
+//	                        the live measurement's idle window (from N live to the close) has one
 //	LOAD_HEAP_PROFILE=FILE  on SIGUSR1: a heap profile into FILE.<n> (n = 1, 2, ...), the goroutines
 //	                        grouped by stack into FILE.<n>.goroutines.txt, and a JSON line on stderr
 //	                        with the goroutine count: {"msg":"profiled: heap written",...}
@@ -45,20 +47,33 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "profiled: refusing to start: %v\n", err)
 		return 2
 	}
-	if p := os.Getenv("LOAD_CPU_PROFILE"); p != "" {
+	cpuBase := os.Getenv("LOAD_CPU_PROFILE")
+	var cpuFile *os.File
+	startCPU := func(p string) error {
 		f, err := os.Create(p)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "profiled: %v\n", err)
-			return 1
+			return err
 		}
 		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			return err
+		}
+		cpuFile = f
+		return nil
+	}
+	stopCPU := func() {
+		if cpuFile != nil {
+			pprof.StopCPUProfile()
+			_ = cpuFile.Close()
+			cpuFile = nil
+		}
+	}
+	if cpuBase != "" {
+		if err := startCPU(cpuBase); err != nil {
 			fmt.Fprintf(os.Stderr, "profiled: %v\n", err)
 			return 1
 		}
-		defer func() {
-			pprof.StopCPUProfile()
-			_ = f.Close()
-		}()
+		defer stopCPU()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -76,6 +91,12 @@ func run() int {
 			case <-usr1:
 				n++
 				heap(os.Getenv("LOAD_HEAP_PROFILE"), n)
+				if cpuBase != "" {
+					stopCPU()
+					if err := startCPU(fmt.Sprintf("%s.usr1-%d", cpuBase, n)); err != nil {
+						fmt.Fprintf(os.Stderr, "profiled: %v\n", err)
+					}
+				}
 			}
 		}
 	}()
