@@ -379,6 +379,15 @@ func (s *session) Stop(ctx context.Context) (connector.Times, error) {
 		case ctx.Err() != nil:
 			return connector.Times{}, err
 		}
+		// The server may end the session and say so (deactivated) before the stop's own reply
+		// comes; the client then disconnects, which fails the call in flight. That is a stop done.
+		s.mu.Lock()
+		done, t := s.deactivated, s.times
+		s.mu.Unlock()
+		if done {
+			s.log().InfoContext(ctx, "stop sent over CometD; the session ended before its reply")
+			return t, nil
+		}
 		s.log().WarnContext(ctx, "CometD stop failed; falling back to the REST stop", "error", err)
 	}
 	t, err := s.c.restStop(ctx, s.route(), userToken)
