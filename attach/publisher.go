@@ -351,7 +351,9 @@ func (b *Batch) Lifecycle(ctx context.Context, e Lifecycle) error {
 }
 
 // Handoff sends a page message (see Publisher.Handoff); its outcome comes from Wait.
-func (b *Batch) Handoff(ctx context.Context, h Handoff) error { return b.add(b.p.handoff(ctx, h, b.send)) }
+func (b *Batch) Handoff(ctx context.Context, h Handoff) error {
+	return b.add(b.p.handoff(ctx, h, b.send))
+}
 
 // AgentView sends an agent view (see Publisher.AgentView); its outcome comes from Wait.
 func (b *Batch) AgentView(ctx context.Context, v AgentView) error { return b.Handoff(ctx, v.Handoff()) }
