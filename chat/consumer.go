@@ -772,9 +772,12 @@ func (c *Consumer) decode(subject string, data []byte) (Inbound, error) {
 			in.StartToken, _ = StartCandidate(m.Text)
 		}
 	case subjectEvent:
-		e, err := decodeEvent(token, data)
-		if err != nil {
-			return Inbound{}, err
+		e, ok := fastEvent(token, data)
+		if !ok {
+			var err error
+			if e, err = decodeEvent(token, data); err != nil {
+				return Inbound{}, err
+			}
 		}
 		in.Event = e
 	case subjectSignal:

@@ -297,3 +297,29 @@ func FuzzFastChat(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastEvent checks the one-pass event decoder against the reference, as FuzzFastChat does.
+func FuzzFastEvent(f *testing.F) {
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"assigned","agentId":"a-1","cobrowseVendor":"genesys","at":"2026-12-01T10:00:00Z"}`))
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"closed"}`))
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"transferred","agentId":"a 1"}`))
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"transferred","toAgentId":""}`))
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"","at":null}`))
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"x","meta":{"a":1,"a":2}}`))
+	f.Add("I1", []byte(`{"id":"e1","interactionId":"I1","type":"cobrowse_requested","requestedBy":{"role":"bot"}}`))
+	f.Fuzz(func(t *testing.T, token string, data []byte) {
+		fast, ok := fastEvent(token, data)
+		if !ok {
+			return
+		}
+		ref, err := decodeEvent(token, data)
+		if err != nil {
+			t.Fatalf("fastEvent accepted what decodeEvent refuses (%v): %q", err, data)
+		}
+		if fast.ID != ref.ID || fast.InteractionID != ref.InteractionID || fast.Type != ref.Type || fast.AgentID != ref.AgentID ||
+			fast.ToAgentID != ref.ToAgentID || fast.Vendor != ref.Vendor || ref.RequestedBy != nil ||
+			!fast.At.Equal(ref.At) || fast.At.Location() != ref.At.Location() {
+			t.Fatalf("fastEvent %+v, decodeEvent %+v, for %q", fast, ref, data)
+		}
+	})
+}
