@@ -39,6 +39,9 @@ const (
 // as long as the keep, twice what a 20,000-file limit allows.
 const idleTimeout = 2 * time.Second
 
+// freshIdle: a kept connection idle for less than this is reused without the peek (see get).
+const freshIdle = 100 * time.Millisecond
+
 // httpConn is one keep-alive connection.
 type httpConn struct {
 	nc     net.Conn
@@ -223,7 +226,12 @@ func (lp *longPolling) get(ctx context.Context, deadline time.Time, slot int) (h
 	}
 	lp.mu.Unlock()
 	if hc != nil {
-		if !peerClosed(hc.raw, hc.raw != hc.nc) {
+		// A connection whose reply was just read (the held connect's, sent again at once) is
+		// reused without asking the kernel whether the server closed it: a server closes a kept
+		// connection after seconds of idleness, not right after a reply, and a request that fails
+		// on a reused connection before any byte of its reply is sent once more anyway. The peek
+		// is a system call per request that a waiting session would pay every connect period.
+		if time.Now().UnixNano()-hc.idleAt < int64(freshIdle) || !peerClosed(hc.raw, hc.raw != hc.nc) {
 			return hc, true, nil
 		}
 		lp.drop(hc)
