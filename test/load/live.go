@@ -221,6 +221,13 @@ func (h *harness) live(ctx context.Context, transport string) (res *liveResult, 
 		return nil, err
 	}
 	res.RSSActKiB = ma.RSSKiB
+	if d.profiled() {
+		// The profiled daemon starts a CPU profile at each dump: this one covers the idle window
+		// (the figures of a profiled run are for diagnosis, not for comparing).
+		if _, err := d.heapDump(ctx); err != nil {
+			return nil, err
+		}
+	}
 	meter := startCPU(d.p.Pid(), e.gcb.Pid(), e.nats.Pid())
 	window := time.NewTimer(o.cpuWindow)
 	select {
