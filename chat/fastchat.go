@@ -23,48 +23,28 @@ func fastChat(token string, data []byte) (*Message, bool) {
 	var m Message
 	var have struct{ id, interaction, text, from, sentAt bool }
 	var sentAt string
-	var seen keySet
-	if !s.objectStart() {
-		return nil, false
-	}
-	for first := true; ; first = false {
-		key, more, ok := s.nextKey(first)
-		if !ok {
-			return nil, false
-		}
-		if !more {
-			break
-		}
-		if !seen.add(key) {
-			return nil, false
-		}
-		var dst *string
+	ok := s.fields(func(key []byte) bool {
 		switch string(key) { // compared, not kept: no copy
 		case "id":
-			dst, have.id = &m.ID, true
+			have.id = true
+			return s.strInto(&m.ID)
 		case "interactionId":
-			dst, have.interaction = &m.InteractionID, true
+			have.interaction = true
+			return s.strInto(&m.InteractionID)
 		case "text":
-			dst, have.text = &m.Text, true
+			have.text = true
+			return s.strInto(&m.Text)
 		case "sentAt":
-			dst, have.sentAt = &sentAt, true
+			have.sentAt = true
+			return s.strInto(&sentAt)
 		case "from":
 			have.from = true
-			if !s.sender(&m.From) {
-				return nil, false
-			}
-			continue
-		default:
-			if !s.value(1) {
-				return nil, false
-			}
-			continue
+			return s.sender(&m.From)
 		}
-		v, ok := s.str()
-		if !ok {
-			return nil, false
-		}
-		*dst = v
+		return s.value(1)
+	})
+	if !ok {
+		return nil, false
 	}
 	if !s.end() || !have.id || !have.interaction || !have.text || !have.from || m.ID == "" ||
 		m.InteractionID != token || checkToken("interactionId", m.InteractionID) != nil || !m.From.Role.Valid() {
@@ -107,8 +87,6 @@ func (s *scanner) byte(c byte) bool {
 	return false
 }
 
-func (s *scanner) objectStart() bool { return s.byte('{') }
-
 // nextKey reads the next key of an object and its colon; more false at the object's end.
 func (s *scanner) nextKey(first bool) (key []byte, more, ok bool) {
 	if s.byte('}') {
@@ -123,6 +101,44 @@ func (s *scanner) nextKey(first bool) (key []byte, more, ok bool) {
 		return nil, false, false
 	}
 	return k, true, true
+}
+
+// fields reads an object (after whitespace): for each key, take reads its value with the
+// scanner (strInto, value, ...) and says whether it took it. A key seen twice, or a value take
+// does not take, fails it.
+func (s *scanner) fields(take func(key []byte) bool) bool {
+	s.ws()
+	if s.i >= len(s.data) || s.data[s.i] != '{' {
+		return false
+	}
+	return s.object(take)
+}
+
+// object reads the object starting at s.i ('{') as fields does.
+func (s *scanner) object(take func(key []byte) bool) bool {
+	s.i++
+	var seen keySet
+	for first := true; ; first = false {
+		key, more, ok := s.nextKey(first)
+		if !ok {
+			return false
+		}
+		if !more {
+			return true
+		}
+		if !seen.add(key) || !take(key) {
+			return false
+		}
+	}
+}
+
+// strInto reads a string value into *dst.
+func (s *scanner) strInto(dst *string) bool {
+	v, ok := s.str()
+	if ok {
+		*dst = v
+	}
+	return ok
 }
 
 // keySet holds the keys of one object, to refuse a duplicate (few keys: a linear search).
@@ -280,23 +296,7 @@ func (s *scanner) value(depth int) bool {
 	case c == '-' || '0' <= c && c <= '9':
 		return s.number()
 	case c == '{':
-		s.i++
-		var seen keySet
-		for first := true; ; first = false {
-			key, more, ok := s.nextKey(first)
-			if !ok {
-				return false
-			}
-			if !more {
-				return true
-			}
-			if !seen.add(key) {
-				return false
-			}
-			if !s.value(depth + 1) {
-				return false
-			}
-		}
+		return s.object(func([]byte) bool { return s.value(depth + 1) })
 	case c == '[':
 		s.i++
 		if s.byte(']') {
@@ -368,50 +368,22 @@ func (s *scanner) number() bool {
 
 // sender reads the from object: role, id and name strings, other keys scalars, no key twice.
 func (s *scanner) sender(out *Sender) bool {
-	if !s.objectStart() {
-		return false
-	}
-	var seen keySet
+	var role string
 	hasRole := false
-	for first := true; ; first = false {
-		key, more, ok := s.nextKey(first)
-		if !ok {
-			return false
-		}
-		if !more {
-			break
-		}
-		if !seen.add(key) {
-			return false
-		}
-		var dst *string
+	ok := s.fields(func(key []byte) bool {
 		switch string(key) {
 		case "role":
-			var role string
-			v, ok := s.str()
-			if !ok {
-				return false
-			}
-			role, hasRole = v, true
-			out.Role = Role(role)
-			continue
+			hasRole = true
+			return s.strInto(&role)
 		case "id":
-			dst = &out.ID
+			return s.strInto(&out.ID)
 		case "name":
-			dst = &out.Name
-		default:
-			if !s.value(1) {
-				return false
-			}
-			continue
+			return s.strInto(&out.Name)
 		}
-		v, ok := s.str()
-		if !ok {
-			return false
-		}
-		*dst = v
-	}
-	return hasRole
+		return s.value(1)
+	})
+	out.Role = Role(role)
+	return ok && hasRole
 }
 
 // end reports whether only whitespace follows.
@@ -433,50 +405,36 @@ func fastEvent(token string, data []byte) (*Event, bool) {
 	var e Event
 	var have struct{ id, interaction, typ, at, agent, toAgent, vendor bool }
 	var typ, at string
-	var seen keySet
-	if !s.objectStart() {
-		return nil, false
-	}
-	for first := true; ; first = false {
-		key, more, ok := s.nextKey(first)
-		if !ok {
-			return nil, false
-		}
-		if !more {
-			break
-		}
-		if !seen.add(key) {
-			return nil, false
-		}
-		var dst *string
+	ok := s.fields(func(key []byte) bool {
 		switch string(key) {
 		case "id":
-			dst, have.id = &e.ID, true
+			have.id = true
+			return s.strInto(&e.ID)
 		case "interactionId":
-			dst, have.interaction = &e.InteractionID, true
+			have.interaction = true
+			return s.strInto(&e.InteractionID)
 		case "type":
-			dst, have.typ = &typ, true
+			have.typ = true
+			return s.strInto(&typ)
 		case "agentId":
-			dst, have.agent = &e.AgentID, true
+			have.agent = true
+			return s.strInto(&e.AgentID)
 		case "toAgentId":
-			dst, have.toAgent = &e.ToAgentID, true
+			have.toAgent = true
+			return s.strInto(&e.ToAgentID)
 		case "cobrowseVendor":
-			dst, have.vendor = &e.Vendor, true
+			have.vendor = true
+			return s.strInto(&e.Vendor)
 		case "at":
-			dst, have.at = &at, true
-		case "requestedBy":
-			return nil, false
-		default:
-			if !s.value(1) {
-				return nil, false
-			}
-			continue
+			have.at = true
+			return s.strInto(&at)
+		case "requestedBy": // a sender to check: left to the reference
+			return false
 		}
-		v, ok := s.str()
-		if !ok {
-			return nil, false
-		}
-		*dst = v
+		return s.value(1)
+	})
+	if !ok {
+		return nil, false
 	}
 	if !s.end() || !have.id || !have.interaction || !have.typ || e.ID == "" || typ == "" ||
 		e.InteractionID != token || checkToken("interactionId", e.InteractionID) != nil {
