@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -38,18 +37,7 @@ Every config key can be overridden from the environment: COBROWSE_<KEY PATH>, e.
 A COBROWSE_ variable that names no key is refused (Kubernetes service links excepted).
 `
 
-// defaultGCPercent is the garbage collector's target when the environment sets no GOGC. The
-// daemon holds many sessions that only wait, and allocates little while they do: Go's default of
-// 100 lets the heap grow to twice what is live before it collects, and keeps that much memory from
-// the system for good, about a third of the daemon's memory at 10,000 live sessions. 50 keeps
-// half of that; the collector then runs twice as often, which costs little where little is
-// allocated (docs/scaling.md has the figures). GOGC in the environment overrides it.
-const defaultGCPercent = 50
-
 func main() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
