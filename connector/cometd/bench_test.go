@@ -1,16 +1,13 @@
 package cometd_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -19,6 +16,7 @@ import (
 
 	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd/internal/bayeuxtest"
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // benchServerEnv makes the test binary serve bayeuxtest instead of running tests (see TestMain).
@@ -51,30 +49,7 @@ func serveBenchServer() {
 // startBenchServer runs serveBenchServer in a child process until the benchmark ends.
 func startBenchServer(b *testing.B) string {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchServerEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		stdin.Close()
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	url, ok := strings.CutPrefix(strings.TrimSpace(line), "LISTENING ")
-	if err != nil || !ok {
-		b.Fatalf("bench server said %q (%v)", line, err)
-	}
-	return url
+	return procs.ChildServer(b, benchServerEnv+"=1")[0]
 }
 
 // heldConnects asks the server process how many connects it holds.
@@ -88,30 +63,6 @@ func heldConnects(b *testing.B, url string) int {
 	f := strings.Fields(string(body))
 	n, _ := strconv.Atoi(f[len(f)-1])
 	return n
-}
-
-// memParts is the process's live heap and goroutine stacks after a full GC, and its RSS.
-func memParts() (heap, stack, rss uint64) {
-	runtime.GC()
-	debug.FreeOSMemory() // so that RSS grows from a baseline without freed pages kept around
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc, ms.StackInuse, rssNow()
-}
-
-// rssNow is the process's resident set size.
-func rssNow() uint64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // BenchmarkLiveSessions holds live Bayeux sessions (default 1,000 per transport; set
@@ -144,7 +95,7 @@ func BenchmarkLiveSessions(b *testing.B) {
 		b.Run(tr, func(b *testing.B) {
 			url := startBenchServer(b)
 			for range b.N {
-				h0, s0, rss0 := memParts()
+				h0, s0, rss0 := procs.MemAfterGC()
 				g0 := runtime.NumGoroutine()
 				clients := make([]*cometd.Client, n)
 				for i := range clients {
@@ -173,9 +124,9 @@ func BenchmarkLiveSessions(b *testing.B) {
 					}
 				}
 				poll.Stop()
-				rssNoGC := rssNow()
+				rssNoGC := procs.RSS()
 				g1 := runtime.NumGoroutine()
-				h1, s1, rss1 := memParts()
+				h1, s1, rss1 := procs.MemAfterGC()
 				if p := os.Getenv("COMETD_BENCH_HEAPPROFILE"); p != "" {
 					f, _ := os.Create(p + "." + tr)
 					pprof.WriteHeapProfile(f)

@@ -1,16 +1,13 @@
 package gcb
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -20,6 +17,7 @@ import (
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest"
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // benchClusterEnv makes the test binary serve a gcbtest cluster instead of running tests.
@@ -60,32 +58,14 @@ func serveBenchCluster() {
 	os.Exit(0)
 }
 
+// startBenchCluster runs the gcbtest cluster in a child process until the benchmark ends.
 func startBenchCluster(b *testing.B) (cluster, control string) {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchClusterEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
+	f := procs.ChildServer(b, benchClusterEnv+"=1")
+	if len(f) != 2 {
+		b.Fatalf("the bench cluster said %v, want its cluster and control URLs", f)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		stdin.Close()
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	f := strings.Fields(line)
-	if err != nil || len(f) != 3 || f[0] != "LISTENING" {
-		b.Fatalf("bench cluster said %q (%v)", line, err)
-	}
-	return f[1], f[2]
+	return f[0], f[1]
 }
 
 func benchGet(b *testing.B, u string) string {
@@ -100,28 +80,6 @@ func benchGet(b *testing.B, u string) string {
 		b.Fatalf("%s: %d %s", u, resp.StatusCode, body)
 	}
 	return string(body)
-}
-
-func memAfterGC() (heap, stack, rss uint64) {
-	runtime.GC()
-	debug.FreeOSMemory()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc, ms.StackInuse, rss2()
-}
-
-func rss2() uint64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // BenchmarkLiveSessions is cometd's BenchmarkLiveSessions one level up: the cost of a live,
@@ -145,7 +103,7 @@ func BenchmarkLiveSessions(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				h0, s0, rss0 := memAfterGC()
+				h0, s0, rss0 := procs.MemAfterGC()
 				g0 := runtime.NumGoroutine()
 				sessions := make([]connector.Session, 0, n)
 				for _, tok := range tokens {
@@ -174,9 +132,9 @@ func BenchmarkLiveSessions(b *testing.B) {
 					}
 				}
 				poll.Stop()
-				rssNoGC := rss2()
+				rssNoGC := procs.RSS()
 				g1 := runtime.NumGoroutine()
-				h1, s1, rss1 := memAfterGC()
+				h1, s1, rss1 := procs.MemAfterGC()
 				if p := os.Getenv("GCB_BENCH_HEAPPROFILE"); p != "" {
 					f, _ := os.Create(p + "." + tr)
 					pprof.WriteHeapProfile(f)

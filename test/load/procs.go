@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // childEnv is the environment of a child: the harness's own without the daemon's overrides
@@ -37,40 +39,9 @@ func readFDs(pid int) (int, error) {
 const clockTicks = 100
 
 // procMem is what /proc/<pid>/status says of a process's memory and threads.
-type procMem struct {
-	RSSKiB  int64 // VmRSS, in KiB
-	Threads int   // OS threads (not goroutines)
-}
+type procMem = procs.Mem
 
-func readProcMem(pid int) (procMem, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return procMem{}, err
-	}
-	var m procMem
-	var haveRSS bool
-	for line := range strings.SplitSeq(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		switch k {
-		case "VmRSS":
-			m.RSSKiB, err = strconv.ParseInt(f[0], 10, 64)
-			haveRSS = err == nil
-		case "Threads":
-			m.Threads, _ = strconv.Atoi(f[0])
-		}
-	}
-	if !haveRSS {
-		return procMem{}, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
-	}
-	return m, nil
-}
+func readProcMem(pid int) (procMem, error) { return procs.ReadMem(pid) }
 
 // readCPU returns a process's user+system CPU time (utime+stime of /proc/<pid>/stat).
 func readCPU(pid int) (time.Duration, error) {
