@@ -25,19 +25,8 @@ import (
 func TestLongPollingKeepsItsConnections(t *testing.T) {
 	srv := &bayeuxtest.Server{Timeout: 20 * time.Millisecond, BrowserCookie: true}
 	connects := recordConnects(srv)
-	hs := httptest.NewUnstartedServer(srv)
-	var opened atomic.Int32
-	hs.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			opened.Add(1)
-		}
-	}
-	hs.Start()
-	t.Cleanup(func() {
-		srv.Close()
-		hs.Close()
-	})
-	c, rec := newClient(t, hs.URL+"/cometd", cometd.TransportLongPolling, nil)
+	cc := countConns(t, srv)
+	c, rec := newClient(t, cc.url+"/cometd", cometd.TransportLongPolling, nil)
 	start(t, c, rec)
 	if err := c.Subscribe(ctxT(t), "/a"); err != nil {
 		t.Fatal(err)
@@ -54,7 +43,7 @@ func TestLongPollingKeepsItsConnections(t *testing.T) {
 	if err := c.Disconnect(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	if n := opened.Load(); n != 2 {
+	if n := cc.opened.Load(); n != 2 {
 		t.Fatalf("%d connections opened, want 2 (connects, other requests)", n)
 	}
 }
@@ -64,16 +53,46 @@ func TestLongPollingKeepsItsConnections(t *testing.T) {
 // file; the next request dials again.
 func TestLongPollingClosesTheIdleOtherConnection(t *testing.T) {
 	srv := &bayeuxtest.Server{Timeout: 10 * time.Second, BrowserCookie: true}
+	cc := countConns(t, srv)
+	c, rec := newClient(t, cc.url+"/cometd", cometd.TransportLongPolling, nil)
+	start(t, c, rec)
+	if err := c.Subscribe(ctxT(t), "/a"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cc.closedCh: // the idle one, while the connect is held
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle connection was not closed")
+	}
+	if err := c.Subscribe(ctxT(t), "/b"); err != nil {
+		t.Fatal(err)
+	}
+	if o, cl := cc.opened.Load(), cc.closed.Load(); o != 3 || cl != 1 {
+		t.Fatalf("%d connections opened and %d closed, want 3 and 1", o, cl)
+	}
+}
+
+// conns serves srv and counts the connections its clients open and close.
+type conns struct {
+	url            string
+	opened, closed atomic.Int32
+	closedCh       chan struct{} // a value per close, for the first few
+}
+
+func countConns(t *testing.T, srv *bayeuxtest.Server) *conns {
+	t.Helper()
+	cc := &conns{closedCh: make(chan struct{}, 16)}
 	hs := httptest.NewUnstartedServer(srv)
-	var opened, closed atomic.Int32
-	closedCh := make(chan struct{}, 4)
 	hs.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		switch st {
 		case http.StateNew:
-			opened.Add(1)
+			cc.opened.Add(1)
 		case http.StateClosed:
-			closed.Add(1)
-			closedCh <- struct{}{}
+			cc.closed.Add(1)
+			select {
+			case cc.closedCh <- struct{}{}:
+			default:
+			}
 		}
 	}
 	hs.Start()
@@ -81,22 +100,8 @@ func TestLongPollingClosesTheIdleOtherConnection(t *testing.T) {
 		srv.Close()
 		hs.Close()
 	})
-	c, rec := newClient(t, hs.URL+"/cometd", cometd.TransportLongPolling, nil)
-	start(t, c, rec)
-	if err := c.Subscribe(ctxT(t), "/a"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-closedCh: // the idle one, while the connect is held
-	case <-time.After(10 * time.Second):
-		t.Fatal("the idle connection was not closed")
-	}
-	if err := c.Subscribe(ctxT(t), "/b"); err != nil {
-		t.Fatal(err)
-	}
-	if o, cl := opened.Load(), closed.Load(); o != 3 || cl != 1 {
-		t.Fatalf("%d connections opened and %d closed, want 3 and 1", o, cl)
-	}
+	cc.url = hs.URL
+	return cc
 }
 
 // chunked makes every reply of h chunked: it flushes before writing the body.
