@@ -95,8 +95,7 @@ func BenchmarkLiveSessions(b *testing.B) {
 		b.Run(tr, func(b *testing.B) {
 			url := startBenchServer(b)
 			for range b.N {
-				h0, s0, rss0 := procs.MemAfterGC()
-				g0 := runtime.NumGoroutine()
+				before := procs.TakeSnapshot()
 				clients := make([]*cometd.Client, n)
 				for i := range clients {
 					c, err := cometd.New(cometd.Options{URL: url, Transports: []string{tr}})
@@ -125,8 +124,7 @@ func BenchmarkLiveSessions(b *testing.B) {
 				}
 				poll.Stop()
 				rssNoGC := procs.RSS()
-				g1 := runtime.NumGoroutine()
-				h1, s1, rss1 := procs.MemAfterGC()
+				after := procs.TakeSnapshot()
 				if p := os.Getenv("COMETD_BENCH_HEAPPROFILE"); p != "" {
 					f, _ := os.Create(p + "." + tr)
 					pprof.WriteHeapProfile(f)
@@ -135,13 +133,7 @@ func BenchmarkLiveSessions(b *testing.B) {
 					pprof.Lookup("goroutine").WriteTo(pf, 1)
 					pf.Close()
 				}
-				per := func(a, b uint64) float64 { return float64(int64(a)-int64(b)) / float64(n) }
-				b.ReportMetric(per(h1, h0), "heap-B/session")
-				b.ReportMetric(per(s1, s0), "stack-B/session")
-				b.ReportMetric(per(h1+s1, h0+s0), "B/session")
-				b.ReportMetric(per(rss1, rss0), "rss-B/session")
-				b.ReportMetric(per(rssNoGC, rss0), "rss-nogc-B/session")
-				b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/session")
+				procs.ReportPerSession(b, n, before, after, rssNoGC)
 				for _, c := range clients {
 					c.Close()
 				}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -103,8 +102,7 @@ func BenchmarkLiveSessions(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				h0, s0, rss0 := procs.MemAfterGC()
-				g0 := runtime.NumGoroutine()
+				before := procs.TakeSnapshot()
 				sessions := make([]connector.Session, 0, n)
 				for _, tok := range tokens {
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -133,20 +131,13 @@ func BenchmarkLiveSessions(b *testing.B) {
 				}
 				poll.Stop()
 				rssNoGC := procs.RSS()
-				g1 := runtime.NumGoroutine()
-				h1, s1, rss1 := procs.MemAfterGC()
+				after := procs.TakeSnapshot()
 				if p := os.Getenv("GCB_BENCH_HEAPPROFILE"); p != "" {
 					f, _ := os.Create(p + "." + tr)
 					pprof.WriteHeapProfile(f)
 					f.Close()
 				}
-				per := func(a, b uint64) float64 { return float64(int64(a)-int64(b)) / float64(n) }
-				b.ReportMetric(per(h1, h0), "heap-B/session")
-				b.ReportMetric(per(s1, s0), "stack-B/session")
-				b.ReportMetric(per(h1+s1, h0+s0), "B/session")
-				b.ReportMetric(per(rss1, rss0), "rss-B/session")
-				b.ReportMetric(per(rssNoGC, rss0), "rss-nogc-B/session")
-				b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/session")
+				procs.ReportPerSession(b, n, before, after, rssNoGC)
 				for _, s := range sessions {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					_ = s.Close(ctx)

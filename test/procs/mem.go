@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"testing"
 )
 
 // Mem is what /proc/<pid>/status says of a process's memory and threads (Linux).
@@ -68,4 +69,30 @@ func MemAfterGC() (heap, stack, rss uint64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc, ms.StackInuse, RSS()
+}
+
+// Snapshot is a benchmark's reading of this process: MemAfterGC and the goroutines.
+type Snapshot struct {
+	Heap, Stack, RSS uint64
+	Goroutines       int
+}
+
+// TakeSnapshot collects and reads.
+func TakeSnapshot() Snapshot {
+	g := runtime.NumGoroutine()
+	h, s, r := MemAfterGC()
+	return Snapshot{Heap: h, Stack: s, RSS: r, Goroutines: g}
+}
+
+// ReportPerSession reports what n sessions added between before and after (each taken with
+// TakeSnapshot), and rssNoGC (RSS read while they lived, before after's collection, as a daemon
+// sees it): heap-B, stack-B, B (the two), rss-B, rss-nogc-B and goroutines, per session.
+func ReportPerSession(b *testing.B, n int, before, after Snapshot, rssNoGC uint64) {
+	per := func(a, z uint64) float64 { return float64(int64(a)-int64(z)) / float64(n) }
+	b.ReportMetric(per(after.Heap, before.Heap), "heap-B/session")
+	b.ReportMetric(per(after.Stack, before.Stack), "stack-B/session")
+	b.ReportMetric(per(after.Heap+after.Stack, before.Heap+before.Stack), "B/session")
+	b.ReportMetric(per(after.RSS, before.RSS), "rss-B/session")
+	b.ReportMetric(per(rssNoGC, before.RSS), "rss-nogc-B/session")
+	b.ReportMetric(float64(after.Goroutines-before.Goroutines)/float64(n), "goroutines/session")
 }
