@@ -431,11 +431,7 @@ func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
 	case connector.EventParticipantJoined:
 		a.logger().Info("participant joined", "role", ev.Participant.Role.String(), "session_id", a.st.Live.Handle.SessionID)
 	case connector.EventActivated:
-		at := ev.Times.Activation
-		if at.IsZero() {
-			at = time.Now()
-		}
-		a.activated(at)
+		a.activated(activationOf(ev))
 	case connector.EventDeactivated:
 		a.endSession(endReason(a.st.Live), ev.Times)
 	case connector.EventRejoined:
@@ -456,6 +452,14 @@ func (a *actor) sessionEvent(ctx context.Context, ev connector.Event, ok bool) {
 		}
 		a.endSession(connector.ServerLost, connector.Times{})
 	}
+}
+
+// activationOf is an EventActivated's activation time, or now when the vendor gave none.
+func activationOf(ev connector.Event) time.Time {
+	if at := ev.Times.Activation; !at.IsZero() {
+		return at
+	}
+	return time.Now()
 }
 
 // activated records the session's activation and queues the activated event and the attach.
@@ -555,11 +559,7 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 		case connector.EventActivated:
 			// The agent joined just before the stop: it counts, for the duration and the
 			// contract's activated event and attach.
-			at := ev.Times.Activation
-			if at.IsZero() {
-				at = time.Now()
-			}
-			a.activated(at)
+			a.activated(activationOf(ev))
 		case connector.EventDeactivated:
 			a.endSession(reason, mergeTimes(ev.Times, times))
 			return

@@ -75,11 +75,11 @@ func hasAgent(ps []connector.Participant) bool {
 // the session can hand them over without a channel (no goroutine waits for a session that is only
 // waiting), else from its Events channel on a goroutine that ends when the session closes it.
 func (a *actor) attachSession(sess connector.Session) {
-	a.stopListening() // the previous session's, if any
-	a.sess = sess
 	a.qmu.Lock()
+	a.dropStreamLocked() // the previous session's, if any
 	gen := a.gen
 	a.qmu.Unlock()
+	a.sess = sess
 	a.listening, a.streamed = false, false
 	if f, ok := sess.(connector.Feeder); ok {
 		a.listening, a.streamed = true, true
