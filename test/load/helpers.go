@@ -21,6 +21,8 @@ import (
 
 	"github.com/cobrowse-connector/cobrowse-connector/connector/cometd"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest"
+	"github.com/cobrowse-connector/cobrowse-connector/test/natstest"
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // The harness runs its NATS server and its Co-browse Server each in a process of its own, so that
@@ -77,18 +79,9 @@ func natsdMain(args []string) int {
 	if *prof {
 		opts.ProfPort = server.RANDOM_PORT
 	}
-	ns, err := server.NewServer(opts)
+	ns, err := natstest.Run(opts, 30*time.Second)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "natsd: %v\n", err)
-		return 1
-	}
-	if *logPath != "" {
-		ns.ConfigureLogger()
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		fmt.Fprintln(os.Stderr, "natsd: not ready within 30s")
-		ns.Shutdown()
 		return 1
 	}
 	if *prof {
@@ -160,11 +153,7 @@ func (a *gcbAPI) mux() *http.ServeMux {
 	return m
 }
 
-func reply(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func reply(w http.ResponseWriter, status int, v any) { procs.ReplyJSON(w, status, v) }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err := json.NewDecoder(r.Body).Decode(v); err != nil {

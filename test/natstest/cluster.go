@@ -118,18 +118,9 @@ func (c *Cluster) startNode(i int) error {
 	nd := c.nodes[i]
 	o := nd.opts
 	c.mu.Unlock()
-	ns, err := server.NewServer(&o)
+	ns, err := Run(&o, ClusterWait)
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.ServerName, err)
-	}
-	if !o.NoLog {
-		ns.ConfigureLogger()
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(ClusterWait) {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		return fmt.Errorf("%s: not ready for connections within %v", o.ServerName, ClusterWait)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -42,14 +42,9 @@ func (s *Server) Restart(tb testing.TB) *Server {
 func start(tb testing.TB, opts server.Options) *Server {
 	tb.Helper()
 	o := opts
-	ns, err := server.NewServer(&o)
+	ns, err := Run(&o, 10*time.Second)
 	if err != nil {
 		tb.Fatalf("natstest: %v", err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		tb.Fatal("natstest: server not ready within 10s")
 	}
 	tb.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	// Pin the port the server picked so that Restart comes back on the same address.

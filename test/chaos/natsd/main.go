@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cobrowse-connector/cobrowse-connector/test/natstest"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -61,19 +62,10 @@ func main() {
 		opts.Routes = server.RoutesFromStr(*routes)
 		peers = len(strings.Split(*routes, ","))
 	}
-	ns, err := server.NewServer(opts)
+	// Recovering a store after a kill can take a moment; the harness bounds its own wait too.
+	ns, err := natstest.Run(opts, 30*time.Second)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "natsd: %v\n", err)
-		os.Exit(1)
-	}
-	if *logPath != "" {
-		ns.ConfigureLogger()
-	}
-	ns.Start()
-	// Recovering a store after a kill can take a moment; the harness bounds its own wait too.
-	if !ns.ReadyForConnections(30 * time.Second) {
-		fmt.Fprintln(os.Stderr, "natsd: not ready within 30s")
-		ns.Shutdown()
 		os.Exit(1)
 	}
 	if peers > 0 {
