@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // The control API of the harness's Co-browse Server process (gcbMain), on loopback:
@@ -134,31 +134,14 @@ func newGCBClient(base string) *gcbClient {
 func (c *gcbClient) call(ctx context.Context, bound time.Duration, method, path string, in, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
+	status, b, err := procs.CallJSON(ctx, c.http, method, c.base+path, in, 256<<20)
 	if err != nil {
 		return fmt.Errorf("gcb control %s: %w", path, err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return fmt.Errorf("gcb control %s: %w", path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
+	if status != http.StatusOK {
 		var e apiError
 		_ = json.Unmarshal(b, &e)
-		return fmt.Errorf("gcb control %s: HTTP %d: %s", path, resp.StatusCode, e.Error)
+		return fmt.Errorf("gcb control %s: HTTP %d: %s", path, status, e.Error)
 	}
 	return json.Unmarshal(b, out)
 }

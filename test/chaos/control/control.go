@@ -20,14 +20,14 @@
 package control
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 // Ready is the one JSON line the server process writes on stdout once it serves.
@@ -109,37 +109,17 @@ func NewClient(base string) *Client {
 }
 
 func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	status, b, err := procs.CallJSON(ctx, c.HTTP, method, c.Base+path, in, 64<<20)
 	if err != nil {
 		return err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
+	if status != http.StatusOK {
 		var e Error
 		_ = json.Unmarshal(b, &e)
-		if resp.StatusCode == http.StatusConflict {
+		if status == http.StatusConflict {
 			return &Refused{Msg: e.Error}
 		}
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, e.Error)
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, status, e.Error)
 	}
 	if out != nil {
 		return json.Unmarshal(b, out)

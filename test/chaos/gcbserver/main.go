@@ -24,6 +24,7 @@ import (
 
 	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest"
 	"github.com/cobrowse-connector/cobrowse-connector/test/chaos/control"
+	"github.com/cobrowse-connector/cobrowse-connector/test/procs"
 )
 
 func main() {
@@ -102,11 +103,7 @@ func (a *api) mux() *http.ServeMux {
 	return m
 }
 
-func reply(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func reply(w http.ResponseWriter, status int, v any) { procs.ReplyJSON(w, status, v) }
 
 func fail(w http.ResponseWriter, status int, err error) {
 	reply(w, status, control.Error{Error: err.Error()})
