@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -32,17 +31,12 @@ func serveBenchServer() {
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "%d %d", srv.Sessions(), srv.Parked())
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	err := procs.ServeChild(mux, func(addr string) []string { return []string{"http://" + addr + "/cometd"} })
+	srv.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	hs := &http.Server{Handler: mux}
-	go hs.Serve(ln)
-	fmt.Printf("LISTENING http://%s/cometd\n", ln.Addr())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	srv.Close()
-	hs.Close()
 	os.Exit(0)
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"runtime/pprof"
@@ -43,17 +42,12 @@ func serveBenchCluster() {
 	mux.HandleFunc("/held", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, cl.Nodes()[0].Stats().HeldConnects)
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	err := procs.ServeChild(mux, func(addr string) []string { return []string{cl.URL(), "http://" + addr} })
+	cl.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	hs := &http.Server{Handler: mux}
-	go hs.Serve(ln)
-	fmt.Printf("LISTENING %s http://%s\n", cl.URL(), ln.Addr())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	hs.Close()
-	cl.Close()
 	os.Exit(0)
 }
 

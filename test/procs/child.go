@@ -2,6 +2,10 @@ package procs
 
 import (
 	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -38,4 +42,19 @@ func ChildServer(tb testing.TB, env string) []string {
 		tb.Fatalf("the benchmark's server said %q (%v)", line, err)
 	}
 	return f[1:]
+}
+
+// ServeChild is the child's side of ChildServer: it serves h on a loopback port, says
+// "LISTENING" and what where(addr) gives (the addresses the parent needs), and returns once its
+// standard input closes, the server shut. The caller closes the rest and exits.
+func ServeChild(h http.Handler, where func(addr string) []string) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: h}
+	go func() { _ = hs.Serve(ln) }() // ends with Close below
+	fmt.Println("LISTENING " + strings.Join(where(ln.Addr().String()), " "))
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return hs.Close()
 }
