@@ -83,9 +83,13 @@ type VendorsConfig struct {
 	Default string `yaml:"default" json:"default"`
 }
 
-// HTTPConfig is the "http" section: the public listener of the vendor endpoints (Zoom's webhooks
-// and token endpoint), with its time-outs.
+// HTTPConfig is the "http" section: the internal listener (metrics, health, pprof) and the public
+// listener of the vendor endpoints (Zoom's webhooks and token endpoint), with their time-outs.
 type HTTPConfig struct {
+	// Listen is host:port of the internal listener (metrics, health, readiness, pprof); empty: none.
+	Listen string `yaml:"listen" json:"listen"`
+	// Pprof serves /debug/pprof on the internal listener.
+	Pprof bool `yaml:"pprof" json:"pprof"`
 	// PublicListen is host:port of the public listener; empty: none (a vendor that needs it
 	// refuses to start without it).
 	PublicListen      string          `yaml:"public_listen" json:"public_listen"`
@@ -136,6 +140,12 @@ type ZoomConfig struct {
 	BYOPStartWait         Duration                `yaml:"byop_start_wait" json:"byop_start_wait"`
 	Webhook               ZoomWebhookConfig       `yaml:"webhook" json:"webhook"`
 	TokenEndpoint         ZoomTokenEndpointConfig `yaml:"token_endpoint" json:"token_endpoint"`
+	// RotationOverlap is how long a webhook secret or bearer secret replaced by a reload (SIGHUP)
+	// stays accepted beside the new one.
+	RotationOverlap Duration `yaml:"rotation_overlap" json:"rotation_overlap"`
+	// CAFile is a PEM file of the CA certificates trusted for Zoom's HTTPS (REST and OAuth);
+	// empty: the system's.
+	CAFile string `yaml:"ca_file" json:"ca_file"`
 }
 
 // ZoomWebhookConfig is "zoom.webhook": the webhook endpoint on the public listener.
@@ -167,6 +177,7 @@ type CECConfig struct {
 	TokenExpire    Duration `yaml:"token_expire" json:"token_expire"` // X-Token-Expire, at most 1h
 	RequestTimeout Duration `yaml:"request_timeout" json:"request_timeout"`
 	ReleaseURL     string   `yaml:"release_url" json:"release_url"` // the web-adapter releaseConnection; empty: the pages end it
+	CAFile         string   `yaml:"ca_file" json:"ca_file"`         // PEM CA certificates for API Fabric's HTTPS; empty: the system's
 }
 
 // The values of LogConfig.Level.
@@ -202,6 +213,8 @@ type NATSConfig struct {
 	Password        Secret             `yaml:"password" json:"password"`
 	Token           Secret             `yaml:"token" json:"token"`
 	CredentialsFile string             `yaml:"credentials_file" json:"credentials_file"` // path to a .creds file
+	NKeySeedFile    string             `yaml:"nkey_seed_file" json:"nkey_seed_file"`     // path to an NKey seed file
+	TLS             NATSTLSConfig      `yaml:"tls" json:"tls"`
 	Embedded        EmbeddedNATSConfig `yaml:"embedded" json:"embedded"`
 	Prefix          string             `yaml:"prefix" json:"prefix"` // first subject token of the contract
 	Inbound         InboundConfig      `yaml:"inbound" json:"inbound"`
@@ -219,6 +232,14 @@ type NATSConfig struct {
 type WebhookStreamConfig struct {
 	Stream string   `yaml:"stream" json:"stream"`
 	MaxAge Duration `yaml:"max_age" json:"max_age"`
+}
+
+// NATSTLSConfig is "nats.tls": the TLS of the NATS connection: the CA that verifies the servers
+// and the client certificate the servers may ask for.
+type NATSTLSConfig struct {
+	CAFile   string `yaml:"ca_file" json:"ca_file"`
+	CertFile string `yaml:"cert_file" json:"cert_file"`
+	KeyFile  string `yaml:"key_file" json:"key_file"`
 }
 
 // EmbeddedNATSConfig is "nats.embedded": the embedded server, for development and the demo.
@@ -285,9 +306,11 @@ type ControllerConfig struct {
 	StopRetry Duration `yaml:"stop_retry" json:"stop_retry"`
 	// EndWait bounds the wait for the vendor's word that a session the pages were asked to end
 	// has ended (Zoom; CEC without a release call); then it ends anyway.
-	EndWait        Duration      `yaml:"end_wait" json:"end_wait"`
-	StopOnShutdown bool          `yaml:"stop_on_shutdown" json:"stop_on_shutdown"`
-	Breaker        BreakerConfig `yaml:"breaker" json:"breaker"`
+	EndWait        Duration `yaml:"end_wait" json:"end_wait"`
+	StopOnShutdown bool     `yaml:"stop_on_shutdown" json:"stop_on_shutdown"`
+	// Retention is how long a closed interaction's state is kept before it is purged; 0: kept.
+	Retention Duration      `yaml:"retention" json:"retention"`
+	Breaker   BreakerConfig `yaml:"breaker" json:"breaker"`
 }
 
 // BreakerConfig is "controller.breaker": one circuit breaker per Co-browse Server node.
@@ -327,6 +350,9 @@ type GenesysConfig struct {
 	// WebSocketRefusalTTL is how long a node's refusal of the websocket upgrade is remembered, so
 	// that later sessions on that node go straight to long-polling. 0: not remembered.
 	WebSocketRefusalTTL Duration `yaml:"websocket_refusal_ttl" json:"websocket_refusal_ttl"`
+	// CAFile is a PEM file of the CA certificates trusted for the Co-browse Server's HTTPS (and
+	// wss), instead of the system's; empty: the system's.
+	CAFile string `yaml:"ca_file" json:"ca_file"`
 }
 
 // Default returns the embedded default.yaml, decoded. It neither applies the environment nor

@@ -71,6 +71,7 @@ var wantDefault = Config{
 		StopRetry:       dur("2s"),
 		EndWait:         dur("30s"),
 		StopOnShutdown:  false,
+		Retention:       dur("168h"),
 		Breaker:         BreakerConfig{Failures: 5, OpenFor: dur("30s"), HalfOpenRequests: 1},
 	},
 	Genesys: GenesysConfig{
@@ -84,7 +85,7 @@ var wantDefault = Config{
 		MaxConcurrentJoins:  16,
 		WebSocketRefusalTTL: dur("10m"),
 	},
-	HTTP: HTTPConfig{ReadHeaderTimeout: dur("5s"), ReadTimeout: dur("10s"), WriteTimeout: dur("10s"), IdleTimeout: dur("60s"),
+	HTTP: HTTPConfig{Listen: ":9180", ReadHeaderTimeout: dur("5s"), ReadTimeout: dur("10s"), WriteTimeout: dur("10s"), IdleTimeout: dur("60s"),
 		MaxHeaderBytes: 16384},
 	Zoom: ZoomConfig{
 		TokenTTL:              dur("2h"),
@@ -98,6 +99,7 @@ var wantDefault = Config{
 		RejoinWindow:          dur("30s"),
 		BYOPPollInterval:      dur("2s"),
 		BYOPStartWait:         dur("2m"),
+		RotationOverlap:       dur("1h"),
 		Webhook:               ZoomWebhookConfig{Path: "/zoom/webhook", Window: dur("5m"), MaxBody: 65536},
 		TokenEndpoint:         ZoomTokenEndpointConfig{Path: "/zoom/token"},
 	},
@@ -461,7 +463,7 @@ func TestEnvVars(t *testing.T) {
 			t.Errorf("%s: got key %q, want %q", name, seen[name], key)
 		}
 	}
-	if len(vars) != 108 {
+	if len(vars) != 119 {
 		t.Errorf("%d keys; update this count when adding one", len(vars))
 	}
 }

@@ -85,6 +85,12 @@ func (c Config) problems(run bool) problemList {
 	if n.CredentialsFile != "" && (n.User != "" || n.Password != "" || n.Token != "") {
 		l.addf("nats.credentials_file", "use either nats.credentials_file or nats.user/nats.password or nats.token, not several")
 	}
+	if n.NKeySeedFile != "" && (n.User != "" || n.Password != "" || n.Token != "" || n.CredentialsFile != "") {
+		l.addf("nats.nkey_seed_file", "use one way to authenticate: nats.nkey_seed_file, nats.credentials_file, nats.user/nats.password or nats.token")
+	}
+	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
+		l.addf("nats.tls", "cert_file and key_file go together: set both or neither")
+	}
 	positive(&l, "nats.connect_wait", n.ConnectWait)
 	if run && n.URL == "" && !n.Embedded.Enabled {
 		l.addf("nats.url", "required: the daemon reads and publishes on the contact center's NATS (nats.embedded.enabled: true starts an embedded server, for development)")
@@ -261,6 +267,11 @@ func (c Config) vendorProblems(l *problemList, run bool) {
 		l.addf("vendors.default", "required when several vendors are enabled (%s)", strings.Join(enabled, ", "))
 	}
 	positive(l, "controller.end_wait", c.Controller.EndWait)
+	notNegativeMeaning(l, "controller.retention", c.Controller.Retention, "kept until deleted")
+	if r := c.Controller.Retention.Duration; r > 0 && r <= c.NATS.Outbound.DuplicateWindow.Duration {
+		l.addf("controller.retention", "must be longer than nats.outbound.duplicate_window (%s), or 0s", c.NATS.Outbound.DuplicateWindow)
+	}
+	notNegativeMeaning(l, "zoom.rotation_overlap", c.Zoom.RotationOverlap, "a replaced secret is refused at once")
 	jetStreamName(l, "nats.webhook.stream", c.NATS.Webhook.Stream)
 	if s := c.NATS.Webhook.Stream; s != "" && (s == c.NATS.Inbound.Stream || s == c.NATS.Outbound.Stream || s == c.NATS.Outbound.HandoffStream) {
 		l.addf("nats.webhook.stream", "must differ from the inbound, outbound and handoff streams")
@@ -269,6 +280,11 @@ func (c Config) vendorProblems(l *problemList, run bool) {
 
 	// http
 	h := c.HTTP
+	if h.Listen != "" {
+		if reason := checkListen(h.Listen); reason != "" {
+			l.addf("http.listen", "%s", reason)
+		}
+	}
 	if h.PublicListen != "" {
 		if reason := checkListen(h.PublicListen); reason != "" {
 			l.addf("http.public_listen", "%s", reason)
