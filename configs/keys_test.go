@@ -14,37 +14,51 @@ import (
 func TestKeyTableMatchesStruct(t *testing.T) {
 	fields := fieldIndex()
 	seen := map[string]bool{}
-	var open []string // the sections enclosing the current entry
 	for _, e := range keyTable {
 		if seen[e.path] {
 			t.Errorf("%s: declared twice", e.path)
 		}
 		seen[e.path] = true
-		f, ok := fields[e.path]
-		if !ok {
+		if f, ok := fields[e.path]; ok {
+			checkEntry(t, e, f)
+		} else {
 			t.Errorf("%s: no field of Config has this path", e.path)
-			continue
 		}
-		isStruct := f.typ.Kind() == reflect.Struct && f.typ != durationType
-		if e.section != isStruct {
-			t.Errorf("%s: section %v, but its field is a %s", e.path, e.section, f.typ)
+	}
+	for path := range fields {
+		if !seen[path] {
+			t.Errorf("%s: a field of Config with no entry in keyTable", path)
 		}
-		if e.section != (e.def == nil) {
-			t.Errorf("%s: a section has no default and a leaf has one (default %v)", e.path, e.def)
+	}
+	checkTreeOrder(t)
+}
+
+// checkEntry checks one entry against its field.
+func checkEntry(t *testing.T, e entry, f field) {
+	t.Helper()
+	isStruct := f.typ.Kind() == reflect.Struct && f.typ != durationType
+	if e.section != isStruct {
+		t.Errorf("%s: section %v, but its field is a %s", e.path, e.section, f.typ)
+	}
+	if e.section != (e.def == nil) {
+		t.Errorf("%s: a section has no default and a leaf has one (default %v)", e.path, e.def)
+	}
+	if v := reflect.ValueOf(e.def); !e.section && v.Type() != f.typ && !(f.typ == secretType && v.Kind() == reflect.String) {
+		t.Errorf("%s: the default is a %s, the field a %s", e.path, v.Type(), f.typ)
+	}
+	for _, c := range e.checks {
+		if c.typ != f.typ || c.doc == "" {
+			t.Errorf("%s: a check of a %s on a field of type %s, described as %q", e.path, c.typ, f.typ, c.doc)
 		}
-		if !e.section {
-			if v := reflect.ValueOf(e.def); v.Type() != f.typ && !(f.typ == secretType && v.Kind() == reflect.String) {
-				t.Errorf("%s: the default is a %s, the field a %s", e.path, v.Type(), f.typ)
-			}
-		}
-		for _, c := range e.checks {
-			if c.typ != f.typ {
-				t.Errorf("%s: a check of a %s on a field of type %s (%s)", e.path, c.typ, f.typ, c.doc)
-			}
-			if c.doc == "" {
-				t.Errorf("%s: a check without a description", e.path)
-			}
-		}
+	}
+}
+
+// checkTreeOrder checks that each entry of keyTable follows its section, with only that
+// section's keys in between.
+func checkTreeOrder(t *testing.T) {
+	t.Helper()
+	var open []string // the sections enclosing the current entry
+	for _, e := range keyTable {
 		parent := ""
 		if i := strings.LastIndex(e.path, "."); i >= 0 {
 			parent = e.path[:i]
@@ -58,14 +72,6 @@ func TestKeyTableMatchesStruct(t *testing.T) {
 		if e.section {
 			open = append(open, e.path)
 		}
-	}
-	for path := range fields {
-		if !seen[path] {
-			t.Errorf("%s: a field of Config with no entry in keyTable", path)
-		}
-	}
-	if len(keyTable) != len(fields) {
-		t.Errorf("%d entries for %d fields", len(keyTable), len(fields))
 	}
 }
 
@@ -124,15 +130,41 @@ func TestKeys(t *testing.T) {
 	if len(keys) != len(keyTable) {
 		t.Fatalf("%d keys for %d entries", len(keys), len(keyTable))
 	}
-	var leaves []string
 	byPath := map[string]Key{}
 	for _, k := range keys {
 		byPath[k.Path] = k
+	}
+	for _, tc := range []struct {
+		path string
+		ok   func(Key) bool
+	}{
+		{"nats.inbound.max_deliver", func(k Key) bool {
+			return k.Env == "COBROWSE_NATS_INBOUND_MAX_DELIVER" && k.Default == 6 && k.Type == "integer" &&
+				slices.Equal(k.Constraints, []string{"at least 1", "nats.inbound.backoff has at most nats.inbound.max_deliver steps (NATS refuses more)."})
+		}},
+		{"nats.password", func(k Key) bool { return k.Type == "secret string" && k.Default == Secret("") }},
+		{"nats.inbound.backoff", func(k Key) bool {
+			return k.Type == "list of durations" && k.Constraints[0] == "each item more than 0s"
+		}},
+		{"http.listen", func(k Key) bool { return strings.HasPrefix(k.Constraints[0], "empty, or host:port") }},
+		{"nats.tls", func(k Key) bool { return k.Section && k.Env == "" && k.Default == nil && k.Doc != "" && !k.Gap }},
+		{"nats", func(k Key) bool { return k.Gap }},          // a top-level key
+		{"nats.embedded", func(k Key) bool { return k.Gap }}, // the table's gap
+	} {
+		if k := byPath[tc.path]; !tc.ok(k) {
+			t.Errorf("%s: %+v", tc.path, k)
+		}
+	}
+}
+
+// TestKeysAreTheEnvKeys: the leaves of Keys are the keys EnvVars (which walks the struct) lists.
+func TestKeysAreTheEnvKeys(t *testing.T) {
+	var leaves, vars []string
+	for _, k := range Keys() {
 		if !k.Section {
 			leaves = append(leaves, k.Path)
 		}
 	}
-	var vars []string
 	for _, v := range EnvVars() {
 		vars = append(vars, v.Key)
 	}
@@ -140,26 +172,6 @@ func TestKeys(t *testing.T) {
 	slices.Sort(vars)
 	if !slices.Equal(leaves, vars) {
 		t.Errorf("the leaves of Keys are not the keys of EnvVars:\n%v\n%v", leaves, vars)
-	}
-	k := byPath["nats.inbound.max_deliver"]
-	if k.Env != "COBROWSE_NATS_INBOUND_MAX_DELIVER" || k.Default != 6 || k.Type != "integer" ||
-		!slices.Equal(k.Constraints, []string{"at least 1", "nats.inbound.backoff has at most nats.inbound.max_deliver steps (NATS refuses more)."}) {
-		t.Errorf("nats.inbound.max_deliver: %+v", k)
-	}
-	if k := byPath["nats.password"]; k.Type != "secret string" || k.Default != Secret("") {
-		t.Errorf("nats.password: %+v", k)
-	}
-	if k := byPath["nats.inbound.backoff"]; k.Type != "list of durations" || k.Constraints[0] != "each item more than 0s" {
-		t.Errorf("nats.inbound.backoff: %+v", k)
-	}
-	if k := byPath["http.listen"]; !strings.HasPrefix(k.Constraints[0], "empty, or host:port") {
-		t.Errorf("http.listen: %+v", k)
-	}
-	if k := byPath["nats.tls"]; !k.Section || k.Env != "" || k.Default != nil || k.Doc == "" {
-		t.Errorf("nats.tls: %+v", k)
-	}
-	if !byPath["nats"].Gap || !byPath["nats.embedded"].Gap || byPath["nats.tls"].Gap {
-		t.Error("Gap: top-level keys and the table's gaps only")
 	}
 }
 

@@ -132,7 +132,8 @@ var rules = []rule{
 	{
 		keys: []string{"zoom.enabled", "zoom.sdk_key", "zoom.sdk_secret", "zoom.account_id", "zoom.client_id",
 			"zoom.client_secret", "zoom.webhook.secret"},
-		doc:   "Required when zoom.enabled is true.",
+		doc: "zoom.sdk_key, zoom.sdk_secret, zoom.account_id, zoom.client_id, zoom.client_secret and " +
+			"zoom.webhook.secret are required when zoom.enabled is true.",
 		check: zoomCredentials,
 	},
 	{
@@ -201,7 +202,7 @@ var rules = []rule{
 	},
 	{
 		keys:  []string{"cec.enabled", "cec.domain", "cec.app_key", "cec.app_secret", "cec.tenant_space_id"},
-		doc:   "Required when cec.enabled is true.",
+		doc:   "cec.domain, cec.app_key, cec.app_secret and cec.tenant_space_id are required when cec.enabled is true.",
 		check: cecCredentials,
 	},
 }
