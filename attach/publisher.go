@@ -101,6 +101,13 @@ type Config struct {
 	Now func() time.Time
 }
 
+// DefaultConfig is the zero Config with every default filled in: what each zero field means.
+func DefaultConfig() Config {
+	var c Config
+	_ = c.setDefaults() // the zero Config is valid
+	return c
+}
+
 func (c *Config) setDefaults() error {
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix

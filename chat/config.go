@@ -88,6 +88,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DefaultConfig is the zero Config with every default filled in: what each zero field means.
+func DefaultConfig() Config {
+	cfg, _ := Config{}.withDefaults() // the zero Config is valid
+	return cfg
+}
+
 // withDefaults returns cfg with defaults filled in, or an error naming the first invalid field.
 func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Prefix == "" {
@@ -184,6 +190,9 @@ func (cfg Config) withDefaults() (Config, error) {
 			break
 		}
 	}
+	// The server's rule (nats-server, server/consumer.go): more backoff steps than MaxDeliver are
+	// refused, any number with MaxDeliver -1 (unlimited). configs checks nats.inbound.backoff the
+	// same way.
 	if cfg.MaxDeliver > 0 && len(cfg.Backoff) > cfg.MaxDeliver {
 		bad("chat: backoff has %d values: want at most max deliver (%d)", len(cfg.Backoff), cfg.MaxDeliver)
 	}

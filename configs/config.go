@@ -6,10 +6,24 @@
 // file, the environment (COBROWSE_<PATH>, see EnvVars). It is strict: an unknown key, a value of
 // the wrong type, a duplicate key or a second YAML document is refused, naming the key's dotted
 // path and its line, and so is a COBROWSE_ variable that overrides no key (Kubernetes service
-// links aside, see IsServiceLinkEnv). Validation reports every problem at once, each as "<key>: <reason>",
-// prefixed with where the value came from ("line 12: " or "env COBROWSE_LOG_LEVEL: ") when that
-// is known. The secrets (nats.password, nats.token, and a password written in a URL) never
+// links aside, see IsServiceLinkEnv). Validation reports every problem at once, in the order of
+// the keys, each as "<key>: <reason>", prefixed with where the value came from ("line 12: " or
+// "env COBROWSE_LOG_LEVEL: ") when that is known. The secrets (every key of type Secret, and a password written in a URL) never
 // appear in an error message or in log output.
+//
+// Every key is declared once, in keyTable (keys.go): its dotted path, its default, what it does
+// and its checks, built from small reusable checkers (checks.go) that each say in words what they
+// require. A constraint between keys is declared once, in rules (rules.go), naming the keys it
+// involves. default.yaml and docs/configuration.md are generated from these two tables, and
+// Validate runs them. Tests fail when the table and Config do not match one to one, or when a
+// generated file is stale.
+//
+// To add a key: add its field (with matching yaml and json tags) to Config, add one entry to
+// keyTable under its section (path, default, doc, checks; a rule to rules if it depends on other
+// keys), run `go generate ./configs`, and commit the regenerated default.yaml and
+// docs/configuration.md with it. Its environment variable comes from the yaml tags by itself. The
+// tests that pin the defaults and the number of keys (wantDefault, TestEnvVars) say so when they
+// need the new key too.
 //
 // The package imports no other package of the project: the daemon maps this struct onto each
 // component's own settings.
@@ -37,7 +51,7 @@ import (
 var DefaultYAML []byte
 
 // Config is the whole configuration of the daemon. The yaml (and json) tags are the config
-// file's keys.
+// file's keys; each key's default, documentation and checks are its entry in keyTable.
 type Config struct {
 	Log LogConfig `yaml:"log" json:"log"`
 	// ShutdownTimeout bounds draining in-flight work at SIGINT/SIGTERM.
@@ -259,7 +273,7 @@ type InboundConfig struct {
 	MaxPayload    int        `yaml:"max_payload" json:"max_payload"` // bytes
 	AckWait       Duration   `yaml:"ack_wait" json:"ack_wait"`
 	MaxDeliver    int        `yaml:"max_deliver" json:"max_deliver"`
-	Backoff       []Duration `yaml:"backoff" json:"backoff"` // fewer steps than MaxDeliver
+	Backoff       []Duration `yaml:"backoff" json:"backoff"` // at most MaxDeliver steps
 	MaxAckPending int        `yaml:"max_ack_pending" json:"max_ack_pending"`
 	MaxAge        Duration   `yaml:"max_age" json:"max_age"` // of a stream the daemon creates; 0: no limit
 }

@@ -23,14 +23,6 @@ var update = flag.Bool("update", false, "rewrite testdata/bad/*.err from the cur
 // The secrets the fixtures and tests use: none may appear in any message or output.
 var secrets = []string{"hunter2-secret", "s3cr3t-token"}
 
-func dur(s string) Duration {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		panic(err)
-	}
-	return Duration{d}
-}
-
 // wantDefault is default.yaml written out by hand: Default must decode to exactly this.
 var wantDefault = Config{
 	Log:             LogConfig{Level: "info", Format: "auto"},
@@ -490,7 +482,7 @@ func TestValidateListsEveryProblem(t *testing.T) {
 	c := Default()
 	c.Log.Level = "loud"
 	c.Controller.NoAgentJoin = Duration{}
-	c.NATS.Inbound.Backoff = append(c.NATS.Inbound.Backoff, dur("1s"))
+	c.NATS.Inbound.Backoff = append(c.NATS.Inbound.Backoff, dur("1s"), dur("1s")) // 7 steps, max_deliver 6
 	c.Chat.TriggerRoles = []string{"customer", "boss"}
 	c.Controller.Sweep = "bad"
 	c.Genesys.URL = "http://gcb.example/cobrowse/"
@@ -500,7 +492,7 @@ func TestValidateListsEveryProblem(t *testing.T) {
   log.level: "loud" is not one of debug, info, warn, error
   nats.prefix: must be a single NATS subject token
   nats.inbound.stream: "CC.IN" is not a valid JetStream name (letters, digits, '-' and '_')
-  nats.inbound.backoff: has 6 steps, must be fewer than max_deliver (6)
+  nats.inbound.backoff: has 7 steps, must be at most max_deliver (6)
   chat.trigger_roles[1]: "boss" is not a role (customer, agent, bot, system)
   controller.no_agent_join: must be > 0
   controller.sweep: invalid cron spec: expected exactly 5 fields, found 1: [bad]
@@ -525,6 +517,8 @@ func TestValidateAccepts(t *testing.T) {
 		"nats: {embedded: {host: '::1', port: -1}}",
 		"nats: {embedded: {host: localhost, port: 65535}}",
 		"nats: {inbound: {max_deliver: 1, backoff: []}}",
+		"nats: {inbound: {max_deliver: 1, backoff: [1s]}}", // as many steps as deliveries: NATS accepts it
+		"nats: {inbound: {max_deliver: 6, backoff: [1s, 2s, 3s, 4s, 5s, 6s]}}",
 		"controller: {sweep: '*/5 * * * *'}",
 		"controller: {sweep: '@hourly'}",
 		"controller: {sweep: 'CRON_TZ=UTC 0 * * * *'}",

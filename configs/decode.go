@@ -163,72 +163,16 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	if n == nil || !d.spend(line) || isNull(n) {
 		return
 	}
-	wrongKind := func(want string) {
+	kind, want := nodeKind(v.Type(), path)
+	if n.Kind != kind {
 		d.add(Problem{Line: line, Key: path, Reason: "must be " + want + ", not " + kindName(n)})
+		return
 	}
-	t := v.Type()
-	switch {
-	case t == durationType:
-		if n.Kind != yaml.ScalarNode {
-			wrongKind("a duration")
-			return
-		}
-		dur, err := parseDuration(n.Value)
-		if err != nil {
-			d.add(Problem{Line: line, Key: path, Reason: err.Error()})
-			return
-		}
-		v.Set(reflect.ValueOf(dur))
-	case t.Kind() == reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			wrongKind("a mapping of keys")
-			return
-		}
+	switch kind {
+	case yaml.MappingNode:
 		d.mapping(n, v, path)
-	case t.Kind() == reflect.String:
-		if n.Kind != yaml.ScalarNode {
-			wrongKind("a single value")
-			return
-		}
-		var s string
-		if err := n.Decode(&s); err != nil {
-			// Only a malformed !!binary gets here; say nothing of the value (it may be a secret).
-			d.add(Problem{Line: line, Key: path, Reason: "is not a valid string (" + n.ShortTag() + ")"})
-			return
-		}
-		v.SetString(s)
-	case t.Kind() == reflect.Int:
-		if n.Kind != yaml.ScalarNode {
-			wrongKind("an integer")
-			return
-		}
-		var i int64
-		if err := n.Decode(&i); err != nil || v.OverflowInt(i) {
-			reason := quote(n.Value) + " is not an integer"
-			if _, perr := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64); err == nil || errors.Is(perr, strconv.ErrRange) {
-				reason = quote(n.Value) + " is out of range"
-			}
-			d.add(Problem{Line: line, Key: path, Reason: reason})
-			return
-		}
-		v.SetInt(i)
-	case t.Kind() == reflect.Bool:
-		// Only true and false: YAML 1.1's yes/no/on/off are refused, not guessed at.
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || (n.Value != "true" && n.Value != "false") {
-			if n.Kind != yaml.ScalarNode {
-				wrongKind("true or false")
-				return
-			}
-			d.add(Problem{Line: line, Key: path, Reason: quote(n.Value) + " is not true or false"})
-			return
-		}
-		v.SetBool(n.Value == "true")
-	case t.Kind() == reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			wrongKind("a list")
-			return
-		}
-		out := reflect.MakeSlice(t, len(n.Content), len(n.Content))
+	case yaml.SequenceNode:
+		out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
 			key := index(path, i)
 			d.lines[key] = item.Line
@@ -236,8 +180,64 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.Set(out)
 	default:
-		panic(fmt.Sprintf("configs: field %s has the unsupported type %s", path, t))
+		if reason := setScalar(n, v); reason != "" {
+			d.add(Problem{Line: line, Key: path, Reason: reason})
+		}
 	}
+}
+
+// nodeKind is the kind of YAML node a field of type t takes, and how a message names its value.
+func nodeKind(t reflect.Type, path string) (yaml.Kind, string) {
+	switch {
+	case t == durationType:
+		return yaml.ScalarNode, "a duration"
+	case t.Kind() == reflect.Struct:
+		return yaml.MappingNode, "a mapping of keys"
+	case t.Kind() == reflect.String:
+		return yaml.ScalarNode, "a single value"
+	case t.Kind() == reflect.Int:
+		return yaml.ScalarNode, "an integer"
+	case t.Kind() == reflect.Bool:
+		return yaml.ScalarNode, "true or false"
+	case t.Kind() == reflect.Slice:
+		return yaml.SequenceNode, "a list"
+	}
+	panic(fmt.Sprintf("configs: field %s has the unsupported type %s", path, t))
+}
+
+// setScalar sets the leaf v from the scalar node n, or returns why it cannot.
+func setScalar(n *yaml.Node, v reflect.Value) string {
+	switch t := v.Type(); {
+	case t == durationType:
+		dur, err := parseDuration(n.Value)
+		if err != nil {
+			return err.Error()
+		}
+		v.Set(reflect.ValueOf(dur))
+	case t.Kind() == reflect.String:
+		var s string
+		if err := n.Decode(&s); err != nil {
+			// Only a malformed !!binary gets here; say nothing of the value (it may be a secret).
+			return "is not a valid string (" + n.ShortTag() + ")"
+		}
+		v.SetString(s)
+	case t.Kind() == reflect.Int:
+		var i int64
+		if err := n.Decode(&i); err != nil || v.OverflowInt(i) {
+			if _, perr := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64); err == nil || errors.Is(perr, strconv.ErrRange) {
+				return quote(n.Value) + " is out of range"
+			}
+			return quote(n.Value) + " is not an integer"
+		}
+		v.SetInt(i)
+	case t.Kind() == reflect.Bool:
+		// Only true and false: YAML 1.1's yes/no/on/off are refused, not guessed at.
+		if n.Tag != "!!bool" || (n.Value != "true" && n.Value != "false") {
+			return quote(n.Value) + " is not true or false"
+		}
+		v.SetBool(n.Value == "true")
+	}
+	return ""
 }
 
 // mapping decodes the mapping n into the struct v at path: merge keys first, so that the

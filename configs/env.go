@@ -25,9 +25,8 @@ func EnvName(key string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
 
-// EnvVars lists every environment override, one per config key, in the order of the struct
-// (which is the order of default.yaml). They are derived from the yaml tags, so a new key is
-// overridable without more code. The values are read like this:
+// EnvVars lists every environment override, one per config key, in the order of the struct.
+// They are derived from the yaml tags, so a new key is overridable without more code. The values are read like this:
 //
 //   - a string or secret: as is (set and empty means empty);
 //   - an integer: decimal, surrounding spaces ignored;
@@ -178,23 +177,30 @@ func setString(v reflect.Value, s string) error {
 			return fmt.Errorf("%s is not true or false", quote(s))
 		}
 	case t.Kind() == reflect.Slice:
-		out := reflect.MakeSlice(t, 0, 0)
-		if strings.TrimSpace(s) != "" {
-			items := strings.Split(s, ",")
-			out = reflect.MakeSlice(t, len(items), len(items))
-			for i, item := range items {
-				item = strings.TrimSpace(item)
-				if item == "" {
-					return fmt.Errorf("item %d of the comma-separated list is empty", i)
-				}
-				if err := setString(out.Index(i), item); err != nil {
-					return fmt.Errorf("item %d: %w", i, err)
-				}
-			}
-		}
-		v.Set(out)
+		return setList(v, s)
 	default:
 		panic(fmt.Sprintf("configs: the unsupported type %s", t))
 	}
+	return nil
+}
+
+// setList sets the list v from its comma-separated environment form; set and empty is an empty
+// list.
+func setList(v reflect.Value, s string) error {
+	out := reflect.MakeSlice(v.Type(), 0, 0)
+	if strings.TrimSpace(s) != "" {
+		items := strings.Split(s, ",")
+		out = reflect.MakeSlice(v.Type(), len(items), len(items))
+		for i, item := range items {
+			item = strings.TrimSpace(item)
+			if item == "" {
+				return fmt.Errorf("item %d of the comma-separated list is empty", i)
+			}
+			if err := setString(out.Index(i), item); err != nil {
+				return fmt.Errorf("item %d: %w", i, err)
+			}
+		}
+	}
+	v.Set(out)
 	return nil
 }

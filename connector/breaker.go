@@ -42,6 +42,10 @@ type BreakerSettings struct {
 	Logger *slog.Logger
 }
 
+// DefaultBreakerSettings are the zero BreakerSettings with every default filled in: what each
+// zero field means.
+func DefaultBreakerSettings() BreakerSettings { return BreakerSettings{}.withDefaults() }
+
 func (s BreakerSettings) withDefaults() BreakerSettings {
 	if s.FailuresToTrip == 0 {
 		s.FailuresToTrip = 5

@@ -81,6 +81,9 @@ type Config struct {
 	Logger        *slog.Logger
 }
 
+// DefaultConfig is the zero Config with every default filled in: what each zero field means.
+func DefaultConfig() Config { return Config{}.withDefaults() }
+
 func (c Config) withDefaults() Config {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {

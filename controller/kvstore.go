@@ -33,9 +33,12 @@ type KVStore struct {
 
 const livePrefix = "live."
 
+// DefaultBucket is the state bucket of a KVConfig that names none.
+const DefaultBucket = "cobrowse_interactions"
+
 // KVConfig names the bucket and how long an untouched interaction's state is kept.
 type KVConfig struct {
-	Bucket   string        // default "cobrowse_interactions"
+	Bucket   string        // default DefaultBucket
 	TTL      time.Duration // 0: kept until deleted. A state untouched this long is dropped; its attach seq would then restart, so keep it well past any interaction's life
 	Replicas int           // default 1
 }
@@ -44,7 +47,7 @@ type KVConfig struct {
 // it is.
 func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KVStore, error) {
 	if cfg.Bucket == "" {
-		cfg.Bucket = "cobrowse_interactions"
+		cfg.Bucket = DefaultBucket
 	}
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1

@@ -21,7 +21,7 @@ const (
 	DefaultMaxNetworkDelay     = 10 * time.Second
 	DefaultBackoffIncrement    = time.Second
 	DefaultMaxBackoff          = 30 * time.Second
-	DefaultJoinTimeout         = 15 * time.Second
+	DefaultJoinTimeout         = 20 * time.Second
 	DefaultStopTimeout         = 5 * time.Second
 	DefaultDisconnectTimeout   = 2 * time.Second
 	DefaultLostAfter           = 60 * time.Second
@@ -75,7 +75,7 @@ type Config struct {
 	MaxBackoff       time.Duration
 
 	// JoinTimeout bounds a join as Controller: the CometD handshake and first connect plus the
-	// /service/session/join call. It also bounds each attempt of a re-join. Default 15s.
+	// /service/session/join call. It also bounds each attempt of a re-join. Default 20s.
 	JoinTimeout time.Duration
 
 	// StopTimeout bounds the CometD /service/session/stop call; when it runs out, Stop falls back
@@ -154,6 +154,13 @@ type Config struct {
 	// Logger receives the connector's logs (component=gcb). Session and user tokens are logged
 	// masked, cookie values never. Default: discard.
 	Logger *slog.Logger
+}
+
+// DefaultConfig is the zero Config with every default filled in: what each zero field means.
+// ClusterURL, which is required, and Origin, which is derived from it, stay empty.
+func DefaultConfig() Config {
+	c, _ := Config{}.withDefaults() // refused for its missing ClusterURL only
+	return c
 }
 
 // withDefaults returns a copy of c with every zero field set to its default and checks the rest.
