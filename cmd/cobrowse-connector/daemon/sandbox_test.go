@@ -391,3 +391,27 @@ func (w *watcher) pages(ctx context.Context, id string) error {
 			w.hasPage(msgs, attach.CustomerSubject("cc", id), attach.HandoffStart, id)
 	})
 }
+
+// FuzzParseSandboxVendors: --vendor never panics, and what it accepts is a list of known vendors
+// without repeats.
+func FuzzParseSandboxVendors(f *testing.F) {
+	for _, s := range []string{"", "all", "zoom", "genesys,zoom,cec", " cec , genesys,cec", "genesis", ",", "all,zoom"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		vs, err := ParseSandboxVendors(s)
+		if err != nil {
+			return
+		}
+		if len(vs) == 0 {
+			t.Fatalf("%q: accepted with no vendor", s)
+		}
+		seen := map[connector.Vendor]bool{}
+		for _, v := range vs {
+			if seen[v] || (v != connector.Genesys && v != connector.Zoom && v != connector.CEC) {
+				t.Fatalf("%q: %v", s, vs)
+			}
+			seen[v] = true
+		}
+	})
+}
