@@ -300,8 +300,9 @@ func versionCommand(*flag.FlagSet) action {
 }
 
 // loadConfig loads the config file at path ("": the embedded default) with the environment, and
-// checks it as `run` needs it (configs.Config.ValidateRun). `run` and `config` both use it, so
-// that `config` accepts exactly what `run` accepts. A refusal names the file.
+// checks it as `run` needs it (configs.Config.ValidateRun, and the TLS and key files it names).
+// `run` and `config` both use it, so that `config` accepts exactly what `run` accepts. A refusal
+// names the file.
 func loadConfig(path string) (configs.Config, error) {
 	cfg, err := configs.Load(path)
 	if err != nil {
@@ -311,6 +312,9 @@ func loadConfig(path string) (configs.Config, error) {
 		if e, ok := errors.AsType[*configs.Error](err); ok {
 			e.File = path
 		}
+		return configs.Config{}, err
+	}
+	if err := daemon.CheckFiles(cfg); err != nil {
 		return configs.Config{}, err
 	}
 	return cfg, nil

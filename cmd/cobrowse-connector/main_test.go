@@ -238,3 +238,25 @@ func TestArguments(t *testing.T) {
 		}
 	}
 }
+
+// TestFilesCheckedLikeRun: a CA or key file that cannot be used is refused by run, config and
+// config --check alike, with the key, before anything connects.
+func TestFilesCheckedLikeRun(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(garbage, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("COBROWSE_GENESYS_URL", "https://gcb.example:8700/cobrowse")
+	t.Setenv("COBROWSE_NATS_URL", "nats://127.0.0.1:1")
+	t.Setenv("COBROWSE_GENESYS_CA_FILE", garbage)
+	t.Setenv("COBROWSE_NATS_NKEY_SEED_FILE", filepath.Join(dir, "missing.nk"))
+	for _, args := range [][]string{{"run"}, {"config"}, {"config", "--check"}} {
+		var stdout, stderr bytes.Buffer
+		code := run(t.Context(), args, &stdout, &stderr)
+		if code != 2 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "genesys.ca_file: "+garbage+" holds no PEM certificate") ||
+			!strings.Contains(stderr.String(), "nats.nkey_seed_file: ") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
+		}
+	}
+}

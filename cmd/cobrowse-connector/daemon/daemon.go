@@ -46,7 +46,7 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if err := cfg.ValidateRun(); err != nil {
 		return err
 	}
-	if err := checkFiles(cfg); err != nil {
+	if err := CheckFiles(cfg); err != nil {
 		return err
 	}
 	log := opts.Logger

@@ -84,9 +84,9 @@ func natsOptions(cfg configs.NATSConfig) ([]nats.Option, error) {
 	return opts, nil
 }
 
-// checkFiles checks, at start, every file the config names for TLS and authentication: NATS's,
-// and the CA file of each enabled vendor.
-func checkFiles(cfg configs.Config) error {
+// CheckFiles checks every file the config names for TLS and authentication: NATS's, and the CA
+// file of each enabled vendor. Run calls it first; `config --check` too.
+func CheckFiles(cfg configs.Config) error {
 	_, err := natsOptions(cfg.NATS)
 	errs := []error{err}
 	for _, v := range []struct {
