@@ -46,10 +46,74 @@ func TestConfigCommandMasksSecrets(t *testing.T) {
 	}
 }
 
+// TestUnknownCommand: an unknown command, or none, is refused with the usage on stderr.
 func TestUnknownCommand(t *testing.T) {
+	for _, args := range [][]string{{"frobnicate"}, {}, {"--config", "x.yaml"}, {"help", "frobnicate"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), args, &stdout, &stderr); code != 2 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "usage:") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
+		}
+	}
+}
+
+// TestCommandHelp: `CMD -h`, `CMD --help` and `help CMD` print that command's usage and flags on
+// stdout and exit 0, for every command.
+func TestCommandHelp(t *testing.T) {
+	for _, c := range commands {
+		for _, args := range [][]string{{c.name, "-h"}, {c.name, "--help"}, {"help", c.name}} {
+			var stdout, stderr bytes.Buffer
+			code := run(t.Context(), args, &stdout, &stderr)
+			if code != 0 || stderr.Len() != 0 || !strings.HasPrefix(stdout.String(), "usage: cobrowse-connector "+c.synopsis+"\n") {
+				t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
+			}
+		}
+	}
 	var stdout, stderr bytes.Buffer
-	if code := run(t.Context(), []string{"frobnicate"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "usage") {
-		t.Fatalf("exit %d, %q", code, stderr.String())
+	if run(t.Context(), []string{"demo", "-h"}, &stdout, &stderr); !strings.Contains(stdout.String(), "-verbose") || !strings.Contains(stdout.String(), "-vendor string") {
+		t.Errorf("demo -h lists no flags:\n%s", stdout.String())
+	}
+	stdout.Reset()
+	if run(t.Context(), []string{"run", "-h"}, &stdout, &stderr); !strings.Contains(stdout.String(), "-config FILE") || strings.Contains(stdout.String(), "-vendor") {
+		t.Errorf("run -h:\n%s", stdout.String())
+	}
+}
+
+// TestFlagOfAnotherCommand: each command has its own flags; another command's flag is refused
+// with a message that names the commands it belongs to, and the command's usage, on stderr.
+func TestFlagOfAnotherCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--vendor", "zoom"}, "--vendor is a flag of demo, sandbox, not of run"},
+		{[]string{"config", "--verbose"}, "--verbose is a flag of demo, not of config"},
+		{[]string{"version", "--config", "x.yaml"}, "--config is a flag of run, config, cluster, not of version"},
+		{[]string{"demo", "--nats-port", "4222"}, "--nats-port is a flag of sandbox, not of demo"},
+		{[]string{"demo", "--bogus"}, "flag provided but not defined: -bogus\n"},
+		{[]string{"demo", "--end"}, "flag needs an argument: -end"},
+		{[]string{"sandbox", "--nats-port", "many"}, `invalid value "many" for flag -nats-port`},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(t.Context(), tc.args, &stdout, &stderr)
+		if code != 2 || stdout.Len() != 0 || !strings.Contains(stderr.String(), tc.want) || !strings.Contains(stderr.String(), "usage: cobrowse-connector "+tc.args[0]) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2 and %q", tc.args, code, stdout.String(), stderr.String(), tc.want)
+		}
+	}
+}
+
+// TestBadFlagValues: a flag value a command cannot use is refused before anything starts.
+func TestBadFlagValues(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	stderr.Reset()
+	if code := run(t.Context(), []string{"demo", "--vendor", "genesis"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), `--vendor "genesis"`) {
+		t.Errorf("demo --vendor genesis: exit %d, stderr %q", code, stderr.String())
+	}
+	if code := run(t.Context(), []string{"sandbox", "--vendor", "genesis"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), `--vendor: "genesis"`) {
+		t.Errorf("sandbox --vendor genesis: exit %d, stderr %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := run(t.Context(), []string{"demo", "--end", "vanished"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), `--end "vanished"`) {
+		t.Errorf("demo --end vanished: exit %d, stderr %q", code, stderr.String())
 	}
 }
 
@@ -105,7 +169,7 @@ func TestConfigValidatesLikeRun(t *testing.T) {
 func TestCheckIsForConfigOnly(t *testing.T) {
 	for _, cmd := range []string{"run", "demo"} {
 		var stdout, stderr bytes.Buffer
-		if code := run(t.Context(), []string{cmd, "--check"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--check is for the config command") {
+		if code := run(t.Context(), []string{cmd, "--check"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--check is a flag of config, not of "+cmd) {
 			t.Errorf("%s --check: exit %d, stderr %q", cmd, code, stderr.String())
 		}
 	}
@@ -123,10 +187,18 @@ func TestUnknownEnvRefused(t *testing.T) {
 	}
 }
 
+// TestUsage: the top-level usage lists every command, on stdout for help.
 func TestUsage(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if code := run(t.Context(), []string{"help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "config [--config FILE] [--check]") {
-		t.Fatalf("exit %d, usage:\n%s", code, stdout.String())
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), args, &stdout, &stderr); code != 0 || stderr.Len() != 0 || !strings.Contains(stdout.String(), "config [--config FILE] [--check]") {
+			t.Fatalf("%q: exit %d, usage:\n%s", args, code, stdout.String())
+		}
+		for _, name := range []string{"run", "demo", "sandbox", "config", "cluster", "version"} {
+			if !strings.Contains(stdout.String(), "\n  cobrowse-connector "+name) {
+				t.Errorf("the usage lacks %s:\n%s", name, stdout.String())
+			}
+		}
 	}
 }
 
@@ -152,12 +224,39 @@ func TestArguments(t *testing.T) {
 	}{
 		{[]string{"run", "extra"}, 2, `cobrowse-connector run: unexpected arguments ["extra"]`},
 		{[]string{"version", "x"}, 2, "unexpected arguments"},
+		{[]string{"demo", "zoom"}, 2, `cobrowse-connector demo: unexpected arguments ["zoom"]`},
+		{[]string{"config", "x.yaml"}, 2, "unexpected arguments"},
+		{[]string{"sandbox", "now"}, 2, "unexpected arguments"},
+		{[]string{"run", "--config", "x.yaml", "extra"}, 2, "unexpected arguments"},
+		{[]string{"cluster", "add", "r2", "--config", "x.yaml"}, 2, `"--config" after the action: flags go before it`},
 		{[]string{"cluster"}, 2, "name an action: status, add, remove or step-down"},
 		{[]string{"cluster", "status"}, 2, "nats.url: required"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(t.Context(), tc.args, &stdout, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q", tc.args, code, stderr.String())
+		}
+	}
+}
+
+// TestFilesCheckedLikeRun: a CA or key file that cannot be used is refused by run, config and
+// config --check alike, with the key, before anything connects.
+func TestFilesCheckedLikeRun(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(garbage, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("COBROWSE_GENESYS_URL", "https://gcb.example:8700/cobrowse")
+	t.Setenv("COBROWSE_NATS_URL", "nats://127.0.0.1:1")
+	t.Setenv("COBROWSE_GENESYS_CA_FILE", garbage)
+	t.Setenv("COBROWSE_NATS_NKEY_SEED_FILE", filepath.Join(dir, "missing.nk"))
+	for _, args := range [][]string{{"run"}, {"config"}, {"config", "--check"}} {
+		var stdout, stderr bytes.Buffer
+		code := run(t.Context(), args, &stdout, &stderr)
+		if code != 2 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "genesys.ca_file: "+garbage+" holds no PEM certificate") ||
+			!strings.Contains(stderr.String(), "nats.nkey_seed_file: ") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
 		}
 	}
 }

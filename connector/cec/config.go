@@ -1,6 +1,7 @@
 package cec
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,6 +65,9 @@ type Config struct {
 	// RoundTripper carries the HTTP requests (tests). Default: a transport of the connector's
 	// own, released by Close.
 	RoundTripper http.RoundTripper
+	// TLSConfig is the TLS of the transport the connector makes (RoundTripper nil): a private
+	// CA's RootCAs, say. Nil: the system roots.
+	TLSConfig *tls.Config
 	// Now is the clock (tests): token renewal, activation and deactivation times, room ids.
 	// Default time.Now.
 	Now func() time.Time

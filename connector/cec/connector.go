@@ -49,6 +49,9 @@ func New(cfg Config) (*Connector, error) {
 	rt := cfg.RoundTripper
 	if rt == nil {
 		c.ownRT = http.DefaultTransport.(*http.Transport).Clone()
+		if cfg.TLSConfig != nil {
+			c.ownRT.TLSClientConfig = cfg.TLSConfig
+		}
 		rt = c.ownRT
 	}
 	c.api = newClient(cfg, rt, c.log)

@@ -2,6 +2,7 @@ package zoom
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,6 +87,10 @@ type Config struct {
 	// Minter and API, when set, are used as they are (tests, or a caller that shares them).
 	Minter *Minter
 	API    *API
+	// TLSConfig is the TLS of the HTTP transport New makes for the OAuth and REST calls (neither
+	// REST.RoundTripper nor OAuth.RoundTripper set): a private CA's RootCAs, say. Nil: the system
+	// roots.
+	TLSConfig *tls.Config
 
 	// DeskURL is the agent desk; the agent's view is DeskURL?access_token=<agent JWT>. An
 	// absolute http(s) URL without credentials, query or fragment. Default DefaultDeskURL.
@@ -218,6 +223,9 @@ func (c *Connector) newAPI(cfg Config) (join, rejoin *API, err error) {
 	transport := func() http.RoundTripper {
 		if c.ownRT == nil {
 			c.ownRT = http.DefaultTransport.(*http.Transport).Clone()
+			if cfg.TLSConfig != nil {
+				c.ownRT.TLSClientConfig = cfg.TLSConfig
+			}
 		}
 		return c.ownRT
 	}

@@ -20,14 +20,26 @@ type Server struct {
 // Start runs a NATS server with JetStream for the length of the test.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	return start(tb, server.Options{
+	return StartWith(tb, nil)
+}
+
+// StartWith runs a NATS server with JetStream for the length of the test, its options first
+// changed by configure (nil: none): TLS (TLSConfig, TLS, TLSVerify), users or NKeys, for a test of
+// the client's side of them.
+func StartWith(tb testing.TB, configure func(*server.Options)) *Server {
+	tb.Helper()
+	opts := server.Options{
 		Host:      "127.0.0.1",
 		Port:      server.RANDOM_PORT,
 		JetStream: true,
 		StoreDir:  tb.TempDir(),
 		NoLog:     true,
 		NoSigs:    true,
-	})
+	}
+	if configure != nil {
+		configure(&opts)
+	}
+	return start(tb, opts)
 }
 
 // Restart shuts s down if it still runs and starts a new server on the same port and store, as a

@@ -46,6 +46,9 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if err := cfg.ValidateRun(); err != nil {
 		return err
 	}
+	if err := CheckFiles(cfg); err != nil {
+		return err
+	}
 	log := opts.Logger
 	if log == nil {
 		if log, err = NewLogger(os.Stderr, cfg.Log.Format, cfg.Log.Level); err != nil {
@@ -285,11 +288,16 @@ func handOver(ctx context.Context, log *slog.Logger, letGo func(context.Context)
 // each time that the daemon is not ready; once connected, nats.go reconnects on its own.
 func connectNATS(ctx context.Context, url string, cfg configs.NATSConfig, log *slog.Logger) (*nats.Conn, error) {
 	l := log.With("component", "nats")
+	// The files are read once, before the first attempt: retrying does not mend a file.
+	fileOpts, err := natsOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	wait := cfg.ConnectWait.D()
 	deadline := time.Now().Add(wait)
 	delay := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		nc, err := dialNATS(url, cfg, l)
+		nc, err := dialNATS(url, cfg, fileOpts, l)
 		if err == nil {
 			if attempt > 1 {
 				l.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "attempts", attempt)
@@ -313,7 +321,8 @@ func connectNATS(ctx context.Context, url string, cfg configs.NATSConfig, log *s
 	}
 }
 
-func dialNATS(url string, cfg configs.NATSConfig, l *slog.Logger) (*nats.Conn, error) {
+// dialNATS makes one connection attempt, with the options natsOptions read from files.
+func dialNATS(url string, cfg configs.NATSConfig, fileOpts []nats.Option, l *slog.Logger) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -331,10 +340,7 @@ func dialNATS(url string, cfg configs.NATSConfig, l *slog.Logger) (*nats.Conn, e
 	if cfg.Token.Reveal() != "" {
 		opts = append(opts, nats.Token(cfg.Token.Reveal()))
 	}
-	if cfg.CredentialsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredentialsFile))
-	}
-	return nats.Connect(url, opts...)
+	return nats.Connect(url, append(opts, fileOpts...)...)
 }
 
 // drainNATS flushes what is pending and closes the connection, within a bound.

@@ -27,10 +27,29 @@ type DemoOptions struct {
 	Vendor string
 	// End is how the interaction ends: "transferred" (default) or "closed".
 	End string
+	// Verbose prints every message that crosses NATS on the contract's subjects as its subject and
+	// its raw JSON payload, in the order NATS delivers them, instead of a line that describes it
+	// (the page messages' credentials, those of the built-in stand-ins, included).
+	Verbose bool
 	// Pace is the pause between the script's steps, so that a person can follow it; 0 in tests.
 	Pace time.Duration
 	// Logger receives the daemon's own logs (default: none).
 	Logger *slog.Logger
+}
+
+// Check refuses a vendor or an ending the demo does not play.
+func (o DemoOptions) Check() error {
+	switch chat.EventType(o.End) {
+	case "", chat.EventTransferred, chat.EventClosed:
+	default:
+		return fmt.Errorf("--end %q: want transferred or closed", o.End)
+	}
+	switch o.Vendor {
+	case "", string(connector.Genesys), string(connector.Zoom), string(connector.CEC):
+	default:
+		return fmt.Errorf("--vendor %q: want genesys, zoom or cec", o.Vendor)
+	}
+	return nil
 }
 
 // Demo runs the main job on embedded defaults: an embedded NATS server, a 3-node built-in
@@ -39,26 +58,22 @@ type DemoOptions struct {
 // prints is read back from NATS, not from the script: the session id shown is the one the
 // Co-browse Server issued.
 func Demo(ctx context.Context, w io.Writer, opts DemoOptions) error {
+	if err := opts.Check(); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	end := chat.EventType(opts.End)
-	switch end {
-	case "":
+	if end == "" {
 		end = chat.EventTransferred
-	case chat.EventTransferred, chat.EventClosed:
-	default:
-		return fmt.Errorf("demo: --end %q: want transferred or closed", opts.End)
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	switch opts.Vendor {
-	case "", string(connector.Genesys):
 	case string(connector.Zoom):
 		return demoZoom(ctx, w, opts, end, log)
 	case string(connector.CEC):
 		return demoCEC(ctx, w, opts, end, log)
-	default:
-		return fmt.Errorf("demo: --vendor %q: want genesys, zoom or cec", opts.Vendor)
 	}
 	cluster := gcbtest.NewCluster(gcbtest.Options{Nodes: 3, ConnectTimeout: 2 * time.Second, MaxInterval: 10 * time.Second})
 	defer cluster.Close()
@@ -69,7 +84,7 @@ func Demo(ctx context.Context, w io.Writer, opts DemoOptions) error {
 	if err != nil {
 		return err
 	}
-	p := newDemoPrinter(w, opts.Pace)
+	p := newDemoPrinter(w, opts)
 	fmt.Fprintf(w, "cobrowse-connector demo: embedded NATS at %s, Co-browse cluster of 3 nodes at %s\n\n", d.natsURL, cluster.URL())
 	return d.finish(p.play(ctx, d.natsURL, cluster, end))
 }
@@ -216,8 +231,8 @@ func (s *demoScript) end(end chat.EventType) error {
 	return s.event(chat.Event{Type: chat.EventClosed})
 }
 
-func newDemoPrinter(w io.Writer, pace time.Duration) *demoPrinter {
-	return &demoPrinter{w: w, start: time.Now(), msgs: make(chan demoMsg, 256), pace: pace, seen: map[string]int{}}
+func newDemoPrinter(w io.Writer, opts DemoOptions) *demoPrinter {
+	return &demoPrinter{w: w, start: time.Now(), msgs: make(chan demoMsg, 256), pace: opts.Pace, verbose: opts.Verbose, seen: map[string]int{}}
 }
 
 // demoMsg is one message seen on NATS, or a note of the demo's own (a webhook seen).
@@ -232,6 +247,7 @@ type demoPrinter struct {
 	start    time.Time
 	msgs     chan demoMsg
 	pace     time.Duration
+	verbose  bool           // raw subjects and payloads instead of descriptions
 	seen     map[string]int // messages printed, per subject
 	last     attach.Update
 	lastPage attach.Handoff // the latest page message
@@ -354,22 +370,29 @@ func (p *demoPrinter) print(m demoMsg) {
 	p.seen[m.subject]++
 	parts := strings.Split(m.subject, ".")
 	ts := p.stamp()
+	// Every message is decoded (the script reads the last attach and page message); verbose shows
+	// it raw instead of described.
+	w := p.w
+	if p.verbose {
+		fmt.Fprintf(w, "%s  %s %s\n", ts, m.subject, m.data)
+		w = io.Discard
+	}
 	switch {
 	case len(parts) == 4 && parts[1] == "chat":
 		var c chat.Message
 		_ = json.Unmarshal(m.data, &c)
-		fmt.Fprintf(p.w, "%s  chat %-8s %s: %s\n", ts, c.From.Role, c.From.ID, c.Text)
+		fmt.Fprintf(w, "%s  chat %-8s %s: %s\n", ts, c.From.Role, c.From.ID, c.Text)
 	case len(parts) == 4 && parts[1] == "interaction" && parts[3] == "event":
 		var e chat.Event
 		_ = json.Unmarshal(m.data, &e)
-		fmt.Fprintf(p.w, "%s  interaction %s%s\n", ts, e.Type, agentSuffix(e))
+		fmt.Fprintf(w, "%s  interaction %s%s\n", ts, e.Type, agentSuffix(e))
 	case len(parts) == 4 && parts[1] == "interaction" && parts[3] == "attach":
 		var u attach.Update
 		_ = json.Unmarshal(m.data, &u)
 		p.last = u
-		fmt.Fprintf(p.w, "%s  ATTACH #%d to %s (changed: %s)\n", ts, u.Seq, u.InteractionID, strings.Join(u.Changed, ", "))
+		fmt.Fprintf(w, "%s  ATTACH #%d to %s (changed: %s)\n", ts, u.Seq, u.InteractionID, strings.Join(u.Changed, ", "))
 		for _, kv := range dataLines(u.Data) {
-			fmt.Fprintf(p.w, "          %s\n", kv)
+			fmt.Fprintf(w, "          %s\n", kv)
 		}
 	case len(parts) == 4 && parts[1] == "cobrowse":
 		var e attach.Lifecycle
@@ -387,13 +410,13 @@ func (p *demoPrinter) print(m demoMsg) {
 		if e.DeactivationTime != 0 {
 			line += ", deactivated " + time.UnixMilli(e.DeactivationTime).UTC().Format("15:04:05.000")
 		}
-		fmt.Fprintln(p.w, line)
+		fmt.Fprintln(w, line)
 	case len(parts) == 3 && parts[1] == "webhook":
 		var env struct {
 			Event string `json:"event"`
 		}
 		_ = json.Unmarshal(m.data, &env)
-		fmt.Fprintf(p.w, "%s  webhook %s stored in NATS (%s) for the router\n", ts, env.Event, m.subject)
+		fmt.Fprintf(w, "%s  webhook %s stored in NATS (%s) for the router\n", ts, env.Event, m.subject)
 	case len(parts) == 4 && parts[1] == "signal":
 		var g chat.Signal
 		_ = json.Unmarshal(m.data, &g)
@@ -405,14 +428,14 @@ func (p *demoPrinter) print(m demoMsg) {
 		if g.SessionID != "" {
 			about = " about session " + g.SessionID
 		}
-		fmt.Fprintf(p.w, "%s  signal %s %s%s%s for interaction %s\n", ts, g.Source, g.Type, role, about, g.InteractionID)
+		fmt.Fprintf(w, "%s  signal %s %s%s%s for interaction %s\n", ts, g.Source, g.Type, role, about, g.InteractionID)
 	case len(parts) == 4 && (parts[1] == "agent" || parts[1] == "customer"):
 		var h attach.Handoff
 		_ = json.Unmarshal(m.data, &h)
 		p.lastPage = h
-		fmt.Fprintf(p.w, "%s  %s\n", ts, pageLine(parts[1], parts[2], h))
+		fmt.Fprintf(w, "%s  %s\n", ts, pageLine(parts[1], parts[2], h))
 	default:
-		fmt.Fprintf(p.w, "%s  %s %s\n", ts, m.subject, m.data)
+		fmt.Fprintf(w, "%s  %s %s\n", ts, m.subject, m.data)
 	}
 }
 

@@ -32,7 +32,7 @@ func demoCEC(ctx context.Context, w io.Writer, opts DemoOptions, end chat.EventT
 	if err != nil {
 		return err
 	}
-	p := newDemoPrinter(w, opts.Pace)
+	p := newDemoPrinter(w, opts)
 	fmt.Fprintf(w, "cobrowse-connector demo on Huawei CEC: embedded NATS at %s, built-in CEC (API Fabric and the web adapter) at %s\n\n", d.natsURL, s.URL())
 	return d.finish(p.playCEC(ctx, d.natsURL, s, end))
 }

@@ -3,7 +3,11 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -114,5 +118,58 @@ func TestDemoCEC(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDemoVerbose: --verbose prints each message that crosses NATS as its subject and its raw JSON
+// payload, inbound and outbound, in the order NATS delivered them: the start message before the
+// joined event, the attaches by seq, the final attach after the interaction's end.
+func TestDemoVerbose(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := Demo(ctx, &out, DemoOptions{Verbose: true}); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	s := out.String()
+	raw := regexp.MustCompile(`(?m)^\s*\d+\.\d\ds  (cc\.\S+) (\{.*\})$`)
+	var subjects []string
+	var attachSeqs []int
+	startAt, joinedAt, endAt := -1, -1, -1
+	for _, m := range raw.FindAllStringSubmatch(s, -1) {
+		subject, payload := m[1], m[2]
+		var v map[string]any
+		if err := json.Unmarshal([]byte(payload), &v); err != nil {
+			t.Fatalf("%s: the payload is not JSON: %v: %s", subject, err, payload)
+		}
+		switch {
+		case subject == "cc.chat."+demoInteraction+".message" && regexp.MustCompile(`^\{start:\d{9}\}$`).MatchString(fmt.Sprint(v["text"])):
+			startAt = len(subjects)
+		case subject == "cc.cobrowse."+demoInteraction+".joined":
+			joinedAt = len(subjects)
+		case subject == "cc.interaction."+demoInteraction+".event" && v["type"] == "transferred":
+			endAt = len(subjects)
+		case subject == "cc.interaction."+demoInteraction+".attach":
+			attachSeqs = append(attachSeqs, int(v["seq"].(float64)))
+			if len(attachSeqs) == 3 && endAt < 0 {
+				t.Errorf("the final attach came before the interaction's end:\n%s", s)
+			}
+		}
+		subjects = append(subjects, subject)
+	}
+	if startAt < 0 || joinedAt < startAt {
+		t.Errorf("start message at %d, joined event at %d: want both, the start first:\n%s", startAt, joinedAt, s)
+	}
+	if !slices.Equal(attachSeqs, []int{1, 2, 3}) {
+		t.Errorf("attach seqs %v, want 1 2 3:\n%s", attachSeqs, s)
+	}
+	for _, want := range []string{"cc.agent.agent-7.cobrowse", "cc.cobrowse." + demoInteraction + ".activated", "cc.cobrowse." + demoInteraction + ".deactivated"} {
+		if !slices.Contains(subjects, want) {
+			t.Errorf("no %s in %v", want, subjects)
+		}
+	}
+	// Verbose replaces the descriptions; the demo's own notes and the summary stay.
+	if strings.Contains(s, "ATTACH #") || !strings.Contains(s, "Summary for interaction") || !strings.Contains(s, "opens the agent view") {
+		t.Errorf("verbose output:\n%s", s)
 	}
 }

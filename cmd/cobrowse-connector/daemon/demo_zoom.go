@@ -39,7 +39,7 @@ func demoZoom(ctx context.Context, w io.Writer, opts DemoOptions, end chat.Event
 			r.SetURL(t)
 		}
 	}}
-	p := newDemoPrinter(w, opts.Pace)
+	p := newDemoPrinter(w, opts)
 	ingressSrv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 		r.Body = io.NopCloser(bytes.NewReader(body))

@@ -42,13 +42,18 @@ func (v *vendors) close() {
 // when zoom.enabled, CEC when cec.enabled. None makes a network call.
 func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 	v = &vendors{}
+	built := v // a failed build returns nil: what it made is released through this
 	defer func() {
 		if err != nil {
-			v.close()
+			built.close()
 		}
 	}()
 	if cfg.Genesys.URL != "" {
-		g, err := gcb.New(gcbConfig(cfg, log))
+		gc := gcbConfig(cfg, log)
+		if gc.TLSConfig, err = vendorTLS("genesys.ca_file", cfg.Genesys.CAFile); err != nil {
+			return nil, err
+		}
+		g, err := gcb.New(gc)
 		if err != nil {
 			return nil, err
 		}
@@ -62,6 +67,10 @@ func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 	}
 	if cfg.CEC.Enabled {
 		e := cfg.CEC
+		tc, err := vendorTLS("cec.ca_file", e.CAFile)
+		if err != nil {
+			return nil, err
+		}
 		c, err := cec.New(cec.Config{
 			Domain:         e.Domain,
 			AppKey:         e.AppKey,
@@ -70,6 +79,7 @@ func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 			TokenExpire:    e.TokenExpire.D(),
 			RequestTimeout: e.RequestTimeout.D(),
 			ReleaseURL:     e.ReleaseURL,
+			TLSConfig:      tc,
 			Breaker:        breakerSettings(cfg, log),
 			Logger:         log,
 		})
@@ -108,6 +118,10 @@ func (v *vendors) addZoom(cfg configs.Config, log *slog.Logger) error {
 		return err
 	}
 	breakers := connector.NewBreakers(breakerSettings(cfg, log))
+	tc, err := vendorTLS("zoom.ca_file", z.CAFile)
+	if err != nil {
+		return err
+	}
 	requireBound := z.RequireMintedCustomer
 	conn, err := zoom.New(zoom.Config{
 		Minter: minter,
@@ -120,6 +134,7 @@ func (v *vendors) addZoom(cfg configs.Config, log *slog.Logger) error {
 		BYOPPollInterval:      z.BYOPPollInterval.D(),
 		BYOPStartWait:         z.BYOPStartWait.D(),
 		AgentSDK:              z.AgentView == configs.AgentViewSDK,
+		TLSConfig:             tc,
 		Logger:                log,
 	})
 	if err != nil {
