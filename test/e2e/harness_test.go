@@ -117,6 +117,7 @@ func newEnv(t *testing.T, gopts gcbtest.Options, mutate func(*configs.Config)) *
 			t.Logf("daemon log (tail):\n%s", e.logs.Tail(12000))
 		}
 	})
+	e.checkContract()
 	return e
 }
 
@@ -194,6 +195,7 @@ func (e *env) watchOnce() {
 	// own order; across them there is none to observe.
 	e.watch(attach.DefaultStream, &e.out)
 	e.watch(attach.DefaultHandoffStream, &e.pages)
+	e.watchDaemonInbound()
 }
 
 func (e *env) watch(stream string, into *[]outMsg) {
@@ -225,6 +227,7 @@ func (e *env) publish(subject string, v any, msgID string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.checkInbound(subject, b, msgID)
 	e.publishRaw(subject, b, msgID)
 }
 
