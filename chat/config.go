@@ -86,6 +86,8 @@ type Config struct {
 	TriggerRoles []Role
 	// Logger receives the package's logs, scoped with component=chat. Default slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, count the inbound messages by kind and outcome (see Metrics). Nil: none.
+	Metrics *Metrics
 }
 
 // withDefaults returns cfg with defaults filled in, or an error naming the first invalid field.
