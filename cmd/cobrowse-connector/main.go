@@ -25,6 +25,10 @@ const usage = `usage:
                                            run the daemon on embedded defaults (embedded NATS, built-in
                                            3-node Co-browse Server) with a scripted conversation
   cobrowse-connector version                print the version and the Go release it was built with
+  cobrowse-connector health [--config FILE] [--url URL]
+                                           ask the running daemon's /readyz (on http.listen, or URL) and
+                                           print the answer: exit 0 when ready, 1 when not (for exec
+                                           probes and the image's HEALTHCHECK)
   cobrowse-connector cluster [--config FILE] status | add MEMBER... | remove MEMBER... | step-down MEMBER
                                            show or change the replicas' consumer group on the NATS of the
                                            config (nats.url): members and their partitions, as JSON
@@ -56,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	end := fs.String("end", "transferred", "demo: how the interaction ends: transferred or closed")
 	vendor := fs.String("vendor", "genesys", "demo: the co-browse vendor it plays: genesys, zoom or cec")
 	check := fs.Bool("check", false, "config: only check the config, print nothing when it is valid")
+	healthURL := fs.String("url", "", "health: the readiness URL to ask (default: /readyz on http.listen)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -111,6 +116,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "health":
+		// Every failure exits 1: Docker reserves 2 in a HEALTHCHECK.
+		u := *healthURL
+		if u == "" {
+			cfg, err := loadConfig(*configPath)
+			if err == nil {
+				u, err = daemon.ReadyURL(cfg.HTTP.Listen)
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "cobrowse-connector health: %v\n", err)
+				return 1
+			}
+		}
+		return daemon.Health(ctx, u, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "cobrowse-connector %s (go %s)\n", daemon.BuildVersion(), daemon.GoVersion())
 		return 0

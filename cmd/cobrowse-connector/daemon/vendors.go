@@ -27,7 +27,9 @@ type vendors struct {
 	zoom        *zoom.Connector
 	zoomMinter  *zoom.Minter
 	zoomWebhook *zoom.Webhook
-	closers     []func()
+	// breakers are each enabled vendor's circuit breakers, for the metrics and /readyz?verbose.
+	breakers []vendorBreakers
+	closers  []func()
 }
 
 // close releases every connector, in reverse order of creation.
@@ -53,6 +55,7 @@ func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 			return nil, err
 		}
 		v.conns = append(v.conns, g)
+		v.breakers = append(v.breakers, vendorBreakers{vendor: string(connector.Genesys), breakers: g.Breakers()})
 		v.closers = append(v.closers, func() { _ = g.Close() })
 	}
 	if cfg.Zoom.Enabled {
@@ -62,6 +65,7 @@ func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 	}
 	if cfg.CEC.Enabled {
 		e := cfg.CEC
+		breakers := connector.NewBreakers(breakerSettings(cfg, log))
 		c, err := cec.New(cec.Config{
 			Domain:         e.Domain,
 			AppKey:         e.AppKey,
@@ -70,13 +74,14 @@ func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 			TokenExpire:    e.TokenExpire.D(),
 			RequestTimeout: e.RequestTimeout.D(),
 			ReleaseURL:     e.ReleaseURL,
-			Breaker:        breakerSettings(cfg, log),
+			Breakers:       breakers,
 			Logger:         log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("cec: %w", err)
 		}
 		v.conns = append(v.conns, c)
+		v.breakers = append(v.breakers, vendorBreakers{vendor: string(connector.CEC), breakers: breakers})
 		v.closers = append(v.closers, func() { _ = c.Close() })
 	}
 	return v, nil
@@ -128,6 +133,7 @@ func (v *vendors) addZoom(cfg configs.Config, log *slog.Logger) error {
 	v.conns = append(v.conns, conn)
 	v.closers = append(v.closers, func() { _ = conn.Close() })
 	v.zoom, v.zoomMinter, v.zoomWebhook = conn, minter, wh
+	v.breakers = append(v.breakers, vendorBreakers{vendor: string(connector.Zoom), breakers: breakers})
 	return nil
 }
 
