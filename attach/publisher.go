@@ -99,6 +99,10 @@ type Config struct {
 	Logger *slog.Logger // default: discard
 	// Now stamps a message whose At is zero; default time.Now.
 	Now func() time.Time
+	// PublishLatency, when set, observes in seconds how long publishing took, by kind: single (one
+	// message, until its PubAck) or batch (a Batch, from its first send until Wait has every
+	// PubAck). Called once per kind in New. Nil: not measured.
+	PublishLatency func(kind string) Observer
 }
 
 // DefaultConfig is the zero Config with every default filled in: what each zero field means.
@@ -107,6 +111,16 @@ func DefaultConfig() Config {
 	_ = c.setDefaults() // the zero Config is valid
 	return c
 }
+
+// Observer takes one observation; a prometheus.Histogram is one.
+type Observer interface{ Observe(float64) }
+
+// PublishKinds are the kinds Config.PublishLatency is called with.
+var PublishKinds = [...]string{"single", "batch"}
+
+type noObserver struct{}
+
+func (noObserver) Observe(float64) {}
 
 func (c *Config) setDefaults() error {
 	if c.Prefix == "" {
@@ -183,6 +197,8 @@ type Publisher struct {
 	js  jetstream.JetStream
 	cfg Config
 	log *slog.Logger
+	// singleTime and batchTime observe the publish latency (Config.PublishLatency).
+	singleTime, batchTime Observer
 	// The stream that captures each kind of subject, set as the expected stream of every publish
 	// (Nats-Expected-Stream): a message never lands silently in a stream the publisher did not
 	// check, whose dedupe window it does not know.
@@ -203,7 +219,10 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Publisher, e
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	p := &Publisher{js: js, cfg: cfg, log: cfg.Logger.With("component", "attach")}
+	p := &Publisher{js: js, cfg: cfg, log: cfg.Logger.With("component", "attach"), singleTime: noObserver{}, batchTime: noObserver{}}
+	if f := cfg.PublishLatency; f != nil {
+		p.singleTime, p.batchTime = f(PublishKinds[0]), f(PublishKinds[1])
+	}
 	if err := p.ensureStreams(ctx); err != nil {
 		return nil, err
 	}
@@ -302,7 +321,9 @@ func (p *Publisher) AgentView(ctx context.Context, v AgentView) error {
 func (p *Publisher) publish(ctx context.Context, stream, subject, msgID string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
 	defer cancel()
+	begun := time.Now()
 	ack, err := p.js.PublishMsg(ctx, outMsg(stream, subject, msgID, body))
+	p.singleTime.Observe(time.Since(begun).Seconds())
 	if err != nil {
 		return &PublishError{Subject: subject, MsgID: msgID, Transient: transient(err), Err: err}
 	}
@@ -338,9 +359,10 @@ func (p *Publisher) Batch() *Batch { return &Batch{p: p} }
 // and its final attach, so waits for one round trip instead of one per message. Not safe for
 // concurrent use.
 type Batch struct {
-	p    *Publisher
-	sent []batched
-	err  error // a message that could not be sent: nothing after it is
+	p     *Publisher
+	sent  []batched
+	err   error     // a message that could not be sent: nothing after it is
+	begun time.Time // the first send, for the batch's latency
 }
 
 type batched struct {
@@ -378,6 +400,9 @@ func (b *Batch) send(_ context.Context, stream, subject, msgID string, body []by
 	if b.err != nil {
 		return nil // nothing goes out behind a message that did not
 	}
+	if b.begun.IsZero() {
+		b.begun = time.Now()
+	}
 	ack, err := b.p.js.PublishMsgAsync(outMsg(stream, subject, msgID, body))
 	if err != nil {
 		b.sent = append(b.sent, batched{err: &PublishError{Subject: subject, MsgID: msgID, Transient: transient(err), Err: err}})
@@ -395,6 +420,9 @@ func (b *Batch) send(_ context.Context, stream, subject, msgID string, body []by
 func (b *Batch) Wait(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.p.cfg.PublishTimeout)
 	defer cancel()
+	if !b.begun.IsZero() {
+		defer func() { b.p.batchTime.Observe(time.Since(b.begun).Seconds()) }()
+	}
 	for i, m := range b.sent {
 		if m.err != nil {
 			return i, m.err

@@ -659,3 +659,67 @@ func TestBatchStoresInOrderAndStopsAtTheFirstRefusal(t *testing.T) {
 		t.Fatalf("stream holds %d, want %d: nothing after the refused message", m, n+1)
 	}
 }
+
+// observations counts the observations of each kind, and their sum.
+type observations struct {
+	mu  sync.Mutex
+	n   map[string]int
+	sum map[string]float64
+}
+
+type observerOf struct {
+	o    *observations
+	kind string
+}
+
+func (o observerOf) Observe(v float64) {
+	o.o.mu.Lock()
+	defer o.o.mu.Unlock()
+	o.o.n[o.kind]++
+	o.o.sum[o.kind] += v
+}
+
+// TestPublishLatencyObserved: each single publish and each batch is observed once, under its kind,
+// also when it fails; a batch that sent nothing is not.
+func TestPublishLatencyObserved(t *testing.T) {
+	e := start(t)
+	o := &observations{n: map[string]int{}, sum: map[string]float64{}}
+	var kinds []string
+	p := e.publisher(t, Config{PublishTimeout: 500 * time.Millisecond, PublishLatency: func(kind string) Observer {
+		kinds = append(kinds, kind)
+		return observerOf{o, kind}
+	}})
+	if fmt.Sprint(kinds) != "[single batch]" {
+		t.Fatalf("made for %v", kinds)
+	}
+	var u Update
+	for _, ex := range examples {
+		if m, ok := ex.msg.(Update); ok {
+			u = m
+		}
+	}
+	if err := p.Update(ctx(t), u); err != nil {
+		t.Fatal(err)
+	}
+	b := p.Batch()
+	u.Seq++
+	_ = b.Update(ctx(t), u)
+	u.Seq++
+	_ = b.Update(ctx(t), u)
+	if n, err := b.Wait(ctx(t)); n != 2 || err != nil {
+		t.Fatalf("Wait = %d, %v", n, err)
+	}
+	if _, err := p.Batch().Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Shutdown()
+	u.Seq++
+	if err := p.Update(ctx(t), u); err == nil {
+		t.Fatal("published with the server down")
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n["single"] != 2 || o.n["batch"] != 1 || o.sum["single"] <= 0 || o.sum["batch"] <= 0 {
+		t.Fatalf("observed %v (sums %v), want 2 single and 1 batch", o.n, o.sum)
+	}
+}

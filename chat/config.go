@@ -86,6 +86,8 @@ type Config struct {
 	TriggerRoles []Role
 	// Logger receives the package's logs, scoped with component=chat. Default slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, count the inbound messages by kind and outcome (see Metrics). Nil: none.
+	Metrics *Metrics
 }
 
 // DefaultConfig is the zero Config with every default filled in: what each zero field means.

@@ -62,6 +62,8 @@ type Consumer struct {
 	evSubj   string
 	sigSubj  string
 	running  atomic.Bool
+	met      *meters    // nil: no metrics
+	health   pullHealth // what the pull loop does, for PullStatus
 
 	// onKeepAlive, when set before Run, is called after each in-progress ack the keeper sends.
 	onKeepAlive func(seq uint64)
@@ -124,6 +126,7 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (*Cons
 		chatSubj: cfg.Prefix + ".chat.*.message",
 		evSubj:   cfg.Prefix + ".interaction.*.event",
 		sigSubj:  cfg.Prefix + ".signal.*.*",
+		met:      newMeters(cfg.Metrics),
 	}
 	for _, r := range cfg.TriggerRoles {
 		c.triggers[r] = true
@@ -416,6 +419,8 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		return errors.New("chat: Run is already running")
 	}
 	defer c.running.Store(false)
+	c.health.set(PullStarting)
+	defer c.health.set(PullStopped)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -597,6 +602,7 @@ func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases, src *sour
 		case ctx.Err() != nil:
 			return nil
 		case err == nil:
+			c.health.ok(time.Now())
 			if failing > 0 {
 				c.log.Info("pulling inbound messages again", "after_failures", failing)
 			}
@@ -615,6 +621,7 @@ func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases, src *sour
 			return fmt.Errorf("chat: pull from %s: %w", c.StreamName(), err)
 		}
 		failing++
+		c.health.failed(err, failing)
 		if failing == 1 {
 			c.log.Warn("pulling inbound messages failed; retrying", "error", err)
 		} else {
@@ -731,6 +738,15 @@ func (c *Consumer) dispatch(ctx context.Context, d *delivery, h Handler) {
 	in, err := c.decode(d.subject, d.msg.Data())
 	if err != nil {
 		terr := d.Term("malformed: " + err.Error())
+		if c.met != nil {
+			k, _, _ := parseSubject(c.cfg.Prefix, d.subject)
+			if d.attempt > 1 {
+				c.met.kind(k).redelivered.Inc()
+			}
+			if terr == nil {
+				c.met.malformed(k)
+			}
+		}
 		attrs := []any{"subject", d.subject, "stream_seq", d.seq, "reason", err.Error(), "bytes", len(d.msg.Data())}
 		if terr != nil {
 			attrs = append(attrs, "term_error", terr)
@@ -738,8 +754,15 @@ func (c *Consumer) dispatch(ctx context.Context, d *delivery, h Handler) {
 		c.log.Warn("malformed inbound message terminated", attrs...)
 		return
 	}
+	counts := c.met.kind(in.kind()) // nil without metrics
+	if counts != nil && d.attempt > 1 {
+		counts.redelivered.Inc()
+	}
 	if typ, unknown := unknownType(in); unknown {
 		aerr := d.Ack(ctx)
+		if counts != nil && aerr == nil {
+			counts.settled[outcomeIgnored].Inc()
+		}
 		if len(typ) > 64 {
 			typ = typ[:64] + "..."
 		}
@@ -747,8 +770,22 @@ func (c *Consumer) dispatch(ctx context.Context, d *delivery, h Handler) {
 			"type", typ, "ack_error", aerr)
 		return
 	}
+	d.counts = counts // from here its settle is counted, whoever settles it
 	in.Delivery = d
 	h.Handle(ctx, in)
+}
+
+// kind is the subject kind of a decoded message.
+func (in *Inbound) kind() subjectKind {
+	switch {
+	case in.Chat != nil:
+		return subjectChat
+	case in.Event != nil:
+		return subjectEvent
+	case in.Signal != nil:
+		return subjectSignal
+	}
+	return subjectNone
 }
 
 // decode turns a subject and payload into an Inbound (without its Delivery).

@@ -52,6 +52,7 @@ type delivery struct {
 	deadline time.Duration // the server's ack deadline for this attempt
 	ackWait  time.Duration // the server's AckWait (Backoff[0] when a backoff is set)
 	keeper   *leases
+	counts   *kindCounters // the counters of its kind, set when it is handed over; nil: not counted
 
 	mu         sync.Mutex
 	settled    bool
@@ -64,8 +65,9 @@ func (d *delivery) Attempt() int      { return d.attempt }
 func (d *delivery) Last() bool        { return d.last }
 func (d *delivery) StreamSeq() uint64 { return d.seq }
 
-// settle marks d settled, runs send, and unmarks it if send fails.
-func (d *delivery) settle(send func() error) error {
+// settle marks d settled, runs send, and unmarks it if send fails; a settle that went out is
+// counted as o.
+func (d *delivery) settle(o outcome, send func() error) error {
 	d.mu.Lock()
 	if d.settled {
 		d.mu.Unlock()
@@ -80,20 +82,23 @@ func (d *delivery) settle(send func() error) error {
 		d.mu.Unlock()
 		d.keep()
 	}
+	if err == nil {
+		d.counts.settledAs(o)
+	}
 	return err
 }
 
 func (d *delivery) Ack(ctx context.Context) error {
-	return d.settle(func() error { return d.msg.DoubleAck(ctx) })
+	return d.settle(outcomeAcked, func() error { return d.msg.DoubleAck(ctx) })
 }
 
 func (d *delivery) AckNoWait() error {
-	return d.settle(d.msg.Ack)
+	return d.settle(outcomeAcked, d.msg.Ack)
 }
 
 // Nak sends a nak, correcting a delayed one for the server's backoff rule (see Delivery).
 func (d *delivery) Nak(delay time.Duration) error {
-	return d.settle(func() error {
+	return d.settle(outcomeNacked, func() error {
 		if delay <= 0 {
 			return d.msg.Nak()
 		}
@@ -108,7 +113,7 @@ func nakDelay(delay, ackWait, deadline time.Duration) time.Duration {
 }
 
 func (d *delivery) Term(reason string) error {
-	return d.settle(func() error {
+	return d.settle(outcomeTerminated, func() error {
 		if reason == "" {
 			return d.msg.Term()
 		}

@@ -102,6 +102,7 @@ func (c *Consumer) LetGo(ctx context.Context) error {
 func (m *member) startPull(ctx context.Context) {
 	pctx, cancel := context.WithCancel(ctx)
 	m.pullCancel, m.pullDone = cancel, make(chan struct{})
+	m.c.health.set(PullPulling)
 	src, done := m.src, m.pullDone
 	go func() {
 		defer close(done)
@@ -117,6 +118,7 @@ func (m *member) stopPull() {
 		m.pullCancel()
 		<-m.pullDone
 		m.pullCancel, m.pullDone = nil, nil
+		m.c.health.set(PullStarting)
 	}
 	m.nakQueued()
 }
@@ -196,6 +198,7 @@ func (m *member) apply(ctx context.Context, cfg pcgroups.ElasticConsumerGroupCon
 		m.active = false
 		c.setOwned(nil)
 		c.pinned.Store(false)
+		c.health.set(PullIdle)
 		if !m.notMember {
 			m.notMember = true
 			c.log.Warn("this member has no partitions: it consumes nothing until an operator adds it (cobrowse-connector cluster add)",

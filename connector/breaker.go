@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -148,6 +150,35 @@ func (b *Breakers) Len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.nodes)
+}
+
+// NodeBreaker is one node's breaker as Nodes reports it.
+type NodeBreaker struct {
+	Node  string
+	State BreakerState
+	// ConsecutiveFailures counts the calls through the breaker that failed in a row since the last
+	// one that succeeded (0: the last call succeeded).
+	ConsecutiveFailures uint32
+}
+
+// Nodes reports every node that has a breaker, sorted by node, for metrics and health reports.
+func (b *Breakers) Nodes() []NodeBreaker {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	cbs := make([]*gobreaker.CircuitBreaker[any], 0, len(b.nodes))
+	for _, nb := range b.nodes {
+		cbs = append(cbs, nb.cb)
+	}
+	b.mu.Unlock()
+	// Each breaker is read under its own lock, not the set's: a call in flight is not held up.
+	out := make([]NodeBreaker, len(cbs))
+	for i, cb := range cbs {
+		out[i] = NodeBreaker{Node: cb.Name(), State: stateOf(cb.State()), ConsecutiveFailures: cb.Counts().ConsecutiveFailures}
+	}
+	slices.SortFunc(out, func(x, y NodeBreaker) int { return strings.Compare(x.Node, y.Node) })
+	return out
 }
 
 func stateOf(s gobreaker.State) BreakerState {

@@ -161,3 +161,27 @@ func TestBreakerBoundedKeepsOpenOnes(t *testing.T) {
 		t.Fatalf("eviction is not least-recently-used: n9 kept=%v n0 kept=%v", recent, old)
 	}
 }
+
+// TestBreakerNodesReportsEachNode: Nodes lists every node that has a breaker, sorted, with its state
+// and the failures in a row since its last success; a nil set has none.
+func TestBreakerNodesReportsEachNode(t *testing.T) {
+	if n := (*Breakers)(nil).Nodes(); n != nil {
+		t.Fatalf("nil breakers: %v", n)
+	}
+	b := NewBreakers(BreakerSettings{FailuresToTrip: 2, OpenFor: time.Hour})
+	const up, flaky, down = "http://a/cobrowse", "http://b/cobrowse", "http://c/cobrowse"
+	_ = b.Do(up, "join", (&fakeNode{}).call)
+	_ = b.Do(flaky, "join", (&fakeNode{err: unavailable(flaky)}).call)
+	for range 2 {
+		_ = b.Do(down, "join", (&fakeNode{err: unavailable(down)}).call)
+	}
+	want := []NodeBreaker{
+		{Node: up, State: BreakerClosed},
+		{Node: flaky, State: BreakerClosed, ConsecutiveFailures: 1},
+		{Node: down, State: BreakerOpen}, // gobreaker clears the counts when the state changes
+	}
+	got := b.Nodes()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Nodes() = %+v, want %+v", got, want)
+	}
+}

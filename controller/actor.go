@@ -75,6 +75,9 @@ type actor struct {
 	// lost is set when a save lost its compare-and-set: the actor lets go of the interaction.
 	lost bool
 
+	// liveIn is the live-session gauge the actor counts its session in (trackLive); nil: none.
+	liveIn *Gauge
+
 	// rejoin is the re-join of a saved live session in flight (after a restart, or a session found
 	// in the store), on a goroutine the actor owns: the vendor retries it within its window, which
 	// may take longer than the actor may stop handling messages.
@@ -285,6 +288,7 @@ const (
 // exit ends the actor for good: its timers stop, a re-join in flight is given up, its session's
 // later events are dropped, and nothing starts it again.
 func (a *actor) exit() {
+	a.trackLive(true)
 	a.stopTimers()
 	a.cancelRejoin()
 	a.qmu.Lock()
@@ -307,6 +311,7 @@ func (a *actor) work() {
 			return
 		}
 		a.armDeadline()
+		a.trackLive(false)
 		k, w, in, ev := a.take()
 		switch {
 		case k == tookNothing:

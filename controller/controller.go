@@ -79,6 +79,9 @@ type Config struct {
 	// cobrowseVendor. Empty: the vendor of the only connector given to New.
 	DefaultVendor connector.Vendor
 	Logger        *slog.Logger
+	// Metrics, when set, count the joins, the live sessions and the ends by vendor (see Metrics).
+	// Nil: none.
+	Metrics *Metrics
 }
 
 // DefaultConfig is the zero Config with every default filled in: what each zero field means.
@@ -118,6 +121,7 @@ type Controller struct {
 	pub    Publisher
 	vendor connector.Vendor // the default vendor
 	log    *slog.Logger
+	met    *meters // nil: no metrics
 	sched  cron.Schedule
 
 	// ctx is the actors' context: cancelled only when shutdown runs out of time.
@@ -153,8 +157,13 @@ func New(cfg Config, conns []connector.Connector, store Store, pub Publisher) (*
 			indexed[v] = true
 		}
 	}
+	vendors := make([]connector.Vendor, 0, len(enabled))
+	for v := range enabled {
+		vendors = append(vendors, v)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Controller{
+		met: newMeters(cfg.Metrics, vendors),
 		cfg: cfg,
 		// every live state saved of a vendor that needs it is indexed by its session
 		store:  newIndexingStore(store, cfg.DefaultVendor, indexed, cfg.Logger.With("component", "controller")),

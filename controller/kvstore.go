@@ -29,6 +29,9 @@ type KVStore struct {
 
 	mu     sync.Mutex
 	marked map[string]bool // state keys whose marker this store wrote or found
+
+	// The latency of the bucket's reads and writes (KVConfig.Latency), resolved once.
+	getTime, createTime, updateTime Observer
 }
 
 const livePrefix = "live."
@@ -41,7 +44,14 @@ type KVConfig struct {
 	Bucket   string        // default DefaultBucket
 	TTL      time.Duration // 0: kept until deleted. A state untouched this long is dropped; its attach seq would then restart, so keep it well past any interaction's life
 	Replicas int           // default 1
+	// Latency, when set, observes how long the bucket's calls take, in seconds, by op: get (a
+	// state or a session's index read), create (a first state) and update (a state saved again,
+	// compare-and-set). Called once per op when the store is opened. Nil: not measured.
+	Latency func(op string) Observer
 }
+
+// KVOps are the ops KVConfig.Latency is called with.
+var KVOps = [...]string{"get", "create", "update"}
 
 // OpenKVStore opens the bucket, creating it when it does not exist. An existing bucket is used as
 // it is.
@@ -65,7 +75,11 @@ func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV
 	if err != nil {
 		return nil, fmt.Errorf("key-value bucket %s: %w", cfg.Bucket, err)
 	}
-	return &KVStore{kv: kv, js: js, marked: make(map[string]bool)}, nil
+	s := &KVStore{kv: kv, js: js, marked: make(map[string]bool), getTime: nothing{}, createTime: nothing{}, updateTime: nothing{}}
+	if f := cfg.Latency; f != nil {
+		s.getTime, s.createTime, s.updateTime = f(KVOps[0]), f(KVOps[1]), f(KVOps[2])
+	}
+	return s, nil
 }
 
 // kvKey maps an interaction id to a bucket key. Ids made only of characters a key allows are used
@@ -83,7 +97,9 @@ func kvKey(id string) string {
 
 // Load returns the interaction's state and revision, or a zero state and revision 0.
 func (s *KVStore) Load(ctx context.Context, id string) (State, uint64, error) {
+	begun := time.Now()
 	e, err := s.kv.Get(ctx, kvKey(id))
+	s.getTime.Observe(time.Since(begun).Seconds())
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return State{InteractionID: id}, 0, nil
 	}
@@ -118,10 +134,13 @@ func (s *KVStore) Save(ctx context.Context, st State, rev uint64) (uint64, error
 		}
 	}
 	var n uint64
+	begun := time.Now()
 	if rev == 0 {
 		n, err = s.kv.Create(ctx, key, b)
+		s.createTime.Observe(time.Since(begun).Seconds())
 	} else {
 		n, err = s.kv.Update(ctx, key, b, rev)
+		s.updateTime.Observe(time.Since(begun).Seconds())
 	}
 	if marked != nil {
 		select {
@@ -222,7 +241,9 @@ func (s *KVStore) LookupSession(ctx context.Context, vendor connector.Vendor, se
 	if err != nil {
 		return "", err
 	}
+	begun := time.Now()
 	e, err := s.kv.Get(ctx, key)
+	s.getTime.Observe(time.Since(begun).Seconds())
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", fmt.Errorf("%w: %s session %q", ErrNoSession, vendor, sessionID)
 	}

@@ -130,3 +130,35 @@ func TestKVKey(t *testing.T) {
 		}
 	}
 }
+
+// TestKVStoreLatencyObserved: a load and a session lookup are gets, a first save a create, a later
+// one an update; each call is observed once.
+func TestKVStoreLatencyObserved(t *testing.T) {
+	s := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var m meterSet
+	store, err := OpenKVStore(ctx, js, KVConfig{Latency: func(op string) Observer { return m.of(op) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, rev, err := store.Load(ctx, "i1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev, err = store.Save(ctx, st, rev); err != nil {
+		t.Fatal(err)
+	}
+	st.Seq = 1
+	if _, err = store.Save(ctx, st, rev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.LookupSession(ctx, connector.Zoom, "s-1"); err == nil {
+		t.Fatal("found a session never indexed")
+	}
+	m.want(t, map[string]float64{"get": 2, "create": 1, "update": 1})
+}

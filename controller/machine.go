@@ -113,6 +113,7 @@ func (a *actor) interactionEvent(ctx context.Context, in chat.Inbound) error {
 
 // join joins the session as Controller and queues the joined event, the attach and the agent view.
 func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool) error {
+	begun := time.Now() // the decision to join: the join latency runs from here
 	// Written ahead: a daemon that stops after the server took the join and before the outcome is
 	// saved leaves its Controller in the session; the next attempt must know.
 	marker := &Joining{Token: token, At: time.Now()}
@@ -159,6 +160,7 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 				a.logger().Error("the connector joined without waiting for the join marker; leaving the session", "vendor", a.vendor())
 				_ = sess.Close(context.WithoutCancel(ctx))
 			}
+			a.c.met.join(a.vendor(), retryResult)
 			return fmt.Errorf("%w: %w", errRetryLater, savedErr)
 		}
 	}
@@ -172,15 +174,18 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 			a.st.Joining = marker
 			a.logger().Warn("join refused while the Controller of an attempt that never finished may still be present, retrying later",
 				"token", connector.MaskToken(token), "error", err)
+			a.c.met.join(a.vendor(), retryResult)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
 		if outcome == joinRetry {
 			// The call may have reached the server (a time-out): the marker stays.
 			a.st.Joining = marker
 			a.logger().Warn("join: server unavailable, retrying later", "token", connector.MaskToken(token), "error", err)
+			a.c.met.join(a.vendor(), retryResult)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
 		a.logger().Warn("join failed", "token", connector.MaskToken(token), "why", why, "error", err)
+		a.c.met.join(a.vendor(), failedResult)
 		reason := string(connector.JoinFailed)
 		switch {
 		case errors.Is(err, connector.ErrUnsupported):
@@ -210,10 +215,12 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 		a.dirty = true
 		a.attachSession(sess)
 		a.logger().Info("session created; waiting for the customer's page to start it", "token", connector.MaskToken(h.Token))
+		a.c.met.join(a.vendor(), createdResult)
 		a.queueHandoffs(connector.HandoffStart)
 		return nil
 	}
 	a.beginSession(sess, now)
+	a.c.met.joined(a.vendor(), begun)
 	return nil
 }
 
@@ -258,6 +265,7 @@ func (a *actor) started(ev connector.Event) {
 	}
 	a.st.Live = nil
 	a.beginSession(startedSession{Session: sess, h: h}, time.Now())
+	a.c.met.join(a.vendor(), joinedResult) // the wait for the page is not the join's latency
 }
 
 // startedSession is a created session once started: its handle is the one EventStarted gave.
@@ -285,6 +293,7 @@ func (a *actor) notStarted(reason connector.EndReason, detail string) {
 	a.st.Live = nil
 	a.dirty = true
 	a.logger().Warn("created session never started", "token", connector.MaskToken(l.Handle.Token), "reason", reason, "detail", detail)
+	a.c.met.join(a.vendor(), notStartedResult)
 	a.queue(Outbound{Life: &attach.Lifecycle{
 		Event:         attach.Failed,
 		InteractionID: a.id,
@@ -611,6 +620,11 @@ func (a *actor) endSession(reason connector.EndReason, times connector.Times) {
 	a.st.Live = nil
 	a.dirty = true
 	a.logger().Info("session ended", "session_id", l.Handle.SessionID, "reason", reason)
+	if v := l.Handle.Vendor; v != "" {
+		a.c.met.ended(v, reason)
+	} else {
+		a.c.met.ended(a.vendor(), reason)
+	}
 	a.queue(Outbound{Life: life})
 	a.queueUpdateFor(l.Handle.SessionID, before, now)
 	a.leaveSession()

@@ -72,6 +72,10 @@ var commands = []command{
 		doc: "show or change the replicas' consumer group on the NATS of the config (nats.url):\n" +
 			"members and their partitions, as JSON",
 		args: true, build: clusterCommand},
+	{name: "health", synopsis: "health [--config FILE] [--url URL]",
+		doc: "ask the running daemon's /readyz (on http.listen, or URL) and print the answer: exit 0\n" +
+			"when ready, 1 when not (for exec probes and the image's HEALTHCHECK)",
+		build: healthCommand},
 	{name: "version", synopsis: "version",
 		doc:   "print the version and the Go release it was built with",
 		build: versionCommand},
@@ -289,6 +293,26 @@ func clusterCommand(fs *flag.FlagSet) action {
 			return exitFailure
 		}
 		return exitOK
+	}
+}
+
+func healthCommand(fs *flag.FlagSet) action {
+	configPath := configFlag(fs)
+	url := fs.String("url", "", "the readiness `URL` to ask (default: /readyz on http.listen)")
+	return func(ctx context.Context, stdout, stderr io.Writer) int {
+		// Every failure exits 1: Docker reserves 2 in a HEALTHCHECK.
+		u := *url
+		if u == "" {
+			cfg, err := loadConfig(*configPath)
+			if err == nil {
+				u, err = daemon.ReadyURL(cfg.HTTP.Listen)
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "cobrowse-connector health: %v\n", err)
+				return exitFailure
+			}
+		}
+		return daemon.Health(ctx, u, stdout, stderr)
 	}
 }
 

@@ -87,7 +87,7 @@ func TestFlagOfAnotherCommand(t *testing.T) {
 	}{
 		{[]string{"run", "--vendor", "zoom"}, "--vendor is a flag of demo, sandbox, not of run"},
 		{[]string{"config", "--verbose"}, "--verbose is a flag of demo, not of config"},
-		{[]string{"version", "--config", "x.yaml"}, "--config is a flag of run, config, cluster, not of version"},
+		{[]string{"version", "--config", "x.yaml"}, "--config is a flag of run, config, cluster, health, not of version"},
 		{[]string{"demo", "--nats-port", "4222"}, "--nats-port is a flag of sandbox, not of demo"},
 		{[]string{"demo", "--bogus"}, "flag provided but not defined: -bogus\n"},
 		{[]string{"demo", "--end"}, "flag needs an argument: -end"},

@@ -332,6 +332,8 @@ controller:
   sweep: "@every 1s"
   breaker:
     open_for: 1s
+http:
+  listen: "127.0.0.1:0" # any free port: the replicas run side by side
 %s`, h.opt.logLevel, h.natsURLs(), natsExtra, h.gcb.Front, cluster)
 	return os.WriteFile(rp.configPath, []byte(cfg), 0o600)
 }

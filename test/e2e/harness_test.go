@@ -47,6 +47,8 @@ type env struct {
 	outWait time.Duration
 	// public is the daemon's public listener (http.public_listen), once it runs.
 	public atomic.Pointer[string]
+	// internal is the daemon's internal listener (http.listen), once it listens.
+	internal atomic.Pointer[string]
 
 	outMu sync.Mutex
 	out   []outMsg // every message of the reporting stream (attach, lifecycle), in stream order
@@ -108,6 +110,8 @@ func newEnv(t *testing.T, gopts gcbtest.Options, mutate func(*configs.Config)) *
 	cfg.NATS.Inbound.AckWait = d(5 * time.Second)
 	cfg.NATS.Inbound.Backoff = []configs.Duration{d(200 * time.Millisecond), d(500 * time.Millisecond), d(time.Second)}
 	cfg.ShutdownTimeout = d(10 * time.Second)
+	// Any free port for the internal listener: tests run side by side, never on the default :9180.
+	cfg.HTTP.Listen = "127.0.0.1:0"
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -138,7 +142,7 @@ func (e *env) launchDaemon() <-chan struct{} {
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: daemon.DurationsAsText}))
 	go func() {
 		r.done <- daemon.Run(ctx, e.cfg, daemon.Options{Logger: log, Abort: r.abort, Ready: func(string) { close(ready) },
-			PublicAddr: func(a string) { e.public.Store(&a) }})
+			PublicAddr: func(a string) { e.public.Store(&a) }, InternalAddr: func(a string) { e.internal.Store(&a) }})
 	}()
 	e.run = r
 	e.t.Cleanup(func() { e.stopDaemon() })

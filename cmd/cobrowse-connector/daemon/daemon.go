@@ -35,6 +35,9 @@ type Options struct {
 	// PublicAddr, if set, is called before Ready with the public listener's address, when there
 	// is one (http.public_listen may ask for any free port).
 	PublicAddr func(addr string)
+	// InternalAddr, if set, is called with the internal listener's address (http.listen, which may
+	// ask for any free port) as soon as it listens: before NATS is connected.
+	InternalAddr func(addr string)
 	// Abort, if set, stops the daemon abruptly when closed, as a crash would: the NATS connection
 	// is closed first, so nothing more is acked, published or saved, and sessions are left live.
 	// For tests of recovery.
@@ -64,6 +67,22 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		}
 	}()
 
+	// The internal listener comes first and goes last: /healthz answers from the start, and
+	// /readyz says what is missing (NATS, the consumer) until the daemon consumes.
+	ready := &readiness{}
+	met := newMetrics(ready)
+	ops, err := newOpsServer(cfg.HTTP, met.reg, ready, log)
+	if err != nil {
+		return err
+	}
+	if ops != nil {
+		ops.start()
+		closers = append(closers, ops.shutdown)
+		if opts.InternalAddr != nil {
+			opts.InternalAddr(ops.Addr())
+		}
+	}
+
 	natsURL := cfg.NATS.URL
 	if natsURL == "" && cfg.NATS.Embedded.Enabled {
 		ns, stop, err := startEmbeddedNATS(cfg.NATS.Embedded, log)
@@ -82,6 +101,7 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		return err
 	}
 	closers = append(closers, func() { drainNATS(nc, log) })
+	ready.setNATS(nc)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -99,11 +119,12 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		HandoffMaxAge:   cfg.NATS.Outbound.HandoffMaxAge.D(),
 		Replicas:        cfg.NATS.Replicas,
 		Logger:          log,
+		PublishLatency:  met.publish,
 	})
 	if err != nil {
 		return fmt.Errorf("outbound stream: %w", err)
 	}
-	store, err := controller.OpenKVStore(setupCtx, js, controller.KVConfig{Bucket: cfg.NATS.KVBucket, TTL: cfg.NATS.KVTTL.D(), Replicas: cfg.NATS.Replicas})
+	store, err := controller.OpenKVStore(setupCtx, js, controller.KVConfig{Bucket: cfg.NATS.KVBucket, TTL: cfg.NATS.KVTTL.D(), Replicas: cfg.NATS.Replicas, Latency: met.kv})
 	if err != nil {
 		return err
 	}
@@ -112,13 +133,17 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		return err
 	}
 	closers = append(closers, vs.close)
+	ready.setVendors(vs.breakers)
 
 	// The consumer group says which interactions this replica owns; the controller acts for
 	// those only, and takes up their live sessions when the consumer tells it (chat.Assignee).
-	consumer, err := chat.NewConsumer(setupCtx, js, chatConfig(cfg, log))
+	inCfg := chatConfig(cfg, log)
+	inCfg.Metrics = met.chat
+	consumer, err := chat.NewConsumer(setupCtx, js, inCfg)
 	if err != nil {
 		return fmt.Errorf("inbound consumer: %w", err)
 	}
+	ready.setConsumer(consumer)
 	svc, err := startService(nc, func(ctx context.Context) (*chat.Group, error) {
 		return chat.OpenGroup(ctx, js, chatConfig(cfg, log))
 	}, cfg.Cluster.Member, log)
@@ -128,6 +153,7 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	closers = append(closers, func() { _ = svc.Stop() })
 	ccfg := controllerConfig(cfg, log)
 	ccfg.Owns = consumer.Owns
+	ccfg.Metrics = met.ctrl
 	ctrl, err := controller.New(ccfg, vs.conns, store, pub)
 	if err != nil {
 		return err
@@ -214,6 +240,8 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		log.Warn("aborting: closing NATS without draining")
 		nc.Close()
 	}
+
+	ready.stopping.Store(true) // /readyz says 503 from here; /healthz answers until the end
 
 	// Ordered shutdown: the public listener first (no webhook is taken that NATS could no longer
 	// store), then stop taking messages; then the deferred closers let the actors finish theirs

@@ -98,6 +98,7 @@ func demoConfig() configs.Config {
 	cfg.NATS.Embedded.Port = -1
 	cfg.NATS.Embedded.StoreDir = ""
 	cfg.ShutdownTimeout = configs.Duration{Duration: 10 * time.Second}
+	cfg.HTTP.Listen = "" // no internal listener: nothing probes a demo, and several may run at once
 	return cfg
 }
 

@@ -98,6 +98,7 @@ func TestPublicListenerTLSAndClientCertificates(t *testing.T) {
 	cfg := configs.Default()
 	cfg.NATS.Embedded.Enabled, cfg.NATS.Embedded.Port = true, -1
 	cfg.HTTP.PublicListen = "127.0.0.1:0"
+	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.PublicTLS = configs.TLSServerConfig{CertFile: writeFile(t, dir, "tls.crt", srvCert), KeyFile: writeFile(t, dir, "tls.key", srvKey),
 		ClientCAFile: writeFile(t, dir, "ca.crt", ca.pem)}
 	cfg.Zoom.Enabled = true

@@ -27,7 +27,9 @@ type vendors struct {
 	zoom        *zoom.Connector
 	zoomMinter  *zoom.Minter
 	zoomWebhook *zoom.Webhook
-	closers     []func()
+	// breakers are each enabled vendor's circuit breakers, for the metrics and /readyz?verbose.
+	breakers []vendorBreakers
+	closers  []func()
 }
 
 // close releases every connector, in reverse order of creation.
@@ -58,6 +60,7 @@ func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 			return nil, err
 		}
 		v.conns = append(v.conns, g)
+		v.breakers = append(v.breakers, vendorBreakers{vendor: string(connector.Genesys), breakers: g.Breakers()})
 		v.closers = append(v.closers, func() { _ = g.Close() })
 	}
 	if cfg.Zoom.Enabled {
@@ -71,6 +74,7 @@ func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 		if err != nil {
 			return nil, err
 		}
+		breakers := connector.NewBreakers(breakerSettings(cfg, log))
 		c, err := cec.New(cec.Config{
 			Domain:         e.Domain,
 			AppKey:         e.AppKey,
@@ -80,13 +84,14 @@ func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 			RequestTimeout: e.RequestTimeout.D(),
 			ReleaseURL:     e.ReleaseURL,
 			TLSConfig:      tc,
-			Breaker:        breakerSettings(cfg, log),
+			Breakers:       breakers,
 			Logger:         log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("cec: %w", err)
 		}
 		v.conns = append(v.conns, c)
+		v.breakers = append(v.breakers, vendorBreakers{vendor: string(connector.CEC), breakers: breakers})
 		v.closers = append(v.closers, func() { _ = c.Close() })
 	}
 	return v, nil
@@ -143,6 +148,7 @@ func (v *vendors) addZoom(cfg configs.Config, log *slog.Logger) error {
 	v.conns = append(v.conns, conn)
 	v.closers = append(v.closers, func() { _ = conn.Close() })
 	v.zoom, v.zoomMinter, v.zoomWebhook = conn, minter, wh
+	v.breakers = append(v.breakers, vendorBreakers{vendor: string(connector.Zoom), breakers: breakers})
 	return nil
 }
 
