@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "cobrowse-connector: refusing to start: %v\n", err)
 			return 2
 		}
-		if err := daemon.Run(ctx, cfg, daemon.Options{}); err != nil && !errors.Is(err, context.Canceled) {
+		if err := daemon.Run(ctx, cfg, daemon.Options{ConfigPath: *configPath}); err != nil && !errors.Is(err, context.Canceled) {
 			fmt.Fprintf(stderr, "cobrowse-connector: %v\n", err)
 			return 1
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/cobrowse-connector/cobrowse-connector/configs"
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/zoom"
 	"github.com/cobrowse-connector/cobrowse-connector/controller"
 )
 
@@ -39,6 +40,16 @@ type Options struct {
 	// is closed first, so nothing more is acked, published or saved, and sessions are left live.
 	// For tests of recovery.
 	Abort <-chan struct{}
+	// ConfigPath is the file cfg was loaded from ("": the embedded default). On SIGHUP the daemon
+	// loads it again as `run` did (the file and the environment, checked) and applies what it
+	// can without a restart: the secrets (see reload.go).
+	ConfigPath string
+	// Reload, if set, triggers a reload at each value received, instead of SIGHUP (which Run then
+	// leaves alone). For tests.
+	Reload <-chan struct{}
+	// Reloaded, if set, is called after each reload with its outcome: nil when the config was read
+	// and applied, the refusal otherwise. For tests.
+	Reloaded func(error)
 }
 
 // Run runs the daemon until ctx is done, then shuts it down within cfg.ShutdownTimeout.
@@ -100,7 +111,8 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("outbound stream: %w", err)
 	}
-	store, err := controller.OpenKVStore(setupCtx, js, controller.KVConfig{Bucket: cfg.NATS.KVBucket, TTL: cfg.NATS.KVTTL.D(), Replicas: cfg.NATS.Replicas})
+	store, err := controller.OpenKVStore(setupCtx, js, controller.KVConfig{Bucket: cfg.NATS.KVBucket, TTL: cfg.NATS.KVTTL.D(), Replicas: cfg.NATS.Replicas,
+		Retention: cfg.Controller.Retention.D(), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -127,6 +139,9 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	ccfg.Owns = consumer.Owns
 	ctrl, err := controller.New(ccfg, vs.conns, store, pub)
 	if err != nil {
+		return err
+	}
+	if err := addOperatorEndpoints(svc, newOperatorService(cfg, nc, js, store, ctrl, consumer, vs, log)); err != nil {
 		return err
 	}
 	// Closers run last first. Once the actors are done, the member's partitions are handed over
@@ -176,6 +191,12 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 			}
 		})
 	}
+	var tokens *zoom.TokenEndpoint
+	if public != nil {
+		tokens = public.tokens
+	}
+	rl := newReloader(cfg, func() (configs.Config, error) { return loadRunConfig(opts.ConfigPath) }, vs, tokens, log)
+	wg.Go(func() { reloadLoop(runCtx, rl, opts.Reload, opts.Reloaded) })
 	var publicDone chan struct{}
 	if public != nil {
 		publicDone = make(chan struct{})

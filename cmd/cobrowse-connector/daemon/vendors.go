@@ -27,7 +27,11 @@ type vendors struct {
 	zoom        *zoom.Connector
 	zoomMinter  *zoom.Minter
 	zoomWebhook *zoom.Webhook
-	closers     []func()
+	// cec, when enabled: its connector, whose app secret a reload may replace.
+	cec *cec.Connector
+	// breakers are each enabled vendor's circuit breakers, for the status endpoint.
+	breakers map[connector.Vendor]*connector.Breakers
+	closers  []func()
 }
 
 // close releases every connector, in reverse order of creation.
@@ -41,7 +45,7 @@ func (v *vendors) close() {
 // newVendors builds the connector of each enabled vendor: Genesys when genesys.url is set, Zoom
 // when zoom.enabled, CEC when cec.enabled. None makes a network call.
 func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
-	v = &vendors{}
+	v = &vendors{breakers: make(map[connector.Vendor]*connector.Breakers)}
 	defer func() {
 		if err != nil {
 			v.close()
@@ -53,6 +57,7 @@ func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 			return nil, err
 		}
 		v.conns = append(v.conns, g)
+		v.breakers[connector.Genesys] = g.Breakers()
 		v.closers = append(v.closers, func() { _ = g.Close() })
 	}
 	if cfg.Zoom.Enabled {
@@ -77,6 +82,8 @@ func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 			return nil, fmt.Errorf("cec: %w", err)
 		}
 		v.conns = append(v.conns, c)
+		v.cec = c
+		v.breakers[connector.CEC] = c.Breakers()
 		v.closers = append(v.closers, func() { _ = c.Close() })
 	}
 	return v, nil
@@ -128,6 +135,7 @@ func (v *vendors) addZoom(cfg configs.Config, log *slog.Logger) error {
 	v.conns = append(v.conns, conn)
 	v.closers = append(v.closers, func() { _ = conn.Close() })
 	v.zoom, v.zoomMinter, v.zoomWebhook = conn, minter, wh
+	v.breakers[connector.Zoom] = breakers
 	return nil
 }
 
