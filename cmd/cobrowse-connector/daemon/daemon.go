@@ -40,9 +40,9 @@ type Options struct {
 	// is closed first, so nothing more is acked, published or saved, and sessions are left live.
 	// For tests of recovery.
 	Abort <-chan struct{}
-	// ConfigPath is the file cfg was loaded from ("": the embedded default). On SIGHUP the daemon
-	// loads it again as `run` did (the file and the environment, checked) and applies what it
-	// can without a restart: the secrets (see reload.go).
+	// ConfigPath is the file cfg was loaded from. When set, the daemon loads it again on SIGHUP,
+	// as `run` did (the file and the environment, checked), and applies what it can without a
+	// restart: the secrets (see reload.go). Empty (the embedded default): SIGHUP is not caught.
 	ConfigPath string
 	// Reload, if set, triggers a reload at each value received, instead of SIGHUP (which Run then
 	// leaves alone). For tests.
@@ -195,8 +195,12 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if public != nil {
 		tokens = public.tokens
 	}
-	rl := newReloader(cfg, func() (configs.Config, error) { return loadRunConfig(opts.ConfigPath) }, vs, tokens, log)
-	wg.Go(func() { reloadLoop(runCtx, rl, opts.Reload, opts.Reloaded) })
+	if opts.ConfigPath != "" || opts.Reload != nil {
+		// Without a file, the config (the embedded default and the environment) cannot change
+		// while the process runs: SIGHUP is left alone then.
+		rl := newReloader(cfg, func() (configs.Config, error) { return loadRunConfig(opts.ConfigPath) }, vs, tokens, log)
+		startReloads(runCtx, &wg, rl, opts.Reload, opts.Reloaded)
+	}
 	var publicDone chan struct{}
 	if public != nil {
 		publicDone = make(chan struct{})

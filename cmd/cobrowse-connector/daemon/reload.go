@@ -228,26 +228,32 @@ func walkConfig(v reflect.Value, path string, fn func(key string, v reflect.Valu
 	}
 }
 
-// reloadLoop reloads the config at each SIGHUP, or at each value of trigger when it is set,
-// until ctx is done.
-func reloadLoop(ctx context.Context, rl *reloader, trigger <-chan struct{}, done func(error)) {
+// startReloads reloads the config on rl at each SIGHUP, or at each value of trigger when it is
+// set (SIGHUP is then left alone), on a goroutine of wg that ends when ctx is done. SIGHUP is
+// caught before it returns, so that one sent once the daemon is ready never takes the default
+// action (ending the process). done, if set, gets each reload's outcome.
+func startReloads(ctx context.Context, wg *sync.WaitGroup, rl *reloader, trigger <-chan struct{}, done func(error)) {
 	var hup chan os.Signal // nil (never ready) when the trigger replaces SIGHUP
 	if trigger == nil {
 		hup = make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-trigger:
-		case <-hup:
+	wg.Go(func() {
+		if hup != nil {
+			defer signal.Stop(hup)
 		}
-		rl.log.Debug("reloading the config")
-		err := rl.reload()
-		if done != nil {
-			done(err)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-trigger:
+			case <-hup:
+			}
+			rl.log.Debug("reloading the config")
+			err := rl.reload()
+			if done != nil {
+				done(err)
+			}
 		}
-	}
+	})
 }
