@@ -20,19 +20,22 @@ import (
 // The config keys a reload applies without a restart: the secrets the daemon can swap while it
 // runs. Every other changed key needs a restart.
 const (
-	keyWebhookSecret         = "zoom.webhook.secret"
-	keyWebhookPrevious       = "zoom.webhook.previous_secret"
-	keyBearerSecret          = "zoom.token_endpoint.bearer_secret"
-	keyBearerPrevious        = "zoom.token_endpoint.previous_bearer_secret"
-	keySDKSecret             = "zoom.sdk_secret"
-	keyClientSecret          = "zoom.client_secret"
-	keyCECAppSecret          = "cec.app_secret"
-	keyRotationOverlap       = "zoom.rotation_overlap" // read by each reload, for the rotation it makes
-	reloadedMsg              = "config reloaded"
-	reloadRefusedMsg         = "config reload refused; the running config stays"
-	restartNeededMsg         = "config change needs a restart; not applied"
-	secretNotAppliedMsg      = "a reloaded secret could not be applied; the running one stays"
-	reloadAppliedSecretsAttr = "secrets_changed"
+	keyWebhookSecret   = "zoom.webhook.secret"
+	keyWebhookPrevious = "zoom.webhook.previous_secret"
+	keyBearerSecret    = "zoom.token_endpoint.bearer_secret"
+	keyBearerPrevious  = "zoom.token_endpoint.previous_bearer_secret"
+	keySDKSecret       = "zoom.sdk_secret"
+	keyClientSecret    = "zoom.client_secret"
+	keyCECAppSecret    = "cec.app_secret"
+	keyRotationOverlap = "zoom.rotation_overlap" // read by each reload, for the rotation it makes
+)
+
+// The reload's log lines (docs/retention-and-rotation.md lists them).
+const (
+	reloadedMsg         = "config reloaded" // one per reload that was read and checked
+	reloadRefusedMsg    = "config reload refused; the running config stays"
+	restartNeededMsg    = "config change needs a restart; not applied"
+	secretNotAppliedMsg = "a reloaded secret could not be applied; the running one stays"
 )
 
 // reloadable lists the keys a reload applies.
@@ -162,7 +165,7 @@ func (r *reloader) reload() error {
 	if secrets == nil {
 		secrets = []string{}
 	}
-	r.log.Info(reloadedMsg, reloadAppliedSecretsAttr, secrets)
+	r.log.Info(reloadedMsg, "secrets_changed", secrets)
 	return nil
 }
 
