@@ -85,7 +85,11 @@ func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "controller")
-	ttls := cfg.Retention > 0 && ttlSupported(ctx, js)
+	var ttls bool
+	var ttlErr error
+	if cfg.Retention > 0 {
+		ttls, ttlErr = ttlSupported(ctx, js)
+	}
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kcfg := jetstream.KeyValueConfig{
@@ -108,8 +112,11 @@ func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV
 		return s, nil
 	}
 	if !ttls {
-		log.Warn("controller.retention needs per-message TTLs (nats-server 2.11 or later): closed interactions' states are kept",
-			"bucket", cfg.Bucket, "retention", cfg.Retention)
+		args := []any{"bucket", cfg.Bucket, "retention", cfg.Retention}
+		if ttlErr != nil {
+			args = append(args, "error", ttlErr)
+		}
+		log.Warn("controller.retention needs per-message TTLs (nats-server 2.11 or later): closed interactions' states are kept", args...)
 		return s, nil
 	}
 	if s.markerTTL, err = allowTTLs(ctx, js, cfg.Bucket, log); err != nil {
@@ -120,10 +127,13 @@ func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV
 }
 
 // ttlSupported reports whether the server takes per-message TTLs (JetStream API level 1, which
-// nats-server 2.11 brought).
-func ttlSupported(ctx context.Context, js jetstream.JetStream) bool {
+// nats-server 2.11 brought); an error when it could not be asked (no $JS.API.INFO permission).
+func ttlSupported(ctx context.Context, js jetstream.JetStream) (bool, error) {
 	info, err := js.AccountInfo(ctx)
-	return err == nil && info.API.Level >= 1
+	if err != nil {
+		return false, fmt.Errorf("account info: %w", err)
+	}
+	return info.API.Level >= 1, nil
 }
 
 // allowTTLs makes the bucket's stream allow per-message TTLs, when it was created without them
