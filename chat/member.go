@@ -75,6 +75,16 @@ func (c *Consumer) setOwned(p parts) {
 	c.owned.Store(&p)
 }
 
+// Partitions lists the partitions this instance acts for now (none while it is a standby, or
+// before its first assignment), in order.
+func (c *Consumer) Partitions() []int {
+	p := c.owned.Load()
+	if p == nil {
+		return []int{}
+	}
+	return append([]int{}, p.list()...)
+}
+
 // Member is this replica's member name in the consumer group.
 func (c *Consumer) Member() string { return c.cfg.Member }
 

@@ -142,6 +142,21 @@ func (b *Breakers) State(node string) BreakerState {
 	return stateOf(nb.cb.State())
 }
 
+// States returns the state of every node's breaker, by node: what is known of the nodes' health
+// without calling them.
+func (b *Breakers) States() map[string]BreakerState {
+	out := make(map[string]BreakerState)
+	if b == nil {
+		return out
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for node, nb := range b.nodes {
+		out[node] = stateOf(nb.cb.State())
+	}
+	return out
+}
+
 // Len returns how many nodes have a breaker.
 func (b *Breakers) Len() int {
 	if b == nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/attach"
@@ -82,6 +83,23 @@ type actor struct {
 	// in the store), on a goroutine the actor owns: the vendor retries it within its window, which
 	// may take longer than the actor may stop handling messages.
 	rejoin *rejoinCall
+
+	// shown is the live session as last read or saved, for Controller.LiveSessions (read from
+	// any goroutine); nil: none.
+	shown atomic.Pointer[SessionCount]
+}
+
+// show publishes the live session of the state the actor holds as stored (see shown).
+func (a *actor) show() {
+	if l := a.st.Live; l != nil {
+		v := l.Handle.Vendor
+		if v == "" {
+			v = a.vendor()
+		}
+		a.shown.Store(&SessionCount{Vendor: v, Phase: l.Phase, Count: 1})
+		return
+	}
+	a.shown.Store(nil)
 }
 
 // work is a set of things for the actor to do besides its queues.
@@ -295,6 +313,7 @@ func (a *actor) exit() {
 	a.gone, a.running = true, false
 	a.dropStreamLocked()
 	a.qmu.Unlock()
+	a.shown.Store(nil)
 	close(a.exited)
 }
 
@@ -453,6 +472,7 @@ func (a *actor) adopt(st State, rev uint64) {
 	a.st, a.rev, a.loaded = st, rev, true
 	a.outbox = slices.Clone(st.Outbox)
 	a.outboxSaved = len(a.outbox) > 0
+	a.show()
 }
 
 // load reads the interaction's state once, on the actor's first message.

@@ -8,10 +8,12 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -398,6 +400,39 @@ func (c *Controller) reown(id string) {
 	a := newActor(c, id)
 	c.actors[id] = a
 	a.recover(&Saved{State: st, Rev: rev})
+}
+
+// SessionCount is a number of live sessions of one vendor in one phase.
+type SessionCount struct {
+	Vendor connector.Vendor `json:"vendor"`
+	Phase  Phase            `json:"phase"`
+	Count  int              `json:"count"`
+}
+
+// LiveSessions counts the live sessions this replica acts for, by vendor and phase, as their
+// states were last saved (or read, for a session being re-joined), ordered by vendor and phase.
+// It reads no store: the actors publish what they hold.
+func (c *Controller) LiveSessions() []SessionCount {
+	type vp struct {
+		v connector.Vendor
+		p Phase
+	}
+	n := make(map[vp]int)
+	c.mu.Lock()
+	for _, a := range c.actors {
+		if s := a.shown.Load(); s != nil {
+			n[vp{s.Vendor, s.Phase}]++
+		}
+	}
+	c.mu.Unlock()
+	out := make([]SessionCount, 0, len(n))
+	for k, count := range n {
+		out = append(out, SessionCount{Vendor: k.v, Phase: k.p, Count: count})
+	}
+	slices.SortFunc(out, func(a, b SessionCount) int {
+		return cmp.Or(cmp.Compare(a.Vendor, b.Vendor), cmp.Compare(a.Phase, b.Phase))
+	})
+	return out
 }
 
 // Len returns the number of live actors.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
@@ -59,9 +60,11 @@ func (c *Controller) LookupSession(ctx context.Context, vendor connector.Vendor,
 // saved without its index entry.
 //
 // The entry is kept after the session ends: late webhooks (session_ended, a user_left) arrive
-// after the end and must still find their interaction. Nothing deletes it; a bucket TTL, when the
-// operator sets one, expires it with the states. Bounding its retention otherwise is left for
-// later.
+// after the end and must still find their interaction. Nothing deletes it: with a retention
+// (KVConfig.Retention) the server removes it a retention after its last write, and the end of the
+// session this process indexed writes it once more, so that it stays a retention past the end, as
+// the interaction's state stays a retention past its close; without one, a bucket TTL, when the
+// operator sets one, expires it with the states.
 type indexingStore struct {
 	Store
 	vendor  connector.Vendor          // the default vendor, for a state that names none
@@ -69,17 +72,27 @@ type indexingStore struct {
 	log     *slog.Logger
 
 	mu      sync.Mutex
-	indexed map[string]string // interaction id -> the key of its session this process indexed
+	indexed map[string]indexed // interaction id -> its session this process indexed
 }
 
-func newIndexingStore(s Store, vendor connector.Vendor, indexed map[connector.Vendor]bool, log *slog.Logger) *indexingStore {
+// indexed is a session this process indexed.
+type indexed struct {
+	key       string
+	vendor    connector.Vendor
+	sessionID string
+}
+
+// retainer is a Store that removes what it holds after a retention (KVStore).
+type retainer interface{ Retention() time.Duration }
+
+func newIndexingStore(s Store, vendor connector.Vendor, vendors map[connector.Vendor]bool, log *slog.Logger) *indexingStore {
 	if is, ok := s.(*indexingStore); ok {
 		s = is.Store
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &indexingStore{Store: s, vendor: vendor, vendors: indexed, log: log, indexed: make(map[string]string)}
+	return &indexingStore{Store: s, vendor: vendor, vendors: vendors, log: log, indexed: make(map[string]indexed)}
 }
 
 // Save indexes the live session when this process has not indexed it yet, then saves the state.
@@ -97,7 +110,7 @@ func (s *indexingStore) Save(ctx context.Context, st State, rev uint64) (uint64,
 		}
 		key, err := sessionKey(vendor, l.Handle.SessionID)
 		s.mu.Lock()
-		done := err != nil || s.indexed[st.InteractionID] == key
+		done := err != nil || s.indexed[st.InteractionID].key == key
 		s.mu.Unlock()
 		if err != nil {
 			// A vendor name no key can hold: the session cannot be indexed, which must not keep
@@ -109,15 +122,25 @@ func (s *indexingStore) Save(ctx context.Context, st State, rev uint64) (uint64,
 				return 0, fmt.Errorf("index session: %w", err)
 			}
 			s.mu.Lock()
-			s.indexed[st.InteractionID] = key
+			s.indexed[st.InteractionID] = indexed{key: key, vendor: vendor, sessionID: l.Handle.SessionID}
 			s.mu.Unlock()
 		}
 	}
 	n, err := s.Store.Save(ctx, st, rev)
 	if err == nil && st.Live == nil {
 		s.mu.Lock()
+		ended, ok := s.indexed[st.InteractionID]
 		delete(s.indexed, st.InteractionID)
 		s.mu.Unlock()
+		if r, retains := s.Store.(retainer); ok && retains && r.Retention() > 0 {
+			// The session ended: its entry is written again, to stay a retention from now. A
+			// failure leaves the entry its earlier removal time, which the state's own save does
+			// not depend on.
+			if err := s.Store.IndexSession(ctx, ended.vendor, ended.sessionID, st.InteractionID); err != nil {
+				s.log.Warn("session index not renewed at the session's end; it goes a retention after the session's start",
+					"interaction", st.InteractionID, "vendor", ended.vendor, "error", err)
+			}
+		}
 	}
 	return n, err
 }

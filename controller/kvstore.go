@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
@@ -23,12 +26,27 @@ import (
 // the bucket ever held. The marker is written before the first live state and deleted after the
 // state stops being live: a crash in between leaves a stale marker, which Live cleans up, never a
 // live state without one.
+//
+// With a retention (KVConfig.Retention), the state of a done interaction (see Done) is written
+// with a per-message TTL: the server removes that revision when the retention is over, unless a
+// later write replaced it. A TTL belongs to the one revision it was written with, so the removal
+// is a compare-and-delete by construction: a replica that updated the key meanwhile wrote a new
+// revision, which the old TTL does not touch. The session index entries are written with the same
+// TTL, and the live markers are purged with a short one, so that none of an interaction's keys,
+// nor their delete markers, outlive it.
 type KVStore struct {
 	kv jetstream.KeyValue
 	js jetstream.JetStream // to send a live marker without waiting for its reply (Save)
+	// subj is the bucket's subject prefix, "$KV.<bucket>.": the writes that carry a TTL go there.
+	subj string
+	// retention is the TTL of a done state and of the session index; 0: none (kept). markerTTL,
+	// set when the bucket allows per-message TTLs, is how long a purged live marker's tombstone
+	// (and a TTL removal's marker) stays.
+	retention time.Duration
+	markerTTL time.Duration
 
 	mu     sync.Mutex
-	marked map[string]bool // state keys whose marker this store wrote or found
+	marked map[string]uint64 // state keys whose marker this store wrote (its revision) or found (0)
 
 	// The latency of the bucket's reads and writes (KVConfig.Latency), resolved once.
 	getTime, createTime, updateTime Observer
@@ -48,13 +66,26 @@ type KVConfig struct {
 	// state or a session's index read), create (a first state) and update (a state saved again,
 	// compare-and-set). Called once per op when the store is opened. Nil: not measured.
 	Latency func(op string) Observer
+	// Retention is how long a done interaction's state (Done: closed, nothing live, pending or
+	// unpublished) is kept after its last save, and its session index entries after their last
+	// write; 0: kept. It needs per-message TTLs (nats-server 2.11 or later): a bucket created
+	// without them is updated to allow them (a one-way change: NATS cannot turn it off again);
+	// on a server without them the states are kept and OpenKVStore logs a warning.
+	Retention time.Duration
+	// Logger receives what OpenKVStore did to the bucket. Default: discard.
+	Logger *slog.Logger
 }
 
 // KVOps are the ops KVConfig.Latency is called with.
 var KVOps = [...]string{"get", "create", "update"}
 
+// markerTTL is how long the server keeps the marker it leaves when a TTL removes a key, and the
+// tombstone of a purged live marker: long enough for a watcher to see it, short enough that the
+// bucket does not fill with them.
+const markerTTL = time.Minute
+
 // OpenKVStore opens the bucket, creating it when it does not exist. An existing bucket is used as
-// it is.
+// it is, except that a retention makes it allow per-message TTLs (see KVConfig.Retention).
 func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KVStore, error) {
 	if cfg.Bucket == "" {
 		cfg.Bucket = DefaultBucket
@@ -62,24 +93,104 @@ func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "controller")
+	var ttls bool
+	var ttlErr error
+	if cfg.Retention > 0 {
+		ttls, ttlErr = ttlSupported(ctx, js)
+	}
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		kcfg := jetstream.KeyValueConfig{
 			Bucket:      cfg.Bucket,
 			Description: "cobrowse-connector: per-interaction co-browse state",
 			History:     1,
 			TTL:         cfg.TTL,
 			Replicas:    cfg.Replicas,
-		})
+		}
+		if ttls {
+			kcfg.LimitMarkerTTL = markerTTL
+		}
+		kv, err = js.CreateKeyValue(ctx, kcfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("key-value bucket %s: %w", cfg.Bucket, err)
 	}
-	s := &KVStore{kv: kv, js: js, marked: make(map[string]bool), getTime: nothing{}, createTime: nothing{}, updateTime: nothing{}}
+	s := &KVStore{kv: kv, js: js, subj: "$KV." + cfg.Bucket + ".", marked: make(map[string]uint64),
+		getTime: nothing{}, createTime: nothing{}, updateTime: nothing{}}
 	if f := cfg.Latency; f != nil {
 		s.getTime, s.createTime, s.updateTime = f(KVOps[0]), f(KVOps[1]), f(KVOps[2])
 	}
+	if cfg.Retention <= 0 {
+		return s, nil
+	}
+	if !ttls {
+		args := []any{"bucket", cfg.Bucket, "retention", cfg.Retention}
+		if ttlErr != nil {
+			args = append(args, "error", ttlErr)
+		}
+		log.Warn("controller.retention needs per-message TTLs (nats-server 2.11 or later): closed interactions' states are kept", args...)
+		return s, nil
+	}
+	if s.markerTTL, err = allowTTLs(ctx, js, cfg.Bucket, log); err != nil {
+		return nil, fmt.Errorf("key-value bucket %s: %w", cfg.Bucket, err)
+	}
+	s.retention = cfg.Retention
 	return s, nil
+}
+
+// ttlSupported reports whether the server takes per-message TTLs (JetStream API level 1, which
+// nats-server 2.11 brought); an error when it could not be asked (no $JS.API.INFO permission).
+func ttlSupported(ctx context.Context, js jetstream.JetStream) (bool, error) {
+	info, err := js.AccountInfo(ctx)
+	if err != nil {
+		return false, fmt.Errorf("account info: %w", err)
+	}
+	return info.API.Level >= 1, nil
+}
+
+// allowTTLs makes the bucket's stream allow per-message TTLs, when it was created without them
+// (by an earlier release, or by an operator), and returns how long its removal markers stay.
+// Nothing else of the stream changes.
+func allowTTLs(ctx context.Context, js jetstream.JetStream, bucket string, log *slog.Logger) (time.Duration, error) {
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return 0, err
+	}
+	sc := st.CachedInfo().Config
+	if sc.AllowMsgTTL {
+		return cmp0(sc.SubjectDeleteMarkerTTL, markerTTL), nil
+	}
+	sc.AllowMsgTTL = true
+	if sc.SubjectDeleteMarkerTTL == 0 {
+		sc.SubjectDeleteMarkerTTL = markerTTL
+	}
+	if _, err := js.UpdateStream(ctx, sc); err != nil {
+		return 0, fmt.Errorf("allowing per-message TTLs for controller.retention: %w", err)
+	}
+	log.Info("the state bucket now allows per-message TTLs, for controller.retention (a one-way change)", "bucket", bucket)
+	return sc.SubjectDeleteMarkerTTL, nil
+}
+
+func cmp0(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Retention is the retention the store applies: KVConfig.Retention, or 0 when the server cannot.
+func (s *KVStore) Retention() time.Duration { return s.retention }
+
+// Done reports whether an interaction is over for the daemon: closed, with no live session, no
+// join in flight, no stop to retry and nothing left to publish. Its state is then only kept for a
+// late message, until the retention.
+func Done(st State) bool {
+	return st.Closed && st.Live == nil && st.Joining == nil && len(st.PendingStops) == 0 && len(st.Outbox) == 0
 }
 
 // kvKey maps an interaction id to a bucket key. Ids made only of characters a key allows are used
@@ -134,18 +245,29 @@ func (s *KVStore) Save(ctx context.Context, st State, rev uint64) (uint64, error
 		}
 	}
 	var n uint64
+	var ttl time.Duration
+	if s.retention > 0 && Done(st) {
+		ttl = s.retention
+	}
 	begun := time.Now()
-	if rev == 0 {
+	switch {
+	case rev == 0 && ttl > 0:
+		n, err = s.kv.Create(ctx, key, b, jetstream.KeyTTL(ttl))
+		s.createTime.Observe(time.Since(begun).Seconds())
+	case rev == 0:
 		n, err = s.kv.Create(ctx, key, b)
 		s.createTime.Observe(time.Since(begun).Seconds())
-	} else {
+	case ttl > 0:
+		n, err = s.updateTTL(ctx, key, b, rev, ttl)
+		s.updateTime.Observe(time.Since(begun).Seconds())
+	default:
 		n, err = s.kv.Update(ctx, key, b, rev)
 		s.updateTime.Observe(time.Since(begun).Seconds())
 	}
 	if marked != nil {
 		select {
-		case <-marked.Ok():
-			s.setMarked(key, true)
+		case pa := <-marked.Ok():
+			s.setMarked(key, pa.Sequence)
 		case merr := <-marked.Err():
 			return 0, fmt.Errorf("live marker: %w", merr)
 		case <-ctx.Done():
@@ -156,29 +278,75 @@ func (s *KVStore) Save(ctx context.Context, st State, rev uint64) (uint64, error
 		(rev != 0 && errors.Is(err, jetstream.ErrKeyNotFound)) {
 		return 0, fmt.Errorf("%w: %w", ErrConflict, err)
 	}
-	if err == nil && st.Live == nil && s.isMarked(key) {
-		// A failure leaves the key marked: the next save, or the next start, tries again.
-		if derr := s.kv.Delete(ctx, livePrefix+key); derr == nil {
-			s.setMarked(key, false)
+	if err == nil && st.Live == nil {
+		if mrev, ok := s.markedAt(key); ok {
+			// A failure leaves the key marked: the next save, or the next start, tries again.
+			if derr := s.unmark(ctx, key, mrev); derr == nil {
+				s.clearMarked(key)
+			}
 		}
 	}
 	return n, err
 }
 
-func (s *KVStore) isMarked(key string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.marked[key]
+// updateTTL is Update for a revision the server removes after ttl: the same compare-and-set on
+// the key's last revision, with the message's TTL header (KeyValue.Update takes no TTL).
+func (s *KVStore) updateTTL(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration) (uint64, error) {
+	m := nats.NewMsg(s.subj + key)
+	m.Data = value
+	pa, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
+	if err != nil {
+		if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return 0, fmt.Errorf("%w: %w", err, jetstream.ErrKeyRevisionMismatch)
+		}
+		return 0, err
+	}
+	return pa.Sequence, nil
 }
 
-func (s *KVStore) setMarked(key string, on bool) {
+// unmark removes the live marker of a state key, only if it is still the revision this store
+// wrote (rev; 0: unknown, found by Live): a marker another replica wrote since, for a session it
+// took up, stays. With TTLs allowed it is purged with a short TTL, so that its tombstone goes too.
+func (s *KVStore) unmark(ctx context.Context, key string, rev uint64) error {
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	var err error
+	if s.markerTTL > 0 {
+		err = s.kv.Purge(ctx, livePrefix+key, append(opts, jetstream.PurgeTTL(s.markerTTL))...)
+	} else {
+		err = s.kv.Delete(ctx, livePrefix+key, opts...)
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return nil // rewritten by someone else since: theirs now, and not this store's to remove
+	}
+	return err
+}
+
+func (s *KVStore) markedAt(key string) (uint64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if on {
-		s.marked[key] = true
-	} else {
-		delete(s.marked, key)
-	}
+	rev, ok := s.marked[key]
+	return rev, ok
+}
+
+func (s *KVStore) isMarked(key string) bool {
+	_, ok := s.markedAt(key)
+	return ok
+}
+
+func (s *KVStore) setMarked(key string, rev uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.marked[key] = rev
+}
+
+func (s *KVStore) clearMarked(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.marked, key)
 }
 
 // Live returns every state that has a live session, found through the live markers; a marker
@@ -207,19 +375,71 @@ func (s *KVStore) Live(ctx context.Context) ([]Saved, error) {
 			}
 		}
 		if st.Live == nil {
-			if err := s.kv.Delete(ctx, m); err != nil {
+			if err := s.unmark(ctx, key, 0); err != nil {
 				return nil, fmt.Errorf("stale live marker %s: %w", m, err)
 			}
 			continue
 		}
-		s.setMarked(key, true)
+		if !s.isMarked(key) {
+			s.setMarked(key, 0)
+		}
 		out = append(out, Saved{State: st, Rev: e.Revision()})
 	}
 	return out, nil
 }
 
+// EachLive calls fn with each live session the bucket holds, as any replica sees it, until fn
+// returns false: the states its live markers point to, in the order of their keys, starting
+// after the interaction after ("": from the first). It only reads: a stale marker (its state no
+// longer live, or gone) is skipped, and Live cleans it up later. It reads every marker's key, and
+// the state of each until fn has enough: for an operator's listing, not for a hot path.
+func (s *KVStore) EachLive(ctx context.Context, after string, fn func(Saved) bool) error {
+	lister, err := s.kv.ListKeysFiltered(ctx, livePrefix+">")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var keys []string
+	for m := range lister.Keys() {
+		keys = append(keys, strings.TrimPrefix(m, livePrefix))
+	}
+	_ = lister.Stop()
+	slices.Sort(keys)
+	from := 0
+	if after != "" {
+		from, _ = slices.BinarySearch(keys, kvKey(after))
+		if from < len(keys) && keys[from] == kvKey(after) {
+			from++
+		}
+	}
+	for _, key := range keys[from:] {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var st State
+		if err := json.Unmarshal(e.Value(), &st); err != nil {
+			return fmt.Errorf("state under key %s: %w", key, err)
+		}
+		if st.Live == nil {
+			continue
+		}
+		if !fn(Saved{State: st, Rev: e.Revision()}) {
+			return nil
+		}
+	}
+	return nil
+}
+
 // IndexSession records under session.<vendor>.<base64url(sessionId)> the interaction that holds the
-// session. The key outlives the session (see indexingStore).
+// session. The key outlives the session (see indexingStore); with a retention, each write of it
+// is removed by the server after the retention, unless written again meanwhile (the session's
+// end writes it again, so that it stays a retention past the end).
 func (s *KVStore) IndexSession(ctx context.Context, vendor connector.Vendor, sessionID, interactionID string) error {
 	key, err := sessionKey(vendor, sessionID)
 	if err != nil {
@@ -228,7 +448,16 @@ func (s *KVStore) IndexSession(ctx context.Context, vendor connector.Vendor, ses
 	if interactionID == "" {
 		return errors.New("session index: empty interaction id")
 	}
-	if _, err := s.kv.Put(ctx, key, []byte(interactionID)); err != nil {
+	if s.retention > 0 {
+		// The value never changes for a key (a vendor's session belongs to one interaction), so
+		// a plain put is safe; only its TTL is new.
+		m := nats.NewMsg(s.subj + key)
+		m.Data = []byte(interactionID)
+		_, err = s.js.PublishMsg(ctx, m, jetstream.WithMsgTTL(s.retention))
+	} else {
+		_, err = s.kv.Put(ctx, key, []byte(interactionID))
+	}
+	if err != nil {
 		return fmt.Errorf("session index %s: %w", key, err)
 	}
 	return nil

@@ -1,8 +1,12 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,6 +132,187 @@ func TestKVKey(t *testing.T) {
 		if got := kvKey(id); got != want {
 			t.Errorf("kvKey(%q) = %q, want %q", id, got, want)
 		}
+	}
+}
+
+// waitRemoved waits (bounded) for the server to remove key: a delete or purge entry on a watch.
+func waitRemoved(t *testing.T, kv jetstream.KeyValue, key string, within time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), within)
+	defer cancel()
+	w, err := kv.Watch(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case e := <-w.Updates():
+			if e != nil && e.Operation() != jetstream.KeyValuePut {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s not removed within %s", key, within)
+		}
+	}
+}
+
+// TestKVStoreRetention: with a retention, the state of a done interaction is removed by the
+// server a retention after its last save, with its session index entry, and its live marker is
+// gone already; an open interaction's state stays; a done state another writer updated since (a
+// replica that took the interaction) keeps that update; a later save starts the interaction over.
+func TestKVStoreRetention(t *testing.T) {
+	s := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	const retention = time.Second
+	store, err := OpenKVStore(ctx, js, KVConfig{Retention: retention})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if store.Retention() != retention {
+		t.Fatalf("retention %s", store.Retention())
+	}
+	kv := kvOf(t, js)
+	if st, err := kv.Status(ctx); err != nil || st.(*jetstream.KeyValueBucketStatus).LimitMarkerTTL() == 0 {
+		t.Fatal("a new bucket was created without per-message TTLs")
+	}
+
+	// i3's done state first, then another writer's update of it (not done: a stop to retry).
+	rev3, err := store.Save(ctx, State{InteractionID: "i3", Closed: true, Seq: 4}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Save(ctx, State{InteractionID: "i3", Closed: true, Seq: 4,
+		PendingStops: []PendingStop{{Handle: connector.Handle{Token: "123456789"}, Since: time.Now()}}}, rev3); err != nil {
+		t.Fatal(err)
+	}
+	// i2 stays open.
+	if _, err := store.Save(ctx, State{InteractionID: "i2", Seq: 1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	// i1: a live Zoom session, indexed, then closed.
+	live := State{InteractionID: "i1", Seq: 1, Vendor: connector.Zoom,
+		Live: &Live{Handle: connector.Handle{Vendor: connector.Zoom, Token: "PIN123", SessionID: "zs-1"}, Phase: PhaseActive}}
+	if err := store.IndexSession(ctx, connector.Zoom, "zs-1", "i1"); err != nil {
+		t.Fatal(err)
+	}
+	rev1, err := store.Save(ctx, live, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := live
+	done.Live, done.Closed, done.Seq, done.Ended = nil, true, 2, 1
+	if _, err := store.Save(ctx, done, rev1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, livePrefix+"i1"); err == nil {
+		t.Fatal("the live marker outlived the session")
+	}
+
+	waitRemoved(t, kv, "i1", 15*time.Second)
+	if _, err := store.LookupSession(ctx, connector.Zoom, "zs-1"); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("the session index outlived its retention: %v", err)
+	}
+	if st, rev, err := store.Load(ctx, "i1"); err != nil || rev != 0 || st.Seq != 0 {
+		t.Fatalf("i1 after its retention: %+v rev %d %v", st, rev, err)
+	}
+	// i3's done revision expired before i1's; the update that replaced it is kept.
+	if st, _, err := store.Load(ctx, "i3"); err != nil || len(st.PendingStops) != 1 {
+		t.Fatalf("i3, updated after its done save: %+v %v", st, err)
+	}
+	if st, rev, err := store.Load(ctx, "i2"); err != nil || rev == 0 || st.Seq != 1 {
+		t.Fatalf("the open i2: %+v rev %d %v", st, rev, err)
+	}
+	// A later message of i1 starts it over.
+	if _, err := store.Save(ctx, State{InteractionID: "i1", Seq: 1}, 0); err != nil {
+		t.Fatalf("i1 started over: %v", err)
+	}
+}
+
+// TestKVStoreRetentionUpgradesAnOldBucket: a bucket made without per-message TTLs (by an earlier
+// release) is updated to allow them when a retention is set, and keeps what it holds.
+func TestKVStoreRetentionUpgradesAnOldBucket(t *testing.T) {
+	s := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	old, err := OpenKVStore(ctx, js, KVConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Save(ctx, State{InteractionID: "i0", Seq: 7}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := kvOf(t, js).Status(ctx); err != nil || st.(*jetstream.KeyValueBucketStatus).LimitMarkerTTL() != 0 {
+		t.Fatal("a bucket without retention was made with TTLs")
+	}
+	var logs bytes.Buffer
+	store, err := OpenKVStore(ctx, js, KVConfig{Retention: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "now allows per-message TTLs") {
+		t.Fatalf("the upgrade was not logged: %s", logs.String())
+	}
+	info, err := js.Stream(ctx, "KV_cobrowse_interactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := info.CachedInfo().Config; !c.AllowMsgTTL || c.SubjectDeleteMarkerTTL != markerTTL || c.MaxMsgsPerSubject != 1 {
+		t.Fatalf("bucket stream after the upgrade: allow_msg_ttl %v, marker ttl %s, history %d", c.AllowMsgTTL, c.SubjectDeleteMarkerTTL, c.MaxMsgsPerSubject)
+	}
+	if st, _, err := store.Load(ctx, "i0"); err != nil || st.Seq != 7 {
+		t.Fatalf("state kept across the upgrade: %+v %v", st, err)
+	}
+	if _, err := store.Save(ctx, State{InteractionID: "i9", Closed: true}, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitRemoved(t, kvOf(t, js), "i9", 15*time.Second)
+}
+
+// TestIndexRenewedAtTheSessionsEnd: with a retention, the session index entry is written again
+// when the session ends, so that it stays a retention past the end (and late webhooks find it).
+func TestIndexRenewedAtTheSessionsEnd(t *testing.T) {
+	s := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	kvs, err := OpenKVStore(ctx, js, KVConfig{Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := newIndexingStore(kvs, connector.Zoom, map[connector.Vendor]bool{connector.Zoom: true}, nil)
+	live := State{InteractionID: "i1", Vendor: connector.Zoom,
+		Live: &Live{Handle: connector.Handle{Vendor: connector.Zoom, Token: "PIN123", SessionID: "zs-1"}, Phase: PhaseActive}}
+	rev, err := store.Save(ctx, live, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := sessionKey(connector.Zoom, "zs-1")
+	kv := kvOf(t, js)
+	first, err := kv.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := live
+	ended.Live = nil
+	if _, err := store.Save(ctx, ended, rev); err != nil {
+		t.Fatal(err)
+	}
+	again, err := kv.Get(ctx, key)
+	if err != nil || again.Revision() <= first.Revision() || string(again.Value()) != "i1" {
+		t.Fatalf("index entry after the end: %v %v (first revision %d)", again, err, first.Revision())
 	}
 }
 

@@ -10,9 +10,13 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/cobrowse-connector/cobrowse-connector/attach"
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
@@ -656,7 +660,12 @@ func (a *actor) signal(ctx context.Context, in chat.Inbound) {
 			a.logger().Info("operator stop: no live session", "signal", g.ID)
 			return
 		}
-		a.logger().Warn("audit: operator stop", "signal", g.ID, "session_id", a.st.Live.Handle.SessionID)
+		// The one audit line of an operator's stop: here, where the stop is done, whoever
+		// published the signal (the micro service's sessions.stop, or an operator's own publish).
+		who := OperatorOf(g.Raw)
+		a.logger().Warn("audit: operator stop", "signal", g.ID, "session_id", a.st.Live.Handle.SessionID,
+			"vendor", a.vendor(), "agent", a.st.AgentID, "token", connector.MaskToken(a.st.Live.Handle.Token),
+			"requested_by", who.RequestedBy, "reason", who.Reason, "via", who.Via)
 		inProgress(in)
 		a.stopLive(ctx, connector.OperatorStop)
 	case a.sess == nil:
@@ -673,6 +682,46 @@ func (a *actor) signal(ctx context.Context, in chat.Inbound) {
 			a.sessionEvent(ctx, ev, true)
 		}
 	}
+}
+
+// Operator is what an operator's stop signal says of its request, in its raw field (all
+// optional): who asked, why, and which replica's micro service took the request. The daemon only
+// logs it, on the stop's audit line.
+type Operator struct {
+	RequestedBy string `json:"requestedBy,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	Via         string `json:"via,omitempty"`
+}
+
+// maxOperatorText bounds each field of Operator as the audit line shows it.
+const maxOperatorText = 200
+
+// OperatorOf reads an operator's stop signal's raw field. Anything else than an object of
+// strings gives empty fields; each is cut to maxOperatorText characters and stripped of control
+// characters, so that a log line stays one line.
+func OperatorOf(raw json.RawMessage) Operator {
+	var o Operator
+	if len(raw) == 0 || json.Unmarshal(raw, &o) != nil {
+		return Operator{}
+	}
+	return Operator{RequestedBy: plainText(o.RequestedBy), Reason: plainText(o.Reason), Via: plainText(o.Via)}
+}
+
+// plainText cuts s to maxOperatorText characters and drops its control characters.
+func plainText(s string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == maxOperatorText {
+			break
+		}
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			continue
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
 }
 
 // signalRole maps a signal's role onto the connector's.

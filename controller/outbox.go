@@ -167,6 +167,7 @@ func (a *actor) save(ctx context.Context) error {
 		return fmt.Errorf("save state: %w", err)
 	}
 	a.rev, a.dirty = rev, false
+	a.show()
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
@@ -57,7 +58,12 @@ type client struct {
 	log      *slog.Logger
 	now      func() time.Time
 	tokens   *tokens
+	// secret is the app secret the next token request sends, and the one it replaced (still
+	// masked in what a reply may echo); SetAppSecret swaps them.
+	secret atomic.Pointer[appSecrets]
 }
+
+type appSecrets struct{ current, replaced Secret }
 
 func newClient(cfg Config, rt http.RoundTripper, log *slog.Logger) *client {
 	c := &client{
@@ -70,7 +76,16 @@ func newClient(cfg Config, rt http.RoundTripper, log *slog.Logger) *client {
 		now:      cfg.Now,
 	}
 	c.tokens = &tokens{c: c}
+	c.secret.Store(&appSecrets{current: cfg.AppSecret})
 	return c
+}
+
+// setAppSecret makes the next token request send secret.
+func (c *client) setAppSecret(secret Secret) {
+	old := c.secret.Load()
+	if secret != old.current {
+		c.secret.Store(&appSecrets{current: secret, replaced: old.current})
+	}
 }
 
 // noRedirects keeps the client from following a redirect: CEC's APIs do not redirect, and a
@@ -241,7 +256,8 @@ func (c *client) release(ctx context.Context, room string) error {
 
 // mask hides the app secret and the cached access token in a text a server may have echoed.
 func (c *client) mask(s string) string {
-	return maskAll(s, string(c.cfg.AppSecret), c.tokens.current())
+	sec := c.secret.Load()
+	return maskAll(s, string(sec.current), string(sec.replaced), c.tokens.current())
 }
 
 // redact masks the app secret and the access token wherever a *connector.ServerError could show

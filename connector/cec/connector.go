@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -62,6 +63,19 @@ func New(cfg Config) (*Connector, error) {
 	c.log.Debug("cec connector ready", "config", cfg)
 	return c, nil
 }
+
+// SetAppSecret replaces the app secret (SK): the next access token request sends it (the token
+// cached meanwhile is used until it is due, as usual). An empty secret changes nothing.
+func (c *Connector) SetAppSecret(secret Secret) error {
+	if strings.TrimSpace(string(secret)) == "" {
+		return errors.New("cec: AppSecret is required")
+	}
+	c.api.setAppSecret(secret)
+	return nil
+}
+
+// Breakers are the connector's circuit breakers (of its joins), for a look at their states.
+func (c *Connector) Breakers() *connector.Breakers { return c.breakers }
 
 func (c *Connector) String() string {
 	return fmt.Sprintf("cec.Connector{Domain:%q AppKey:%q TenantSpaceID:%q Release:%v}",

@@ -174,7 +174,7 @@ func (t *tokens) fetch(ctx context.Context) (tok string, life time.Duration, err
 	fail := func(kind error, reason string, cause error) error {
 		return &connector.ServerError{Op: opToken, Node: c.node, Kind: kind, Reason: reason, Err: cause}
 	}
-	body, _ := json.Marshal(map[string]string{"app_key": c.cfg.AppKey, "app_secret": string(c.cfg.AppSecret)})
+	body, _ := json.Marshal(map[string]string{"app_key": c.cfg.AppKey, "app_secret": string(c.secret.Load().current)})
 	hdr := http.Header{}
 	hdr.Set("X-Token-Expire", strconv.FormatInt(int64(c.cfg.TokenExpire/time.Second), 10))
 	status, reply, err := c.post(ctx, c.tokenURL, hdr, body, maxTokenBody)

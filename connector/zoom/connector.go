@@ -158,6 +158,7 @@ type Connector struct {
 	rejoinAPI     *API // Rejoin's calls: never through a breaker New set up
 	log           *slog.Logger
 	ownRT         *http.Transport // the transport New made, closed by Close; nil when none was made
+	tokens        *TokenSource    // the OAuth token source New made; nil when the config gave the API or its tokens
 	now           func() time.Time
 	retryDelay    time.Duration // Rejoin's first retry delay
 	maxRetryDelay time.Duration
@@ -249,6 +250,7 @@ func (c *Connector) newAPI(cfg Config) (join, rejoin *API, err error) {
 			return nil, nil, err
 		}
 		rest.Tokens = ts
+		c.tokens = ts
 	}
 	if join, err = NewAPI(rest); err != nil || rest.Breakers == nil {
 		return join, join, err
@@ -256,6 +258,16 @@ func (c *Connector) newAPI(cfg Config) (join, rejoin *API, err error) {
 	rest.Breakers = nil
 	rejoin, err = NewAPI(rest)
 	return join, rejoin, err
+}
+
+// SetClientSecret replaces the OAuth app's client secret, used at the next token request (see
+// TokenSource.SetClientSecret). A connector given its API or its token source by its config has
+// no token source of its own: an error.
+func (c *Connector) SetClientSecret(secret Secret) error {
+	if c.tokens == nil {
+		return errors.New("zoom: the connector's OAuth token source is not its own")
+	}
+	return c.tokens.SetClientSecret(secret)
 }
 
 func (c *Connector) String() string {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -94,9 +95,21 @@ func (c MinterConfig) LogValue() slog.Value {
 // nothing else is added (no nbf, no jti, no tpc, which belongs to the Video SDK).
 type Minter struct {
 	key    string
-	secret []byte
-	ttl    int64 // seconds
+	secret *atomic.Pointer[[]byte] // swapped by SetSecret; a pointer, so that a copy shares it
+	ttl    int64                   // seconds
 	now    func() time.Time
+}
+
+// SetSecret replaces the SDK secret: every token minted after it returns is signed with the new
+// one (a token minted before keeps its signature; Zoom checks it against the app's secret, so the
+// app must accept the new one first). An empty secret changes nothing.
+func (m *Minter) SetSecret(secret Secret) error {
+	if secret == "" {
+		return errors.New("zoom: SDKSecret is required")
+	}
+	b := []byte(secret)
+	m.secret.Store(&b)
+	return nil
 }
 
 // NewMinter checks cfg and returns a Minter.
@@ -120,7 +133,10 @@ func NewMinter(cfg MinterConfig) (*Minter, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Minter{key: cfg.SDKKey, secret: []byte(cfg.SDKSecret), ttl: int64(cfg.TTL / time.Second), now: cfg.Now}, nil
+	m := &Minter{key: cfg.SDKKey, secret: new(atomic.Pointer[[]byte]), ttl: int64(cfg.TTL / time.Second), now: cfg.Now}
+	b := []byte(cfg.SDKSecret)
+	m.secret.Store(&b)
+	return m, nil
 }
 
 // checkTTL refuses a lifetime Zoom would refuse. Only whole seconds count (iat and exp are whole
@@ -237,7 +253,7 @@ func (m *Minter) Mint(r TokenRequest) (Token, error) {
 	if r.EnableBYOP {
 		c.EnableBYOP = 1
 	}
-	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(m.secret)
+	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(*m.secret.Load())
 	if err != nil {
 		// HS256 with a []byte key does not fail; say so without the library's text, in case
 		// a future version quotes its key.

@@ -99,13 +99,16 @@ type TokenSource struct {
 
 // tokenCache is the cached token and the request in flight.
 type tokenCache struct {
-	mu      sync.Mutex
-	tok     string
-	expires time.Time
-	renewAt time.Time
-	retryAt time.Time // a failed renewal: no new try before this while the old token is usable
-	flight  *flight
-	onWait  func() // for tests: called when a caller starts waiting for a request in flight
+	mu sync.Mutex
+	// secret is the client secret the next request sends (SetClientSecret swaps it); replaced is
+	// the one it replaced, still masked in what a reply to a request that sent it may echo.
+	secret, replaced Secret
+	tok              string
+	expires          time.Time
+	renewAt          time.Time
+	retryAt          time.Time // a failed renewal: no new try before this while the old token is usable
+	flight           *flight
+	onWait           func() // for tests: called when a caller starts waiting for a request in flight
 }
 
 // flight is one token request and its result, shared by the callers that wait for it.
@@ -168,8 +171,29 @@ func NewTokenSource(cfg OAuthConfig) (*TokenSource, error) {
 		http:   &http.Client{Transport: cfg.RoundTripper, CheckRedirect: noRedirects},
 		log:    cfg.Logger.With("component", "zoom"),
 		now:    time.Now,
-		c:      &tokenCache{},
+		c:      &tokenCache{secret: cfg.ClientSecret},
 	}, nil
+}
+
+// SetClientSecret replaces the OAuth app's client secret: the next token request sends it (the
+// token cached meanwhile is used until it is due, as usual). An empty secret changes nothing.
+func (ts *TokenSource) SetClientSecret(secret Secret) error {
+	if strings.TrimSpace(string(secret)) == "" {
+		return errors.New("zoom: ClientSecret is required")
+	}
+	ts.c.mu.Lock()
+	defer ts.c.mu.Unlock()
+	if secret != ts.c.secret {
+		ts.c.secret, ts.c.replaced = secret, ts.c.secret
+	}
+	return nil
+}
+
+// secrets returns the client secret to send and the one it replaced.
+func (ts *TokenSource) secrets() (current, replaced Secret) {
+	ts.c.mu.Lock()
+	defer ts.c.mu.Unlock()
+	return ts.c.secret, ts.c.replaced
 }
 
 func (ts TokenSource) String() string { return "zoom.TokenSource{" + ts.cfg.String() + "}" }
@@ -286,7 +310,8 @@ func (ts *TokenSource) fetch(ctx context.Context) (tok string, life time.Duratio
 	if err != nil {
 		return "", 0, "", fail(connector.ErrRefused, "", err)
 	}
-	req.SetBasicAuth(ts.cfg.ClientID, string(ts.cfg.ClientSecret))
+	secret, _ := ts.secrets()
+	req.SetBasicAuth(ts.cfg.ClientID, string(secret))
 	req.Header.Set("Accept", "application/json")
 	resp, err := ts.http.Do(req)
 	if err != nil {
@@ -322,4 +347,7 @@ func (ts *TokenSource) fetch(ctx context.Context) (tok string, life time.Duratio
 	return r.AccessToken, life, r.Scope, nil
 }
 
-func (ts *TokenSource) mask(s string) string { return maskAll(s, string(ts.cfg.ClientSecret)) }
+func (ts *TokenSource) mask(s string) string {
+	current, replaced := ts.secrets()
+	return maskAll(s, string(current), string(replaced))
+}

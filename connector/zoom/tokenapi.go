@@ -91,6 +91,8 @@ type TokenEndpointConfig struct {
 	Lookup TokenLookup
 	// LookupTimeout bounds Lookup. Zero: DefaultTokenLookupTimeout.
 	LookupTimeout time.Duration
+	// Now is the clock of RotateBearers' overlap; nil: time.Now. For tests.
+	Now func() time.Time
 	// Logger receives the audit lines and the refusals (component=zoom vendor=zoom). Default:
 	// discard.
 	Logger *slog.Logger
@@ -150,7 +152,8 @@ func (c TokenEndpointConfig) LogValue() slog.Value {
 // for concurrent use.
 type TokenEndpoint struct {
 	mint       func(TokenRequest) (Token, error) // the minter's Mint; tests replace it
-	digests    [][sha256.Size]byte               // of the bearer secrets
+	digests    *secretSet                        // of the bearer secrets; swapped by RotateBearers
+	now        func() time.Time
 	clientCert bool
 	lookup     TokenLookup
 	timeout    time.Duration
@@ -167,13 +170,13 @@ func NewTokenEndpoint(cfg TokenEndpointConfig) (*TokenEndpoint, error) {
 	if cfg.Lookup == nil {
 		errs = append(errs, errors.New("zoom: token endpoint: Lookup is required"))
 	}
-	e := &TokenEndpoint{clientCert: cfg.AcceptClientCert, lookup: cfg.Lookup, timeout: cfg.LookupTimeout}
-	for _, s := range cfg.BearerSecrets {
-		if s != "" {
-			e.digests = append(e.digests, sha256.Sum256([]byte(s)))
-		}
+	e := &TokenEndpoint{clientCert: cfg.AcceptClientCert, lookup: cfg.Lookup, timeout: cfg.LookupTimeout, now: cfg.Now}
+	if e.now == nil {
+		e.now = time.Now
 	}
-	if len(e.digests) == 0 && !cfg.AcceptClientCert {
+	digests := bearerDigests(cfg.BearerSecrets)
+	e.digests = newSecretSet(digests)
+	if len(digests) == 0 && !cfg.AcceptClientCert {
 		errs = append(errs, errors.New("zoom: token endpoint: no bearer secret and AcceptClientCert off: the endpoint would be open"))
 	}
 	if e.timeout == 0 {
@@ -196,7 +199,7 @@ func NewTokenEndpoint(cfg TokenEndpointConfig) (*TokenEndpoint, error) {
 
 func (e *TokenEndpoint) String() string {
 	return fmt.Sprintf("zoom.TokenEndpoint{BearerSecrets:%d %s AcceptClientCert:%v LookupTimeout:%s}",
-		len(e.digests), redacted, e.clientCert, e.timeout)
+		e.digests.accepting(e.now()), redacted, e.clientCert, e.timeout)
 }
 
 // Format prints String for every verb.
@@ -204,7 +207,7 @@ func (e *TokenEndpoint) Format(f fmt.State, verb rune) { formatAs(f, verb, e.Str
 
 // LogValue shows the endpoint without the secrets' digests.
 func (e *TokenEndpoint) LogValue() slog.Value {
-	return slog.GroupValue(slog.Int("bearer_secrets", len(e.digests)), slog.Bool("accept_client_cert", e.clientCert),
+	return slog.GroupValue(slog.Int("bearer_secrets", e.digests.accepting(e.now())), slog.Bool("accept_client_cert", e.clientCert),
 		slog.Duration("lookup_timeout", e.timeout))
 }
 
@@ -581,8 +584,9 @@ func authorise(req TokenAPIRequest, st TokenState) string {
 }
 
 // authenticate says how the request is authenticated ("client_cert", "bearer" for the first
-// secret, "previous_bearer" for another), or why not ("none", "bad_scheme", "wrong_bearer").
-// Every configured digest is compared, in constant time, whatever matched.
+// secret, "previous_bearer" for another configured one, "replaced_bearer" for one a rotation
+// replaced, within its overlap), or why not ("none", "bad_scheme", "wrong_bearer"). Every
+// accepted digest is compared, in constant time, whatever matched.
 func (e *TokenEndpoint) authenticate(r *http.Request) (string, bool) {
 	if e.clientCert && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		return "client_cert", true
@@ -599,23 +603,43 @@ func (e *TokenEndpoint) authenticate(r *http.Request) (string, bool) {
 	if !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return "bad_scheme", false
 	}
-	if len(e.digests) == 0 {
-		return "wrong_bearer", false
-	}
 	got := sha256.Sum256([]byte(token))
-	match := -1
-	for i := range e.digests {
-		if subtle.ConstantTimeCompare(got[:], e.digests[i][:]) == 1 && match < 0 {
-			match = i
-		}
-	}
-	switch match {
-	case -1:
+	match, a := e.digests.match(e.now(), func(d []byte) bool { return subtle.ConstantTimeCompare(got[:], d) == 1 })
+	switch {
+	case match < 0:
 		return "wrong_bearer", false
-	case 0:
+	case !a.until.IsZero():
+		return "replaced_bearer", true // replaced by a reload, accepted until the overlap ends
+	case match == 0:
 		return "bearer", true
 	}
 	return "previous_bearer", true
+}
+
+// bearerDigests are the SHA-256 digests of the non-empty secrets.
+func bearerDigests(secrets []Secret) [][]byte {
+	var out [][]byte
+	for _, s := range secrets {
+		if s != "" {
+			d := sha256.Sum256([]byte(s))
+			out = append(out, d[:])
+		}
+	}
+	return out
+}
+
+// RotateBearers replaces the accepted bearer secrets (the current one, then the previous one, as
+// TokenEndpointConfig.BearerSecrets) while requests are served. A secret accepted until now and
+// not among them stays accepted for overlap (by the endpoint's clock), so that callers have that
+// long to move over; overlap <= 0 refuses it at once. A list that would leave the endpoint open
+// (no secret, and no client certificates) changes nothing.
+func (e *TokenEndpoint) RotateBearers(secrets []Secret, overlap time.Duration) error {
+	digests := bearerDigests(secrets)
+	if len(digests) == 0 && !e.clientCert {
+		return errors.New("zoom: token endpoint: no bearer secret and AcceptClientCert off: the endpoint would be open")
+	}
+	e.digests.rotate(digests, e.now(), overlap)
+	return nil
 }
 
 // readTokenRequest reads at most MaxTokenRequestBody bytes of the body; a non-zero status is a

@@ -81,7 +81,7 @@ func (c WebhookConfig) LogValue() slog.Value {
 //	if reply != nil { answer 200 with reply as JSON }  // endpoint.url_validation
 //	else { use ev (ev.DedupeID names the delivery); answer 200 or 204 within 3 s }
 type Webhook struct {
-	secrets [][]byte
+	secrets *secretSet // swapped by Rotate
 	window  time.Duration
 	maxBody int64
 	now     func() time.Time
@@ -90,16 +90,12 @@ type Webhook struct {
 // NewWebhook checks cfg and returns a Webhook.
 func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	var errs []error
-	if len(cfg.Secrets) == 0 {
-		errs = append(errs, errors.New("zoom: webhook Secrets: at least one secret token is required"))
-	}
 	w := &Webhook{window: cfg.Window, maxBody: cfg.MaxBody, now: cfg.Now}
-	for i, s := range cfg.Secrets {
-		if s == "" {
-			errs = append(errs, fmt.Errorf("zoom: webhook Secrets[%d] is empty", i))
-		}
-		w.secrets = append(w.secrets, []byte(s))
+	values, err := secretValues(cfg.Secrets)
+	if err != nil {
+		errs = append(errs, err)
 	}
+	w.secrets = newSecretSet(values)
 	if w.window == 0 {
 		w.window = DefaultWebhookWindow
 	}
@@ -121,16 +117,46 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	return w, nil
 }
 
-func (w Webhook) String() string {
-	return fmt.Sprintf("zoom.Webhook{Secrets:%d %s Window:%s MaxBody:%d}", len(w.secrets), redacted, w.window, w.maxBody)
+func (w *Webhook) String() string {
+	return fmt.Sprintf("zoom.Webhook{Secrets:%d %s Window:%s MaxBody:%d}", w.secrets.accepting(w.now()), redacted, w.window, w.maxBody)
 }
 
 // Format prints String for every verb.
-func (w Webhook) Format(f fmt.State, verb rune) { formatAs(f, verb, w.String()) }
+func (w *Webhook) Format(f fmt.State, verb rune) { formatAs(f, verb, w.String()) }
 
 // LogValue shows the verifier without the secrets.
-func (w Webhook) LogValue() slog.Value {
-	return slog.GroupValue(slog.Int("secrets", len(w.secrets)), slog.Duration("window", w.window), slog.Int64("max_body", w.maxBody))
+func (w *Webhook) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int("secrets", w.secrets.accepting(w.now())), slog.Duration("window", w.window), slog.Int64("max_body", w.maxBody))
+}
+
+// secretValues checks a list of secret tokens: at least one, none empty.
+func secretValues(secrets []Secret) ([][]byte, error) {
+	var errs []error
+	if len(secrets) == 0 {
+		errs = append(errs, errors.New("zoom: webhook Secrets: at least one secret token is required"))
+	}
+	values := make([][]byte, 0, len(secrets))
+	for i, s := range secrets {
+		if s == "" {
+			errs = append(errs, fmt.Errorf("zoom: webhook Secrets[%d] is empty", i))
+		}
+		values = append(values, []byte(s))
+	}
+	return values, errors.Join(errs...)
+}
+
+// Rotate replaces the secret tokens (the current one first, then the previous ones, as
+// WebhookConfig.Secrets) while deliveries are verified. A token accepted until now and not among
+// them stays accepted for overlap (by the Webhook's clock), so that Zoom, which may sign with it
+// a little longer, is not refused meanwhile; overlap <= 0 refuses it at once. A bad list (none,
+// or an empty one) changes nothing.
+func (w *Webhook) Rotate(secrets []Secret, overlap time.Duration) error {
+	values, err := secretValues(secrets)
+	if err != nil {
+		return err
+	}
+	w.secrets.rotate(values, w.now(), overlap)
+	return nil
 }
 
 // ReadBody reads a delivery's body, at most MaxBody bytes: a longer one is ErrTooLarge (nothing
@@ -148,7 +174,8 @@ func (w *Webhook) ReadBody(r io.Reader) ([]byte, error) {
 
 // Verify checks a delivery: its size, its signature (x-zm-signature against every secret, in
 // constant time) and then its timestamp (x-zm-request-timestamp within Window of now). It returns
-// the index in Secrets of the secret that signed it.
+// the index in Secrets of the secret that signed it (after a Rotate, in the rotated list, followed
+// by the replaced tokens still accepted).
 //
 // The timestamp is epoch seconds; a value above 1e11 is taken as milliseconds (1e11 seconds is the
 // year 5138, 1e11 milliseconds 1973, so the two never overlap). Accepting both costs nothing in
@@ -156,43 +183,45 @@ func (w *Webhook) ReadBody(r io.Reader) ([]byte, error) {
 // the replay window, and it keeps deliveries flowing if the header ever carries milliseconds like
 // the envelope's event_ts does.
 func (w *Webhook) Verify(h http.Header, body []byte) (int, error) {
+	idx, _, err := w.verify(h, body)
+	return idx, err
+}
+
+// verify is Verify, with the secret that signed the delivery.
+func (w *Webhook) verify(h http.Header, body []byte) (int, []byte, error) {
 	if int64(len(body)) > w.maxBody {
-		return -1, fmt.Errorf("%w (%d bytes, at most %d)", ErrTooLarge, len(body), w.maxBody)
+		return -1, nil, fmt.Errorf("%w (%d bytes, at most %d)", ErrTooLarge, len(body), w.maxBody)
 	}
 	ts := h.Get(HeaderTimestamp)
 	sig := h.Get(HeaderSignature)
 	if ts == "" || sig == "" {
-		return -1, fmt.Errorf("%w: %s or %s header missing", ErrBadSignature, HeaderSignature, HeaderTimestamp)
+		return -1, nil, fmt.Errorf("%w: %s or %s header missing", ErrBadSignature, HeaderSignature, HeaderTimestamp)
 	}
 	n, ok := parseSeconds(ts)
 	if !ok {
-		return -1, fmt.Errorf("%w: %s is not a decimal number", ErrBadSignature, HeaderTimestamp)
+		return -1, nil, fmt.Errorf("%w: %s is not a decimal number", ErrBadSignature, HeaderTimestamp)
 	}
 	hexSig, ok := strings.CutPrefix(sig, "v0=")
 	if !ok || len(hexSig) != 2*sha256.Size {
-		return -1, fmt.Errorf("%w: %s is not v0= and 64 hex digits", ErrBadSignature, HeaderSignature)
+		return -1, nil, fmt.Errorf("%w: %s is not v0= and 64 hex digits", ErrBadSignature, HeaderSignature)
 	}
 	got, err := hex.DecodeString(hexSig)
 	if err != nil {
-		return -1, fmt.Errorf("%w: %s is not v0= and 64 hex digits", ErrBadSignature, HeaderSignature)
+		return -1, nil, fmt.Errorf("%w: %s is not v0= and 64 hex digits", ErrBadSignature, HeaderSignature)
 	}
-	idx := -1
-	for i, secret := range w.secrets {
-		if hmac.Equal(got, signV0(secret, ts, body)) && idx < 0 {
-			idx = i
-		}
-	}
+	now := w.now()
+	idx, secret := w.secrets.match(now, func(s []byte) bool { return hmac.Equal(got, signV0(s, ts, body)) })
 	if idx < 0 {
-		return -1, fmt.Errorf("%w: no secret token matches", ErrBadSignature)
+		return -1, nil, fmt.Errorf("%w: no secret token matches", ErrBadSignature)
 	}
 	sent := time.Unix(n, 0)
 	if n > 1e11 {
 		sent = time.UnixMilli(n)
 	}
-	if d := w.now().Sub(sent); d > w.window || d < -w.window {
-		return -1, fmt.Errorf("%w: %s is %s from now, the window is %s", ErrStale, HeaderTimestamp, d.Round(time.Second), w.window)
+	if d := now.Sub(sent); d > w.window || d < -w.window {
+		return -1, nil, fmt.Errorf("%w: %s is %s from now, the window is %s", ErrStale, HeaderTimestamp, d.Round(time.Second), w.window)
 	}
-	return idx, nil
+	return idx, secret.value, nil
 }
 
 // signV0 is Zoom's v0 signature: HMAC-SHA256(secret, "v0:" + timestamp + ":" + body).
@@ -213,7 +242,7 @@ type URLValidation struct {
 // endpoint.url_validation it also returns the answer, computed with the secret that signed the
 // delivery, so that validation passes during a rotation whichever secret Zoom uses.
 func (w *Webhook) Receive(h http.Header, body []byte) (Event, *URLValidation, error) {
-	idx, err := w.Verify(h, body)
+	_, secret, err := w.verify(h, body)
 	if err != nil {
 		return Event{}, nil, err
 	}
@@ -224,7 +253,7 @@ func (w *Webhook) Receive(h http.Header, body []byte) (Event, *URLValidation, er
 	if ev.Kind != KindURLValidation {
 		return ev, nil, nil
 	}
-	return ev, &URLValidation{PlainToken: ev.PlainToken, EncryptedToken: ValidationToken(Secret(w.secrets[idx]), ev.PlainToken)}, nil
+	return ev, &URLValidation{PlainToken: ev.PlainToken, EncryptedToken: ValidationToken(Secret(secret), ev.PlainToken)}, nil
 }
 
 // ValidationToken is the encryptedToken of a url_validation answer: hex HMAC-SHA256(secret, plainToken).

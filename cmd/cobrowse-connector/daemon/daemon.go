@@ -23,6 +23,7 @@ import (
 	"github.com/cobrowse-connector/cobrowse-connector/configs"
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb"
+	"github.com/cobrowse-connector/cobrowse-connector/connector/zoom"
 	"github.com/cobrowse-connector/cobrowse-connector/controller"
 )
 
@@ -42,6 +43,16 @@ type Options struct {
 	// is closed first, so nothing more is acked, published or saved, and sessions are left live.
 	// For tests of recovery.
 	Abort <-chan struct{}
+	// ConfigPath is the file cfg was loaded from. When set, the daemon loads it again on SIGHUP,
+	// as `run` did (the file and the environment, checked), and applies what it can without a
+	// restart: the secrets (see reload.go). Empty (the embedded default): SIGHUP is not caught.
+	ConfigPath string
+	// Reload, if set, triggers a reload at each value received, instead of SIGHUP (which Run then
+	// leaves alone). For tests.
+	Reload <-chan struct{}
+	// Reloaded, if set, is called after each reload with its outcome: nil when the config was read
+	// and applied, the refusal otherwise. For tests.
+	Reloaded func(error)
 }
 
 // Run runs the daemon until ctx is done, then shuts it down within cfg.ShutdownTimeout.
@@ -124,7 +135,8 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("outbound stream: %w", err)
 	}
-	store, err := controller.OpenKVStore(setupCtx, js, controller.KVConfig{Bucket: cfg.NATS.KVBucket, TTL: cfg.NATS.KVTTL.D(), Replicas: cfg.NATS.Replicas, Latency: met.kv})
+	store, err := controller.OpenKVStore(setupCtx, js, controller.KVConfig{Bucket: cfg.NATS.KVBucket, TTL: cfg.NATS.KVTTL.D(), Replicas: cfg.NATS.Replicas,
+		Latency: met.kv, Retention: cfg.Controller.Retention.D(), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -156,6 +168,9 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	ccfg.Metrics = met.ctrl
 	ctrl, err := controller.New(ccfg, vs.conns, store, pub)
 	if err != nil {
+		return err
+	}
+	if err := addOperatorEndpoints(svc, newOperatorService(cfg, nc, js, store, ctrl, consumer, vs, log)); err != nil {
 		return err
 	}
 	// Closers run last first. Once the actors are done, the member's partitions are handed over
@@ -204,6 +219,16 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 				log.Error("webhook router stopped", "error", err)
 			}
 		})
+	}
+	var tokens *zoom.TokenEndpoint
+	if public != nil {
+		tokens = public.tokens
+	}
+	if opts.ConfigPath != "" || opts.Reload != nil {
+		// Without a file, the config (the embedded default and the environment) cannot change
+		// while the process runs: SIGHUP is left alone then.
+		rl := newReloader(cfg, func() (configs.Config, error) { return loadRunConfig(opts.ConfigPath) }, vs, tokens, log)
+		startReloads(runCtx, &wg, rl, opts.Reload, opts.Reloaded)
 	}
 	var publicDone chan struct{}
 	if public != nil {

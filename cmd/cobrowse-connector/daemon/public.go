@@ -24,9 +24,10 @@ import (
 // token endpoint. Its handlers decide nothing of the interactions: the intake makes a verified
 // delivery durable in NATS before it answers 200, and the token endpoint reads the state bucket.
 type publicServer struct {
-	srv *http.Server
-	ln  net.Listener
-	log *slog.Logger
+	srv    *http.Server
+	ln     net.Listener
+	tokens *zoom.TokenEndpoint // a reload rotates its bearer secrets
+	log    *slog.Logger
 }
 
 // errNoPublicListener is returned when a vendor that receives HTTP is enabled without the
@@ -93,7 +94,7 @@ func newPublicServer(cfg configs.Config, v *vendors, js jetstream.JetStream, sto
 	if srv.TLSConfig != nil {
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
-	return &publicServer{srv: srv, ln: ln, log: l}, nil
+	return &publicServer{srv: srv, ln: ln, tokens: tokens, log: l}, nil
 }
 
 // serverTLS loads the listener's certificate and, when configured, the CA of the client

@@ -27,7 +27,10 @@ type vendors struct {
 	zoom        *zoom.Connector
 	zoomMinter  *zoom.Minter
 	zoomWebhook *zoom.Webhook
-	// breakers are each enabled vendor's circuit breakers, for the metrics and /readyz?verbose.
+	// cec, when enabled: its connector, whose app secret a reload may replace.
+	cec *cec.Connector
+	// breakers are each enabled vendor's circuit breakers, for the metrics, /readyz?verbose and
+	// the status endpoint.
 	breakers []vendorBreakers
 	closers  []func()
 }
@@ -91,6 +94,7 @@ func newVendors(cfg configs.Config, log *slog.Logger) (v *vendors, err error) {
 			return nil, fmt.Errorf("cec: %w", err)
 		}
 		v.conns = append(v.conns, c)
+		v.cec = c
 		v.breakers = append(v.breakers, vendorBreakers{vendor: string(connector.CEC), breakers: breakers})
 		v.closers = append(v.closers, func() { _ = c.Close() })
 	}
