@@ -564,7 +564,7 @@ func (c *Consumer) drainLegacy(ctx context.Context, m *member) error {
 		}
 		c.legacy = nil
 		c.log.Info("drained the previous release's durable consumer: the consumer group takes over",
-			"consumer", c.cfg.Durable, "ack_floor", floor, "unsettled", info.NumAckPending)
+			"consumer", c.cfg.Durable, "ack_floor", floor, "ack_pending", info.NumAckPending)
 		return true, nil
 	})
 }
@@ -598,7 +598,7 @@ func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases, src *sour
 			return nil
 		case err == nil:
 			if failing > 0 {
-				c.log.Info("pulling inbound messages again", "after_failures", failing)
+				c.log.Info("pulling inbound messages again", "failures", failing)
 			}
 			failing, retry = 0, retryMin
 			if n == 0 && src.grouped {

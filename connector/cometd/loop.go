@@ -82,7 +82,7 @@ func (c *Client) handshake(ctx context.Context) error {
 		if !c.install(t, r.ClientID, r.Advice) {
 			return ErrClosed
 		}
-		c.log.Debug("handshake", "client_id", r.ClientID, "transport", name)
+		c.log.Debug("handshake", "bayeux_client_id", r.ClientID, "transport", name)
 		return nil
 	}
 	if c.stopping() {
@@ -456,15 +456,15 @@ func (l *loop) after(r Message, err error) (end bool, why error) {
 	switch {
 	case !l.running:
 		l.running = true
-		c.log.Info("connected", "client_id", c.ClientID(), "transport", c.Transport())
+		c.log.Info("connected", "bayeux_client_id", c.ClientID(), "transport", c.Transport())
 		c.emitState(StateConnected, nil)
 		l.started <- nil
 		l.started = nil // Start has its answer
 	case l.reestablish:
-		c.log.Info("session reestablished", "client_id", c.ClientID(), "transport", c.Transport())
+		c.log.Info("session reestablished", "bayeux_client_id", c.ClientID(), "transport", c.Transport())
 		c.emitState(StateReestablished, nil)
 	case l.disconnected:
-		c.log.Info("reconnected", "client_id", c.ClientID())
+		c.log.Info("reconnected", "bayeux_client_id", c.ClientID())
 		c.emitState(StateConnected, nil)
 	}
 	l.reestablish, l.disconnected = false, false

@@ -184,7 +184,7 @@ func (t Token) Format(f fmt.State, verb rune) { formatAs(f, verb, t.String()) }
 // LogValue masks the JWT.
 func (t Token) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("token", connector.MaskToken(t.JWT)), slog.String("role", t.Role.String()),
-		slog.String("user_id", t.UserID), slog.Time("exp", t.ExpiresAt))
+		slog.String("user_id", t.UserID), slog.Time("expires_at", t.ExpiresAt))
 }
 
 // claims are exactly the Cobrowse JWT's claims, in Zoom's names and JSON types.

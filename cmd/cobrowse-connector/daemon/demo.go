@@ -49,7 +49,7 @@ func Demo(ctx context.Context, w io.Writer, opts DemoOptions) error {
 	}
 	log := opts.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	switch opts.Vendor {
 	case "", string(connector.Genesys):
