@@ -54,7 +54,6 @@ type member struct {
 
 	pullCancel context.CancelFunc
 	pullDone   chan struct{}
-	pullErr    error
 	fatal      func(error)
 
 	notMember bool // logged that the membership gives this member nothing

@@ -637,7 +637,7 @@ func (c *Client) startConnect(fresh bool) (*lpConnect, error) {
 	w := &lpConnect{lp: lp, deadline: time.Now().Add(c.connectWait())}
 	w.p = c.register(&m, t, false)
 	if w.body, err = json.Marshal([]Message{m}); err == nil {
-		w.q, err = lp.start(nil, w.deadline, w.body, slotConnect)
+		w.q, err = lp.start(nil, w.deadline, w.body, slotConnect) //nolint:staticcheck // nil is the transport's "no context": the deadline bounds the call, Close ends it
 	}
 	if err != nil {
 		c.unregister(w.p)
@@ -650,8 +650,8 @@ func (c *Client) startConnect(fresh bool) (*lpConnect, error) {
 // request had to be sent again (see errSendAgain): await that one.
 func (c *Client) finishConnect(w *lpConnect) (r Message, again *lpConnect, err error) {
 	rep, err := w.q.finish()
-	if err == errSendAgain {
-		if w.q, err = w.lp.start(nil, w.deadline, w.body, slotConnect); err == nil {
+	if errors.Is(err, errSendAgain) {
+		if w.q, err = w.lp.start(nil, w.deadline, w.body, slotConnect); err == nil { //nolint:staticcheck // nil is the transport's "no context": the deadline bounds the call, Close ends it
 			return Message{}, w, nil
 		}
 	}
@@ -664,7 +664,7 @@ func (c *Client) finishConnect(w *lpConnect) (r Message, again *lpConnect, err e
 		return Message{}, nil, err
 	}
 	c.dispatch(msgs, []*pending{w.p})
-	if r, err = c.await(nil, w.lp, w.p, false); err != nil {
+	if r, err = c.await(nil, w.lp, w.p, false); err != nil { //nolint:staticcheck // nil is the transport's "no context": the deadline bounds the call, Close ends it
 		return Message{}, nil, err
 	}
 	c.mu.Lock()

@@ -126,7 +126,7 @@ func NewMinter(cfg MinterConfig) (*Minter, error) {
 // checkTTL refuses a lifetime Zoom would refuse. Only whole seconds count (iat and exp are whole
 // seconds).
 func checkTTL(ttl time.Duration) error {
-	s := ttl / time.Second * time.Second
+	s := ttl.Truncate(time.Second)
 	if s < MinTokenTTL || s > MaxTokenTTL {
 		return fmt.Errorf("%s is outside [%s, %s]", ttl, MinTokenTTL, MaxTokenTTL)
 	}

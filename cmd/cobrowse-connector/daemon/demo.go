@@ -112,7 +112,7 @@ func startDemoDaemon(ctx context.Context, cfg configs.Config, log *slog.Logger) 
 		return nil, fmt.Errorf("demo: daemon did not start: %w", err)
 	case <-time.After(30 * time.Second):
 		stop()
-		<-d.done
+		<-d.done //nolint:errcheck // waits for the daemon to stop: its error is the timeout's consequence
 		return nil, errors.New("demo: daemon did not start within 30s")
 	}
 	select {
