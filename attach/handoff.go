@@ -229,6 +229,7 @@ func (h Handoff) LogValue() slog.Value {
 		slog.String("vendor", h.Vendor),
 	}
 	for _, f := range h.maskedFields() {
+		//logvocab:keys url token pin room_id wss_url connect_param
 		attrs = append(attrs, slog.String(f[0], f[1]))
 	}
 	return slog.GroupValue(attrs...)

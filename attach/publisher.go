@@ -343,10 +343,10 @@ func outMsg(stream, subject, msgID string, body []byte) *nats.Msg {
 func (p *Publisher) acked(subject, msgID string, ack *jetstream.PubAck) {
 	if ack.Duplicate {
 		p.log.Debug("publish deduplicated: the stream already holds it", "subject", subject, "msg_id", msgID,
-			"stream", ack.Stream, "seq", ack.Sequence)
+			"stream", ack.Stream, "stream_seq", ack.Sequence)
 		return
 	}
-	p.log.Debug("published", "subject", subject, "msg_id", msgID, "stream", ack.Stream, "seq", ack.Sequence)
+	p.log.Debug("published", "subject", subject, "msg_id", msgID, "stream", ack.Stream, "stream_seq", ack.Sequence)
 }
 
 // Batch returns a Batch: messages sent through it go out one behind the other without waiting for

@@ -318,8 +318,8 @@ func TestStreamCreatedWhenMissing(t *testing.T) {
 	}
 	// The next start finds the streams by their subjects and uses them.
 	e.publisher(t, cfg)
-	if log := e.log.String(); !strings.Contains(log, "using existing streams for the reporting subjects") ||
-		!strings.Contains(log, "using existing streams for the page subjects") {
+	if log := e.log.String(); !strings.Contains(log, `msg="using existing streams" component=attach subject_set=reporting`) ||
+		!strings.Contains(log, `msg="using existing streams" component=attach subject_set=page`) {
 		t.Errorf("log:\n%s", log)
 	}
 }

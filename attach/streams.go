@@ -159,7 +159,7 @@ func (p *Publisher) useOrCreate(ctx context.Context, set streamSet, owners []str
 	if create {
 		return p.createStream(ctx, set)
 	}
-	p.log.Info("using existing streams for the "+set.what+" subjects", "subjects", set.patterns, "streams", owners)
+	p.log.Info("using existing streams", "subject_set", set.what, "subjects", set.patterns, "streams", owners)
 	for _, name := range slices.Compact(slices.Sorted(slices.Values(owners))) {
 		p.checkExisting(existing[name], set)
 	}
@@ -398,7 +398,7 @@ func (p *Publisher) createStream(ctx context.Context, set streamSet) ([]string, 
 		}
 		return nil, fmt.Errorf("attach: create stream %s for %s: %w", sc.Name, strings.Join(sc.Subjects, ", "), err)
 	}
-	p.log.Info("created stream for the "+set.what+" subjects", "stream", sc.Name, "subjects", sc.Subjects,
+	p.log.Info("created stream", "subject_set", set.what, "stream", sc.Name, "subjects", sc.Subjects,
 		"max_age", sc.MaxAge, "duplicate_window", sc.Duplicates, "replicas", sc.Replicas)
 	return slices.Repeat([]string{sc.Name}, len(sc.Subjects)), nil
 }

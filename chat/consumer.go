@@ -569,7 +569,7 @@ func (c *Consumer) drainLegacy(ctx context.Context, m *member) error {
 		}
 		c.legacy = nil
 		c.log.Info("drained the previous release's durable consumer: the consumer group takes over",
-			"consumer", c.cfg.Durable, "ack_floor", floor, "unsettled", info.NumAckPending)
+			"consumer", c.cfg.Durable, "ack_floor", floor, "ack_pending", info.NumAckPending)
 		return true, nil
 	})
 }
@@ -604,7 +604,7 @@ func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases, src *sour
 		case err == nil:
 			c.health.ok(time.Now())
 			if failing > 0 {
-				c.log.Info("pulling inbound messages again", "after_failures", failing)
+				c.log.Info("pulling inbound messages again", "failures", failing)
 			}
 			failing, retry = 0, retryMin
 			if n == 0 && src.grouped {

@@ -202,7 +202,7 @@ func (c *Consumer) ensureGroup(ctx context.Context, startSeq uint64) error {
 	}
 	switch _, err := kv.Create(ctx, key, b); {
 	case err == nil:
-		c.log.Info("created the consumer group", "group", c.cfg.Group, "partitions", c.cfg.Partitions, "member", c.cfg.Member)
+		c.log.Info("created the consumer group", "group", c.cfg.Group, "partition_count", c.cfg.Partitions, "member", c.cfg.Member)
 	case errors.Is(err, jetstream.ErrKeyExists):
 		e, err := kv.Get(ctx, key)
 		if err != nil {
@@ -272,7 +272,7 @@ func (c *Consumer) ensureGroupStream(ctx context.Context, startSeq uint64) error
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return fmt.Errorf("chat: create stream %s: %w", name, err)
 	}
-	c.log.Info("created the consumer group's stream", "stream", name, "source", stream, "start_seq", startSeq)
+	c.log.Info("created the consumer group's stream", "stream", name, "source_stream", stream, "start_seq", startSeq)
 	return nil
 }
 

@@ -54,7 +54,6 @@ type member struct {
 
 	pullCancel context.CancelFunc
 	pullDone   chan struct{}
-	pullErr    error
 	fatal      func(error)
 
 	notMember bool // logged that the membership gives this member nothing
@@ -182,7 +181,7 @@ func (m *member) apply(ctx context.Context, cfg pcgroups.ElasticConsumerGroupCon
 	c := m.c
 	if int(cfg.MaxMembers) != c.cfg.Partitions {
 		c.log.Error("the consumer group's partition count changed under the daemon: keeping the current assignment (restart the replicas once the group is right)",
-			"group", c.cfg.Group, "partitions", cfg.MaxMembers, "want", c.cfg.Partitions)
+			"group", c.cfg.Group, "partition_count", cfg.MaxMembers, "configured", c.cfg.Partitions)
 		return nil
 	}
 	want, filters := memberParts(cfg, c.cfg.Member)
@@ -307,7 +306,7 @@ func (m *member) clearRemoved(ctx context.Context) bool {
 		}
 		if err := c.js.DeleteConsumer(ctx, stream, info.Name); err == nil {
 			deleted = true
-			c.log.Info("deleted the consumer of a removed member that is gone", "removed", info.Name)
+			c.log.Info("deleted the consumer of a removed member that is gone", "consumer", info.Name)
 		}
 	}
 	return deleted

@@ -15,6 +15,7 @@ package chat
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -482,10 +483,10 @@ func quoteKey(k string) string { return strconv.Quote(shortKey([]byte(k))) }
 
 // jsonReason describes a decoding error without quoting the input.
 func jsonReason(what string, err error) error {
-	switch e := err.(type) {
-	case *json.SyntaxError:
+	if e, ok := errors.AsType[*json.SyntaxError](err); ok {
 		return malformed("%s: invalid JSON at offset %d", what, e.Offset)
-	case *json.UnmarshalTypeError:
+	}
+	if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 		return malformed("%s: not a JSON object", what)
 	}
 	return malformed("%s: invalid JSON", what)

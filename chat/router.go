@@ -301,7 +301,7 @@ func (r *Router) Run(ctx context.Context) error {
 			continue
 		case err == nil:
 			if failing > 0 {
-				r.log.Info("pulling webhooks again", "after_failures", failing)
+				r.log.Info("pulling webhooks again", "failures", failing)
 			}
 			failing, retry = 0, retryMin
 			continue
@@ -419,7 +419,7 @@ func (r *Router) route(ctx context.Context, msg jetstream.Msg) {
 		term("webhook of a session no interaction holds")
 		return
 	case errors.Is(err, ErrNoSession):
-		log.Debug("webhook of a session not known yet; retrying", "session_id", sessionID, "delay", r.cfg.RetryDelay)
+		log.Debug("webhook of a session not known yet; retrying", "session_id", sessionID, "retry_in", r.cfg.RetryDelay)
 		r.settle(msg, "nak", func() error { return msg.NakWithDelay(r.cfg.RetryDelay) })
 		return
 	case err != nil:
@@ -482,11 +482,11 @@ func (r *Router) route(ctx context.Context, msg jetstream.Msg) {
 // its last delivery.
 func (r *Router) transient(log *slog.Logger, msg jetstream.Msg, last bool, what string, err error) {
 	if last {
-		log.Error(what+" on the webhook's last delivery; terminated", "error", err)
+		log.Error("webhook routing failed on its last delivery; terminated", "reason", what, "error", err)
 		r.settle(msg, "term", func() error { return msg.TermWithReason(what) })
 		return
 	}
-	log.Warn(what+"; retrying", "delay", r.cfg.RetryDelay, "error", err)
+	log.Warn("webhook routing failed; retrying", "reason", what, "retry_in", r.cfg.RetryDelay, "error", err)
 	r.settle(msg, "nak", func() error { return msg.NakWithDelay(r.cfg.RetryDelay) })
 }
 

@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -161,7 +162,7 @@ func setString(v reflect.Value, s string) error {
 	case t.Kind() == reflect.Int:
 		i, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 		if err != nil || v.OverflowInt(i) {
-			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrSyntax {
+			if errors.Is(err, strconv.ErrSyntax) {
 				return fmt.Errorf("%s is not an integer", quote(s))
 			}
 			return fmt.Errorf("%s is out of range", quote(s))

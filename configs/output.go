@@ -94,6 +94,7 @@ func groupValue(v reflect.Value) slog.Value {
 	t := v.Type()
 	attrs := make([]slog.Attr, 0, t.NumField())
 	for i := range t.NumField() {
+		//logvocab:any the configuration's own keys, as in the config file (config.nats.url)
 		attrs = append(attrs, slog.Attr{Key: yamlKey(t.Field(i)), Value: leafValue(v.Field(i))})
 	}
 	return slog.GroupValue(attrs...)

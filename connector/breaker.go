@@ -233,7 +233,7 @@ func (b *Breakers) get(node string) *gobreaker.CircuitBreaker[any] {
 				lvl = slog.LevelWarn
 			}
 			b.log.Log(context.Background(), lvl, "circuit breaker state changed",
-				"node", name, "from", stateOf(from), "to", stateOf(to))
+				"node", name, "from_state", stateOf(from), "state", stateOf(to))
 		},
 	})
 	b.nodes[node] = &nodeBreaker{cb: cb, used: b.tick}

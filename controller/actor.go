@@ -513,7 +513,7 @@ func (a *actor) inbound(ctx context.Context, in chat.Inbound) {
 	if a.st.seen(key) {
 		// A redelivery or a duplicate: its effects are already applied. Finish publishing and
 		// saving them if that is still pending, then ack.
-		a.logger().Debug("duplicate inbound message", "msg", key)
+		a.logger().Debug("duplicate inbound message", "inbound_id", key)
 		a.finish(ctx, in, nil)
 		return
 	}
@@ -631,7 +631,7 @@ func (a *actor) finish(ctx context.Context, in chat.Inbound, stepErr error) {
 		return
 	}
 	if !d.Last() {
-		a.logger().Warn("inbound message not done; redelivering later", "attempt", d.Attempt(), "delay", a.c.cfg.RetryDelay, "error", stepErr)
+		a.logger().Warn("inbound message not done; redelivering later", "attempt", d.Attempt(), "retry_in", a.c.cfg.RetryDelay, "error", stepErr)
 		if err := d.Nak(a.c.cfg.RetryDelay); err != nil {
 			a.logger().Warn("nak", "error", err)
 		}

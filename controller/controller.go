@@ -242,7 +242,7 @@ func (c *Controller) Release(ctx context.Context) {
 		select {
 		case <-a.exited:
 		case <-ctx.Done():
-			c.log.Warn("interactions not let go of in time; they let go when their calls return", "released", i, "pending", len(gone)-i)
+			c.log.Warn("interactions not let go of in time; they let go when their calls return", "released", i, "remaining", len(gone)-i)
 			return
 		}
 	}
@@ -473,7 +473,7 @@ func (c *Controller) Shutdown(ctx context.Context) error {
 		a.kick(workQuit)
 	}
 	c.mu.Unlock()
-	c.log.Info("draining interactions", "actors", n)
+	c.log.Info("draining interactions", "count", n)
 	done := make(chan struct{})
 	go func() { c.wg.Wait(); close(done) }()
 	select {

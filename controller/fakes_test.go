@@ -393,16 +393,6 @@ func (m *memStore) Live(ctx context.Context) ([]Saved, error) {
 	return out, nil
 }
 
-// bump writes the stored state again behind the actor's back, as a lost reply or a second
-// writer would.
-func (m *memStore) bump(id string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cur := m.states[id]
-	cur.Rev++
-	m.states[id] = cur
-}
-
 // write changes the stored state behind the actor's back, as another replica would.
 func (m *memStore) write(id string, change func(*State)) {
 	m.mu.Lock()

@@ -188,7 +188,7 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 			a.c.met.join(a.vendor(), retryResult)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
-		a.logger().Warn("join failed", "token", connector.MaskToken(token), "why", why, "error", err)
+		a.logger().Warn("join failed", "token", connector.MaskToken(token), "decision", why, "error", err)
 		a.c.met.join(a.vendor(), failedResult)
 		reason := string(connector.JoinFailed)
 		switch {
@@ -669,14 +669,14 @@ func (a *actor) signal(ctx context.Context, in chat.Inbound) {
 		inProgress(in)
 		a.stopLive(ctx, connector.OperatorStop)
 	case a.sess == nil:
-		a.logger().Debug("signal without a live session", "source", g.Source, "type", g.Type, "vendor", a.vendor())
+		a.logger().Debug("signal without a live session", "signal_source", g.Source, "type", g.Type, "vendor", a.vendor())
 	default:
 		// The vendor turns what the signal says into session events, applied as those of its
 		// live connection are.
 		events := a.sess.Signal(connector.Signal{Source: g.Source, Type: string(g.Type), Role: signalRole(g.Role),
 			SessionID: g.SessionID, At: g.At, Raw: g.Raw})
 		if len(events) == 0 {
-			a.logger().Debug("signal without effect on the session", "source", g.Source, "type", g.Type, "vendor", a.vendor())
+			a.logger().Debug("signal without effect on the session", "signal_source", g.Source, "type", g.Type, "vendor", a.vendor())
 		}
 		for _, ev := range events {
 			a.sessionEvent(ctx, ev, true)

@@ -187,7 +187,7 @@ func refused(err error) bool {
 // commitOrRetry commits, and on failure tries again after the retry delay.
 func (a *actor) commitOrRetry(ctx context.Context) {
 	if err := a.commit(ctx); err != nil && !errors.Is(err, errLost) {
-		a.logger().Warn("publishing or saving failed; retrying", "delay", a.c.cfg.RetryDelay, "error", err)
+		a.logger().Warn("publishing or saving failed; retrying", "retry_in", a.c.cfg.RetryDelay, "error", err)
 		a.scheduleRetry()
 	}
 }

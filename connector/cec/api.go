@@ -265,7 +265,7 @@ func (c *client) mask(s string) string {
 // errors.As still see the cause.
 func (c *client) redact(err error) error {
 	se, ok := errors.AsType[*connector.ServerError](err)
-	if !ok || err != error(se) {
+	if !ok || err != error(se) { //nolint:errorlint // only a ServerError returned as it is, not one wrapped by another error
 		return err
 	}
 	out := *se

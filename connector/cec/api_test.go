@@ -56,7 +56,7 @@ func TestJoinErrorMapping(t *testing.T) {
 			_, err := c.Join(ctxFor(t), trigger("i-1"))
 			se := wantServerError(t, err, tc.kind, opJoin)
 			other := connector.ErrUnavailable
-			if tc.kind == connector.ErrUnavailable {
+			if errors.Is(tc.kind, connector.ErrUnavailable) {
 				other = connector.ErrRefused
 			}
 			if errors.Is(err, other) || errors.Is(err, connector.ErrNotFound) {

@@ -85,7 +85,7 @@ func (c Config) Format(f fmt.State, verb rune) { formatAs(f, verb, c.String()) }
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("domain", c.Domain), slog.String("app_key", c.AppKey),
 		slog.String("app_secret", c.AppSecret.String()), slog.String("tenant_space_id", c.TenantSpaceID),
-		slog.String("token_expire", c.TokenExpire.String()), slog.String("request_timeout", c.RequestTimeout.String()),
+		slog.Duration("token_expire", c.TokenExpire), slog.Duration("request_timeout", c.RequestTimeout),
 		slog.String("release_url", c.ReleaseURL))
 }
 

@@ -197,7 +197,7 @@ func (c *Connector) Rejoin(ctx context.Context, h connector.Handle) (connector.S
 	log := c.log.With("interaction", h.InteractionID, "session_id", d.RoomID, "agent", h.AgentID)
 	if d.Customer == nil || d.Agent == nil {
 		log.WarnContext(ctx, "re-join: the handle lacks a side's connection info; its page message cannot be sent again",
-			"customer", d.Customer != nil, "agent_side", d.Agent != nil)
+			"has_customer", d.Customer != nil, "has_agent", d.Agent != nil)
 	}
 	log.InfoContext(ctx, "re-joined the CEC room from its handle (CEC has no session query: nothing was asked of it)")
 	return newSession(c, h, d), nil

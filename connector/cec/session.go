@@ -97,7 +97,7 @@ func (s *session) Events() <-chan connector.Event { return nil }
 // session for Signal: after a release the pages see the room close and report it, and that
 // report is the deactivation.
 func (s *session) Signal(g connector.Signal) []connector.Event {
-	log := s.log.With("source", g.Source, "type", g.Type)
+	log := s.log.With("signal_source", g.Source, "type", g.Type)
 	if g.Source != SignalSourceCustomer && g.Source != SignalSourceAgent {
 		log.Debug("signal of another source: a CEC session takes only its pages'")
 		return nil

@@ -137,7 +137,7 @@ func (t *tokens) lead(ctx context.Context, f *flight) (string, error) {
 		t.retryAt = time.Time{}
 		f.tok = tok
 		log.DebugContext(ctx, "cec access token renewed", "token", connector.MaskToken(tok),
-			"expires_in", life.String(), "renew_in", t.renewAt.Sub(now).String())
+			"expires_in", life, "renew_in", t.renewAt.Sub(now))
 	case ctx.Err() != nil:
 		f.aborted = true
 		f.err = err
@@ -145,7 +145,7 @@ func (t *tokens) lead(ctx context.Context, f *flight) (string, error) {
 		t.retryAt = now.Add(renewRetry)
 		f.tok = t.tok
 		log.WarnContext(ctx, "cec access token renewal failed; the current token is still valid", "error", err,
-			"token", connector.MaskToken(t.tok), "expires_in", t.expires.Sub(now).String())
+			"token", connector.MaskToken(t.tok), "expires_in", t.expires.Sub(now))
 	default:
 		f.err = err
 		log.WarnContext(ctx, "cec access token request failed", "error", err)

@@ -506,8 +506,7 @@ func (c *Client) Disconnect(ctx context.Context) error { return c.stop(ctx, true
 // included: when it returns no callback runs and none will. Safe to call twice. A callback
 // stops its own client with Stop instead: Close there would wait for itself.
 func (c *Client) Close() error {
-	c.stop(context.Background(), false, true)
-	return nil
+	return c.stop(context.Background(), false, true) // nil: it does not disconnect
 }
 
 // Stop is Disconnect (disconnect set: /meta/disconnect first, bounded by ctx) or Close that does
@@ -527,7 +526,7 @@ func (c *Client) Stop(ctx context.Context, disconnect bool) error {
 func (c *Client) Post(fn func()) bool { return c.ev.post(fn) }
 
 func (c *Client) stop(ctx context.Context, disconnect, wait bool) error {
-	var reason error = ErrClosed
+	reason := ErrClosed
 	if disconnect {
 		reason = nil
 	}

@@ -172,9 +172,9 @@ func (c *Client) dispatch(msgs []Message, scope []*pending) {
 		switch {
 		case m.IsReply():
 			if m.Channel == "/meta/disconnect" && m.OK() {
-				c.log.Info("server disconnected the session", "client_id", m.ClientID)
+				c.log.Info("server disconnected the session", "bayeux_client_id", m.ClientID)
 			} else {
-				c.log.Debug("reply to no pending request dropped", "channel", m.Channel, "id", m.ID)
+				c.log.Debug("reply to no pending request dropped", "channel", m.Channel, "bayeux_id", m.ID)
 			}
 		case strings.HasPrefix(m.Channel, "/meta/"):
 			c.log.Debug("meta message without successful dropped", "channel", m.Channel)

@@ -59,9 +59,6 @@ func (b *wireReader) release() {
 	b.bufp, b.buf = nil, nil
 }
 
-// received reports whether any byte of the reply arrived.
-func (b *wireReader) received() bool { return b.got }
-
 // fill reads more bytes, compacting or growing the buffer when it is full.
 func (b *wireReader) fill() error {
 	if b.r > 0 && b.r == b.w {
@@ -108,7 +105,7 @@ func (b *wireReader) line() ([]byte, error) {
 			return nil, errBadReply
 		}
 		if err := b.fill(); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, err

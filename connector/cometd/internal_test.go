@@ -12,10 +12,10 @@ func TestBackoffGrowsToMax(t *testing.T) {
 	}
 	defer c.Close()
 	l := &loop{c: c}
-	want := []time.Duration{10, 20, 30, 35, 35}
+	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 30 * time.Millisecond, 35 * time.Millisecond, 35 * time.Millisecond}
 	for i, w := range want {
-		if got := l.nextBackoff(); got != w*time.Millisecond {
-			t.Fatalf("backoff %d: %v, want %v", i, got, w*time.Millisecond)
+		if got := l.nextBackoff(); got != w {
+			t.Fatalf("backoff %d: %v, want %v", i, got, w)
 		}
 	}
 }

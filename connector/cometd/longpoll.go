@@ -97,7 +97,7 @@ func (lp *longPolling) roundTrip(ctx context.Context, deadline time.Time, body [
 	for err == nil {
 		q.await()
 		var r *reply
-		if r, err = q.finish(); err == nil || err != errSendAgain {
+		if r, err = q.finish(); err == nil || !errors.Is(err, errSendAgain) {
 			return r, err
 		}
 		q, err = lp.start(ctx, deadline, body, slot)

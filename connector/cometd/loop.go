@@ -82,7 +82,7 @@ func (c *Client) handshake(ctx context.Context) error {
 		if !c.install(t, r.ClientID, r.Advice) {
 			return ErrClosed
 		}
-		c.log.Debug("handshake", "client_id", r.ClientID, "transport", name)
+		c.log.Debug("handshake", "bayeux_client_id", r.ClientID, "transport", name)
 		return nil
 	}
 	if c.stopping() {
@@ -456,15 +456,15 @@ func (l *loop) after(r Message, err error) (end bool, why error) {
 	switch {
 	case !l.running:
 		l.running = true
-		c.log.Info("connected", "client_id", c.ClientID(), "transport", c.Transport())
+		c.log.Info("connected", "bayeux_client_id", c.ClientID(), "transport", c.Transport())
 		c.emitState(StateConnected, nil)
 		l.started <- nil
 		l.started = nil // Start has its answer
 	case l.reestablish:
-		c.log.Info("session reestablished", "client_id", c.ClientID(), "transport", c.Transport())
+		c.log.Info("session reestablished", "bayeux_client_id", c.ClientID(), "transport", c.Transport())
 		c.emitState(StateReestablished, nil)
 	case l.disconnected:
-		c.log.Info("reconnected", "client_id", c.ClientID())
+		c.log.Info("reconnected", "bayeux_client_id", c.ClientID())
 		c.emitState(StateConnected, nil)
 	}
 	l.reestablish, l.disconnected = false, false
@@ -637,7 +637,7 @@ func (c *Client) startConnect(fresh bool) (*lpConnect, error) {
 	w := &lpConnect{lp: lp, deadline: time.Now().Add(c.connectWait())}
 	w.p = c.register(&m, t, false)
 	if w.body, err = json.Marshal([]Message{m}); err == nil {
-		w.q, err = lp.start(nil, w.deadline, w.body, slotConnect)
+		w.q, err = lp.start(nil, w.deadline, w.body, slotConnect) //nolint:staticcheck // nil is the transport's "no context": the deadline bounds the call, Close ends it
 	}
 	if err != nil {
 		c.unregister(w.p)
@@ -650,8 +650,8 @@ func (c *Client) startConnect(fresh bool) (*lpConnect, error) {
 // request had to be sent again (see errSendAgain): await that one.
 func (c *Client) finishConnect(w *lpConnect) (r Message, again *lpConnect, err error) {
 	rep, err := w.q.finish()
-	if err == errSendAgain {
-		if w.q, err = w.lp.start(nil, w.deadline, w.body, slotConnect); err == nil {
+	if errors.Is(err, errSendAgain) {
+		if w.q, err = w.lp.start(nil, w.deadline, w.body, slotConnect); err == nil { //nolint:staticcheck // nil is the transport's "no context": the deadline bounds the call, Close ends it
 			return Message{}, w, nil
 		}
 	}
@@ -664,7 +664,7 @@ func (c *Client) finishConnect(w *lpConnect) (r Message, again *lpConnect, err e
 		return Message{}, nil, err
 	}
 	c.dispatch(msgs, []*pending{w.p})
-	if r, err = c.await(nil, w.lp, w.p, false); err != nil {
+	if r, err = c.await(nil, w.lp, w.p, false); err != nil { //nolint:staticcheck // nil is the transport's "no context": the deadline bounds the call, Close ends it
 		return Message{}, nil, err
 	}
 	c.mu.Lock()

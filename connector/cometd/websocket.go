@@ -549,7 +549,7 @@ func (w *wsTransport) read() {
 func (w *wsTransport) frame() error {
 	op, p, err := w.fr.next()
 	if err != nil {
-		if ce, ok := err.(*wsCloseError); ok && !ce.remote {
+		if ce, ok := errors.AsType[*wsCloseError](err); ok && !ce.remote {
 			w.writeClose(ce.code)
 		}
 		return err
@@ -563,7 +563,7 @@ func (w *wsTransport) frame() error {
 	case opClose:
 		code, reason, err := parseClose(p)
 		if err != nil {
-			if ce, ok := err.(*wsCloseError); ok {
+			if ce, ok := errors.AsType[*wsCloseError](err); ok {
 				w.writeClose(ce.code)
 			}
 			return err

@@ -132,7 +132,7 @@ func TestWebSocketUpgrade(t *testing.T) {
 	}
 	req := <-reqs
 	key, _ := base64.StdEncoding.DecodeString(req.Header.Get("Sec-WebSocket-Key"))
-	if req.Method != "GET" || req.URL.Path != "/cometd" || !strings.EqualFold(req.Header.Get("Upgrade"), "websocket") ||
+	if req.Method != http.MethodGet || req.URL.Path != "/cometd" || !strings.EqualFold(req.Header.Get("Upgrade"), "websocket") ||
 		!strings.Contains(strings.ToLower(req.Header.Get("Connection")), "upgrade") ||
 		req.Header.Get("Sec-WebSocket-Version") != "13" || len(key) != 16 ||
 		req.Header.Get("Origin") != "https://agent.example" || req.Header.Get("Cookie") != "gcbSessionServer=node-2" {

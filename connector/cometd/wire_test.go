@@ -67,7 +67,7 @@ func TestFrameReader(t *testing.T) {
 		f := &frameReader{src: src, left: append([]byte(nil), stream[:7]...), max: 1 << 20}
 		got, err := readAll(f)
 		want := []string{"1:hello", "9:p", "1:fragmented", "2:\xff\x00", "1:" + long, "8:\x03\xe8ok"}
-		if err != io.EOF || strings.Join(got, "|") != strings.Join(want, "|") {
+		if !errors.Is(err, io.EOF) || strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Fatalf("split %v: %.80q %v", split, got, err)
 		}
 	}

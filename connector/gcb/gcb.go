@@ -205,7 +205,7 @@ func (c *Connector) Rejoin(ctx context.Context, h connector.Handle) (connector.S
 			}
 		}
 		if !retryable(ctx, err) || time.Since(w.start) >= c.rejoinWindow(w.advice) {
-			log.DebugContext(ctx, "re-join failed", "error", err, "attempts", w.attempts)
+			log.DebugContext(ctx, "re-join failed", "error", err, "attempt", w.attempts)
 			return nil, err
 		}
 		d := c.retryDelay(w.attempts)
@@ -277,12 +277,12 @@ func (c *Connector) locate(ctx context.Context, log *slog.Logger, token string) 
 		// Not invented: the cookie's format is not documented. With one node, or a load
 		// balancer that routes otherwise, this still works.
 		log.WarnContext(ctx, "no sessionServerUrl and no gcbSessionServer cookie from Get Session; using the cluster URL without stickiness",
-			"node", r.node(), "server", info.ServerName, "route", r.Why)
+			"node", r.node(), "server", info.ServerName, "routing", r.Why)
 	case strings.HasPrefix(r.Why, "bad-server-url"):
 		log.WarnContext(ctx, "unusable sessionServerUrl; staying on the cluster URL",
-			"session_server_url", clip(info.ServerURL), "route", r.Why)
+			"session_server_url", clip(info.ServerURL), "routing", r.Why)
 	default:
-		log.DebugContext(ctx, "session located", "node", r.node(), "server", info.ServerName, "route", r.Why)
+		log.DebugContext(ctx, "session located", "node", r.node(), "server", info.ServerName, "routing", r.Why)
 	}
 	return r, nil
 }

@@ -124,7 +124,7 @@ func (c *Connector) transportsFor(node string) []string {
 func (c *Connector) noteTransport(s *session) {
 	if s.client.WebSocketRefused() && c.ws.remember(s.route().node()) {
 		s.log().Info("node refuses the websocket upgrade; its new sessions use long-polling for a while",
-			"transport", s.client.Transport(), "for", c.cfg.WebSocketRefusalTTL)
+			"transport", s.client.Transport(), "websocket_refusal_ttl", c.cfg.WebSocketRefusalTTL)
 	}
 }
 

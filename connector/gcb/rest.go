@@ -182,7 +182,7 @@ func isNotFound(err error) bool { return errors.Is(err, connector.ErrNotFound) }
 // names the request URL, which holds the token). errors.Is and errors.As still see the cause.
 func redact(err error, tokens ...string) error {
 	se, ok := errors.AsType[*connector.ServerError](err)
-	if !ok || err != error(se) {
+	if !ok || err != error(se) { //nolint:errorlint // only a ServerError returned as it is, not one wrapped by another error
 		return err
 	}
 	out := *se

@@ -596,7 +596,7 @@ func (s *session) deliver(m cometd.Message) {
 		s.mu.Lock()
 		s.times.Activation = times.Activation
 		s.mu.Unlock()
-		s.log().Info("session activated", "activation_time", times.Activation.UnixMilli())
+		s.log().Info("session activated", "activation_time", times.Activation)
 		s.emit(connector.Event{Kind: connector.EventActivated, Times: connector.Times{Activation: times.Activation}})
 	case ChannelDeactivated:
 		var t timesJSON
@@ -621,7 +621,7 @@ func (s *session) deactivate(t connector.Times) {
 	s.times = t
 	s.deactivated = true
 	s.mu.Unlock()
-	s.log().Info("session deactivated", "activation_time", millis(t.Activation), "deactivation_time", millis(t.Deactivation))
+	s.log().Info("session deactivated", "activation_time", t.Activation, "deactivation_time", t.Deactivation)
 	s.emit(connector.Event{Kind: connector.EventDeactivated, Times: t})
 	s.end()
 	s.shutdown(true)
@@ -632,7 +632,7 @@ func (s *session) deactivate(t connector.Times) {
 // window (Config.RejoinWindow); then the session is lost. The callbacks that come meanwhile wait:
 // they are handled in order once the re-join is settled.
 func (s *session) rejoin() {
-	s.log().Warn("Bayeux session re-established; joining again as Controller", "client_id", s.client.ClientID())
+	s.log().Warn("Bayeux session re-established; joining again as Controller", "bayeux_client_id", s.client.ClientID())
 	adv := s.client.Advice()
 	reply, err := s.joinUntil(s.workCtx(), opRejoin, &rejoinState{start: time.Now(), advice: &adv})
 	if err != nil {
@@ -672,13 +672,6 @@ func (s *session) lose(err error) {
 	s.emit(connector.Event{Kind: connector.EventLost, Err: err, Stopped: stopped})
 	s.end()
 	s.shutdown(false)
-}
-
-func millis(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
 }
 
 // sessionHandler adds the session's attributes to every record, before the record's own:

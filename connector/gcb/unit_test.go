@@ -131,7 +131,7 @@ func TestValidToken(t *testing.T) {
 }
 
 func TestInvalidTokenMakesNoCall(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	f := newFake(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
 	c := newConnector(t, Config{ClusterURL: f.URL + "/cobrowse"})
 	ctx := t.Context()
 	for _, bad := range []string{"", "12345", "abcdefghi", "5351768340"} {
@@ -482,7 +482,7 @@ func TestStopHandleWithoutNodeLocatesFirst(t *testing.T) {
 }
 
 func TestBreakerOnGetSession(t *testing.T) {
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) })
+	f := newFake(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
 	cluster := f.URL + "/cobrowse"
 	c := newConnector(t, Config{ClusterURL: cluster, Breaker: connector.BreakerSettings{FailuresToTrip: 3, OpenFor: time.Hour}})
 	for i := range 3 {
@@ -503,7 +503,7 @@ func TestBreakerOnGetSession(t *testing.T) {
 	}
 
 	// 404s are answers from a healthy server: they never open the breaker.
-	nf := newFake(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) })
+	nf := newFake(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) })
 	c = newConnector(t, Config{ClusterURL: nf.URL, Breaker: connector.BreakerSettings{FailuresToTrip: 2, OpenFor: time.Hour}})
 	for range 5 {
 		if _, err := c.Join(t.Context(), connector.Trigger{Token: tok}); !errors.Is(err, connector.ErrNotFound) {
@@ -519,7 +519,7 @@ func TestBreakerOnGetSession(t *testing.T) {
 // full: not in the server's words, not in a network error's URL.
 func TestErrorsMaskTokens(t *testing.T) {
 	f := newFake(t, func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(404)
+		w.WriteHeader(http.StatusNotFound)
 		_, _ = w.Write([]byte(`{"error":"session ` + tok + ` not found"}`))
 	})
 	c := newConnector(t, Config{ClusterURL: f.URL})

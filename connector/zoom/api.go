@@ -310,7 +310,7 @@ func (a *API) LiveSessionByPIN(ctx context.Context, pin string) (LiveSession, er
 			}
 		}
 		log.WarnContext(ctx, "zoom live sessions: PIN not found within the page limit; is the PIN filter honoured?",
-			"node", a.node, "pages", a.cfg.MaxPages, "sessions_seen", seen, "pin_param", a.cfg.PINParam)
+			"node", a.node, "max_pages", a.cfg.MaxPages, "sessions_seen", seen, "pin_param", a.cfg.PINParam)
 		return LiveSession{}, &connector.ServerError{Op: opLiveByPIN, Node: a.node, Kind: connector.ErrNotFound,
 			Reason: fmt.Sprintf("no live session with this PIN in the first %d pages (%d sessions)", a.cfg.MaxPages, seen),
 			Err:    ErrPageLimit}
@@ -385,7 +385,7 @@ func (a *API) SessionUsers(ctx context.Context, id string) ([]SessionUser, error
 			}
 		}
 		a.log.WarnContext(ctx, "zoom session users: more pages than the page limit; the list is cut",
-			"node", a.node, "session_id", id, "pages", a.cfg.MaxPages, "users", len(out))
+			"node", a.node, "session_id", id, "max_pages", a.cfg.MaxPages, "participants", len(out))
 		return out, nil
 	})
 	if err != nil {

@@ -166,7 +166,7 @@ func (p *pending) begin(live LiveSession) {
 	p.started = s
 	p.customerToken = ""
 	p.mu.Unlock()
-	p.log.Info("the customer's page started the created session", "session_id", live.SessionID, "users", len(live.Users))
+	p.log.Info("the customer's page started the created session", "session_id", live.SessionID, "participants", len(live.Users))
 	p.events <- connector.Event{Kind: connector.EventStarted, Handle: h}
 }
 
@@ -284,7 +284,7 @@ func (c *Connector) rejoinPending(h connector.Handle, d handleData) *pending {
 		startBy = c.now().Add(c.startWait)
 	}
 	c.log.Info("waiting again for the customer's page to start a created session", "interaction", h.InteractionID,
-		"token", connector.MaskToken(d.PIN), "start_by", startBy.UTC().Format(time.RFC3339))
+		"token", connector.MaskToken(d.PIN), "start_by", startBy)
 	return c.newPending(h.InteractionID, h.AgentID, d.PIN, "", startBy)
 }
 

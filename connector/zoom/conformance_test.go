@@ -71,7 +71,7 @@ func newConformanceEnv(t *testing.T) *conformanceEnv {
 	if e.wh, err = NewWebhook(WebhookConfig{Secrets: []Secret{zoomtest.DefaultWebhookSecret}}); err != nil {
 		t.Fatal(err)
 	}
-	hook := httptest.NewServer(http.HandlerFunc(e.serveWebhook(t)))
+	hook := httptest.NewServer(e.serveWebhook(t))
 	t.Cleanup(hook.Close) // after z.Close (cleanups run last first): no delivery is in flight then
 	e.z = newZoom(t, zoomtest.Options{WebhookURL: hook.URL})
 	o := e.z.Options()

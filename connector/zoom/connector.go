@@ -324,7 +324,7 @@ func (c *Connector) Join(ctx context.Context, t connector.Trigger) (connector.Se
 	if c.requireBound {
 		if t.InteractionID == "" || !hasCustomerNamed(live.Users, CustomerUserName(t.InteractionID)) {
 			log.WarnContext(ctx, "join refused: the PIN's session was not started with the customer token minted for this interaction",
-				"users", len(live.Users))
+				"participants", len(live.Users))
 			return nil, &connector.ServerError{Op: opJoin, Node: node, Kind: connector.ErrNotBound, Reason: ReasonPINNotBound,
 				Err: ErrPINNotBound}
 		}
@@ -332,7 +332,7 @@ func (c *Connector) Join(ctx context.Context, t connector.Trigger) (connector.Se
 	h := connector.Handle{Vendor: connector.Zoom, Token: pin, SessionID: live.SessionID, AgentID: t.AgentID,
 		InteractionID: t.InteractionID, Data: handleData{PIN: pin, SessionID: live.SessionID}.encode()}
 	s := newSession(c, h, participantsOf(live.Users), false)
-	log.InfoContext(ctx, "joined the Zoom session (no connection: its events come as signals)", "users", len(live.Users))
+	log.InfoContext(ctx, "joined the Zoom session (no connection: its events come as signals)", "participants", len(live.Users))
 	return s, nil
 }
 
@@ -395,11 +395,11 @@ func (c *Connector) Rejoin(ctx context.Context, h connector.Handle) (connector.S
 	for attempt := 1; ; attempt++ {
 		s, err := c.rejoinOnce(ctx, h)
 		if err == nil {
-			log.InfoContext(ctx, "re-joined the Zoom session", "attempts", attempt)
+			log.InfoContext(ctx, "re-joined the Zoom session", "attempt", attempt)
 			return s, nil
 		}
 		if !errors.Is(err, connector.ErrUnavailable) || ctx.Err() != nil {
-			log.DebugContext(ctx, "re-join failed", "error", err, "attempts", attempt)
+			log.DebugContext(ctx, "re-join failed", "error", err, "attempt", attempt)
 			return nil, err
 		}
 		wait := delay
@@ -407,8 +407,8 @@ func (c *Connector) Rejoin(ctx context.Context, h connector.Handle) (connector.S
 			wait = ra
 		}
 		if c.cfg.RejoinWindow < 0 || time.Since(start)+wait > c.cfg.RejoinWindow {
-			log.WarnContext(ctx, "re-join: Zoom unavailable for the whole re-join window", "error", err, "attempts", attempt,
-				"window", c.cfg.RejoinWindow)
+			log.WarnContext(ctx, "re-join: Zoom unavailable for the whole re-join window", "error", err, "attempt", attempt,
+				"rejoin_window", c.cfg.RejoinWindow)
 			return nil, err
 		}
 		log.InfoContext(ctx, "re-join: Zoom unavailable; retrying", "error", err, "retry_in", wait)

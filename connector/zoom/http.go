@@ -72,7 +72,7 @@ func zoomReason(status int, body []byte) string {
 // URL). errors.Is and errors.As still see the cause.
 func redact(err error, mask func(string) string) error {
 	se, ok := errors.AsType[*connector.ServerError](err)
-	if !ok || err != error(se) {
+	if !ok || err != error(se) { //nolint:errorlint // only a ServerError returned as it is, not one wrapped by another error
 		return err
 	}
 	out := *se

@@ -142,7 +142,7 @@ func NewMinter(cfg MinterConfig) (*Minter, error) {
 // checkTTL refuses a lifetime Zoom would refuse. Only whole seconds count (iat and exp are whole
 // seconds).
 func checkTTL(ttl time.Duration) error {
-	s := ttl / time.Second * time.Second
+	s := ttl.Truncate(time.Second)
 	if s < MinTokenTTL || s > MaxTokenTTL {
 		return fmt.Errorf("%s is outside [%s, %s]", ttl, MinTokenTTL, MaxTokenTTL)
 	}
@@ -200,7 +200,7 @@ func (t Token) Format(f fmt.State, verb rune) { formatAs(f, verb, t.String()) }
 // LogValue masks the JWT.
 func (t Token) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("token", connector.MaskToken(t.JWT)), slog.String("role", t.Role.String()),
-		slog.String("user_id", t.UserID), slog.Time("exp", t.ExpiresAt))
+		slog.String("user_id", t.UserID), slog.Time("expires_at", t.ExpiresAt))
 }
 
 // claims are exactly the Cobrowse JWT's claims, in Zoom's names and JSON types.

@@ -92,7 +92,7 @@ func (s *session) Events() <-chan connector.Event { return nil }
 // or whose SessionID is set and is not the session's, means nothing (logged at debug). A role the
 // signal lacks is read from Raw (the webhook body) when it decodes.
 func (s *session) Signal(g connector.Signal) []connector.Event {
-	log := s.log.With("source", g.Source, "type", g.Type)
+	log := s.log.With("signal_source", g.Source, "type", g.Type)
 	if g.Source != SignalSource {
 		log.Debug("signal of another source: a Zoom session takes only the webhook router's")
 		return nil

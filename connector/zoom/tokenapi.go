@@ -528,7 +528,7 @@ func (e *TokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		w.Header().Set("Retry-After", "1")
-		e.refuse(w, r, http.StatusServiceUnavailable, req.InteractionID, append(keys, "lookup_error", err),
+		e.refuse(w, r, http.StatusServiceUnavailable, req.InteractionID, append(keys, "error", err),
 			FieldError{Reason: "the interaction's state could not be read; try again"})
 		return
 	}
@@ -546,7 +546,7 @@ func (e *TokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, err := e.mint(tr)
 	if err != nil {
-		e.refuse(w, r, http.StatusInternalServerError, req.InteractionID, append(keys, "mint_error", err),
+		e.refuse(w, r, http.StatusInternalServerError, req.InteractionID, append(keys, "error", err),
 			FieldError{Reason: "the token could not be minted"})
 		return
 	}
@@ -678,7 +678,7 @@ func (e *TokenEndpoint) refuse(w http.ResponseWriter, r *http.Request, status in
 			reasons[i] = p.Reason
 		}
 	}
-	attrs = append(attrs, "error", strings.Join(reasons, "; "))
+	attrs = append(attrs, "reason", strings.Join(reasons, "; "))
 	level := slog.LevelWarn
 	if status == http.StatusInternalServerError {
 		level = slog.LevelError

@@ -395,13 +395,13 @@ func TestTokenEndpointRefuses(t *testing.T) {
 			}
 			l := lines[0]
 			if l["level"] != "WARN" || l["msg"] != "token request refused" || l["status"] != float64(tc.status) ||
-				l["remote"] != teRemote || l["component"] != "zoom" || !strings.Contains(fmt.Sprint(l["error"]), tc.reason) {
+				l["remote"] != teRemote || l["component"] != "zoom" || !strings.Contains(fmt.Sprint(l["reason"]), tc.reason) {
 				t.Errorf("log line %v", l)
 			}
 			if got, _ := l["interaction"].(string); got != tc.interaction {
 				t.Errorf("log interaction %q, want %q", got, tc.interaction)
 			}
-			if tc.status == 503 && !strings.Contains(fmt.Sprint(l["lookup_error"]), "state bucket unavailable") {
+			if tc.status == 503 && !strings.Contains(fmt.Sprint(l["error"]), "state bucket unavailable") {
 				t.Errorf("503 log without the lookup's error: %v", l)
 			}
 			if strings.Contains(f.logs.String(), "audit") {
@@ -613,7 +613,7 @@ func TestTokenEndpointMintFailure(t *testing.T) {
 	}
 	lines := f.logs.lines(t)
 	if len(lines) != 1 || lines[0]["level"] != "ERROR" || lines[0]["interaction"] != "I-live" ||
-		!strings.Contains(fmt.Sprint(lines[0]["mint_error"]), "signing") {
+		!strings.Contains(fmt.Sprint(lines[0]["error"]), "signing") {
 		t.Fatalf("log %s", f.logs.String())
 	}
 	assertClean(t, f.logs.String())
@@ -778,7 +778,7 @@ func TestTokenEndpointClientCert(t *testing.T) {
 	resp, err := (&http.Client{Transport: tr}).Post(srv.URL, "application/json", strings.NewReader(body))
 	if err == nil {
 		resp.Body.Close()
-		if resp.StatusCode == 200 {
+		if resp.StatusCode == http.StatusOK {
 			t.Fatal("a certificate from an unknown CA got a token")
 		}
 	}

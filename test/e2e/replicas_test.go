@@ -208,7 +208,7 @@ func TestReplicasOnACluster(t *testing.T) {
 	t.Logf("r4 added: it owns %d partitions, and ended %v", len(st.Members[len(st.Members)-1].Partitions), onR4)
 
 	// r1 is removed while it runs: it lets go of its interactions, which go on elsewhere.
-	st = e.clusterCmd("remove", "r1")
+	e.clusterCmd("remove", "r1")
 	r["r1"].waitLog(t, "this member has no partitions: it consumes nothing until an operator adds it (cobrowse-connector cluster add)", 1)
 	for _, l := range all {
 		if !l.closed {

@@ -317,7 +317,7 @@ func runCmd(ctx context.Context, cmd *exec.Cmd) ([]byte, error) {
 		return out.Bytes(), err
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
-		<-waited
+		<-waited //nolint:errcheck // waits for the killed process: its error says only that
 		return out.Bytes(), ctx.Err()
 	}
 }

@@ -51,7 +51,7 @@ func (b *Buffer) WaitCount(substr string, n int, d time.Duration, stop <-chan er
 		case <-w:
 		case <-deadline.C:
 			return false
-		case <-stop:
+		case <-stop: //nolint:errcheck // a signal: whatever it carries, the wait ends
 			return false
 		}
 	}

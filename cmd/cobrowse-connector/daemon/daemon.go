@@ -245,8 +245,8 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if shown.NATS.URL == "" {
 		shown.NATS.URL = natsURL
 	}
-	log.Info("cobrowse-connector running", "version", BuildVersion(), "nats", shown.NATS.URL, "vendors", cfg.EnabledVendors(),
-		"default_vendor", cfg.DefaultVendor(), "genesys", shown.Genesys.URL)
+	log.Info("cobrowse-connector running", "version", BuildVersion(), "nats_url", shown.NATS.URL, "vendors", cfg.EnabledVendors(),
+		"default_vendor", cfg.DefaultVendor(), "genesys_url", shown.Genesys.URL)
 	if public != nil && opts.PublicAddr != nil {
 		opts.PublicAddr(public.Addr())
 	}
@@ -314,7 +314,7 @@ func startEmbeddedNATS(cfg configs.EmbeddedNATSConfig, log *slog.Logger) (*serve
 		ns.Shutdown()
 		return nil, nil, errors.New("embedded NATS server: not ready within 10s")
 	}
-	log.Info("nats.embedded.enabled and no nats.url: started an embedded NATS server with JetStream (for development)", "url", ns.ClientURL(), "store", dir)
+	log.Info("nats.embedded.enabled and no nats.url: started an embedded NATS server with JetStream (for development)", "nats_url", ns.ClientURL(), "store", dir)
 	return ns, func() {
 		ns.Shutdown()
 		ns.WaitForShutdown()
@@ -331,7 +331,7 @@ func handOver(ctx context.Context, log *slog.Logger, letGo func(context.Context)
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := letGo(uctx); err != nil {
-			log.Warn(failed, "error", err)
+			log.Warn(failed, "error", err) //nolint:sloglint // failed is a constant message, one per caller
 		}
 	}
 }
@@ -353,7 +353,7 @@ func connectNATS(ctx context.Context, url string, cfg configs.NATSConfig, log *s
 		nc, err := dialNATS(url, cfg, fileOpts, l)
 		if err == nil {
 			if attempt > 1 {
-				l.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "attempts", attempt)
+				l.Info("connected to NATS", "nats_url", nc.ConnectedUrlRedacted(), "attempt", attempt)
 			}
 			return nc, nil
 		}
@@ -385,7 +385,7 @@ func dialNATS(url string, cfg configs.NATSConfig, fileOpts []nats.Option, l *slo
 				l.Warn("disconnected", "error", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { l.Info("reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { l.Info("reconnected", "nats_url", nc.ConnectedUrlRedacted()) }),
 	}
 	if cfg.User != "" {
 		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password.Reveal()))

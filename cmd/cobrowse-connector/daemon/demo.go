@@ -67,7 +67,7 @@ func Demo(ctx context.Context, w io.Writer, opts DemoOptions) error {
 	}
 	log := opts.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	switch opts.Vendor {
 	case string(connector.Zoom):
@@ -128,7 +128,7 @@ func startDemoDaemon(ctx context.Context, cfg configs.Config, log *slog.Logger) 
 		return nil, fmt.Errorf("demo: daemon did not start: %w", err)
 	case <-time.After(30 * time.Second):
 		stop()
-		<-d.done
+		<-d.done //nolint:errcheck // waits for the daemon to stop: its error is the timeout's consequence
 		return nil, errors.New("demo: daemon did not start within 30s")
 	}
 	select {

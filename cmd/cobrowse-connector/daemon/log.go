@@ -20,11 +20,11 @@ func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	switch format {
 	case "auto", "":
 		if isTerminal(w) {
-			return slog.New(tint.NewHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly, ReplaceAttr: DurationsAsText})), nil
+			return slog.New(tint.NewTextHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly, ReplaceAttr: DurationsAsText})), nil
 		}
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl, ReplaceAttr: DurationsAsText})), nil
 	case "text":
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: lvl, TimeFormat: time.RFC3339, NoColor: true, ReplaceAttr: DurationsAsText})), nil
+		return slog.New(tint.NewTextHandler(w, &tint.Options{Level: lvl, TimeFormat: time.RFC3339, NoColor: true, ReplaceAttr: DurationsAsText})), nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl, ReplaceAttr: DurationsAsText})), nil
 	}

@@ -62,7 +62,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.issuedTokens++
 	s.changedLocked()
 	s.mu.Unlock()
-	s.log.Debug("token issued", "expires_in", life.String())
+	s.log.Debug("token issued", "expires_in", life)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"AccessToken": tok,
 		"ApplyType":   "Bearer",
@@ -159,7 +159,7 @@ func (s *Server) serveConnectionInfo(w http.ResponseWriter, r *http.Request) {
 	rm.issued = append(rm.issued, is)
 	s.changedLocked()
 	s.mu.Unlock()
-	s.log.Debug("connection info issued", "room", is.RoomID, "role", is.Role)
+	s.log.Debug("connection info issued", "session_id", is.RoomID, "role", is.Role)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"success": true,
 		"data": map[string]any{
@@ -206,7 +206,7 @@ func (s *Server) serveRelease(w http.ResponseWriter, r *http.Request) {
 	}
 	s.changedLocked()
 	s.mu.Unlock()
-	s.log.Debug("room released", "room", body.CallID)
+	s.log.Debug("room released", "session_id", body.CallID)
 	writeJSON(w, http.StatusOK, map[string]any{"retCode": "0", "retMsg": "success"})
 }
 

@@ -409,18 +409,6 @@ func (c *client) next(channel string, timeout time.Duration) msg {
 	}
 }
 
-// nextConnect waits for the connect loop's next reply.
-func (c *client) nextConnect(timeout time.Duration) msg {
-	c.t.Helper()
-	select {
-	case m := <-c.connects:
-		return m
-	case <-time.After(timeout):
-		c.t.Fatalf("no connect reply within %v", timeout)
-		return nil
-	}
-}
-
 // failedConnect waits for an unsuccessful connect reply, passing over successful ones.
 func (c *client) failedConnect(timeout time.Duration) msg {
 	c.t.Helper()

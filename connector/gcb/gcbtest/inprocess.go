@@ -67,7 +67,7 @@ func (t inProcess) RoundTrip(req *http.Request) (resp *http.Response, err error)
 	w := &recorder{header: make(http.Header)}
 	defer func() {
 		if p := recover(); p != nil {
-			if p != http.ErrAbortHandler {
+			if p != http.ErrAbortHandler { //nolint:errorlint // a recovered panic value, compared by identity as net/http does
 				panic(p)
 			}
 			resp, err = nil, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}

@@ -343,7 +343,7 @@ func (c *Cluster) endLocked(s *Session, by string) {
 	c.rememberEndedLocked(s)
 	s.changedLocked()
 	close(s.done)
-	c.log.Debug("session ended", "token", connector.MaskToken(s.token), "by", by)
+	c.log.Debug("session ended", "token", connector.MaskToken(s.token), "ended_by", by)
 }
 
 // bindAgentLocked binds an agent to s for the one-live-session-per-agent rule; false if the

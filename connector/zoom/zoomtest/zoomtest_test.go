@@ -212,7 +212,7 @@ func api(t *testing.T, z *zoomtest.Server, tok, path string) (int, map[string]an
 	if tok == "" {
 		tok = token(t, z)
 	}
-	req, _ := http.NewRequest("GET", z.APIURL()+path, nil)
+	req, _ := http.NewRequest(http.MethodGet, z.APIURL()+path, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -227,7 +227,7 @@ func api(t *testing.T, z *zoomtest.Server, tok, path string) (int, map[string]an
 func token(t *testing.T, z *zoomtest.Server) string {
 	t.Helper()
 	o := z.Options()
-	req, _ := http.NewRequest("POST", z.URL()+"/oauth/token?grant_type=account_credentials&account_id="+o.AccountID, nil)
+	req, _ := http.NewRequest(http.MethodPost, z.URL()+"/oauth/token?grant_type=account_credentials&account_id="+o.AccountID, nil)
 	req.SetBasicAuth(o.ClientID, o.ClientSecret)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -509,7 +509,7 @@ func TestValidateURL(t *testing.T) {
 		}
 		_ = json.NewDecoder(r.Body).Decode(&env)
 		if env.Event != "endpoint.url_validation" || r.Header.Get("x-zm-signature") == "" {
-			w.WriteHeader(400)
+			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
 		m := hmac.New(sha256.New, []byte(key))
@@ -771,7 +771,7 @@ func TestFaults(t *testing.T) {
 	z.SetFault(zoomtest.RouteSession, zoomtest.Fault{Hang: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", z.APIURL()+"/cobrowsesdk/sessions/x", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, z.APIURL()+"/cobrowsesdk/sessions/x", nil)
 	if _, err := http.DefaultClient.Do(req); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("hang: %v", err)
 	}

@@ -35,10 +35,10 @@ func (srv *Server) process(c *conn, msgs []inMsg) batch {
 	var b batch
 	for i := range msgs {
 		m := &msgs[i]
-		switch {
-		case m.Channel == "":
+		switch m.Channel {
+		case "":
 			b.replies = append(b.replies, failure(m, errChannelMissing))
-		case m.Channel == MetaHandshake:
+		case MetaHandshake:
 			b.replies = append(b.replies, srv.handshake(c, m))
 		default:
 			s := srv.lookup(c, m.ClientID)

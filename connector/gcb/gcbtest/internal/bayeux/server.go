@@ -279,7 +279,7 @@ func (srv *Server) removeLocked(s *Session, why Reason) {
 // it for the same reason.
 func (srv *Server) notifyRemoved(ss []*Session, why Reason) {
 	for _, s := range ss {
-		srv.log.Debug("bayeux session removed", "client_id", s.id, "why", why.String())
+		srv.log.Debug("bayeux session removed", "bayeux_client_id", s.id, "reason", why.String())
 		if srv.opts.Removed != nil {
 			srv.opts.Removed(s, why)
 		}
