@@ -81,7 +81,3 @@ func (l *problemList) add(p Problem) {
 	}
 	l.problems = append(l.problems, p)
 }
-
-func (l *problemList) addf(key, format string, args ...any) {
-	l.add(Problem{Key: key, Reason: fmt.Sprintf(format, args...)})
-}

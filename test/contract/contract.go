@@ -212,7 +212,7 @@ func (l *loader) channel(name string, v any) (*Channel, error) {
 	ch.Address, _ = m["address"].(string)
 	rest, ok := strings.CutPrefix(ch.Address, "{prefix}.")
 	if !ok {
-		return nil, fmt.Errorf("address %q does not start with {prefix}.", ch.Address)
+		return nil, fmt.Errorf(`address %q does not start with "{prefix}."`, ch.Address)
 	}
 	ch.tokens = strings.Split(rest, ".")
 	inAddress := map[string]bool{"prefix": true}

@@ -595,7 +595,8 @@ func environment(dc daemonContainer, s set, p *problems) (map[string]string, []s
 	}
 	for i, e := range dc.c.Env {
 		field := fmt.Sprintf("env[%d] (%s)", i, e.Name)
-		value, ok := e.Value, true
+		value := e.Value
+		var ok bool
 		if vf := e.ValueFrom; vf != nil {
 			switch {
 			case vf.FieldRef != nil && vf.FieldRef.FieldPath == "metadata.name":

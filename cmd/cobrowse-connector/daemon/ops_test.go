@@ -186,7 +186,7 @@ func TestReadinessFollowsNATSAndTheConsumer(t *testing.T) {
 	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
 		t.Fatalf("healthz with NATS gone: %d", code)
 	}
-	s = s.Restart(t)
+	s.Restart(t)
 	waitStatus(t, ready, http.StatusOK)
 
 	if err := stop(); err != nil {

@@ -176,7 +176,7 @@ func Sandbox(ctx context.Context, w io.Writer, opts SandboxOptions) (err error) 
 		if err := srv.Shutdown(sctx); err != nil {
 			_ = srv.Close()
 		}
-		<-served
+		<-served //nolint:errcheck // waits for Serve to return: after a Shutdown its error is ErrServerClosed
 	})
 	if opts.Ready != nil {
 		opts.Ready()
