@@ -77,10 +77,10 @@ log:
   format: json
 nats:
   url: %s
-genesys:
-  url: %s
 http:
   listen: "127.0.0.1:0" # any free port: never the default one, taken by whatever else runs here
+genesys:
+  url: %s
 `, e.h.opt.logLevel, e.natsURL, e.gcbR.Front)
 	if e.transport == cometd.TransportLongPolling {
 		b.WriteString("  transports: [long-polling]\n")

@@ -241,7 +241,7 @@ func (r *report) lines(w io.Writer) {
 			cpu += fmt.Sprintf("; bare Go client %.2f%%", l.Bare.IdleCPUPct)
 		}
 		fmt.Fprintf(w, "%s; gcbtest server %.2f%%, natsd %.2f%%\n", cpu, l.GCBIdleCPUPct, l.NATSIdleCPUPct)
-		g := fmt.Sprintf("%d after every session closed (SIGQUIT dump; not readable while it runs: no metrics or pprof endpoint)", l.Goroutines)
+		g := fmt.Sprintf("%d after every session closed (SIGQUIT dump at the end: the harness leaves the internal listener on a free port it does not read)", l.Goroutines)
 		if l.Goroutines < 0 {
 			g = "not read (" + l.goroutinesErr + ")"
 		}
