@@ -323,23 +323,6 @@ func versionCommand(*flag.FlagSet) action {
 	}
 }
 
-// loadConfig loads the config file at path ("": the embedded default) with the environment, and
-// checks it as `run` needs it (configs.Config.ValidateRun, and the TLS and key files it names).
-// `run` and `config` both use it, so that `config` accepts exactly what `run` accepts. A refusal
-// names the file.
-func loadConfig(path string) (configs.Config, error) {
-	cfg, err := configs.Load(path)
-	if err != nil {
-		return configs.Config{}, err
-	}
-	if err := cfg.ValidateRun(); err != nil {
-		if e, ok := errors.AsType[*configs.Error](err); ok {
-			e.File = path
-		}
-		return configs.Config{}, err
-	}
-	if err := daemon.CheckFiles(cfg); err != nil {
-		return configs.Config{}, err
-	}
-	return cfg, nil
-}
+// loadConfig loads the config as `run` needs it (daemon.LoadRunConfig): every command that reads
+// a config accepts exactly what `run` accepts.
+func loadConfig(path string) (configs.Config, error) { return daemon.LoadRunConfig(path) }

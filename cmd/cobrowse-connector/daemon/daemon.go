@@ -227,7 +227,7 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if opts.ConfigPath != "" || opts.Reload != nil {
 		// Without a file, the config (the embedded default and the environment) cannot change
 		// while the process runs: SIGHUP is left alone then.
-		rl := newReloader(cfg, func() (configs.Config, error) { return loadRunConfig(opts.ConfigPath) }, vs, tokens, log)
+		rl := newReloader(cfg, func() (configs.Config, error) { return LoadRunConfig(opts.ConfigPath) }, vs, tokens, log)
 		startReloads(runCtx, &wg, rl, opts.Reload, opts.Reloaded)
 	}
 	var publicDone chan struct{}

@@ -42,9 +42,11 @@ const (
 var reloadable = []string{keyWebhookSecret, keyWebhookPrevious, keyBearerSecret, keyBearerPrevious, keySDKSecret, keyClientSecret,
 	keyCECAppSecret, keyRotationOverlap}
 
-// loadRunConfig loads the config the way `run` does: the file at path ("": the embedded default)
-// with the environment, checked as `run` needs it. A refusal names the file.
-func loadRunConfig(path string) (configs.Config, error) {
+// LoadRunConfig loads the config the way `run` needs it: the file at path ("": the embedded
+// default) with the environment, checked by ValidateRun and with the TLS and key files it names
+// readable (CheckFiles). `run`, `config`, `health`, `cluster` and a reload (SIGHUP) all load
+// through it, so that each accepts exactly what `run` accepts. A refusal names the file.
+func LoadRunConfig(path string) (configs.Config, error) {
 	cfg, err := configs.Load(path)
 	if err != nil {
 		return configs.Config{}, err
@@ -53,6 +55,9 @@ func loadRunConfig(path string) (configs.Config, error) {
 		if e, ok := errors.AsType[*configs.Error](err); ok {
 			e.File = path
 		}
+		return configs.Config{}, err
+	}
+	if err := CheckFiles(cfg); err != nil {
 		return configs.Config{}, err
 	}
 	return cfg, nil

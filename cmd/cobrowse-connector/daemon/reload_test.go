@@ -81,7 +81,7 @@ func TestReloadSecrets(t *testing.T) {
 	v1 := reloadSecrets{webhook: "webhook-secret-one", bearer: "bearer-secret-one", sdk: "sdk-secret-one-0123456789",
 		client: z.Options().ClientSecret, overlap: "1h", tokenTTL: "2h"}
 	writeReloadConfig(t, path, z, v1)
-	cfg, err := loadRunConfig(path)
+	cfg, err := LoadRunConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
