@@ -19,16 +19,17 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cobrowse-connector/cobrowse-connector/cmd/cobrowse-connector/daemon"
 	"github.com/cobrowse-connector/cobrowse-connector/configs"
 )
 
 // daemonRoutes are the paths the daemon serves on its internal listener (http.listen) that a
-// probe may ask. They must match the routes of cmd/cobrowse-connector/daemon's internal listener.
-var daemonRoutes = []string{"/healthz", "/readyz"}
+// probe may ask.
+var daemonRoutes = []string{daemon.LivenessPath, daemon.ReadinessPath}
 
 // livenessPath is the one route a liveness probe may ask: /readyz fails while NATS is away, and a
 // liveness probe on it would restart a daemon that is only waiting for NATS.
-const livenessPath = "/healthz"
+const livenessPath = daemon.LivenessPath
 
 // The image (the repository's Dockerfile): its entrypoint and its command.
 var (

@@ -35,7 +35,7 @@ func ReadyURL(listen string) (string, error) {
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	u := (&url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: "/readyz", RawQuery: "verbose"}).String()
+	u := (&url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: ReadinessPath, RawQuery: "verbose"}).String()
 	if _, err := url.Parse(u); err != nil {
 		return "", fmt.Errorf("http.listen: %q makes no URL: %w", listen, err)
 	}

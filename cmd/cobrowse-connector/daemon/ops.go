@@ -217,6 +217,14 @@ const opsShutdownBound = 2 * time.Second
 // maxProfileSeconds bounds how long a profile asked from /debug/pprof may run.
 const maxProfileSeconds = 3600
 
+// The probe paths of the internal listener: liveness (never depends on NATS or the vendors) and
+// readiness (NATS connected and the consumer pulling). test/deploy checks the manifests' probes
+// against them.
+const (
+	LivenessPath  = "/healthz"
+	ReadinessPath = "/readyz"
+)
+
 // newOpsServer listens on http.listen (a port in use fails the start) and builds the handlers.
 // Nil when http.listen is empty.
 func newOpsServer(h configs.HTTPConfig, reg *prometheus.Registry, r *readiness, log *slog.Logger) (*opsServer, error) {
@@ -229,8 +237,8 @@ func newOpsServer(h configs.HTTPConfig, reg *prometheus.Registry, r *readiness, 
 		ErrorLog:      slog.NewLogLogger(l.Handler(), slog.LevelWarn),
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writePlain(w, http.StatusOK, "ok\n") })
-	mux.HandleFunc("GET /readyz", r.serveHTTP)
+	mux.HandleFunc("GET "+LivenessPath, func(w http.ResponseWriter, _ *http.Request) { writePlain(w, http.StatusOK, "ok\n") })
+	mux.HandleFunc("GET "+ReadinessPath, r.serveHTTP)
 	if h.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
