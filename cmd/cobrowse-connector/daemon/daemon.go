@@ -224,12 +224,11 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if public != nil {
 		tokens = public.tokens
 	}
-	if opts.ConfigPath != "" || opts.Reload != nil {
-		// Without a file, the config (the embedded default and the environment) cannot change
-		// while the process runs: SIGHUP is left alone then.
-		rl := newReloader(cfg, func() (configs.Config, error) { return LoadRunConfig(opts.ConfigPath) }, vs, tokens, log)
-		startReloads(runCtx, &wg, rl, opts.Reload, opts.Reloaded)
-	}
+	// SIGHUP is caught even without a config file (the embedded default and the environment
+	// cannot change while the process runs, so such a reload finds nothing new): its default
+	// action would end the process.
+	rl := newReloader(cfg, func() (configs.Config, error) { return LoadRunConfig(opts.ConfigPath) }, vs, tokens, log)
+	startReloads(runCtx, &wg, rl, opts.Reload, opts.Reloaded)
 	var publicDone chan struct{}
 	if public != nil {
 		publicDone = make(chan struct{})
