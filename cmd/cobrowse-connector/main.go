@@ -102,8 +102,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
-			// `help CMD` is `CMD -h`.
-			return run(ctx, []string{args[1], "-h"}, stdout, stderr)
+			// `help CMD` is `CMD -h`; help about help is the usage.
+			cmd, ok := lookup(args[1])
+			switch {
+			case ok:
+				fs, _ := cmd.flags()
+				cmd.printUsage(stdout, fs)
+				return exitOK
+			case !slices.Contains([]string{"help", "-h", "-help", "--help"}, args[1]):
+				fmt.Fprintf(stderr, "cobrowse-connector: unknown command %q\n%s", args[1], usage())
+				return exitUsage
+			}
 		}
 		fmt.Fprint(stdout, usage())
 		return exitOK
@@ -209,7 +218,7 @@ func runCommand(fs *flag.FlagSet) action {
 			fmt.Fprintf(stderr, "cobrowse-connector: refusing to start: %v\n", err)
 			return exitUsage
 		}
-		if err := daemon.Run(ctx, cfg, daemon.Options{ConfigPath: *configPath}); err != nil && !errors.Is(err, context.Canceled) {
+		if err := daemon.Run(ctx, cfg, daemon.Options{ConfigPath: *configPath, SIGHUP: true}); err != nil && !errors.Is(err, context.Canceled) {
 			fmt.Fprintf(stderr, "cobrowse-connector: %v\n", err)
 			return exitFailure
 		}
@@ -303,7 +312,9 @@ func healthCommand(fs *flag.FlagSet) action {
 		// Every failure exits 1: Docker reserves 2 in a HEALTHCHECK.
 		u := *url
 		if u == "" {
-			cfg, err := loadConfig(*configPath)
+			// Only http.listen is needed: the probe must not fail while a certificate or a
+			// credentials file that run reads at start is being replaced.
+			cfg, err := configs.Load(*configPath)
 			if err == nil {
 				u, err = daemon.ReadyURL(cfg.HTTP.Listen)
 			}

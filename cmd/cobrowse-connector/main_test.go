@@ -76,6 +76,18 @@ func TestCommandHelp(t *testing.T) {
 	if run(t.Context(), []string{"run", "-h"}, &stdout, &stderr); !strings.Contains(stdout.String(), "-config FILE") || strings.Contains(stdout.String(), "-vendor") {
 		t.Errorf("run -h:\n%s", stdout.String())
 	}
+	// Help about help is the usage (it once recursed until the stack overflowed).
+	for _, args := range [][]string{{"help", "help"}, {"help", "-h"}, {"-h", "-h"}, {"--help", "--help"}} {
+		stdout.Reset()
+		stderr.Reset()
+		if code := run(t.Context(), args, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "usage:") || stderr.Len() != 0 {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
+		}
+	}
+	stdout.Reset()
+	if code := run(t.Context(), []string{"help", "nope"}, &stdout, &stderr); code != 2 || stdout.Len() != 0 {
+		t.Errorf("help of an unknown command: exit %d, stdout %q", code, stdout.String())
+	}
 }
 
 // TestFlagOfAnotherCommand: each command has its own flags; another command's flag is refused

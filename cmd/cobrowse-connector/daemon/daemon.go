@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -43,12 +45,16 @@ type Options struct {
 	// is closed first, so nothing more is acked, published or saved, and sessions are left live.
 	// For tests of recovery.
 	Abort <-chan struct{}
-	// ConfigPath is the file cfg was loaded from. When set, the daemon loads it again on SIGHUP,
-	// as `run` did (the file and the environment, checked), and applies what it can without a
-	// restart: the secrets (see reload.go). Empty (the embedded default): SIGHUP is not caught.
+	// ConfigPath is the file cfg was loaded from (LoadRunConfig); empty: the embedded default and
+	// the environment. A reload (SIGHUP, Reload) loads it again the same way and applies what it
+	// can without a restart: the secrets (see reload.go).
 	ConfigPath string
-	// Reload, if set, triggers a reload at each value received, instead of SIGHUP (which Run then
-	// leaves alone). For tests.
+	// SIGHUP makes SIGHUP reload the config (`run` sets it). It is caught from the start of Run, so
+	// that one sent while the daemon waits for NATS never takes its default action (ending the
+	// process). Off (an embedder such as the demo, whose config LoadRunConfig would not give back),
+	// SIGHUP is left alone.
+	SIGHUP bool
+	// Reload, if set, triggers a reload at each value received, instead of SIGHUP. For tests.
 	Reload <-chan struct{}
 	// Reloaded, if set, is called after each reload with its outcome: nil when the config was read
 	// and applied, the refusal otherwise. For tests.
@@ -62,6 +68,12 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	}
 	if err := CheckFiles(cfg); err != nil {
 		return err
+	}
+	var hup chan os.Signal // nil (never ready) unless SIGHUP reloads
+	if opts.SIGHUP && opts.Reload == nil {
+		hup = make(chan os.Signal, 1) // one pending reload is enough: it reads the newest file
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -224,11 +236,10 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	if public != nil {
 		tokens = public.tokens
 	}
-	// SIGHUP is caught even without a config file (the embedded default and the environment
-	// cannot change while the process runs, so such a reload finds nothing new): its default
-	// action would end the process.
-	rl := newReloader(cfg, func() (configs.Config, error) { return LoadRunConfig(opts.ConfigPath) }, vs, tokens, log)
-	startReloads(runCtx, &wg, rl, opts.Reload, opts.Reloaded)
+	if hup != nil || opts.Reload != nil {
+		rl := newReloader(cfg, func() (configs.Config, error) { return LoadRunConfig(opts.ConfigPath) }, vs, tokens, log)
+		startReloads(runCtx, &wg, rl, opts.Reload, hup, opts.Reloaded)
+	}
 	var publicDone chan struct{}
 	if public != nil {
 		publicDone = make(chan struct{})
@@ -268,12 +279,15 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 	ready.stopping.Store(true) // /readyz says 503 from here; /healthz answers until the end
 
 	// Ordered shutdown: the public listener first (no webhook is taken that NATS could no longer
-	// store), then stop taking messages; then the deferred closers let the actors finish theirs
-	// and release the connectors, NATS and the embedded server, in that order.
+	// store), and the micro service (no status or session answer from a replica that is letting its
+	// interactions go; Stop again in the closers is a no-op), then stop taking messages; then the
+	// deferred closers let the actors finish theirs and release the connectors, NATS and the
+	// embedded server, in that order.
 	if public != nil {
 		public.shutdown(ctx)
 		<-publicDone
 	}
+	_ = svc.Stop()
 	stopRun()
 	wg.Wait()
 	if aborted {

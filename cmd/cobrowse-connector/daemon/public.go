@@ -3,13 +3,11 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -107,13 +105,9 @@ func serverTLS(c configs.TLSServerConfig) (*tls.Config, error) {
 	}
 	t := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if c.ClientCAFile != "" {
-		pem, err := os.ReadFile(c.ClientCAFile)
+		pool, err := caPool("http.public_tls.client_ca_file", c.ClientCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("http.public_tls.client_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("http.public_tls.client_ca_file: no PEM certificate in it")
+			return nil, err
 		}
 		t.ClientCAs, t.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}

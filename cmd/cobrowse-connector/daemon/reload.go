@@ -5,12 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"os/signal"
 	"reflect"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/cobrowse-connector/cobrowse-connector/configs"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/cec"
@@ -236,20 +234,11 @@ func walkConfig(v reflect.Value, path string, fn func(key string, v reflect.Valu
 	}
 }
 
-// startReloads reloads the config on rl at each SIGHUP, or at each value of trigger when it is
-// set (SIGHUP is then left alone), on a goroutine of wg that ends when ctx is done. SIGHUP is
-// caught before it returns, so that one sent once the daemon is ready never takes the default
-// action (ending the process). done, if set, gets each reload's outcome.
-func startReloads(ctx context.Context, wg *sync.WaitGroup, rl *reloader, trigger <-chan struct{}, done func(error)) {
-	var hup chan os.Signal // nil (never ready) when the trigger replaces SIGHUP
-	if trigger == nil {
-		hup = make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-	}
+// startReloads reloads the config on rl at each value of trigger or hup (either may be nil: never
+// ready), on a goroutine of wg that ends when ctx is done. Run owns hup (caught from its start).
+// done, if set, gets each reload's outcome.
+func startReloads(ctx context.Context, wg *sync.WaitGroup, rl *reloader, trigger <-chan struct{}, hup <-chan os.Signal, done func(error)) {
 	wg.Go(func() {
-		if hup != nil {
-			defer signal.Stop(hup)
-		}
 		for {
 			select {
 			case <-ctx.Done():

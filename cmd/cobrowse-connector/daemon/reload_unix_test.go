@@ -32,7 +32,7 @@ func TestSIGHUPReloads(t *testing.T) {
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), ConfigPath: path, Ready: func(string) { close(ready) }})
+		done <- Run(ctx, cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), ConfigPath: path, SIGHUP: true, Ready: func(string) { close(ready) }})
 	}()
 	select {
 	case <-ready:

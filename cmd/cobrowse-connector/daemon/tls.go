@@ -84,8 +84,9 @@ func natsOptions(cfg configs.NATSConfig) ([]nats.Option, error) {
 	return opts, nil
 }
 
-// CheckFiles checks every file the config names for TLS and authentication: NATS's, and the CA
-// file of each enabled vendor. Run calls it first; `config --check` too.
+// CheckFiles checks every file the config names for TLS and authentication: NATS's, the CA file
+// of each enabled vendor, and the public listener's certificate, key and client CA. Run calls it
+// first; `config --check` and a reload too.
 func CheckFiles(cfg configs.Config) error {
 	_, err := natsOptions(cfg.NATS)
 	errs := []error{err}
@@ -101,6 +102,10 @@ func CheckFiles(cfg configs.Config) error {
 			_, err := vendorTLS(v.key, v.file)
 			errs = append(errs, err)
 		}
+	}
+	if cfg.HTTP.PublicListen != "" && cfg.HTTP.PublicTLS.CertFile != "" {
+		_, err := serverTLS(cfg.HTTP.PublicTLS)
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
