@@ -146,13 +146,8 @@ func (b *Breakers) State(node string) BreakerState {
 // without calling them.
 func (b *Breakers) States() map[string]BreakerState {
 	out := make(map[string]BreakerState)
-	if b == nil {
-		return out
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for node, nb := range b.nodes {
-		out[node] = stateOf(nb.cb.State())
+	for _, n := range b.Nodes() {
+		out[n.Node] = n.State
 	}
 	return out
 }
