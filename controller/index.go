@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
@@ -82,8 +81,11 @@ type indexed struct {
 	sessionID string
 }
 
-// retainer is a Store that removes what it holds after a retention (KVStore).
-type retainer interface{ Retention() time.Duration }
+// retainer is a Store that removes what it holds after a retention (KVStore): an ended session's
+// entry is written again with it.
+type retainer interface {
+	RetainSession(ctx context.Context, vendor connector.Vendor, sessionID, interactionID string) error
+}
 
 func newIndexingStore(s Store, vendor connector.Vendor, vendors map[connector.Vendor]bool, log *slog.Logger) *indexingStore {
 	if is, ok := s.(*indexingStore); ok {
@@ -132,12 +134,12 @@ func (s *indexingStore) Save(ctx context.Context, st State, rev uint64) (uint64,
 		ended, ok := s.indexed[st.InteractionID]
 		delete(s.indexed, st.InteractionID)
 		s.mu.Unlock()
-		if r, retains := s.Store.(retainer); ok && retains && r.Retention() > 0 {
-			// The session ended: its entry is written again, to stay a retention from now. A
-			// failure leaves the entry its earlier removal time, which the state's own save does
-			// not depend on.
-			if err := s.Store.IndexSession(ctx, ended.vendor, ended.sessionID, st.InteractionID); err != nil {
-				s.log.Warn("session index not renewed at the session's end; it goes a retention after the session's start",
+		if r, retains := s.Store.(retainer); ok && retains {
+			// The session ended: its entry is written again, to go a retention from now. A
+			// failure leaves the entry without a TTL (kept, as without a retention), which the
+			// state's own save does not depend on.
+			if err := r.RetainSession(ctx, ended.vendor, ended.sessionID, st.InteractionID); err != nil {
+				s.log.Warn("session index not given its retention at the session's end; it is kept",
 					"interaction", st.InteractionID, "vendor", ended.vendor, "error", err)
 			}
 		}

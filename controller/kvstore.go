@@ -437,10 +437,26 @@ func (s *KVStore) EachLive(ctx context.Context, after string, fn func(Saved) boo
 }
 
 // IndexSession records under session.<vendor>.<base64url(sessionId)> the interaction that holds the
-// session. The key outlives the session (see indexingStore); with a retention, each write of it
-// is removed by the server after the retention, unless written again meanwhile (the session's
-// end writes it again, so that it stays a retention past the end).
+// session, while it is live: without a TTL, so that a session longer than the retention keeps
+// its entry (its webhooks would find no interaction otherwise). The key outlives the session
+// (see indexingStore): RetainSession writes it again at the session's end.
 func (s *KVStore) IndexSession(ctx context.Context, vendor connector.Vendor, sessionID, interactionID string) error {
+	return s.putSession(ctx, vendor, sessionID, interactionID, 0)
+}
+
+// RetainSession writes a session's entry again once the session ended, with the retention as its
+// TTL: the server removes it a retention after the end (late webhooks find the interaction until
+// then). Without a retention it does nothing: the entry stays.
+func (s *KVStore) RetainSession(ctx context.Context, vendor connector.Vendor, sessionID, interactionID string) error {
+	if s.retention <= 0 {
+		return nil
+	}
+	return s.putSession(ctx, vendor, sessionID, interactionID, s.retention)
+}
+
+// putSession writes a session's entry, with a TTL when ttl > 0. The value never changes for a key
+// (a vendor's session belongs to one interaction), so a plain put is safe.
+func (s *KVStore) putSession(ctx context.Context, vendor connector.Vendor, sessionID, interactionID string, ttl time.Duration) error {
 	key, err := sessionKey(vendor, sessionID)
 	if err != nil {
 		return err
@@ -448,12 +464,10 @@ func (s *KVStore) IndexSession(ctx context.Context, vendor connector.Vendor, ses
 	if interactionID == "" {
 		return errors.New("session index: empty interaction id")
 	}
-	if s.retention > 0 {
-		// The value never changes for a key (a vendor's session belongs to one interaction), so
-		// a plain put is safe; only its TTL is new.
+	if ttl > 0 {
 		m := nats.NewMsg(s.subj + key)
 		m.Data = []byte(interactionID)
-		_, err = s.js.PublishMsg(ctx, m, jetstream.WithMsgTTL(s.retention))
+		_, err = s.js.PublishMsg(ctx, m, jetstream.WithMsgTTL(ttl))
 	} else {
 		_, err = s.kv.Put(ctx, key, []byte(interactionID))
 	}

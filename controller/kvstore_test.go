@@ -210,6 +210,14 @@ func TestKVStoreRetention(t *testing.T) {
 	if _, err := store.Save(ctx, done, rev1); err != nil {
 		t.Fatal(err)
 	}
+	// The session ended: its entry is given the retention (indexingStore does this).
+	if err := store.RetainSession(ctx, connector.Zoom, "zs-1", "i1"); err != nil {
+		t.Fatal(err)
+	}
+	// i2's session is still live: its entry has no TTL, however long the session lasts.
+	if err := store.IndexSession(ctx, connector.Zoom, "zs-2", "i2"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := kv.Get(ctx, livePrefix+"i1"); err == nil {
 		t.Fatal("the live marker outlived the session")
 	}
@@ -227,6 +235,9 @@ func TestKVStoreRetention(t *testing.T) {
 	}
 	if st, rev, err := store.Load(ctx, "i2"); err != nil || rev == 0 || st.Seq != 1 {
 		t.Fatalf("the open i2: %+v rev %d %v", st, rev, err)
+	}
+	if got, err := store.LookupSession(ctx, connector.Zoom, "zs-2"); err != nil || got != "i2" {
+		t.Fatalf("a live session's entry went with the retention: %q %v", got, err)
 	}
 	// A later message of i1 starts it over.
 	if _, err := store.Save(ctx, State{InteractionID: "i1", Seq: 1}, 0); err != nil {
@@ -278,8 +289,9 @@ func TestKVStoreRetentionUpgradesAnOldBucket(t *testing.T) {
 	waitRemoved(t, kvOf(t, js), "i9", 15*time.Second)
 }
 
-// TestIndexRenewedAtTheSessionsEnd: with a retention, the session index entry is written again
-// when the session ends, so that it stays a retention past the end (and late webhooks find it).
+// TestIndexRenewedAtTheSessionsEnd: with a retention, the session index entry is written without
+// a TTL while the session is live, and again with the retention's when the session ends, so that
+// it stays a retention past the end (and late webhooks find it).
 func TestIndexRenewedAtTheSessionsEnd(t *testing.T) {
 	s := natstest.Start(t)
 	js, err := jetstream.New(natstest.Connect(t, s))
@@ -305,6 +317,22 @@ func TestIndexRenewedAtTheSessionsEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The entry of the live session has no TTL: a session longer than the retention keeps it.
+	str, err := js.Stream(ctx, "KV_"+DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ttlOf := func(rev uint64) string {
+		t.Helper()
+		m, err := str.GetMsg(ctx, rev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Header.Get("Nats-TTL")
+	}
+	if got := ttlOf(first.Revision()); got != "" {
+		t.Errorf("the live session's entry has Nats-TTL %q", got)
+	}
 	ended := live
 	ended.Live = nil
 	if _, err := store.Save(ctx, ended, rev); err != nil {
@@ -313,6 +341,10 @@ func TestIndexRenewedAtTheSessionsEnd(t *testing.T) {
 	again, err := kv.Get(ctx, key)
 	if err != nil || again.Revision() <= first.Revision() || string(again.Value()) != "i1" {
 		t.Fatalf("index entry after the end: %v %v (first revision %d)", again, err, first.Revision())
+	}
+	// The one written at the end has the retention's.
+	if got := ttlOf(again.Revision()); got != "1h0m0s" {
+		t.Errorf("the ended session's entry has Nats-TTL %q, want 1h0m0s", got)
 	}
 }
 
