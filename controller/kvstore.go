@@ -44,6 +44,8 @@ type KVStore struct {
 	// (and a TTL removal's marker) stays.
 	retention time.Duration
 	markerTTL time.Duration
+	// now is the clock Live judges a marker's age by (time.Now; a test moves it).
+	now func() time.Time
 
 	mu     sync.Mutex
 	marked map[string]uint64 // state keys whose marker this store wrote (its revision) or found (0)
@@ -78,6 +80,10 @@ type KVConfig struct {
 
 // KVOps are the ops KVConfig.Latency is called with.
 var KVOps = [...]string{"get", "create", "update"}
+
+// markerGrace is how long a live marker newer than its state's last save is taken for a live save
+// in flight (the marker goes first): a save takes milliseconds, a minute is far beyond it.
+const markerGrace = time.Minute
 
 // markerTTL is how long the server keeps the marker it leaves when a TTL removes a key, and the
 // tombstone of a purged live marker: long enough for a watcher to see it, short enough that the
@@ -120,7 +126,7 @@ func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV
 	if err != nil {
 		return nil, fmt.Errorf("key-value bucket %s: %w", cfg.Bucket, err)
 	}
-	s := &KVStore{kv: kv, js: js, subj: "$KV." + cfg.Bucket + ".", marked: make(map[string]uint64),
+	s := &KVStore{kv: kv, js: js, subj: "$KV." + cfg.Bucket + ".", marked: make(map[string]uint64), now: time.Now,
 		getTime: nothing{}, createTime: nothing{}, updateTime: nothing{}}
 	if f := cfg.Latency; f != nil {
 		s.getTime, s.createTime, s.updateTime = f(KVOps[0]), f(KVOps[1]), f(KVOps[2])
@@ -350,7 +356,7 @@ func (s *KVStore) clearMarked(key string) {
 }
 
 // Live returns every state that has a live session, found through the live markers; a marker
-// whose state is no longer live is deleted.
+// whose state was saved since without a live session is deleted (revision-checked).
 func (s *KVStore) Live(ctx context.Context) ([]Saved, error) {
 	lister, err := s.kv.ListKeysFiltered(ctx, livePrefix+">")
 	if err != nil {
@@ -364,19 +370,35 @@ func (s *KVStore) Live(ctx context.Context) ([]Saved, error) {
 	var out []Saved
 	for _, m := range markers {
 		key := strings.TrimPrefix(m, livePrefix)
+		me, err := s.kv.Get(ctx, m)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // removed since the listing
+		}
+		if err != nil {
+			return nil, err
+		}
 		e, err := s.kv.Get(ctx, key)
 		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil, err
 		}
 		var st State
+		var stateRev uint64
 		if err == nil {
 			if err := json.Unmarshal(e.Value(), &st); err != nil {
 				return nil, fmt.Errorf("state under key %s: %w", key, err)
 			}
+			stateRev = e.Revision()
 		}
 		if st.Live == nil {
-			if err := s.unmark(ctx, key, 0); err != nil {
-				return nil, fmt.Errorf("stale live marker %s: %w", m, err)
+			// Stale when the state was saved after the marker (revisions are the bucket's stream
+			// sequence, one order for every key), or when the marker is older than a save takes:
+			// a fresh marker written after the state's last save belongs to a live save in
+			// flight, which writes the marker first, perhaps on another replica. Removing that one
+			// would leave the session's state without its marker.
+			if stateRev > me.Revision() || s.now().Sub(me.Created()) > markerGrace {
+				if err := s.unmark(ctx, key, me.Revision()); err != nil {
+					return nil, fmt.Errorf("stale live marker %s: %w", m, err)
+				}
 			}
 			continue
 		}

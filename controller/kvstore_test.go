@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,7 +82,8 @@ func TestKVStoreRoundTripAndCompareAndSet(t *testing.T) {
 }
 
 // A marker left by a daemon that stopped between saving a state that is no longer live and
-// deleting its marker is cleaned up by the next Live.
+// deleting its marker is cleaned up by the next Live; a fresh marker newer than its state is a
+// live save in flight and stays, until it is older than a save could take.
 func TestKVStoreStaleLiveMarker(t *testing.T) {
 	s := natstest.Start(t)
 	js, err := jetstream.New(natstest.Connect(t, s))
@@ -94,23 +96,45 @@ func TestKVStoreStaleLiveMarker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Save(ctx, State{InteractionID: "i1", Seq: 2}, 0); err != nil {
-		t.Fatal(err)
-	}
 	kv := kvOf(t, js)
+	// i1: its marker, then its state saved without a live session: the marker is stale.
 	if _, err := kv.Put(ctx, livePrefix+"i1", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, livePrefix+"gone", nil); err != nil { // no state at all
+	if _, err := store.Save(ctx, State{InteractionID: "i1", Seq: 2}, 0); err != nil {
 		t.Fatal(err)
+	}
+	// i2: a state without a live session, then a fresh marker: a live save in flight (perhaps
+	// another replica's), whose marker goes first; "gone": a fresh marker, no state yet.
+	if _, err := store.Save(ctx, State{InteractionID: "i2", Seq: 1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{livePrefix + "i2", livePrefix + "gone"} {
+		if _, err := kv.Put(ctx, m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	markers := func() (kept []string) {
+		for _, m := range []string{livePrefix + "i1", livePrefix + "i2", livePrefix + "gone"} {
+			if _, err := kv.Get(ctx, m); err == nil {
+				kept = append(kept, m)
+			}
+		}
+		return kept
 	}
 	if live, err := store.Live(ctx); err != nil || len(live) != 0 {
 		t.Fatalf("live: %+v %v", live, err)
 	}
-	for _, m := range []string{livePrefix + "i1", livePrefix + "gone"} {
-		if _, err := kv.Get(ctx, m); err == nil {
-			t.Fatalf("stale marker %s kept", m)
-		}
+	if kept := markers(); !slices.Equal(kept, []string{livePrefix + "i2", livePrefix + "gone"}) {
+		t.Fatalf("markers kept: %v, want the two of saves in flight", kept)
+	}
+	// Past the grace a save could take, they are stale too.
+	store.now = func() time.Time { return time.Now().Add(markerGrace + time.Second) }
+	if live, err := store.Live(ctx); err != nil || len(live) != 0 {
+		t.Fatalf("live: %+v %v", live, err)
+	}
+	if kept := markers(); len(kept) != 0 {
+		t.Fatalf("stale markers kept: %v", kept)
 	}
 }
 
@@ -223,6 +247,8 @@ func TestKVStoreRetention(t *testing.T) {
 	}
 
 	waitRemoved(t, kv, "i1", 15*time.Second)
+	zs1, _ := sessionKey(connector.Zoom, "zs-1")
+	waitRemoved(t, kv, zs1, 15*time.Second) // given its retention just after i1's last save
 	if _, err := store.LookupSession(ctx, connector.Zoom, "zs-1"); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("the session index outlived its retention: %v", err)
 	}
