@@ -78,6 +78,8 @@ type actor struct {
 
 	// liveIn is the live-session gauge the actor counts its session in (trackLive); nil: none.
 	liveIn *Gauge
+	// metered are the counts of the steps not saved yet (meter), made by the save that records them.
+	metered []func(*meters)
 
 	// rejoin is the re-join of a saved live session in flight (after a restart, or a session found
 	// in the store), on a goroutine the actor owns: the vendor retries it within its window, which

@@ -189,7 +189,7 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
 		a.logger().Warn("join failed", "token", connector.MaskToken(token), "decision", why, "error", err)
-		a.c.met.join(a.vendor(), failedResult)
+		a.meter(func(m *meters) { m.join(a.vendor(), failedResult) })
 		reason := string(connector.JoinFailed)
 		switch {
 		case errors.Is(err, connector.ErrUnsupported):
@@ -219,12 +219,12 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 		a.dirty = true
 		a.attachSession(sess)
 		a.logger().Info("session created; waiting for the customer's page to start it", "token", connector.MaskToken(h.Token))
-		a.c.met.join(a.vendor(), createdResult)
+		a.meter(func(m *meters) { m.join(a.vendor(), createdResult) })
 		a.queueHandoffs(connector.HandoffStart)
 		return nil
 	}
 	a.beginSession(sess, now)
-	a.c.met.joined(a.vendor(), begun)
+	a.meter(func(m *meters) { m.joined(a.vendor(), begun) })
 	return nil
 }
 
@@ -269,7 +269,7 @@ func (a *actor) started(ev connector.Event) {
 	}
 	a.st.Live = nil
 	a.beginSession(startedSession{Session: sess, h: h}, time.Now())
-	a.c.met.join(a.vendor(), joinedResult) // the wait for the page is not the join's latency
+	a.meter(func(m *meters) { m.join(a.vendor(), joinedResult) }) // the wait for the page is not the join's latency
 }
 
 // startedSession is a created session once started: its handle is the one EventStarted gave.
@@ -297,7 +297,7 @@ func (a *actor) notStarted(reason connector.EndReason, detail string) {
 	a.st.Live = nil
 	a.dirty = true
 	a.logger().Warn("created session never started", "token", connector.MaskToken(l.Handle.Token), "reason", reason, "detail", detail)
-	a.c.met.join(a.vendor(), notStartedResult)
+	a.meter(func(m *meters) { m.join(a.vendor(), notStartedResult) })
 	a.queue(Outbound{Life: &attach.Lifecycle{
 		Event:         attach.Failed,
 		InteractionID: a.id,
@@ -624,11 +624,11 @@ func (a *actor) endSession(reason connector.EndReason, times connector.Times) {
 	a.st.Live = nil
 	a.dirty = true
 	a.logger().Info("session ended", "session_id", l.Handle.SessionID, "reason", reason)
-	if v := l.Handle.Vendor; v != "" {
-		a.c.met.ended(v, reason)
-	} else {
-		a.c.met.ended(a.vendor(), reason)
+	v := l.Handle.Vendor
+	if v == "" {
+		v = a.vendor()
 	}
+	a.meter(func(m *meters) { m.ended(v, reason) })
 	a.queue(Outbound{Life: life})
 	a.queueUpdateFor(l.Handle.SessionID, before, now)
 	a.leaveSession()

@@ -116,3 +116,23 @@ func TestNoMetricsMeasuresNothing(t *testing.T) {
 		t.Fatal("gauges for a vendor not enabled, or a phase never saved")
 	}
 }
+
+// TestMetricsCountOnceSaved: a join whose outcome could not be saved is not counted then (its
+// message is nak'd and may be redone); the actor's own retry saves it, and the join counts once.
+func TestMetricsCountOnceSaved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var m meterSet
+		h := newHarness(t, func(c *Config) { c.Metrics = m.metrics() })
+		h.store.mu.Lock()
+		h.store.skipSaves, h.store.failSaves = 1, 1 // the join's marker is saved; the outcome is not
+		h.store.mu.Unlock()
+		mustFate(t, h.start_("i1", "123456789"), "nak")
+		m.want(t, map[string]float64{"joins/genesys/joined": 0, "join_seconds/genesys": 0})
+		time.Sleep(10 * time.Second) // the actor's retry (synctest's clock)
+		synctest.Wait()
+		if st := h.store.get("i1"); st.Live == nil {
+			t.Fatal("state not saved by the retry")
+		}
+		m.want(t, map[string]float64{"joins/genesys/joined": 1, "join_seconds/genesys": 1})
+	})
+}

@@ -161,6 +161,7 @@ func (a *actor) save(ctx context.Context) error {
 		// way this actor's view is stale, and writing over it could undo the owner's work: the
 		// actor lets go of the interaction (see letGo) and writes nothing.
 		a.lost = true
+		a.metered = nil // the owner counts what it does
 		return fmt.Errorf("save state: %w: %w", errLost, err)
 	}
 	if err != nil {
@@ -168,7 +169,21 @@ func (a *actor) save(ctx context.Context) error {
 	}
 	a.rev, a.dirty = rev, false
 	a.show()
+	for _, f := range a.metered {
+		f(a.c.met)
+	}
+	clear(a.metered)
+	a.metered = a.metered[:0]
 	return nil
+}
+
+// meter counts a step's outcome (a join, an end) once the state that records it is saved: a step
+// redone after a failed save, or by the replica that took the interaction over after a lost
+// compare-and-set, is then counted once.
+func (a *actor) meter(f func(*meters)) {
+	if a.c.met != nil {
+		a.metered = append(a.metered, f)
+	}
 }
 
 // errLost marks a save that lost its compare-and-set: the actor no longer acts for the interaction.
