@@ -478,6 +478,13 @@ func checkContainer(dc daemonContainer, s set, p *problems) {
 			checkProbe(where, pr.field, pr.probe, c, cfg.HTTP.Listen, listenPort, p)
 		}
 	}
+	// The public listener (http.public_listen): a container port of its number, for its Service.
+	if cfg.HTTP.PublicListen != "" {
+		_, port, _ := net.SplitHostPort(cfg.HTTP.PublicListen)
+		if n, err := strconv.Atoi(port); err != nil || !slices.ContainsFunc(c.Ports, func(cp containerPort) bool { return cp.ContainerPort == n }) {
+			p.add(where, "ports: no containerPort for http.public_listen %q", cfg.HTTP.PublicListen)
+		}
+	}
 	for _, field := range []string{"startupProbe", "livenessProbe", "readinessProbe"} {
 		if k := unknownKeys(child(dc.node, field), probeFields); len(k) > 0 {
 			p.add(where, "%s: unknown fields %q", field, k)

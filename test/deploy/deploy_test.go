@@ -179,6 +179,7 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"a misspelt variable", "statefulset.yaml", "name: COBROWSE_ZOOM_SDK_SECRET", "name: COBROWSE_ZOOM_SDK_SECERT", "COBROWSE_ZOOM_SDK_SECERT"},
 		{"a variable of a section, not a key", "statefulset.yaml", "name: COBROWSE_ZOOM_ENABLED", "name: COBROWSE_ZOOM", "COBROWSE_ZOOM is no config key"},
 		{"a bad value in the environment", "statefulset.yaml", `value: ":8443"`, `value: "8443"`, "COBROWSE_HTTP_PUBLIC_LISTEN"},
+		{"http.public_listen moved without the container port", "statefulset.yaml", `value: ":8443"`, `value: ":8444"`, "http.public_listen"},
 		{"an unknown key in the config file", "configmap.yaml", "    shutdown_timeout: 15s", "    shutdown_timeout: 15s\n    shutdown_timout: 15s", "shutdown_timout"},
 		{"the config file without a Genesys URL", "configmap.yaml", "      url: https://cobrowse.contact.example.com/cobrowse\n", "", "genesys.url"},
 		{"an optional secret key absent: no variable", "statefulset.yaml", "key: token-bearer-secret\n", "key: bearer\n                  optional: true\n", "zoom.token_endpoint.bearer_secret"},
