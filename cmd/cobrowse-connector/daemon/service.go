@@ -181,8 +181,17 @@ func checkNote(field, v string) error {
 
 var (
 	knownVendors = []string{string(connector.Genesys), string(connector.Zoom), string(connector.CEC)}
-	knownPhases  = []string{string(controller.PhaseStarting), string(controller.PhaseJoined), string(controller.PhaseActive), string(controller.PhaseStopping)}
+	knownPhases  = phaseNames()
 )
+
+// phaseNames are the phases of a live session, as the state and the metrics name them.
+func phaseNames() []string {
+	out := make([]string, len(controller.LivePhases))
+	for i, p := range controller.LivePhases {
+		out[i] = string(p)
+	}
+	return out
+}
 
 // decodeListRequest reads a sessions.list body.
 func decodeListRequest(b []byte) (ListRequest, error) {
