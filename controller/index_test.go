@@ -7,11 +7,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
 	"github.com/cobrowse-connector/cobrowse-connector/connector"
-	"github.com/cobrowse-connector/cobrowse-connector/test/natstest"
 )
 
 func mustLookup(t *testing.T, c *Controller, sessionID, want string) {
@@ -139,13 +136,7 @@ func TestSessionKey(t *testing.T) {
 }
 
 func TestKVStoreSessionIndex(t *testing.T) {
-	s := natstest.Start(t)
-	js, err := jetstream.New(natstest.Connect(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
+	js, ctx := newKVTest(t, 20*time.Second)
 	store, err := OpenKVStore(ctx, js, KVConfig{})
 	if err != nil {
 		t.Fatal(err)

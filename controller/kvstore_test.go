@@ -18,13 +18,7 @@ import (
 )
 
 func TestKVStoreRoundTripAndCompareAndSet(t *testing.T) {
-	s := natstest.Start(t)
-	js, err := jetstream.New(natstest.Connect(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
+	js, ctx := newKVTest(t, 20*time.Second)
 	store, err := OpenKVStore(ctx, js, KVConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -85,13 +79,7 @@ func TestKVStoreRoundTripAndCompareAndSet(t *testing.T) {
 // deleting its marker is cleaned up by the next Live; a fresh marker newer than its state is a
 // live save in flight and stays, until it is older than a save could take.
 func TestKVStoreStaleLiveMarker(t *testing.T) {
-	s := natstest.Start(t)
-	js, err := jetstream.New(natstest.Connect(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
+	js, ctx := newKVTest(t, 20*time.Second)
 	store, err := OpenKVStore(ctx, js, KVConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +124,19 @@ func TestKVStoreStaleLiveMarker(t *testing.T) {
 	if kept := markers(); len(kept) != 0 {
 		t.Fatalf("stale markers kept: %v", kept)
 	}
+}
+
+// newKVTest starts a NATS server with JetStream and returns its JetStream, and a context that
+// bounds the test's calls by within.
+func newKVTest(t *testing.T, within time.Duration) (jetstream.JetStream, context.Context) {
+	t.Helper()
+	js, err := jetstream.New(natstest.Connect(t, natstest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), within)
+	t.Cleanup(cancel)
+	return js, ctx
 }
 
 func kvOf(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
@@ -186,13 +187,7 @@ func waitRemoved(t *testing.T, kv jetstream.KeyValue, key string, within time.Du
 // gone already; an open interaction's state stays; a done state another writer updated since (a
 // replica that took the interaction) keeps that update; a later save starts the interaction over.
 func TestKVStoreRetention(t *testing.T) {
-	s := natstest.Start(t)
-	js, err := jetstream.New(natstest.Connect(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
+	js, ctx := newKVTest(t, 30*time.Second)
 	const retention = time.Second
 	store, err := OpenKVStore(ctx, js, KVConfig{Retention: retention})
 	if err != nil {
@@ -274,13 +269,7 @@ func TestKVStoreRetention(t *testing.T) {
 // TestKVStoreRetentionUpgradesAnOldBucket: a bucket made without per-message TTLs (by an earlier
 // release) is updated to allow them when a retention is set, and keeps what it holds.
 func TestKVStoreRetentionUpgradesAnOldBucket(t *testing.T) {
-	s := natstest.Start(t)
-	js, err := jetstream.New(natstest.Connect(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
+	js, ctx := newKVTest(t, 30*time.Second)
 	old, err := OpenKVStore(ctx, js, KVConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -319,13 +308,7 @@ func TestKVStoreRetentionUpgradesAnOldBucket(t *testing.T) {
 // a TTL while the session is live, and again with the retention's when the session ends, so that
 // it stays a retention past the end (and late webhooks find it).
 func TestIndexRenewedAtTheSessionsEnd(t *testing.T) {
-	s := natstest.Start(t)
-	js, err := jetstream.New(natstest.Connect(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
+	js, ctx := newKVTest(t, 30*time.Second)
 	kvs, err := OpenKVStore(ctx, js, KVConfig{Retention: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -377,13 +360,7 @@ func TestIndexRenewedAtTheSessionsEnd(t *testing.T) {
 // TestKVStoreLatencyObserved: a load and a session lookup are gets, a first save a create, a later
 // one an update; each call is observed once.
 func TestKVStoreLatencyObserved(t *testing.T) {
-	s := natstest.Start(t)
-	js, err := jetstream.New(natstest.Connect(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
+	js, ctx := newKVTest(t, 20*time.Second)
 	var m meterSet
 	store, err := OpenKVStore(ctx, js, KVConfig{Latency: func(op string) Observer { return m.of(op) }})
 	if err != nil {
