@@ -68,15 +68,12 @@ zoom:
 	}
 }
 
-// TestReloadSecrets: a reload (SIGHUP; here the Reload channel) applies the secrets without a
-// restart: the new and the replaced webhook secret both verify within the overlap, the new and
-// the replaced bearer secret both authenticate, tokens minted after it are signed with the new
-// SDK secret; any other changed key is logged once as needing a restart, by name; an invalid
-// config is refused with its reason and changes nothing; one info line per reload names the
-// secrets changed, never their values.
-func TestReloadSecrets(t *testing.T) {
+// startReloadConfig starts a Zoom stand-in and writes the first config of a reload test (v1) to a
+// file, returning it loaded as run loads it.
+func startReloadConfig(t *testing.T) (*zoomtest.Server, string, reloadSecrets, configs.Config) {
+	t.Helper()
 	z := zoomtest.New(zoomtest.Options{})
-	defer z.Close()
+	t.Cleanup(z.Close)
 	path := filepath.Join(t.TempDir(), "cobrowse.yaml")
 	v1 := reloadSecrets{webhook: "webhook-secret-one", bearer: "bearer-secret-one", sdk: "sdk-secret-one-0123456789",
 		client: z.Options().ClientSecret, overlap: "1h", tokenTTL: "2h"}
@@ -85,6 +82,17 @@ func TestReloadSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return z, path, v1, cfg
+}
+
+// TestReloadSecrets: a reload (SIGHUP; here the Reload channel) applies the secrets without a
+// restart: the new and the replaced webhook secret both verify within the overlap, the new and
+// the replaced bearer secret both authenticate, tokens minted after it are signed with the new
+// SDK secret; any other changed key is logged once as needing a restart, by name; an invalid
+// config is refused with its reason and changes nothing; one info line per reload names the
+// secrets changed, never their values.
+func TestReloadSecrets(t *testing.T) {
+	z, path, v1, cfg := startReloadConfig(t)
 	logs := &logtest.Buffer{}
 	reload := make(chan struct{})
 	reloaded := make(chan error, 1)

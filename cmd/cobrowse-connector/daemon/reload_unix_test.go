@@ -5,28 +5,17 @@ package daemon
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/cobrowse-connector/cobrowse-connector/connector/zoom/zoomtest"
 	"github.com/cobrowse-connector/cobrowse-connector/test/logtest"
 )
 
 // TestSIGHUPReloads: a daemon started from a config file reloads it on SIGHUP (the process goes
 // on), and applies a new secret.
 func TestSIGHUPReloads(t *testing.T) {
-	z := zoomtest.New(zoomtest.Options{})
-	defer z.Close()
-	path := filepath.Join(t.TempDir(), "cobrowse.yaml")
-	v1 := reloadSecrets{webhook: "webhook-secret-one", bearer: "bearer-secret-one", sdk: "sdk-secret-one-0123456789",
-		client: z.Options().ClientSecret, overlap: "1h", tokenTTL: "2h"}
-	writeReloadConfig(t, path, z, v1)
-	cfg, err := LoadRunConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	z, path, v1, cfg := startReloadConfig(t)
 	logs := &logtest.Buffer{}
 	ctx, cancel := context.WithCancel(t.Context())
 	ready := make(chan struct{})
