@@ -248,17 +248,11 @@ func newOpsServer(h configs.HTTPConfig, reg *prometheus.Registry, r *readiness, 
 	}
 	mux.Handle("/", http.MaxBytesHandler(http.NotFoundHandler(), maxOtherBody))
 	o := &opsServer{log: l, writeTimeout: h.WriteTimeout.D(), done: make(chan struct{})}
-	o.srv = &http.Server{
-		Handler:           o.withWriteDeadline(mux),
-		ReadHeaderTimeout: h.ReadHeaderTimeout.D(),
-		ReadTimeout:       h.ReadTimeout.D(),
-		// No server-wide write time-out: withWriteDeadline sets each answer's, so that a CPU
-		// profile may run for the seconds it asks for (pprof refuses a profile longer than the
-		// server's WriteTimeout).
-		IdleTimeout:    h.IdleTimeout.D(),
-		MaxHeaderBytes: h.MaxHeaderBytes,
-		ErrorLog:       slog.NewLogLogger(l.Handler(), slog.LevelWarn),
-	}
+	o.srv = newHTTPServer(h, o.withWriteDeadline(mux), l)
+	// No server-wide write time-out: withWriteDeadline sets each answer's, so that a CPU profile
+	// may run for the seconds it asks for (pprof refuses a profile longer than the server's
+	// WriteTimeout).
+	o.srv.WriteTimeout = 0
 	ln, err := net.Listen("tcp", h.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)

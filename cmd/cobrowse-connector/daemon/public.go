@@ -71,15 +71,7 @@ func newPublicServer(cfg configs.Config, v *vendors, js jetstream.JetStream, sto
 	mux.Handle(z.TokenEndpoint.Path, tokens)
 	mux.Handle("/", http.MaxBytesHandler(http.NotFoundHandler(), maxOtherBody))
 
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: h.ReadHeaderTimeout.D(),
-		ReadTimeout:       h.ReadTimeout.D(),
-		WriteTimeout:      h.WriteTimeout.D(),
-		IdleTimeout:       h.IdleTimeout.D(),
-		MaxHeaderBytes:    h.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(l.Handler(), slog.LevelWarn),
-	}
+	srv := newHTTPServer(h, mux, l)
 	if h.PublicTLS.CertFile != "" {
 		if srv.TLSConfig, err = serverTLS(h.PublicTLS); err != nil {
 			return nil, err
@@ -93,6 +85,20 @@ func newPublicServer(cfg configs.Config, v *vendors, js jetstream.JetStream, sto
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	return &publicServer{srv: srv, ln: ln, tokens: tokens, log: l}, nil
+}
+
+// newHTTPServer is a listener's server with the http section's time-outs and header limit, its
+// errors logged at warn on l.
+func newHTTPServer(h configs.HTTPConfig, handler http.Handler, l *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: h.ReadHeaderTimeout.D(),
+		ReadTimeout:       h.ReadTimeout.D(),
+		WriteTimeout:      h.WriteTimeout.D(),
+		IdleTimeout:       h.IdleTimeout.D(),
+		MaxHeaderBytes:    h.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(l.Handler(), slog.LevelWarn),
+	}
 }
 
 // serverTLS loads the listener's certificate and, when configured, the CA of the client
