@@ -98,7 +98,9 @@ func (a *actor) show() {
 		if v == "" {
 			v = a.vendor()
 		}
-		a.shown.Store(&SessionCount{Vendor: v, Phase: l.Phase, Count: 1})
+		if cur := a.shown.Load(); cur == nil || cur.Vendor != v || cur.Phase != l.Phase {
+			a.shown.Store(&SessionCount{Vendor: v, Phase: l.Phase, Count: 1}) // only when it changed: most saves do not
+		}
 		return
 	}
 	a.shown.Store(nil)
