@@ -160,8 +160,10 @@ func ttlSupported(ctx context.Context, js jetstream.JetStream) (bool, error) {
 }
 
 // allowTTLs makes the bucket's stream allow per-message TTLs, when it was created without them
-// (by an earlier release, or by an operator), and returns how long its removal markers stay.
-// Nothing else of the stream changes.
+// (by an earlier release, or by an operator), and returns how long its removal markers stay:
+// it also sets the subject delete marker TTL when none is set (so that a removal, by a TTL or by
+// the bucket's own age limit, leaves a marker a watcher sees for that long). Nothing else of the
+// stream changes.
 func allowTTLs(ctx context.Context, js jetstream.JetStream, bucket string, log *slog.Logger) (time.Duration, error) {
 	st, err := js.Stream(ctx, "KV_"+bucket)
 	if err != nil {
