@@ -146,7 +146,9 @@ func Sandbox(ctx context.Context, w io.Writer, opts SandboxOptions) (err error) 
 	if err != nil {
 		return fmt.Errorf("sandbox: nats: %w", err)
 	}
-	closers = append(closers, nc.Close)
+	// Drained, not closed: a page handler still running (a Zoom page ending its session) finishes
+	// before the stand-ins it calls are closed.
+	closers = append(closers, func() { drainNATS(nc, slog.New(slog.DiscardHandler)) })
 	prefix := configs.Default().NATS.Prefix
 	for _, subj := range []string{attach.AgentSubject(prefix, "*"), attach.CustomerSubject(prefix, "*")} {
 		if _, err := nc.Subscribe(subj, sb.onPage); err != nil {
