@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -54,7 +55,11 @@ const natsWait = 60 * time.Second
 // returns the group's status it prints.
 func (e *env) clusterCmd(action string, members ...string) chat.GroupStatus {
 	e.t.Helper()
-	cmd := exec.Command(daemonBinary(e.t), append([]string{"cluster", "--config", e.writeConfig(e.cfg), action}, members...)...)
+	// The command bounds itself (a minute for the action, once connected); this bound only turns a
+	// hang into a failure that says so.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*natsWait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, daemonBinary(e.t), append([]string{"cluster", "--config", e.writeConfig(e.cfg), action}, members...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

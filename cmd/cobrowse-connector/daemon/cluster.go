@@ -27,20 +27,25 @@ const (
 	ClusterStepDown = "step-down"
 )
 
+// clusterActionWait bounds a cluster action of the command, once connected.
+const clusterActionWait = time.Minute
+
 // ClusterCommand runs one cluster action against the NATS of cfg (nats.url; the embedded server is
 // not for this) and prints the group's status after it, as JSON.
 func ClusterCommand(ctx context.Context, cfg configs.Config, action string, members []string, out io.Writer) error {
 	if cfg.NATS.URL == "" {
 		return errors.New("cluster: nats.url is required: the command works on the NATS the replicas use")
 	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.NATS.ConnectWait.D()+30*time.Second)
-	defer cancel()
 	log := slog.New(slog.DiscardHandler)
+	// The first connection waits as long as run's does (nats.connect_wait); the action has a bound
+	// of its own, and each request in it a shorter one (chat.Group).
 	nc, err := connectNATS(ctx, cfg.NATS.URL, cfg.NATS, log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, clusterActionWait)
+	defer cancel()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
