@@ -55,16 +55,19 @@ var DefaultYAML []byte
 type Config struct {
 	Log LogConfig `yaml:"log" json:"log"`
 	// ShutdownTimeout bounds draining in-flight work at SIGINT/SIGTERM.
-	ShutdownTimeout Duration         `yaml:"shutdown_timeout" json:"shutdown_timeout"`
-	NATS            NATSConfig       `yaml:"nats" json:"nats"`
-	Chat            ChatConfig       `yaml:"chat" json:"chat"`
-	Controller      ControllerConfig `yaml:"controller" json:"controller"`
-	Vendors         VendorsConfig    `yaml:"vendors" json:"vendors"`
-	HTTP            HTTPConfig       `yaml:"http" json:"http"`
-	Genesys         GenesysConfig    `yaml:"genesys" json:"genesys"`
-	Zoom            ZoomConfig       `yaml:"zoom" json:"zoom"`
-	CEC             CECConfig        `yaml:"cec" json:"cec"`
-	Cluster         ClusterConfig    `yaml:"cluster" json:"cluster"`
+	ShutdownTimeout Duration `yaml:"shutdown_timeout" json:"shutdown_timeout"`
+	// HeapHeadroomMB is how far, in MiB, the heap may grow past what is live before the collector
+	// runs (the daemon sets GOGC from it after each collection); 0: Go's own GOGC.
+	HeapHeadroomMB int              `yaml:"heap_headroom_mb" json:"heap_headroom_mb"`
+	NATS           NATSConfig       `yaml:"nats" json:"nats"`
+	Chat           ChatConfig       `yaml:"chat" json:"chat"`
+	Controller     ControllerConfig `yaml:"controller" json:"controller"`
+	Vendors        VendorsConfig    `yaml:"vendors" json:"vendors"`
+	HTTP           HTTPConfig       `yaml:"http" json:"http"`
+	Genesys        GenesysConfig    `yaml:"genesys" json:"genesys"`
+	Zoom           ZoomConfig       `yaml:"zoom" json:"zoom"`
+	CEC            CECConfig        `yaml:"cec" json:"cec"`
+	Cluster        ClusterConfig    `yaml:"cluster" json:"cluster"`
 }
 
 // ClusterConfig is the "cluster" section: this replica's place in the partitioned consumer group

@@ -27,6 +27,7 @@ var secrets = []string{"hunter2-secret", "s3cr3t-token"}
 var wantDefault = Config{
 	Log:             LogConfig{Level: "info", Format: "auto"},
 	ShutdownTimeout: dur("15s"),
+	HeapHeadroomMB:  16,
 	NATS: NATSConfig{
 		URL:         "",
 		Name:        "cobrowse-connector",
@@ -455,7 +456,7 @@ func TestEnvVars(t *testing.T) {
 			t.Errorf("%s: got key %q, want %q", name, seen[name], key)
 		}
 	}
-	if len(vars) != 119 {
+	if len(vars) != 120 {
 		t.Errorf("%d keys; update this count when adding one", len(vars))
 	}
 }

@@ -218,7 +218,7 @@ func runCommand(fs *flag.FlagSet) action {
 			fmt.Fprintf(stderr, "cobrowse-connector: refusing to start: %v\n", err)
 			return exitUsage
 		}
-		if err := daemon.Run(ctx, cfg, daemon.Options{ConfigPath: *configPath, SIGHUP: true}); err != nil && !errors.Is(err, context.Canceled) {
+		if err := daemon.Run(ctx, cfg, daemon.Options{ConfigPath: *configPath, SIGHUP: true, OwnsProcess: true}); err != nil && !errors.Is(err, context.Canceled) {
 			fmt.Fprintf(stderr, "cobrowse-connector: %v\n", err)
 			return exitFailure
 		}

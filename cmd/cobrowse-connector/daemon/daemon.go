@@ -54,6 +54,9 @@ type Options struct {
 	// process). Off (an embedder such as the demo, whose config LoadRunConfig would not give back),
 	// SIGHUP is left alone.
 	SIGHUP bool
+	// OwnsProcess: the process is the daemon's alone (`run` sets it), so it may tune the process's
+	// garbage collector (heap_headroom_mb, heap.go). Off, an embedder keeps its GOGC.
+	OwnsProcess bool
 	// Reload, if set, triggers a reload at each value received, instead of SIGHUP. For tests.
 	Reload <-chan struct{}
 	// Reloaded, if set, is called after each reload with its outcome: nil when the config was read
@@ -89,6 +92,13 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 			closers[i]()
 		}
 	}()
+	headroom := 0 // MiB, as applied: 0 when the collector is left alone
+	if opts.OwnsProcess {
+		if t := startHeapTuner(uint64(cfg.HeapHeadroomMB)<<20, nil); t != nil {
+			headroom = cfg.HeapHeadroomMB
+			closers = append(closers, t.stop)
+		}
+	}
 
 	// The internal listener comes first and goes last: /healthz answers from the start, and
 	// /readyz says what is missing (NATS, the consumer) until the daemon consumes.
@@ -256,7 +266,7 @@ func Run(ctx context.Context, cfg configs.Config, opts Options) (err error) {
 		shown.NATS.URL = natsURL
 	}
 	log.Info("cobrowse-connector running", "version", BuildVersion(), "nats_url", shown.NATS.URL, "vendors", cfg.EnabledVendors(),
-		"default_vendor", cfg.DefaultVendor(), "genesys_url", shown.Genesys.URL)
+		"default_vendor", cfg.DefaultVendor(), "genesys_url", shown.Genesys.URL, "heap_headroom_mb", headroom)
 	if public != nil && opts.PublicAddr != nil {
 		opts.PublicAddr(public.Addr())
 	}

@@ -100,7 +100,8 @@ func run() int {
 			}
 		}
 	}()
-	err = daemon.Run(ctx, cfg, daemon.Options{})
+	// OwnsProcess as `run` sets it: the heap headroom applies.
+	err = daemon.Run(ctx, cfg, daemon.Options{OwnsProcess: true})
 	stop()
 	<-dumped
 	if err != nil && ctx.Err() == nil {
