@@ -50,11 +50,16 @@ type latencyResult struct {
 	JSRatioP99 float64 `json:"js_ratio_p99,omitempty"`
 	JSStop     *stats  `json:"js_stop_ms,omitempty"`
 	PubAck     stats   `json:"start_puback_ms"` // publishing the start message into CC_INBOUND
-	Close      stats   `json:"daemon_close_ms"` // closed event -> session ended at the server, one at a time
-	Stop       stats   `json:"floor_stop_ms"`   // the floor's /service/session/stop round trip
-	CloseP50   float64 `json:"close_ratio_p50"`
-	CloseP99   float64 `json:"close_ratio_p99"`
-	Final      stats   `json:"daemon_close_attach_ms"` // closed event -> the final attach (CoBrowseAssociated=No)
+	// NATSPath: the NATS work of a join alone (natspath.go), start message published -> attach
+	// received; FloorNATS: the floor's p50 plus the path's, and the daemon's p50 over it.
+	NATSPath       stats   `json:"nats_path_ms"`
+	FloorNATSP50   float64 `json:"floor_plus_nats_path_p50_ms"`
+	RatioFloorNATS float64 `json:"ratio_p50_floor_plus_nats_path"`
+	Close          stats   `json:"daemon_close_ms"` // closed event -> session ended at the server, one at a time
+	Stop           stats   `json:"floor_stop_ms"`   // the floor's /service/session/stop round trip
+	CloseP50       float64 `json:"close_ratio_p50"`
+	CloseP99       float64 `json:"close_ratio_p99"`
+	Final          stats   `json:"daemon_close_attach_ms"` // closed event -> the final attach (CoBrowseAssociated=No)
 
 	InFlight      int   `json:"close_in_flight"`
 	Batches       int   `json:"close_batches"`
@@ -89,6 +94,11 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 	}
 	defer func() { err = errors.Join(err, e.close()) }()
 	defer w.stop()
+	np, err := e.startNATSPath(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("NATS path anchor: %w", err)
+	}
+	defer np.stop()
 	rt := http.DefaultTransport.(*http.Transport).Clone() // what the daemon's connector makes for itself
 	defer rt.CloseIdleConnections()
 	var js *jsJoiner
@@ -99,7 +109,7 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 		defer js.stop()
 	}
 
-	var daemonJoin, bareJoin, jsJoin, jsStop, pubAck, closeLat, stopLat, finalLat []time.Duration
+	var daemonJoin, bareJoin, jsJoin, jsStop, pubAck, closeLat, stopLat, finalLat, natsPath []time.Duration
 	endedBy := map[string]int{}
 	rounds := o.warmup + o.joins
 	who := "floor and daemon"
@@ -150,6 +160,12 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 		}
 		dj := out.joinedAt.Sub(t0)
 
+		// The NATS path of a join, alone.
+		nl, _, err := np.round(ctx, fmt.Sprintf("np%05d", i), o.joinWait)
+		if err != nil {
+			return nil, fmt.Errorf("round %d: %w", i, err)
+		}
+
 		// Close: closed event -> the session ended at the server, and the final attach.
 		tc := time.Now()
 		if err := e.publish(ctx, eventSubject(iid), event(iid, "closed", "")); err != nil {
@@ -186,6 +202,7 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 			jsStop = append(jsStop, js0)
 		}
 		pubAck = append(pubAck, pa)
+		natsPath = append(natsPath, nl)
 		closeLat = append(closeLat, ended.Sub(tc))
 		stopLat = append(stopLat, as)
 		finalLat = append(finalLat, out.endedAt.Sub(tc))
@@ -198,9 +215,11 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 		K: o.joins, Transport: transport,
 		Daemon: summarize(daemonJoin), Anchor: summarize(bareJoin), PubAck: summarize(pubAck),
 		Close: summarize(closeLat), Stop: summarize(stopLat), Final: summarize(finalLat), EndedBy: endedBy,
-		InFlight: o.closeInFlight, Batches: o.closeBatches,
+		InFlight: o.closeInFlight, Batches: o.closeBatches, NATSPath: summarize(natsPath),
 	}
 	res.RatioP50, res.RatioP99 = div(res.Daemon.P50, res.Anchor.P50), div(res.Daemon.P99, res.Anchor.P99)
+	res.FloorNATSP50 = res.Anchor.P50 + res.NATSPath.P50
+	res.RatioFloorNATS = div(res.Daemon.P50, res.FloorNATSP50)
 	res.CloseP50, res.CloseP99 = div(res.Close.P50, res.Stop.P50), div(res.Close.P99, res.Stop.P99)
 	if js != nil {
 		s, st := summarize(jsJoin), summarize(jsStop)

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The NATS path of a join: an anchor of the join latency for what the protocol floor leaves out.
+// The daemon's join is measured from the start message's publish to the join attach's receipt;
+// besides the four protocol steps (the floor), that path holds NATS round trips the NATS contract
+// asks for: the inbound message through the consumer group's work queue, the interaction's state
+// read, the state saved with the step's outbound messages before the first is published (so that
+// a restart never gives their seq to another message), and the publishes. A bare relay in the
+// harness process, on a connection of its own, does that NATS work and nothing else, each round
+// beside the floor and the daemon:
+//
+//   - the "start message" published into a stream of its own (ANCHOR_IN, its PubAck awaited, as
+//     the daemon's), sourced into a work queue by partition as the group's stream is (ANCHOR_WQ,
+//     the same transform), pulled there by a bare consumer (Consume, explicit acks);
+//   - the relay reads the interaction's key (KV Get), writes it with the outbound messages
+//     (KV Update, with its revision), publishes three messages (the joined event, the attach, the
+//     agent's view, each with its Nats-Msg-Id) without waiting between them and awaits their
+//     PubAcks;
+//   - the "attach" received on an ordered consumer, as the harness's watcher receives the
+//     daemon's. (After it, off the measured path: the state written again, the message acked.)
+//
+// The join marker the daemon writes before its join call is left out: it overlaps the handshake
+// and the first connect. So the daemon's join can approach the floor plus this path, not less.
+
+const (
+	anchorInStream  = "ANCHOR_IN"
+	anchorWQStream  = "ANCHOR_WQ"
+	anchorOutStream = "ANCHOR_OUT"
+	anchorBucket    = "anchor_state"
+)
+
+// natsPath is the relay and the subscription that times it.
+type natsPath struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	cc     jetstream.ConsumeContext
+	oc     jetstream.ConsumeContext
+	got    chan string // the interaction ids of the attaches received
+	errs   chan error  // the relay's failures
+	state  []byte
+	blobs  [3][]byte
+	cancel context.CancelFunc
+}
+
+// startNATSPath makes the anchor's streams and bucket on e's NATS server and starts the relay.
+func (e *env) startNATSPath(ctx context.Context) (_ *natsPath, err error) {
+	nc, err := nats.Connect(e.natsURL, nats.Name("load-natspath"))
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	p := &natsPath{nc: nc, got: make(chan string, 16), errs: make(chan error, 1), cancel: cancel}
+	defer func() {
+		if err != nil {
+			p.stop()
+		}
+	}()
+	if p.js, err = jetstream.New(nc); err != nil {
+		return nil, err
+	}
+	const pre = "anchor"
+	if _, err = p.js.CreateStream(ctx, jetstream.StreamConfig{Name: anchorInStream, Subjects: []string{pre + ".chat.*.message"},
+		Storage: jetstream.FileStorage}); err != nil {
+		return nil, err
+	}
+	wq := groupStreamConfig()
+	wq.Name, wq.Description, wq.Metadata = anchorWQStream, "", nil
+	wq.Sources = []*jetstream.StreamSource{{Name: anchorInStream, SubjectTransforms: partitionTransforms(pre, defaultPartitions)[:1]}}
+	if _, err = p.js.CreateStream(ctx, wq); err != nil {
+		return nil, err
+	}
+	if _, err = p.js.CreateStream(ctx, jetstream.StreamConfig{Name: anchorOutStream, Subjects: []string{pre + ".out.>"},
+		Storage: jetstream.FileStorage, Duplicates: 24 * time.Hour}); err != nil {
+		return nil, err
+	}
+	kv, err := p.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: anchorBucket, Storage: jetstream.FileStorage, History: 1})
+	if err != nil {
+		return nil, err
+	}
+	// Payloads of the daemon's sizes: its state with a join's outbox, its joined event, attach
+	// and view.
+	p.state = []byte(`{"v":1,"seq":1,"sessions":1,"outbox":[` + strings.Repeat(`"x",`, 150) + `"x"]}`)
+	for i, n := range [3]int{350, 450, 300} {
+		p.blobs[i] = []byte(`{"pad":"` + strings.Repeat("x", n) + `"}`)
+	}
+
+	cons, err := p.js.CreateOrUpdateConsumer(ctx, anchorWQStream, jetstream.ConsumerConfig{Durable: "relay", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		return nil, err
+	}
+	if p.cc, err = cons.Consume(func(m jetstream.Msg) { p.relay(rctx, kv, m) }); err != nil {
+		return nil, err
+	}
+	out, err := p.js.OrderedConsumer(ctx, anchorOutStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{pre + ".out.*.attach"}})
+	if err != nil {
+		return nil, err
+	}
+	if p.oc, err = out.Consume(func(m jetstream.Msg) {
+		select {
+		case p.got <- strings.Split(m.Subject(), ".")[2]:
+		default:
+		}
+	}); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// relay does one message's NATS work (see the type's comment).
+func (p *natsPath) relay(ctx context.Context, kv jetstream.KeyValue, m jetstream.Msg) {
+	err := func() error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		parts := strings.Split(m.Subject(), ".") // <partition>.anchor.chat.<iid>.message
+		if len(parts) != 5 {
+			return fmt.Errorf("unexpected subject %s", m.Subject())
+		}
+		iid := parts[3]
+		var rev uint64
+		switch e, err := kv.Get(ctx, iid); {
+		case err == nil:
+			rev = e.Revision()
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		default:
+			return err
+		}
+		rev, err := kv.Update(ctx, iid, p.state, rev)
+		if err != nil {
+			return err
+		}
+		var futures [3]jetstream.PubAckFuture
+		for i, kind := range [3]string{"joined", "attach", "view"} {
+			msg := &nats.Msg{Subject: "anchor.out." + iid + "." + kind, Data: p.blobs[i], Header: nats.Header{}}
+			msg.Header.Set(jetstream.MsgIDHeader, iid+"."+kind)
+			if futures[i], err = p.js.PublishMsgAsync(msg); err != nil {
+				return err
+			}
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if _, err := kv.Update(ctx, iid, p.state[:len(p.state)/4], rev); err != nil {
+			return err
+		}
+		return m.DoubleAck(ctx)
+	}()
+	if err != nil {
+		select {
+		case p.errs <- err:
+		default:
+		}
+	}
+}
+
+// round publishes the start message of iid and returns the time to its attach, and the PubAck's.
+func (p *natsPath) round(ctx context.Context, iid string, bound time.Duration) (lat, pubAck time.Duration, err error) {
+	data := []byte(`{"id":"m-` + iid + `","interactionId":"` + iid + `","from":{"role":"customer","id":"c"},"text":"{start:123456789}"}`)
+	t0 := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	if _, err := p.js.Publish(pctx, "anchor.chat."+iid+".message", data); err != nil {
+		return 0, 0, err
+	}
+	pubAck = time.Since(t0)
+	for {
+		select {
+		case got := <-p.got:
+			if got == iid {
+				return time.Since(t0), pubAck, nil
+			}
+		case err := <-p.errs:
+			return 0, 0, fmt.Errorf("NATS path relay: %w", err)
+		case <-pctx.Done():
+			return 0, 0, fmt.Errorf("NATS path: no attach for %s within %v", iid, bound)
+		}
+	}
+}
+
+func (p *natsPath) stop() {
+	if p.cc != nil {
+		p.cc.Stop()
+	}
+	if p.oc != nil {
+		p.oc.Stop()
+	}
+	p.cancel()
+	p.nc.Close()
+}
