@@ -69,6 +69,10 @@ type latencyResult struct {
 	// BareBatch: the floor's anchor for the close in flight: the bare Go client holding as many
 	// sessions stops them all at once; each stop's call -> its session ended at the server.
 	BareBatch stats `json:"floor_stop_in_flight_ms"`
+	// NATSBatch: the NATS path of the close in flight: as many close messages published at once,
+	// each one's publish -> its pull by the bare relay (natspath.go), which meanwhile does the
+	// closes' NATS work.
+	NATSBatch stats `json:"nats_path_close_in_flight_ms"`
 
 	EndedBy  map[string]int `json:"ended_by"`
 	Warnings int            `json:"daemon_warnings"`
@@ -229,7 +233,7 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 
 	if o.closeBatches > 0 {
 		h.notef("join: closing %d interactions in flight, %d times", o.closeInFlight, o.closeBatches)
-		var lat, final, span, bare []time.Duration
+		var lat, final, span, bare, pulled []time.Duration
 		for k := range o.closeBatches {
 			l, f, sp, err := h.closeBatch(ctx, e, d, w, k, endedBy)
 			if err != nil {
@@ -239,10 +243,14 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 			if err != nil {
 				return nil, fmt.Errorf("close batch %d: bare client: %w", k, err)
 			}
-			lat, final, span, bare = append(lat, l...), append(final, f...), append(span, sp), append(bare, b...)
+			pl, err := np.closeBatch(ctx, k, o.closeInFlight, o.joinWait)
+			if err != nil {
+				return nil, fmt.Errorf("close batch %d: %w", k, err)
+			}
+			lat, final, span, bare, pulled = append(lat, l...), append(final, f...), append(span, sp), append(bare, b...), append(pulled, pl...)
 		}
 		res.CloseBatch, res.FinalBatch, res.CloseBatchAll = summarize(lat), summarize(final), summarize(span)
-		res.BareBatch = summarize(bare)
+		res.BareBatch, res.NATSBatch = summarize(bare), summarize(pulled)
 	}
 	res.Warnings, res.Errors, res.top = d.logSummary()
 	if odd := w.oddMessages(); len(odd) > 0 {

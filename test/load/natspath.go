@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,8 +48,10 @@ type natsPath struct {
 	js     jetstream.JetStream
 	cc     jetstream.ConsumeContext
 	oc     jetstream.ConsumeContext
-	got    chan string // the interaction ids of the attaches received
-	errs   chan error  // the relay's failures
+	got    chan string  // the interaction ids of the attaches received
+	pulled chan arrival // the close messages pulled (see closeBatch)
+	errs   chan error   // the relay's failures
+	wg     sync.WaitGroup
 	state  []byte
 	blobs  [3][]byte
 	cancel context.CancelFunc
@@ -60,7 +64,7 @@ func (e *env) startNATSPath(ctx context.Context) (_ *natsPath, err error) {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	p := &natsPath{nc: nc, got: make(chan string, 16), errs: make(chan error, 1), cancel: cancel}
+	p := &natsPath{nc: nc, got: make(chan string, 16), pulled: make(chan arrival, 1024), errs: make(chan error, 1), cancel: cancel}
 	defer func() {
 		if err != nil {
 			p.stop()
@@ -117,8 +121,13 @@ func (e *env) startNATSPath(ctx context.Context) (_ *natsPath, err error) {
 	return p, nil
 }
 
-// relay does one message's NATS work (see the type's comment).
+// relay does one message's NATS work (see the type's comment); a close message's, see closeBatch.
 func (p *natsPath) relay(ctx context.Context, kv jetstream.KeyValue, m jetstream.Msg) {
+	if bytes.Contains(m.Data(), []byte(`"type":"closed"`)) {
+		p.pulled <- arrival{subject: m.Subject(), at: time.Now()}
+		p.wg.Go(func() { p.closeWork(ctx, kv, m) })
+		return
+	}
 	err := func() error {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -193,6 +202,88 @@ func (p *natsPath) round(ctx context.Context, iid string, bound time.Duration) (
 	}
 }
 
+// arrival is a close message pulled by the relay, and when.
+type arrival struct {
+	subject string
+	at      time.Time
+}
+
+// closeWork is the NATS work of a close after its stop call, as an actor of the daemon does it
+// (on a goroutine of its own): the state written with the deactivated event and the final attach,
+// both published, the state written again, the message acked.
+func (p *natsPath) closeWork(ctx context.Context, kv jetstream.KeyValue, m jetstream.Msg) {
+	err := func() error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		iid := strings.Split(m.Subject(), ".")[3]
+		rev, err := kv.Put(ctx, iid, p.state)
+		if err != nil {
+			return err
+		}
+		var futures [2]jetstream.PubAckFuture
+		for i, kind := range [2]string{"deactivated", "final"} {
+			msg := &nats.Msg{Subject: "anchor.out." + iid + "." + kind, Data: p.blobs[i], Header: nats.Header{}}
+			msg.Header.Set(jetstream.MsgIDHeader, iid+"."+kind)
+			if futures[i], err = p.js.PublishMsgAsync(msg); err != nil {
+				return err
+			}
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if _, err := kv.Update(ctx, iid, p.state[:len(p.state)/4], rev); err != nil {
+			return err
+		}
+		return m.DoubleAck(ctx)
+	}()
+	if err != nil {
+		select {
+		case p.errs <- err:
+		default:
+		}
+	}
+}
+
+// closeBatch publishes n close messages at once (each stamped as it is handed to the client, as
+// the daemon's closed events are) and returns each one's time to its pull by the relay: when the
+// daemon could send its stop call at the earliest. The relay meanwhile does each pulled one's
+// NATS work, as the daemon's actors do theirs.
+func (p *natsPath) closeBatch(ctx context.Context, k, n int, bound time.Duration) ([]time.Duration, error) {
+	sent := make(map[string]time.Time, n)
+	for i := range n {
+		iid := fmt.Sprintf("npc%03d-%03d", k, i)
+		subject := "anchor.chat." + iid + ".message"
+		data := []byte(`{"id":"e-` + iid + `","interactionId":"` + iid + `","type":"closed"}`)
+		sent[subject] = time.Now()
+		if _, err := p.js.PublishAsync(subject, data); err != nil {
+			return nil, err
+		}
+	}
+	bctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	var lat []time.Duration
+	for len(lat) < n {
+		select {
+		case a := <-p.pulled:
+			_, subject, _ := strings.Cut(a.subject, ".") // without the partition
+			if t, ok := sent[subject]; ok {
+				lat = append(lat, a.at.Sub(t))
+			}
+		case err := <-p.errs:
+			return nil, fmt.Errorf("NATS path relay: %w", err)
+		case <-bctx.Done():
+			return nil, fmt.Errorf("NATS path: %d of %d close messages pulled within %v", len(lat), n, bound)
+		}
+	}
+	return lat, nil
+}
+
 func (p *natsPath) stop() {
 	if p.cc != nil {
 		p.cc.Stop()
@@ -201,5 +292,6 @@ func (p *natsPath) stop() {
 		p.oc.Stop()
 	}
 	p.cancel()
+	p.wg.Wait()
 	p.nc.Close()
 }

@@ -210,6 +210,8 @@ func (r *report) lines(w io.Writer) {
 				j.InFlight, j.Batches, j.CloseBatch.N, j.CloseBatch.P50, j.CloseBatch.P99, j.CloseBatch.Max, j.FinalBatch.P50, j.FinalBatch.P99, j.CloseBatchAll.P50, j.CloseBatchAll.Max)
 			fmt.Fprintf(w, "close: anchor, the bare Go client stopping as many of its sessions at once: p50 %.2f ms p99 %.2f ms max %.2f ms (each stop's call -> its session ended at the server); daemon/anchor p99 %.2f\n",
 				j.BareBatch.P50, j.BareBatch.P99, j.BareBatch.Max, div(j.CloseBatch.P99, j.BareBatch.P99))
+			fmt.Fprintf(w, "close: the NATS path of as many closes published at once (each publish -> its pull from a work queue by a bare relay doing the closes' NATS work): p50 %.2f ms p99 %.2f ms max %.2f ms; its p99 + the bare stops' p99 %.2f ms, daemon/that %.2f\n",
+				j.NATSBatch.P50, j.NATSBatch.P99, j.NATSBatch.Max, j.NATSBatch.P99+j.BareBatch.P99, div(j.CloseBatch.P99, j.NATSBatch.P99+j.BareBatch.P99))
 		}
 		fmt.Fprintf(w, "close: sessions ended by %v\n", j.EndedBy)
 		logLine(w, "join", j.Warnings, j.Errors, j.top)
