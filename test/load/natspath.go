@@ -148,28 +148,40 @@ func (p *natsPath) relay(ctx context.Context, kv jetstream.KeyValue, m jetstream
 		if err != nil {
 			return err
 		}
-		var futures [3]jetstream.PubAckFuture
-		for i, kind := range [3]string{"joined", "attach", "view"} {
-			msg := &nats.Msg{Subject: "anchor.out." + iid + "." + kind, Data: p.blobs[i], Header: nats.Header{}}
-			msg.Header.Set(jetstream.MsgIDHeader, iid+"."+kind)
-			if futures[i], err = p.js.PublishMsgAsync(msg); err != nil {
-				return err
-			}
-		}
-		for _, f := range futures {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				return err
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		if _, err := kv.Update(ctx, iid, p.state[:len(p.state)/4], rev); err != nil {
+		return p.publishAndSettle(ctx, kv, m, iid, rev, "joined", "attach", "view")
+	}()
+	p.fail(err)
+}
+
+// publishAndSettle publishes a step's messages of kinds without waiting between them, awaits
+// their PubAcks, writes the state again (without the outbox) and acks m.
+func (p *natsPath) publishAndSettle(ctx context.Context, kv jetstream.KeyValue, m jetstream.Msg, iid string, rev uint64, kinds ...string) error {
+	futures := make([]jetstream.PubAckFuture, len(kinds))
+	for i, kind := range kinds {
+		msg := &nats.Msg{Subject: "anchor.out." + iid + "." + kind, Data: p.blobs[i], Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, iid+"."+kind)
+		var err error
+		if futures[i], err = p.js.PublishMsgAsync(msg); err != nil {
 			return err
 		}
-		return m.DoubleAck(ctx)
-	}()
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if _, err := kv.Update(ctx, iid, p.state[:len(p.state)/4], rev); err != nil {
+		return err
+	}
+	return m.DoubleAck(ctx)
+}
+
+// fail passes the relay's first failure on to the round waiting for it.
+func (p *natsPath) fail(err error) {
 	if err != nil {
 		select {
 		case p.errs <- err:
@@ -220,34 +232,9 @@ func (p *natsPath) closeWork(ctx context.Context, kv jetstream.KeyValue, m jetst
 		if err != nil {
 			return err
 		}
-		var futures [2]jetstream.PubAckFuture
-		for i, kind := range [2]string{"deactivated", "final"} {
-			msg := &nats.Msg{Subject: "anchor.out." + iid + "." + kind, Data: p.blobs[i], Header: nats.Header{}}
-			msg.Header.Set(jetstream.MsgIDHeader, iid+"."+kind)
-			if futures[i], err = p.js.PublishMsgAsync(msg); err != nil {
-				return err
-			}
-		}
-		for _, f := range futures {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				return err
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		if _, err := kv.Update(ctx, iid, p.state[:len(p.state)/4], rev); err != nil {
-			return err
-		}
-		return m.DoubleAck(ctx)
+		return p.publishAndSettle(ctx, kv, m, iid, rev, "deactivated", "final")
 	}()
-	if err != nil {
-		select {
-		case p.errs <- err:
-		default:
-		}
-	}
+	p.fail(err)
 }
 
 // closeBatch publishes n close messages at once (each stamped as it is handed to the client, as
