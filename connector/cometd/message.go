@@ -186,6 +186,15 @@ var ErrBadBody = errors.New("cometd: body is not a Bayeux message or array of me
 // DecodeMessages parses a Bayeux body (an HTTP reply or a websocket frame): a JSON array of
 // messages, or a single message object. Every message must have a channel.
 func DecodeMessages(body []byte) ([]Message, error) {
+	if msgs, ok := fastMessages(body); ok {
+		return msgs, nil
+	}
+	return decodeMessages(body)
+}
+
+// decodeMessages is DecodeMessages with encoding/json: the reference, for every body the fast
+// decoder leaves to it.
+func decodeMessages(body []byte) ([]Message, error) {
 	b := bytes.TrimSpace(body)
 	if len(b) == 0 {
 		return nil, ErrBadBody
