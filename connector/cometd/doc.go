@@ -103,6 +103,12 @@
 // children map, no channel); Done's channel is made only when asked for. Callbacks run on a
 // goroutine that exists only while events are queued. Message ids are a per-client counter.
 //
+// A body of the usual shape (a connect reply, a join reply, an event) is decoded in one pass
+// without reflection (fastmessage.go); encoding/json decodes anything else, and
+// FuzzFastMessages checks that the two agree on every body the fast one takes. A held connect's
+// renewal, most of what a waiting session does, then decodes in about a seventh of the time and
+// a third of the memory.
+//
 // Measured by BenchmarkLiveSessions (2,000 sessions, medians of three runs): websocket about
 // 1.3 KiB of heap and 1.9 KiB of stack per session, 5 KiB of resident memory with no GC forced,
 // 1 goroutine; long-polling about 2.7 KiB of heap and 2.1 KiB of stack, 9.3 KiB resident, 1
