@@ -47,7 +47,7 @@ var keyTable = []entry{
 
 	{path: "heap_headroom_mb", def: 16, checks: []check{between(0, 1<<16, "")},
 		doc: "How far, in MiB, the heap may grow past what is live before Go's collector runs: after each " +
-			"collection `run` sets GOGC to give about this much room, within half and four times the live " +
+			"collection `run` sets GOGC to give about this much room, within a quarter and four times the live " +
 			"heap. Much room for few live sessions (bursts of joins and closes collect seldom), little for " +
 			"many that only wait (docs/scaling.md). 0: Go's own (GOGC=100, the heap grows to twice what is " +
 			"live). A GOGC set in the environment wins over it."},

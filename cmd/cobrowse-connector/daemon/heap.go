@@ -21,7 +21,7 @@ import (
 // at the cost of more frequent collections while a large heap is busy. GOGC set in the
 // environment is the operator's choice and wins: the daemon then leaves the collector alone.
 const (
-	minGCPercent = 50
+	minGCPercent = 25
 	maxGCPercent = 400
 )
 

@@ -17,9 +17,9 @@ func TestGCPercentFor(t *testing.T) {
 		{2 * mib, 16 * mib, maxGCPercent},    // a small heap: 800 % capped
 		{8 * mib, 16 * mib, 200},             // twice the default's room
 		{16 * mib, 16 * mib, 100},            // the default's
-		{24 * mib, 16 * mib, 66},             // two thirds
-		{70 * mib, 16 * mib, minGCPercent},   // 22 %, floored at half
-		{1000 * mib, 16 * mib, minGCPercent}, // a huge heap: half of it
+		{32 * mib, 16 * mib, 50},             // half
+		{70 * mib, 16 * mib, minGCPercent},   // 22 %, floored at a quarter
+		{1000 * mib, 16 * mib, minGCPercent}, // a huge heap: a quarter of it
 	} {
 		if got := gcPercentFor(c.live, c.headroom); got != c.want {
 			t.Errorf("gcPercentFor(%d MiB live, %d MiB) = %d, want %d", c.live/mib, c.headroom/mib, got, c.want)
