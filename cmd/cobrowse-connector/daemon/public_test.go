@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -111,26 +110,8 @@ func TestPublicListenerTLSAndClientCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
 	addr := make(chan string, 1)
-	ready := make(chan struct{})
-	go func() {
-		done <- Run(ctx, cfg, Options{Logger: slog.New(slog.DiscardHandler), PublicAddr: func(a string) { addr <- a }, Ready: func(string) { close(ready) }})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("daemon: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon not ready")
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	}()
+	startDaemon(t, cfg, Options{Logger: slog.New(slog.DiscardHandler), PublicAddr: func(a string) { addr <- a }})
 	url := "https://" + <-addr + "/zoom/token"
 
 	roots := x509.NewCertPool()

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -96,29 +95,10 @@ func TestReloadSecrets(t *testing.T) {
 	logs := &logtest.Buffer{}
 	reload := make(chan struct{})
 	reloaded := make(chan error, 1)
-	ready := make(chan string, 1)
 	addr := make(chan string, 1)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{ReplaceAttr: DurationsAsText})),
-			ConfigPath: path, Reload: reload, Reloaded: func(err error) { reloaded <- err },
-			PublicAddr: func(a string) { addr <- a }, Ready: func(u string) { ready <- u }})
-	}()
-	var natsURL string
-	select {
-	case natsURL = <-ready:
-	case err := <-done:
-		t.Fatalf("daemon: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon not ready")
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	}()
+	natsURL, _ := startDaemon(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{ReplaceAttr: DurationsAsText})),
+		ConfigPath: path, Reload: reload, Reloaded: func(err error) { reloaded <- err },
+		PublicAddr: func(a string) { addr <- a }})
 	base := "http://" + <-addr
 
 	// An interaction the token endpoint knows, saved as the controller saves it.

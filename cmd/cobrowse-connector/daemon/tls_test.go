@@ -80,6 +80,38 @@ func natsOnlyConfig(natsURL string) configs.Config {
 	return cfg
 }
 
+// startDaemon runs the daemon on cfg with opts (its Ready is the helper's) until the test ends,
+// and returns once it consumes, with the NATS URL it uses and a channel closed when it stops. The
+// test's cleanup stops it and reports the error it stopped with.
+func startDaemon(t *testing.T, cfg configs.Config, opts Options) (natsURL string, stopped <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	ready := make(chan string, 1)
+	opts.Ready = func(u string) { ready <- u }
+	finished := make(chan error) // closed, never sent on: ready for a receive once the daemon stopped
+	var runErr error
+	go func() {
+		defer close(finished)
+		runErr = Run(ctx, cfg, opts)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-finished
+		if runErr != nil {
+			t.Errorf("daemon: %v", runErr)
+		}
+	})
+	select {
+	case u := <-ready:
+		return u, finished
+	case <-finished:
+		t.Fatal("the daemon stopped before it was ready")
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon not ready")
+	}
+	return "", finished
+}
+
 // runUntilReady runs the daemon on cfg: nil once it consumes (then it is stopped), else the error
 // it stopped with.
 func runUntilReady(t *testing.T, cfg configs.Config) error {
