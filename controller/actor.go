@@ -57,7 +57,12 @@ type actor struct {
 	outbox []Outbound
 	// outboxSaved: the store holds outbox (st.Outbox) as it is now.
 	outboxSaved bool
-	lastRun     time.Time // when the actor last did work, for reaping
+	// reserved is the attach seq a saved join marker holds for the join's attach (Joining.Seq),
+	// until that attach takes it; reservedOnly says that every id in outbox was reserved before
+	// the join call, so that commit may publish them before it saves (see join).
+	reserved     uint64
+	reservedOnly bool
+	lastRun      time.Time // when the actor last did work, for reaping
 	// vendorWarned: a cobrowseVendor different from the fixed one was logged already.
 	vendorWarned bool
 
@@ -505,9 +510,6 @@ func (a *actor) load(ctx context.Context) error {
 }
 
 func (a *actor) inbound(ctx context.Context, in chat.Inbound) {
-	if !a.loaded && in.Chat != nil && in.StartToken != "" {
-		a.prefetch(in.StartToken)
-	}
 	if err := a.load(ctx); err != nil {
 		// Nothing can be decided without the state.
 		a.c.notTaken(ctx, in, err)
@@ -534,12 +536,12 @@ func (a *actor) inbound(ctx context.Context, in chat.Inbound) {
 	a.finish(ctx, in, err)
 }
 
-// prefetch lets the default vendor's connector begin a join's first, read-only step while the
-// state is read: most start messages come on an interaction the actor has not loaded yet, and
-// most interactions have the default vendor. When the state names another vendor, or says not to
-// join, the prefetch is not used and expires.
-func (a *actor) prefetch(token string) {
-	conn := a.c.conns[a.c.vendor]
+// prefetch lets the default vendor's connector begin a join's first, read-only step while a new
+// actor starts and reads the state: most start messages come on an interaction without an actor,
+// and most interactions have the default vendor. When the state names another vendor, or says not
+// to join, the prefetch is not used and expires.
+func (c *Controller) prefetch(token string) {
+	conn := c.conns[c.vendor]
 	p, ok := conn.(connector.Prefetcher)
 	if !ok {
 		return

@@ -277,6 +277,9 @@ func (c *Controller) Handle(ctx context.Context, in chat.Inbound) {
 		}
 		a = newActor(c, in.InteractionID)
 		c.actors[a.id] = a
+		if in.Chat != nil && in.StartToken != "" {
+			c.prefetch(in.StartToken)
+		}
 	}
 	a.enqueue(in)
 	c.mu.Unlock()

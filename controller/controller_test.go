@@ -1047,6 +1047,82 @@ func TestRefusedAfterAJoinThatNeverFinished(t *testing.T) {
 	})
 }
 
+// TestJoinPublishesWhatItsMarkerReserved: the join marker, saved before the join call, reserves
+// the join's attach seq, so the joined event and the attach go out as soon as the call succeeds and
+// the state is saved after them. A daemon that stops in between joins again when the start message
+// comes back and publishes the same ids, which the stream drops: no seq goes to another message.
+func TestJoinPublishesWhatItsMarkerReserved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		var atAttach State
+		h.pub.mu.Lock()
+		h.pub.failOn = func(m any) bool {
+			if u, ok := m.(attach.Update); ok && u.Seq == 1 {
+				atAttach = h.store.get("i1")
+			}
+			return false
+		}
+		h.pub.mu.Unlock()
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		wantKinds(t, h, "joined", "attach#1")
+		if j := atAttach.Joining; j == nil || j.Seq != 1 || atAttach.Seq != 1 || atAttach.Live != nil {
+			t.Fatalf("the state saved when the attach went out: %+v", atAttach)
+		}
+		if st := h.store.get("i1"); st.Joining != nil || st.Live == nil || st.Seq != 1 {
+			t.Fatalf("the state after the join: %+v", st)
+		}
+
+		// The daemon stops after the publishes and before the save.
+		h2 := newHarness(t, nil)
+		h2.store.skipSaves, h2.store.failSaves = 1, 1000 // the marker is saved, nothing after it
+		start := func() *delivery {
+			return h2.send(chat.Inbound{InteractionID: "i2", StartToken: "222222222", Chat: &chat.Message{ID: "m-start",
+				InteractionID: "i2", From: chat.Sender{Role: chat.RoleCustomer}, Text: "{start:222222222}"}})
+		}
+		mustFate(t, start(), "nak")
+		wantKinds(t, h2, "joined", "attach#1")
+		h2.stop()
+		if st := h2.store.get("i2"); st.Joining == nil || st.Joining.Seq != 1 || st.Seq != 1 || st.Live != nil {
+			t.Fatalf("the state the stopped daemon left: %+v", st)
+		}
+		h2.store.mu.Lock()
+		h2.store.failSaves = 0
+		h2.store.mu.Unlock()
+		h2.restart()
+		mustFate(t, start(), "ack") // the redelivery
+		var seqs []uint64
+		for _, m := range h2.pub.all() {
+			if u, ok := m.(attach.Update); ok {
+				seqs = append(seqs, u.Seq)
+			}
+		}
+		if !slices.Equal(seqs, []uint64{1}) {
+			t.Fatalf("attach seqs published %v, want [1]: the second join's attach is the first's copy", seqs)
+		}
+		if st := h2.store.get("i2"); st.Joining != nil || st.Live == nil || st.Seq != 1 {
+			t.Fatalf("the state after the second join: %+v", st)
+		}
+		mustFate(t, h2.event("i2", chat.EventClosed, ""), "ack")
+		if st := h2.store.get("i2"); st.Seq != 2 {
+			t.Fatalf("the next attach has seq %d, want 2", st.Seq)
+		}
+	})
+}
+
+// TestFailedJoinGivesItsSeqBack: a join that fails for good used no seq, so the next session's
+// attach is seq 1, without a gap.
+func TestFailedJoinGivesItsSeqBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.conn.mu.Lock()
+		h.conn.joinErr["111111111"] = &connector.ServerError{Op: "join", Kind: connector.ErrNotFound}
+		h.conn.mu.Unlock()
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		mustFate(t, h.start_("i1", "222222222"), "ack")
+		wantKinds(t, h, "failed:join_failed", "joined", "attach#1")
+	})
+}
+
 // TestAgentAssignedDuringTheRejoinGetsTheView: an agent assigned while the session is being
 // re-joined (after a restart, or on the replica that took the interaction over) gets the agent view
 // once the session is held again, not never.

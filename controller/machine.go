@@ -127,6 +127,8 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	} else {
 		prior = nil
 	}
+	a.reserve(marker, prior)
+	defer func() { a.reserved = 0 }() // a reservation the join's attach did not take stays in the marker only
 	a.st.Joining = marker
 	a.dirty = true
 	conn := a.conn()
@@ -188,6 +190,7 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 			a.c.met.join(a.vendor(), retryResult)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
+		a.unreserve(marker, prior)
 		a.logger().Warn("join failed", "token", connector.MaskToken(token), "decision", why, "error", err)
 		a.meter(func(m *meters) { m.join(a.vendor(), failedResult) })
 		reason := string(connector.JoinFailed)
@@ -215,6 +218,7 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	if connector.IsPending(sess) {
 		// A session the vendor created for the request: the customer's page starts it with what
 		// the start message carries; it counts as joined when the vendor sees it live.
+		a.unreserve(marker, prior)
 		a.st.Live = &Live{Handle: h, Phase: PhaseStarting, JoinedAt: now}
 		a.dirty = true
 		a.attachSession(sess)
@@ -223,9 +227,36 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 		a.queueHandoffs(connector.HandoffStart)
 		return nil
 	}
+	// The step's outbox is empty here (the marker's commit published what came before), so
+	// what beginSession queues has only reserved ids unless it allocates a seq of its own.
+	a.reservedOnly = len(a.outbox) == 0 && a.reserved != 0
 	a.beginSession(sess, now)
 	a.meter(func(m *meters) { m.joined(a.vendor(), begun) })
 	return nil
+}
+
+// reserve reserves the attach seq of a join's attach in its marker (see Joining). The seq of an
+// earlier attempt at the same token is taken again while no other seq followed it: that attempt
+// may have published the join's messages with it before it stopped.
+func (a *actor) reserve(marker, prior *Joining) {
+	if prior != nil && prior.Seq != 0 && prior.Seq == a.st.Seq {
+		marker.Seq = prior.Seq
+	} else {
+		a.st.Seq++
+		marker.Seq = a.st.Seq
+	}
+	a.reserved = marker.Seq
+}
+
+// unreserve gives the marker's seq back after a join that ended without using it (it failed for
+// good, or made a session that has no attach yet): when no earlier attempt at the token can have
+// used it, and nothing took a seq after it, the next attach takes it. Otherwise it stays a gap,
+// which the contract allows (a reader applies any higher seq).
+func (a *actor) unreserve(marker, prior *Joining) {
+	a.reserved = 0
+	if prior == nil && a.st.Seq == marker.Seq {
+		a.st.Seq--
+	}
 }
 
 // beginSession records the session as joined and queues the joined event, the attach, the

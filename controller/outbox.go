@@ -22,7 +22,7 @@ func (a *actor) queue(o Outbound) {
 		o.PageToCus = o.Page.ToCustomer
 	}
 	a.outbox = append(a.outbox, o)
-	a.outboxSaved = false // a new message is not reserved until the next commit saves it
+	a.outboxSaved = false // a new message is not reserved until the next commit saves it (or a join marker did: see join)
 }
 
 func (a *actor) lifecycle(kind attach.LifecycleKind, at time.Time) *attach.Lifecycle {
@@ -45,16 +45,23 @@ func (a *actor) queueUpdate(before attach.Data, at time.Time) {
 // queueUpdateFor queues the attach that follows a change: the full key set and the keys changed.
 func (a *actor) queueUpdateFor(sessionID string, before attach.Data, at time.Time) {
 	after := a.st.data()
-	a.st.Seq++
+	seq := a.reserved
+	if seq == 0 {
+		a.st.Seq++
+		seq = a.st.Seq
+	}
+	reserved := a.reservedOnly && seq == a.reserved
+	a.reserved = 0
 	a.queue(Outbound{Update: &attach.Update{
 		InteractionID: a.id,
-		Seq:           a.st.Seq,
+		Seq:           seq,
 		SessionID:     sessionID,
 		Vendor:        string(a.vendor()),
 		Data:          after,
 		Changed:       changedKeys(before, after),
 		At:            at,
 	}})
+	a.reservedOnly = reserved
 }
 
 // queueAgentView queues the view of the live session for the interaction's agent.
@@ -113,8 +120,19 @@ func (a *actor) queuePages(pages []connector.Handoff, sessionID string) {
 // commit saves the state with the step's outbound messages, publishes them in order, then saves
 // the state again without them. Saving first reserves the messages' seq and ids: a daemon that
 // stops after a publish and before a save would otherwise reuse a seq for a different message,
-// and the stream's dedupe would drop that message.
+// and the stream's dedupe would drop that message. A join's messages were reserved by its marker,
+// saved before the join call (reservedOnly): they go out first, and one save follows, which takes
+// a round trip off the join's way to its attach. Should their publishing fail, the next commit
+// saves them first.
 func (a *actor) commit(ctx context.Context) error {
+	if a.reservedOnly {
+		a.reservedOnly = false
+		if err := a.publishAll(ctx); err != nil {
+			return err
+		}
+		a.dirty = true
+		return a.save(ctx)
+	}
 	if len(a.outbox) > 0 && !a.outboxSaved {
 		a.st.Outbox = a.outbox
 		if err := a.save(ctx); err != nil {
@@ -123,6 +141,22 @@ func (a *actor) commit(ctx context.Context) error {
 		}
 		a.outboxSaved = true
 	}
+	if err := a.publishAll(ctx); err != nil {
+		return err
+	}
+	if a.outboxSaved {
+		a.st.Outbox = nil
+		a.outboxSaved = false
+		a.dirty = true
+	}
+	if !a.dirty {
+		return nil
+	}
+	return a.save(ctx)
+}
+
+// publishAll publishes the outbox in order, dropping what is refused for good.
+func (a *actor) publishAll(ctx context.Context) error {
 	for len(a.outbox) > 0 {
 		n, err := a.publishOutbox(ctx)
 		clear(a.outbox[:n])
@@ -139,15 +173,7 @@ func (a *actor) commit(ctx context.Context) error {
 		}
 	}
 	a.outbox = nil
-	if a.outboxSaved {
-		a.st.Outbox = nil
-		a.outboxSaved = false
-		a.dirty = true
-	}
-	if !a.dirty {
-		return nil
-	}
-	return a.save(ctx)
+	return nil
 }
 
 // save writes the state. On a revision conflict (a write whose reply was lost, a key that

@@ -50,9 +50,16 @@ type Live struct {
 // (after a crash, or on the replica that took the interaction over) that the server may already
 // hold the Controller of the attempt that never finished: a refusal then means "not yet", not
 // "no", until JoinWindow after the first attempt.
+//
+// The marker also reserves the attach seq of the join's attach (Seq): with it saved, every id of
+// the messages a successful join publishes is fixed before the call (the lifecycle and page
+// messages' ids are the session's), so they are published as soon as the call succeeds and the
+// state is saved after them. An attempt that stopped in between published them with these ids;
+// the next attempt at the same token uses them again, and the streams drop the copies.
 type Joining struct {
 	Token string    `json:"token"`
-	At    time.Time `json:"at"` // the first attempt at this token
+	At    time.Time `json:"at"`            // the first attempt at this token
+	Seq   uint64    `json:"seq,omitempty"` // the attach seq reserved for the join (0: none, an older daemon's marker)
 }
 
 // JoinWindow bounds how long after a join that did not finish a refusal of the same join is taken
