@@ -17,20 +17,20 @@ import (
 // The daemon's join is measured from the start message's publish to the join attach's receipt;
 // besides the four protocol steps (the floor), that path holds NATS round trips the NATS contract
 // asks for: the inbound message through the consumer group's work queue, the interaction's state
-// read, the state saved with the step's outbound messages before the first is published (so that
-// a restart never gives their seq to another message), and the publishes. A bare relay in the
-// harness process, on a connection of its own, does that NATS work and nothing else, each round
-// beside the floor and the daemon:
+// read, and the publishes (the join marker, saved before the join call, reserved the ids of the
+// join's messages, so they go out before the state is saved again). A bare relay in the harness
+// process, on a connection of its own, does that NATS work and nothing else, each round beside the
+// floor and the daemon:
 //
 //   - the "start message" published into a stream of its own (ANCHOR_IN, its PubAck awaited, as
 //     the daemon's), sourced into a work queue by partition as the group's stream is (ANCHOR_WQ,
 //     the same transform), pulled there by a bare consumer (Consume, explicit acks);
-//   - the relay reads the interaction's key (KV Get), writes it with the outbound messages
-//     (KV Update, with its revision), publishes three messages (the joined event, the attach, the
-//     agent's view, each with its Nats-Msg-Id) without waiting between them and awaits their
-//     PubAcks;
+//   - the relay reads the interaction's key (KV Get), publishes three messages (the joined event,
+//     the attach, the agent's view, each with its Nats-Msg-Id) without waiting between them and
+//     awaits their PubAcks;
 //   - the "attach" received on an ordered consumer, as the harness's watcher receives the
-//     daemon's. (After it, off the measured path: the state written again, the message acked.)
+//     daemon's. (After it, off the measured path: the state written, with the Get's revision, the
+//     message acked.)
 //
 // The join marker the daemon writes before its join call is left out: it overlaps the handshake
 // and the first connect. So the daemon's join can approach the floor plus this path, not less.
@@ -144,17 +144,13 @@ func (p *natsPath) relay(ctx context.Context, kv jetstream.KeyValue, m jetstream
 		default:
 			return err
 		}
-		rev, err := kv.Update(ctx, iid, p.state, rev)
-		if err != nil {
-			return err
-		}
 		return p.publishAndSettle(ctx, kv, m, iid, rev, "joined", "attach", "view")
 	}()
 	p.fail(err)
 }
 
 // publishAndSettle publishes a step's messages of kinds without waiting between them, awaits
-// their PubAcks, writes the state again (without the outbox) and acks m.
+// their PubAcks, writes the state (without an outbox) over revision rev and acks m.
 func (p *natsPath) publishAndSettle(ctx context.Context, kv jetstream.KeyValue, m jetstream.Msg, iid string, rev uint64, kinds ...string) error {
 	futures := make([]jetstream.PubAckFuture, len(kinds))
 	for i, kind := range kinds {
