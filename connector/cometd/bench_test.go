@@ -10,6 +10,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,16 +23,28 @@ import (
 const benchServerEnv = "COMETD_BENCH_SERVER"
 
 // serveBenchServer is the benchmark's server process: a bayeuxtest server (long-polling and
-// websocket, connects held 30 s) on loopback, plus GET /stats -> "<sessions> <held connects>".
-// It prints "LISTENING <url>" and exits when its stdin closes.
+// websocket, connects held 30 s, or COMETD_BENCH_HOLD) on loopback, plus GET /stats ->
+// "<sessions> <held connects> <long-polling connects received>". It prints "LISTENING <url>" and
+// exits when its stdin closes.
 func serveBenchServer() {
-	srv := &bayeuxtest.Server{Timeout: 30 * time.Second, WebSocket: true, BrowserCookie: true}
+	hold, err := time.ParseDuration(os.Getenv(benchHoldEnv))
+	if err != nil {
+		hold = 30 * time.Second
+	}
+	var connects atomic.Int64
+	srv := &bayeuxtest.Server{Timeout: hold, WebSocket: true, BrowserCookie: true, OnBody: func(c *bayeuxtest.Call) {
+		for _, m := range c.Body {
+			if m.Channel == "/meta/connect" {
+				connects.Add(1)
+			}
+		}
+	}}
 	mux := http.NewServeMux()
 	mux.Handle("/cometd", srv)
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintf(w, "%d %d", srv.Sessions(), srv.Parked())
+		fmt.Fprintf(w, "%d %d %d", srv.Sessions(), srv.Parked(), connects.Load())
 	})
-	err := procs.ServeChild(mux, func(addr string) []string { return []string{"http://" + addr + "/cometd"} })
+	err = procs.ServeChild(mux, func(addr string) []string { return []string{"http://" + addr + "/cometd"} })
 	srv.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -40,14 +53,17 @@ func serveBenchServer() {
 	os.Exit(0)
 }
 
+// benchHoldEnv sets the bench server's connect hold (a Go duration).
+const benchHoldEnv = "COMETD_BENCH_HOLD"
+
 // startBenchServer runs serveBenchServer in a child process until the benchmark ends.
-func startBenchServer(b *testing.B) string {
+func startBenchServer(b *testing.B, env ...string) string {
 	b.Helper()
-	return procs.ChildServer(b, benchServerEnv+"=1")[0]
+	return procs.ChildServer(b, append([]string{benchServerEnv + "=1"}, env...)...)[0]
 }
 
-// heldConnects asks the server process how many connects it holds.
-func heldConnects(b *testing.B, url string) int {
+// benchStat asks the server process for field i of its /stats.
+func benchStat(b *testing.B, url string, i int) int {
 	resp, err := http.Get(strings.TrimSuffix(url, "/cometd") + "/stats")
 	if err != nil {
 		b.Fatal(err)
@@ -55,8 +71,60 @@ func heldConnects(b *testing.B, url string) int {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	f := strings.Fields(string(body))
-	n, _ := strconv.Atoi(f[len(f)-1])
+	n, _ := strconv.Atoi(f[i])
 	return n
+}
+
+// heldConnects asks the server process how many connects it holds.
+func heldConnects(b *testing.B, url string) int { return benchStat(b, url, 1) }
+
+// BenchmarkConnectRenewal measures what one long-polling /meta/connect renewal costs the client
+// (the steady state of a session that only waits): a session against the bench server holding
+// each connect 1 ms, allocations and bytes per renewal from the runtime's counters, the renewals
+// counted by the server. The server is another process, so only the client's allocations count.
+func BenchmarkConnectRenewal(b *testing.B) {
+	url := startBenchServer(b, benchHoldEnv+"=1ms")
+	c, err := cometd.New(cometd.Options{URL: url, Transports: []string{cometd.TransportLongPolling}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	from := benchStat(b, url, 2)
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	b.ResetTimer()
+	// The server is asked every 10 ms how many renewals it saw; the polls' own allocations are
+	// measured after, and taken off.
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	n, polls := 0, 0
+	for n < b.N {
+		select {
+		case <-poll.C:
+		case <-ctx.Done():
+			b.Fatalf("%d of %d renewals", n, b.N)
+		}
+		n = benchStat(b, url, 2) - from
+		polls++
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&m1)
+	c.Close()
+	var p0, p1 runtime.MemStats
+	runtime.ReadMemStats(&p0)
+	for range polls {
+		benchStat(b, url, 2)
+	}
+	runtime.ReadMemStats(&p1)
+	allocs := float64(m1.Mallocs-m0.Mallocs) - float64(p1.Mallocs-p0.Mallocs)
+	bytes := float64(m1.TotalAlloc-m0.TotalAlloc) - float64(p1.TotalAlloc-p0.TotalAlloc)
+	b.ReportMetric(allocs/float64(n), "allocs/renewal")
+	b.ReportMetric(bytes/float64(n), "B/renewal")
 }
 
 // BenchmarkLiveSessions holds live Bayeux sessions (default 1,000 per transport; set

@@ -678,6 +678,21 @@ const (
 	adviceMaxInterval
 )
 
+// adviceNow is the advice in force as the client keeps it, for the loop's own reads.
+func (c *Client) adviceNow() advice {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.advice
+}
+
+// delay is how long the advised interval says to wait before the next connect (see interval).
+func (a advice) delay() time.Duration {
+	if a.set&adviceInterval == 0 || a.interval <= 0 {
+		return 0
+	}
+	return time.Duration(a.interval) * time.Millisecond
+}
+
 func (a *advice) public() Advice {
 	out := Advice{Reconnect: a.reconnect, MultipleClients: a.multiple, Hosts: slices.Clone(a.hosts)}
 	if a.set&adviceInterval != 0 {

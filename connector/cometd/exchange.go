@@ -51,6 +51,11 @@ func (c *Client) unregister(ps ...*pending) {
 
 // send encodes msgs as one JSON array and hands it to t. scope is the requests in msgs.
 func (c *Client) send(ctx context.Context, t transport, scope []*pending, msgs []Message) error {
+	if len(msgs) == 1 {
+		if body, ok := appendConnect(nil, &msgs[0]); ok {
+			return t.send(ctx, body, scope)
+		}
+	}
 	body, err := json.Marshal(msgs)
 	if err != nil {
 		return err

@@ -140,6 +140,43 @@ func common(b []byte) string {
 	return string(b)
 }
 
+// knownKey is k as a string, without a copy for the keys the decoder reads.
+func knownKey(k []byte) string {
+	switch string(k) { // compared, not converted
+	case "channel":
+		return "channel"
+	case "id":
+		return "id"
+	case "clientId":
+		return "clientId"
+	case "successful":
+		return "successful"
+	case "advice":
+		return "advice"
+	case "data":
+		return "data"
+	case "error":
+		return "error"
+	case "ext":
+		return "ext"
+	case "subscription":
+		return "subscription"
+	case "version":
+		return "version"
+	case "connectionType":
+		return "connectionType"
+	case "reconnect":
+		return "reconnect"
+	case "interval":
+		return "interval"
+	case "timeout":
+		return "timeout"
+	case "maxInterval":
+		return "maxInterval"
+	}
+	return string(k)
+}
+
 // object reads an object at s.i ('{'): take reads each key's value; a key twice fails it.
 func (s *bscan) object(take func(key string) bool) bool {
 	s.i++
@@ -156,7 +193,7 @@ func (s *bscan) object(take func(key string) bool) bool {
 		if !ok || !s.lit(":") || n == len(seen) {
 			return false
 		}
-		key := string(k)
+		key := knownKey(k)
 		for _, p := range seen[:n] {
 			if p == key {
 				return false

@@ -1,6 +1,7 @@
 package cometd
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 )
@@ -72,4 +73,58 @@ func BenchmarkDecodeConnectReply(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestAppendConnectWritesWhatEncodingJSONWrites: for the connects it takes, appendConnect writes
+// the bytes json.Marshal writes; it refuses every other shape and every string JSON escapes.
+func TestAppendConnectWritesWhatEncodingJSONWrites(t *testing.T) {
+	zero, thirty := int64(0), int64(30000)
+	yes := true
+	cases := []struct {
+		m    Message
+		take bool
+	}{
+		{Message{Channel: "/meta/connect", ID: "12", ClientID: "b52fa709bacfabb079de4ad1", ConnectionType: "long-polling"}, true},
+		{Message{Channel: "/meta/connect", ID: "1", ClientID: "c", ConnectionType: "websocket", Advice: &Advice{Timeout: &zero}}, true},
+		{Message{Channel: "/meta/connect", Advice: &Advice{Timeout: &thirty}}, true},
+		{Message{Channel: "/meta/connect", Advice: &Advice{}}, true},
+		{Message{Channel: "/meta/connect"}, true},
+		{Message{Channel: ""}, true},
+		{Message{Channel: "/meta/connect", ClientID: "a<b"}, false},
+		{Message{Channel: "/meta/connect", ClientID: "a\"b"}, false},
+		{Message{Channel: "/meta/connect", ClientID: "é"}, false},
+		{Message{Channel: "/meta/connect", ID: "1\n"}, false},
+		{Message{Channel: "/meta/connect", Advice: &Advice{Reconnect: "retry"}}, false},
+		{Message{Channel: "/meta/connect", Advice: &Advice{Interval: &zero}}, false},
+		{Message{Channel: "/meta/subscribe", Subscription: "/a"}, false},
+		{Message{Channel: "/a", Data: []byte(`{}`)}, false},
+		{Message{Channel: "/a", Successful: &yes}, false},
+		{Message{Channel: "/meta/handshake", Version: "1.0", SupportedConnectionTypes: []string{"websocket"}}, false},
+	}
+	for _, c := range cases {
+		got, ok := appendConnect([]byte("x"), &c.m)
+		if ok != c.take {
+			t.Fatalf("%+v: taken %v, want %v", c.m, ok, c.take)
+		}
+		if !ok {
+			if string(got) != "x" {
+				t.Fatalf("%+v: refused but wrote %q", c.m, got)
+			}
+			continue
+		}
+		want, err := json.Marshal([]Message{c.m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != "x"+string(want) {
+			t.Fatalf("%+v:\n got %s\nwant %s", c.m, got[1:], want)
+		}
+	}
+	for b := range 256 { // every byte JSON writes as it is, and no other, is plain
+		s := string([]byte{byte(b)})
+		enc, _ := json.Marshal(s)
+		if plain := plainJSON(s); plain != (string(enc) == `"`+s+`"`) {
+			t.Fatalf("byte %#x: plainJSON %v, encoding/json writes %s", b, plain, enc)
+		}
+	}
 }

@@ -421,19 +421,19 @@ func (l *loop) after(r Message, err error) (end bool, why error) {
 		l.delay = l.nextBackoff()
 		return false, nil
 	}
-	adv := c.Advice()
+	adv := c.adviceNow() // every renewal reads it: the client's own copy, without the pointers of Advice
 	if !r.OK() {
 		e := ParseError(r.Channel, r.Error)
 		if !l.running {
 			return true, e
 		}
 		switch {
-		case adv.Reconnect == ReconnectNone:
+		case adv.reconnect == ReconnectNone:
 			return true, fmt.Errorf("%w: %w", ErrReconnectNone, e)
-		case e.SessionUnknown() || adv.Reconnect == ReconnectHandshake:
+		case e.SessionUnknown() || adv.reconnect == ReconnectHandshake:
 			l.failed(e)
 			l.needHandshake = true
-			l.delay = interval(adv)
+			l.delay = adv.delay()
 		default:
 			l.failed(e)
 			l.delay = l.nextBackoff()
@@ -468,21 +468,21 @@ func (l *loop) after(r Message, err error) (end bool, why error) {
 		c.emitState(StateConnected, nil)
 	}
 	l.reestablish, l.disconnected = false, false
-	if adv.MultipleClients != l.multiple {
-		l.multiple = adv.MultipleClients
+	if adv.multiple != l.multiple {
+		l.multiple = adv.multiple
 		if l.multiple {
 			c.log.Warn("server reports several sessions sharing one browser cookie; it throttles connects")
 		}
 	}
 	switch {
-	case adv.Reconnect == ReconnectNone:
+	case adv.reconnect == ReconnectNone:
 		return true, ErrReconnectNone
-	case adv.Interval != nil && *adv.Interval < 0:
-		return true, fmt.Errorf("%w: negative interval %d", ErrReconnectNone, *adv.Interval)
-	case adv.Reconnect == ReconnectHandshake:
+	case adv.set&adviceInterval != 0 && adv.interval < 0:
+		return true, fmt.Errorf("%w: negative interval %d", ErrReconnectNone, adv.interval)
+	case adv.reconnect == ReconnectHandshake:
 		l.needHandshake = true
 	}
-	l.delay = interval(adv)
+	l.delay = adv.delay()
 	return false, nil
 }
 
@@ -636,7 +636,11 @@ func (c *Client) startConnect(fresh bool) (*lpConnect, error) {
 	// No context: the connection's deadline bounds the wait, and Close closes the connection.
 	w := &lpConnect{lp: lp, deadline: time.Now().Add(c.connectWait())}
 	w.p = c.register(&m, t, false)
-	if w.body, err = json.Marshal([]Message{m}); err == nil {
+	var plain bool
+	if w.body, plain = appendConnect(make([]byte, 0, 160), &m); !plain {
+		w.body, err = json.Marshal([]Message{m})
+	}
+	if err == nil {
 		w.q, err = lp.start(nil, w.deadline, w.body, slotConnect) //nolint:staticcheck // nil is the transport's "no context": the deadline bounds the call, Close ends it
 	}
 	if err != nil {

@@ -220,3 +220,62 @@ func decodeMessages(body []byte) ([]Message, error) {
 	}
 	return msgs, nil
 }
+
+// appendConnect appends m, a /meta/connect of the usual shape (channel, id, clientId,
+// connectionType, and an advice with a timeout only), as a batch of one exactly as
+// json.Marshal([]Message{*m}) writes it, without reflection: a waiting session sends one every
+// connect period. ok is false for any other shape, or for a string that JSON would escape; the
+// caller then uses encoding/json.
+func appendConnect(dst []byte, m *Message) (_ []byte, ok bool) {
+	if m.Data != nil || m.Successful != nil || m.Error != "" || m.Ext != nil || m.Subscription != "" ||
+		m.Version != "" || m.MinimumVersion != "" || m.SupportedConnectionTypes != nil {
+		return dst, false
+	}
+	if a := m.Advice; a != nil && (a.Reconnect != "" || a.Interval != nil || a.MaxInterval != nil ||
+		a.MultipleClients || a.Hosts != nil) {
+		return dst, false
+	}
+	if !plainJSON(m.Channel) || !plainJSON(m.ID) || !plainJSON(m.ClientID) || !plainJSON(m.ConnectionType) {
+		return dst, false
+	}
+	dst = append(dst, `[{"channel":"`...)
+	dst = append(dst, m.Channel...)
+	dst = append(dst, '"')
+	if m.ID != "" {
+		dst = append(dst, `,"id":"`...)
+		dst = append(dst, m.ID...)
+		dst = append(dst, '"')
+	}
+	if m.ClientID != "" {
+		dst = append(dst, `,"clientId":"`...)
+		dst = append(dst, m.ClientID...)
+		dst = append(dst, '"')
+	}
+	if a := m.Advice; a != nil {
+		dst = append(dst, `,"advice":{`...)
+		if a.Timeout != nil {
+			dst = append(dst, `"timeout":`...)
+			dst = strconv.AppendInt(dst, *a.Timeout, 10)
+		}
+		dst = append(dst, '}')
+	}
+	if m.ConnectionType != "" {
+		dst = append(dst, `,"connectionType":"`...)
+		dst = append(dst, m.ConnectionType...)
+		dst = append(dst, '"')
+	}
+	return append(dst, "}]"...), true
+}
+
+// plainJSON reports whether encoding/json writes s between its quotes as it is: ASCII without
+// control characters and without the characters it escapes (other UTF-8 is refused too, though
+// most of it is written as it is).
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
+}

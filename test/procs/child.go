@@ -16,10 +16,10 @@ import (
 // that must not share its process (its memory is what the benchmark measures): the child serves
 // until its standard input closes, which tb's cleanup does, and says on its first line of output
 // where it listens. ChildServer returns that line's fields after the word LISTENING.
-func ChildServer(tb testing.TB, env string) []string {
+func ChildServer(tb testing.TB, env ...string) []string {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), env)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
