@@ -73,10 +73,11 @@ type actor struct {
 	listening bool
 	streamed  bool
 
-	deadline  *time.Timer // the next no-agent or inactivity deadline
-	retry     *time.Timer // the next attempt at an outbox or a save that failed
-	stopRetry *time.Timer // the next attempt at the pending stops
-	stopTries int         // attempts at the pending stops since they last changed, for backoff
+	deadline   *time.Timer // the next no-agent or inactivity deadline
+	deadlineAt time.Time   // what deadline is set for
+	retry      *time.Timer // the next attempt at an outbox or a save that failed
+	stopRetry  *time.Timer // the next attempt at the pending stops
+	stopTries  int         // attempts at the pending stops since they last changed, for backoff
 
 	// lost is set when a save lost its compare-and-set: the actor lets go of the interaction.
 	lost bool
@@ -674,15 +675,26 @@ func inProgress(in chat.Inbound) {
 	}
 }
 
+// armDeadline sets the deadline timer for the state's next deadline. It runs before every piece
+// of the actor's work, also the sweep's nudges of every actor: a timer already set for that
+// deadline is left alone, and a changed one is reset rather than made again.
 func (a *actor) armDeadline() {
 	next := nextDeadline(&a.st, a.c.cfg.Timers)
-	if a.deadline != nil {
-		a.deadline.Stop()
-		a.deadline = nil
-	}
-	if !next.IsZero() {
+	switch {
+	case a.deadline != nil && next.Equal(a.deadlineAt):
+	case next.IsZero():
+		if a.deadline != nil {
+			a.deadline.Stop()
+			a.deadline = nil
+		}
+	case a.deadline != nil:
+		// A timer that fired meanwhile kicks the actor once more: the deadline step checks
+		// what is due.
+		a.deadline.Reset(time.Until(next))
+	default:
 		a.deadline = time.AfterFunc(time.Until(next), func() { a.kick(workDeadline) })
 	}
+	a.deadlineAt = next
 }
 
 func (a *actor) scheduleRetry() {
