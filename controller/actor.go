@@ -511,10 +511,14 @@ func (a *actor) load(ctx context.Context) error {
 }
 
 func (a *actor) inbound(ctx context.Context, in chat.Inbound) {
+	fresh := !a.loaded
 	if err := a.load(ctx); err != nil {
 		// Nothing can be decided without the state.
 		a.c.notTaken(ctx, in, err)
 		return
+	}
+	if fresh && a.joinMayBePublished() && (in.Chat == nil || in.StartToken == "") {
+		a.redoJoin(ctx)
 	}
 	key := inboundKey(in)
 	if a.st.seen(key) {

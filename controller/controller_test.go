@@ -1109,6 +1109,47 @@ func TestJoinPublishesWhatItsMarkerReserved(t *testing.T) {
 	})
 }
 
+// TestJoinThatMayHaveBeenPublishedIsRedoneFirst: after a stop between a join's publishes and its
+// save, the interaction's next message may come before the start message's redelivery (a close).
+// The join is redone first, so that the close ends the session the readers saw; a join that fails
+// for good puts the attached data back under the next seq.
+func TestJoinThatMayHaveBeenPublishedIsRedoneFirst(t *testing.T) {
+	for _, gone := range []bool{false, true} {
+		t.Run(fmt.Sprintf("session gone %v", gone), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, nil)
+				h.store.skipSaves, h.store.failSaves = 1, 1000 // the marker is saved, nothing after it
+				mustFate(t, h.start_("i1", "222222222"), "nak")
+				wantKinds(t, h, "joined", "attach#1")
+				h.stop()
+				h.store.mu.Lock()
+				h.store.failSaves = 0
+				h.store.mu.Unlock()
+				if gone {
+					h.conn.mu.Lock()
+					h.conn.joinErr["222222222"] = &connector.ServerError{Op: "join", Kind: connector.ErrNotFound}
+					h.conn.mu.Unlock()
+				}
+				h.restart()
+				mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
+				st := h.store.get("i1")
+				if gone {
+					wantKinds(t, h, "joined", "attach#1", "failed:join_failed", "attach#2")
+					u := h.pub.all()[3].(attach.Update)
+					if u.Data.Associated != "" || u.Data.SessionsQuantity != 0 {
+						t.Fatalf("the attached data put back: %+v", u.Data)
+					}
+				} else {
+					wantKinds(t, h, "joined", "attach#1", "joined", "deactivated:interaction_closed", "attach#2")
+				}
+				if st.Joining != nil || st.Live != nil || !st.Closed || st.Seq != 2 {
+					t.Fatalf("the state after the close: %+v", st)
+				}
+			})
+		})
+	}
+}
+
 // TestFailedJoinGivesItsSeqBack: a join that fails for good used no seq, so the next session's
 // attach is seq 1, without a gap.
 func TestFailedJoinGivesItsSeqBack(t *testing.T) {

@@ -190,6 +190,8 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 			a.c.met.join(a.vendor(), retryResult)
 			return fmt.Errorf("%w: %w", errRetryLater, err)
 		}
+		// An attempt that stopped after publishing may have sent the join's attach.
+		putBack := prior != nil && prior.Seq != 0 && prior.Seq == a.st.Seq
 		a.unreserve(marker, prior)
 		a.logger().Warn("join failed", "token", connector.MaskToken(token), "decision", why, "error", err)
 		a.meter(func(m *meters) { m.join(a.vendor(), failedResult) })
@@ -211,6 +213,10 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 			At:            time.Now(),
 			MsgID:         a.id + ".failed." + cause,
 		}})
+		if putBack {
+			// The attached data as saved, under the next seq, over what that attach said.
+			a.queueUpdateFor(a.st.SessionID, attach.Data{}, time.Now())
+		}
 		return nil
 	}
 	h := sess.Handle()
@@ -233,6 +239,33 @@ func (a *actor) join(ctx context.Context, token, cause string, lastAttempt bool)
 	a.beginSession(sess, now)
 	a.meter(func(m *meters) { m.joined(a.vendor(), begun) })
 	return nil
+}
+
+// joinMayBePublished reports a saved join marker whose reserved messages may have been published
+// by an attempt that stopped before it saved its outcome (see Joining).
+func (a *actor) joinMayBePublished() bool {
+	j := a.st.Joining
+	return j != nil && j.Seq != 0 && j.Seq == a.st.Seq && a.st.Live == nil && !a.st.Closed
+}
+
+// redoJoin joins again, on the first message of an interaction whose state says that a join's
+// messages may have gone out before its outcome was saved (the daemon stopped in between, or
+// another replica took the interaction over): before that message is handled, so that a close or
+// a transfer ends what the readers may have seen. The start message itself, when it comes back,
+// joins again as any retry does. The join publishes the same ids again; one that fails for good
+// puts the attached data back (see join); one that must wait is tried again by the next actor
+// that reads the state, or by the start message's redelivery.
+func (a *actor) redoJoin(ctx context.Context) {
+	j := a.st.Joining
+	if a.conn() == nil {
+		a.logger().Warn("a join may have been published before its state was saved, but its vendor is not enabled", "vendor", a.vendor(), "token", connector.MaskToken(j.Token))
+		return
+	}
+	a.logger().Info("joining again: the last join may have been published before its state was saved", "token", connector.MaskToken(j.Token))
+	if err := a.join(ctx, j.Token, "join:"+j.Token, false); err != nil {
+		a.logger().Warn("joining again failed", "token", connector.MaskToken(j.Token), "error", err)
+	}
+	a.commitOrRetry(ctx)
 }
 
 // reserve reserves the attach seq of a join's attach in its marker (see Joining). The seq of an

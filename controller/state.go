@@ -55,7 +55,9 @@ type Live struct {
 // the messages a successful join publishes is fixed before the call (the lifecycle and page
 // messages' ids are the session's), so they are published as soon as the call succeeds and the
 // state is saved after them. An attempt that stopped in between published them with these ids;
-// the next attempt at the same token uses them again, and the streams drop the copies.
+// the next attempt at the same token uses them again, and the streams drop the copies. That next
+// attempt comes with the start message's redelivery, or before the interaction's next message if
+// that comes first (redoJoin), so that a close ends what the readers saw.
 type Joining struct {
 	Token string    `json:"token"`
 	At    time.Time `json:"at"`            // the first attempt at this token
