@@ -52,6 +52,7 @@ type delivery struct {
 	deadline time.Duration // the server's ack deadline for this attempt
 	ackWait  time.Duration // the server's AckWait (Backoff[0] when a backoff is set)
 	keeper   *leases
+	held     bool          // in keeper.held (guarded by keeper.mu)
 	counts   *kindCounters // the counters of its kind, set when it is handed over; nil: not counted
 
 	mu         sync.Mutex
@@ -189,34 +190,43 @@ type leases struct {
 	log    *slog.Logger
 	onSent func(seq uint64) // test hook: an in-progress ack was sent
 
+	// held is every delivery handed to the keeper and not let go by a tick yet (settled ones
+	// included: the next tick drops them). A slice, not a set: every pulled message is added
+	// once, and a tick goes through them all anyway. delivery.held says which are in it.
 	mu   sync.Mutex
-	held map[*delivery]struct{}
+	held []*delivery
 }
 
 func newLeases(budget time.Duration, log *slog.Logger, onSent func(uint64)) *leases {
-	return &leases{budget: budget, log: log, onSent: onSent, held: make(map[*delivery]struct{})}
+	return &leases{budget: budget, log: log, onSent: onSent}
 }
 
 func (l *leases) add(d *delivery) {
 	l.mu.Lock()
-	l.held[d] = struct{}{}
+	if !d.held {
+		d.held = true
+		l.held = append(l.held, d)
+	}
 	l.mu.Unlock()
 }
 
-func (l *leases) snapshot() []*delivery {
+// take takes the held deliveries out, for a tick.
+func (l *leases) take() []*delivery {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make([]*delivery, 0, len(l.held))
-	for d := range l.held {
-		out = append(out, d)
-	}
+	out := l.held
+	l.held = nil
 	return out
 }
 
-func (l *leases) drop(d *delivery) {
+// putBack returns what a tick kept, ahead of what was added meanwhile, and lets the rest go.
+func (l *leases) putBack(kept, dropped []*delivery) {
 	l.mu.Lock()
-	delete(l.held, d)
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	for _, d := range dropped {
+		d.held = false
+	}
+	l.held = append(kept, l.held...)
 }
 
 // run ticks every period until ctx is done.
@@ -234,7 +244,9 @@ func (l *leases) run(ctx context.Context, period time.Duration) {
 }
 
 func (l *leases) tick(now time.Time) {
-	for _, d := range l.snapshot() {
+	all := l.take()
+	var kept, dropped []*delivery
+	for _, d := range all {
 		keep, lapsed, sent := d.keepAlive(now, l.budget)
 		if sent && l.onSent != nil {
 			l.onSent(d.seq)
@@ -243,10 +255,13 @@ func (l *leases) tick(now time.Time) {
 			l.log.Warn("delivery not settled within the ack wait: the server will redeliver it",
 				"stream_seq", d.seq, "attempt", d.attempt, "ack_wait", l.budget)
 		}
-		if !keep {
-			l.drop(d)
+		if keep {
+			kept = append(kept, d)
+		} else {
+			dropped = append(dropped, d)
 		}
 	}
+	l.putBack(kept, dropped)
 }
 
 // queue holds the deliveries pulled ahead of the handler, in stream order.

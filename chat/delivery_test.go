@@ -39,8 +39,7 @@ func (m *fakeMsg) TermWithReason(r string) error { return m.record("term " + r) 
 func (l *leases) holds(d *delivery) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, ok := l.held[d]
-	return ok
+	return slices.Contains(l.held, d)
 }
 
 func TestDeliverySettlesOnce(t *testing.T) {
@@ -54,6 +53,13 @@ func TestDeliverySettlesOnce(t *testing.T) {
 	}
 	if !keeper.holds(d) {
 		t.Error("a failed ack did not hand the delivery back to the keeper")
+	}
+	d.keep() // handed over again while held: still held once
+	keeper.mu.Lock()
+	n := len(keeper.held)
+	keeper.mu.Unlock()
+	if n != 1 {
+		t.Errorf("the keeper holds %d entries of one delivery", n)
 	}
 	if err := d.Ack(t.Context()); err != nil {
 		t.Fatalf("retried ack: %v", err)

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"encoding/json"
+	"errors"
 	"regexp"
 	"strings"
 	"testing"
@@ -320,6 +321,33 @@ func FuzzFastEvent(f *testing.F) {
 			fast.ToAgentID != ref.ToAgentID || fast.Vendor != ref.Vendor || ref.RequestedBy != nil ||
 			!fast.At.Equal(ref.At) || fast.At.Location() != ref.At.Location() {
 			t.Fatalf("fastEvent %+v, decodeEvent %+v, for %q", fast, ref, data)
+		}
+	})
+}
+
+// FuzzParseTimestamp: the UTC fast path (utcTimestamp) reads every timestamp as time.Parse does:
+// the same time, and it refuses what the reference refuses.
+func FuzzParseTimestamp(f *testing.F) {
+	for _, s := range []string{"2026-12-01T09:26:53.571Z", "2026-12-01T09:26:53Z", "2024-02-29T23:59:59.999999999z",
+		"2023-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z", "2026-04-31T00:00:00Z", "0000-01-01T00:00:00Z",
+		"2026-12-01T24:00:00Z", "2026-12-01T23:60:00Z", "2026-12-01T23:59:60Z", "2026-12-01T09:26:53.1234567891Z",
+		"2026-12-01t09:26:53.5Z", "2026-12-01T09:26:53+01:00", "1900-02-29T00:00:00Z", "2000-02-29T00:00:00Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, gerr := object{}.parseTimestamp("at", s)
+		var want time.Time
+		var werr error
+		if !rfc3339Form(s) {
+			werr = errors.New("form")
+		} else if want, werr = time.Parse(time.RFC3339, s); werr == nil {
+			want = want.UTC()
+			if y := want.Year(); y < 1 || y > 9999 {
+				werr = errors.New("range")
+			}
+		}
+		if (gerr == nil) != (werr == nil) || (gerr == nil && !got.Equal(want)) || (gerr == nil && got.Location() != time.UTC) {
+			t.Fatalf("%q: got %v (%v), time.Parse %v (%v)", s, got, gerr, want, werr)
 		}
 	})
 }
