@@ -721,7 +721,9 @@ func (c *Consumer) fetch(ctx context.Context, src *source, n int, q *queue, keep
 
 func (c *Consumer) newDelivery(msg jetstream.Msg, p consumerParams) *delivery {
 	d := &delivery{msg: msg, subject: msg.Subject(), attempt: 1, touched: time.Now()}
-	if meta, err := msg.Metadata(); err == nil {
+	if delivered, seq, ok := ackCounts(msg.Reply()); ok {
+		d.seq, d.attempt = seq, int(delivered)
+	} else if meta, err := msg.Metadata(); err == nil {
 		d.seq = meta.Sequence.Stream
 		d.attempt = int(meta.NumDelivered)
 	}
@@ -729,6 +731,64 @@ func (c *Consumer) newDelivery(msg jetstream.Msg, p consumerParams) *delivery {
 	d.deadline = deadlineFor(p.ackWait, p.backoff, d.attempt)
 	d.ackWait = p.ackWait
 	return d
+}
+
+// ackCounts reads the delivery count and the stream sequence from a JetStream message's reply
+// subject, without the allocations of Msg.Metadata (which parses every field): every pulled message
+// needs these two. The subject is $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>,
+// or, from newer servers, $JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>...
+// with 11 tokens or more (the layout nats.go's own parser reads). ok is false for anything else,
+// and the caller asks Msg.Metadata.
+func ackCounts(reply string) (delivered, streamSeq uint64, ok bool) {
+	const prefix = "$JS.ACK."
+	if !strings.HasPrefix(reply, prefix) {
+		return 0, 0, false
+	}
+	var tok [8]string // the tokens after the prefix, up to <pending> of a v2 subject
+	n, rest := 0, reply[len(prefix):]
+	for {
+		t, after, found := strings.Cut(rest, ".")
+		if n < len(tok) {
+			tok[n] = t
+		}
+		n++
+		if !found {
+			break
+		}
+		rest = after
+	}
+	var d, q string
+	switch total := n + 2; {
+	case total == 9:
+		d, q = tok[2], tok[3]
+	case total >= 11:
+		d, q = tok[4], tok[5]
+	default:
+		return 0, 0, false
+	}
+	if delivered, ok = decimal(d); !ok {
+		return 0, 0, false
+	}
+	if streamSeq, ok = decimal(q); !ok {
+		return 0, 0, false
+	}
+	return delivered, streamSeq, true
+}
+
+// decimal reads a non-empty run of ASCII digits.
+func decimal(s string) (uint64, bool) {
+	if s == "" || len(s) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
 }
 
 // dispatch decodes d and hands it to h, or settles it here when it is malformed or ignored.

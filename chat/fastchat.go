@@ -23,6 +23,7 @@ func fastChat(token string, data []byte) (*Message, bool) {
 	var m Message
 	var have struct{ id, interaction, text, from, sentAt bool }
 	var sentAt string
+	sameID := false // interactionId is the subject's
 	ok := s.fields(func(key []byte) bool {
 		switch string(key) { // compared, not kept: no copy
 		case "id":
@@ -30,7 +31,9 @@ func fastChat(token string, data []byte) (*Message, bool) {
 			return s.strInto(&m.ID)
 		case "interactionId":
 			have.interaction = true
-			return s.strInto(&m.InteractionID)
+			b, ok := s.strBytes()
+			sameID = ok && string(b) == token // compared, not kept: no copy
+			return ok
 		case "text":
 			have.text = true
 			return s.strInto(&m.Text)
@@ -47,10 +50,10 @@ func fastChat(token string, data []byte) (*Message, bool) {
 		return nil, false
 	}
 	if !s.end() || !have.id || !have.interaction || !have.text || !have.from || m.ID == "" ||
-		m.InteractionID != token || checkToken("interactionId", m.InteractionID) != nil || !m.From.Role.Valid() {
+		!sameID || checkToken("interactionId", token) != nil || !m.From.Role.Valid() {
 		return nil, false
 	}
-	m.InteractionID = token // the same bytes: keep one string
+	m.InteractionID = token
 	if have.sentAt {
 		t, err := object{}.parseTimestamp("sentAt", sentAt)
 		if err != nil {
@@ -374,7 +377,9 @@ func (s *scanner) sender(out *Sender) bool {
 		switch string(key) {
 		case "role":
 			hasRole = true
-			return s.strInto(&role)
+			b, ok := s.strBytes()
+			role = knownRole(b)
+			return ok
 		case "id":
 			return s.strInto(&out.ID)
 		case "name":
@@ -384,6 +389,42 @@ func (s *scanner) sender(out *Sender) bool {
 	})
 	out.Role = Role(role)
 	return ok && hasRole
+}
+
+// knownRole is b as a string, without a copy for the roles of the contract.
+func knownRole(b []byte) string {
+	switch Role(b) { // compared, not converted
+	case RoleCustomer:
+		return string(RoleCustomer)
+	case RoleAgent:
+		return string(RoleAgent)
+	case RoleBot:
+		return string(RoleBot)
+	case RoleSystem:
+		return string(RoleSystem)
+	}
+	return string(b)
+}
+
+// strBytes reads a string value like str, but returns its bytes: those of data, without a copy,
+// when the string has no escapes.
+func (s *scanner) strBytes() ([]byte, bool) {
+	s.ws()
+	if s.i >= len(s.data) || s.data[s.i] != '"' {
+		return nil, false
+	}
+	start := s.i + 1
+	for j := start; j < len(s.data); j++ {
+		switch c := s.data[j]; {
+		case c == '"':
+			s.i = j + 1
+			return s.data[start:j], true
+		case c == '\\' || c < 0x20:
+			v, ok := s.str() // escapes, or a control character str refuses: str decides
+			return []byte(v), ok
+		}
+	}
+	return nil, false
 }
 
 // end reports whether only whitespace follows.

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
 )
 
 // isSubjectToken is the contract's subject-token rule, written out independently of checkToken:
@@ -348,6 +350,29 @@ func FuzzParseTimestamp(f *testing.F) {
 		}
 		if (gerr == nil) != (werr == nil) || (gerr == nil && !got.Equal(want)) || (gerr == nil && got.Location() != time.UTC) {
 			t.Fatalf("%q: got %v (%v), time.Parse %v (%v)", s, got, gerr, want, werr)
+		}
+	})
+}
+
+// FuzzAckCounts: ackCounts reads a reply subject as nats.go's Msg.Metadata does, for every subject
+// it takes.
+func FuzzAckCounts(f *testing.F) {
+	for _, s := range []string{"$JS.ACK.S.C.1.2.3.4.5", "$JS.ACK.D.H.S.C.3.42.7.1700000000000000000.0.r", "$JS.ACK._.H.S.C.3.42.7.1.0",
+		"$JS.ACK.S.C.x.2.3.4.5", "$JS.ACK.S.C.1.2.3.4", "$JS.ACK.S.C.1.2.3.4.5.6", "$JS.ACK..C.1.2.3.4.5", "x.ACK.S.C.1.2.3.4.5",
+		"$JS.ACK.S.C.1.99999999999999999999.3.4.5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, reply string) {
+		delivered, seq, ok := ackCounts(reply)
+		if !ok {
+			return
+		}
+		meta, err := (&nats.Msg{Reply: reply, Sub: &nats.Subscription{}}).Metadata() // the legacy API reads it with the same parser as jetstream.Msg
+		if err != nil {
+			t.Fatalf("%q: ackCounts took it (%d, %d), Metadata: %v", reply, delivered, seq, err)
+		}
+		if meta.NumDelivered != delivered || meta.Sequence.Stream != seq {
+			t.Fatalf("%q: ackCounts (%d, %d), Metadata (%d, %d)", reply, delivered, seq, meta.NumDelivered, meta.Sequence.Stream)
 		}
 	})
 }
