@@ -165,7 +165,8 @@ func (ks *keySet) add(k []byte) bool {
 	return true
 }
 
-// plainKey reads a key without escapes (a key with one goes to the reference decoder).
+// plainKey reads a string without escapes, or leaves s.i alone: a key (a key with an escape goes
+// to the reference decoder), or a value's bytes (strBytes).
 func (s *scanner) plainKey() ([]byte, bool) {
 	if s.i >= len(s.data) || s.data[s.i] != '"' {
 		return nil, false
@@ -410,21 +411,11 @@ func knownRole(b []byte) string {
 // when the string has no escapes.
 func (s *scanner) strBytes() ([]byte, bool) {
 	s.ws()
-	if s.i >= len(s.data) || s.data[s.i] != '"' {
-		return nil, false
+	if b, ok := s.plainKey(); ok {
+		return b, true
 	}
-	start := s.i + 1
-	for j := start; j < len(s.data); j++ {
-		switch c := s.data[j]; {
-		case c == '"':
-			s.i = j + 1
-			return s.data[start:j], true
-		case c == '\\' || c < 0x20:
-			v, ok := s.str() // escapes, or a control character str refuses: str decides
-			return []byte(v), ok
-		}
-	}
-	return nil, false
+	v, ok := s.str() // escapes, or not a string str takes: str decides
+	return []byte(v), ok
 }
 
 // end reports whether only whitespace follows.

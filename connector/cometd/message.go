@@ -221,11 +221,11 @@ func decodeMessages(body []byte) ([]Message, error) {
 	return msgs, nil
 }
 
-// appendConnect appends m, a /meta/connect of the usual shape (channel, id, clientId,
-// connectionType, and an advice with a timeout only), as a batch of one exactly as
-// json.Marshal([]Message{*m}) writes it, without reflection: a waiting session sends one every
-// connect period. ok is false for any other shape, or for a string that JSON would escape; the
-// caller then uses encoding/json.
+// appendConnect appends m, a message of a connect's shape (channel, id, clientId, connectionType,
+// and an advice with a timeout only: /meta/connect, also /meta/disconnect), as a batch of one
+// exactly as json.Marshal([]Message{*m}) writes it, without reflection: a waiting session sends a
+// connect every connect period. ok is false for any other shape, or for a string that JSON would
+// escape; the caller then uses encoding/json.
 func appendConnect(dst []byte, m *Message) (_ []byte, ok bool) {
 	if m.Data != nil || m.Successful != nil || m.Error != "" || m.Ext != nil || m.Subscription != "" ||
 		m.Version != "" || m.MinimumVersion != "" || m.SupportedConnectionTypes != nil {
