@@ -95,6 +95,10 @@ type actor struct {
 	// shown is the live session as last read or saved, for Controller.LiveSessions (read from
 	// any goroutine); nil: none.
 	shown atomic.Pointer[SessionCount]
+	// quietUntil, when not 0: when its goroutine last stopped, the actor held a live session with
+	// its deadline timer set for this time (Unix ns, by the wall clock) and had nothing to retry,
+	// so that the sweep's nudge finds nothing to do before then (see noteQuiet).
+	quietUntil atomic.Int64
 }
 
 // show publishes the live session of the state the actor holds as stored (see shown).
@@ -341,6 +345,7 @@ func (a *actor) work() {
 		}
 		a.armDeadline()
 		a.trackLive(false)
+		a.noteQuiet() // before take: once take finds nothing, another goroutine may own the actor
 		k, w, in, ev := a.take()
 		switch {
 		case k == tookNothing:
@@ -677,6 +682,18 @@ func inProgress(in chat.Inbound) {
 	if in.Delivery != nil {
 		_ = in.Delivery.InProgress()
 	}
+}
+
+// noteQuiet tells the sweep until when this actor, should it stop now, has nothing for it to do: a
+// live session with its deadline timer set, and nothing to retry (see Controller.sweep). An actor
+// that goes on working meanwhile notes it again before it stops.
+func (a *actor) noteQuiet() {
+	var until int64
+	if a.st.Live != nil && a.deadline != nil && a.retry == nil && a.stopRetry == nil &&
+		!a.dirty && len(a.outbox) == 0 && len(a.st.PendingStops) == 0 && a.rejoin == nil {
+		until = a.deadlineAt.UnixNano()
+	}
+	a.quietUntil.Store(until)
 }
 
 // armDeadline sets the deadline timer for the state's next deadline. It runs before every piece

@@ -460,8 +460,15 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := time.Now().UnixNano()
 	for _, a := range c.actors {
-		a.kick(workPoke)
+		// A live session that only waits has its deadline on a timer and nothing else due:
+		// nudging each of thousands of them would start as many goroutines for nothing. One whose
+		// deadline passed by the wall clock is nudged all the same: the clock may have jumped
+		// ahead of the timer, which counts on the monotonic clock.
+		if q := a.quietUntil.Load(); q == 0 || now >= q {
+			a.kick(workPoke)
+		}
 	}
 }
 

@@ -1498,3 +1498,35 @@ func TestRestartWhileStarting(t *testing.T) {
 		wantKinds(t, h, "start:customer", "joined", "attach#1", "view:a1")
 	})
 }
+
+// TestSweepLeavesQuietSessionsAlone: the sweep does not nudge an actor whose live session only
+// waits with its deadline on a timer, unless that deadline passed by the wall clock (a clock that
+// jumped ahead of the timer).
+func TestSweepLeavesQuietSessionsAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "111111111"), "ack")
+		h.c.mu.Lock()
+		a := h.c.actors["i1"]
+		h.c.mu.Unlock()
+		if a.quietUntil.Load() == 0 {
+			t.Fatal("a joined session waiting for its agent is not noted quiet")
+		}
+		kicked := func() bool {
+			a.qmu.Lock()
+			defer a.qmu.Unlock()
+			return a.running || a.pending != 0
+		}
+		h.c.sweep()
+		if kicked() {
+			t.Fatal("the sweep nudged a quiet actor")
+		}
+		synctest.Wait()
+		a.quietUntil.Store(time.Now().Add(-time.Second).UnixNano()) // the wall clock passed its deadline
+		h.c.sweep()
+		if !kicked() {
+			t.Fatal("the sweep left an actor whose deadline passed")
+		}
+		synctest.Wait()
+	})
+}
