@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/cobrowse-connector/cobrowse-connector/attach"
 	"github.com/cobrowse-connector/cobrowse-connector/chat"
+	"github.com/cobrowse-connector/cobrowse-connector/cmd/cobrowse-connector/daemon"
 	"github.com/cobrowse-connector/cobrowse-connector/configs"
 	"github.com/cobrowse-connector/cobrowse-connector/connector/gcb/gcbtest"
 )
@@ -37,7 +39,21 @@ func (e *env) joinSession(iid, agent string, wantQuantity int) *gcbtest.Session 
 			e.t.Fatalf("agent view to %s: %+v", to, v)
 		}
 	}
+	e.awaitJoinSaved(iid, s.HistoryID())
 	return s
+}
+
+// awaitJoinSaved waits until the interaction's state, read through the sessions.get endpoint,
+// records the live session historyID: a join's messages are published before its state is saved
+// (the join marker reserved their ids), so the attach can reach the test a moment before the
+// daemon's status, its session list, or a restart would see the session.
+func (e *env) awaitJoinSaved(iid, historyID string) {
+	e.t.Helper()
+	e.waitUntil("the state of "+iid+" to record its session", func() bool {
+		data, code, _ := e.request(daemon.SessionsSubject(daemon.EndpointSessionsGet), `{"interactionId":"`+iid+`"}`)
+		var got daemon.StateSummary
+		return code == "" && json.Unmarshal(data, &got) == nil && got.Live != nil && got.SessionID == historyID
+	})
 }
 
 // activate plays the agent joining from the agent view, and checks activated and its attach.

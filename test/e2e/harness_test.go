@@ -363,7 +363,7 @@ func (e *env) dump() string {
 	return b.String()
 }
 
-// waitUntil polls cond (a cheap read of the Co-browse Server's state) until it holds.
+// waitUntil polls cond (a cheap read of the Co-browse Server's state, or of the daemon's) until it holds.
 func (e *env) waitUntil(what string, cond func() bool) {
 	e.t.Helper()
 	deadline := time.Now().Add(wait)

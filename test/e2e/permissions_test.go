@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -203,7 +204,11 @@ func TestPermissionSets(t *testing.T) {
 	ze.requestJSON(daemon.StatusSubject(), "", &st)
 	ze.requestJSON(daemon.MemberStatusSubject("main"), "", &st)
 	var list daemon.ListAnswer
-	ze.requestJSON(daemon.SessionsSubject(daemon.EndpointSessionsList), `{"vendor":"zoom"}`, &list)
+	// The join's messages go out before its state is saved: the list catches up a moment later.
+	ze.waitUntil("the Zoom session in the list", func() bool {
+		data, code, _ := ze.request(daemon.SessionsSubject(daemon.EndpointSessionsList), `{"vendor":"zoom"}`)
+		return code == "" && json.Unmarshal(data, &list) == nil && len(list.Sessions) > 0
+	})
 	if len(list.Sessions) != 1 || list.Sessions[0].InteractionID != "i-3" {
 		t.Fatalf("list: %+v", list)
 	}
