@@ -140,47 +140,11 @@ func common(b []byte) string {
 	return string(b)
 }
 
-// knownKey is k as a string, without a copy for the keys the decoder reads.
-func knownKey(k []byte) string {
-	switch string(k) { // compared, not converted
-	case "channel":
-		return "channel"
-	case "id":
-		return "id"
-	case "clientId":
-		return "clientId"
-	case "successful":
-		return "successful"
-	case "advice":
-		return "advice"
-	case "data":
-		return "data"
-	case "error":
-		return "error"
-	case "ext":
-		return "ext"
-	case "subscription":
-		return "subscription"
-	case "version":
-		return "version"
-	case "connectionType":
-		return "connectionType"
-	case "reconnect":
-		return "reconnect"
-	case "interval":
-		return "interval"
-	case "timeout":
-		return "timeout"
-	case "maxInterval":
-		return "maxInterval"
-	}
-	return string(k)
-}
-
-// object reads an object at s.i ('{'): take reads each key's value; a key twice fails it.
-func (s *bscan) object(take func(key string) bool) bool {
+// object reads an object at s.i ('{'): take reads each key's value; a key twice fails it. The keys
+// are data's own bytes, not copies (take switches on string(key), which copies nothing).
+func (s *bscan) object(take func(key []byte) bool) bool {
 	s.i++
-	var seen [16]string
+	var seen [16][]byte
 	n := 0
 	for first := true; ; first = false {
 		if s.lit("}") {
@@ -193,23 +157,22 @@ func (s *bscan) object(take func(key string) bool) bool {
 		if !ok || !s.lit(":") || n == len(seen) {
 			return false
 		}
-		key := knownKey(k)
 		for _, p := range seen[:n] {
-			if p == key {
+			if bytes.Equal(p, k) {
 				return false
 			}
 		}
-		seen[n] = key
+		seen[n] = k
 		n++
-		if !take(key) {
+		if !take(k) {
 			return false
 		}
 	}
 }
 
 func (s *bscan) message(m *Message) bool {
-	return s.object(func(key string) bool {
-		switch key {
+	return s.object(func(key []byte) bool {
+		switch string(key) {
 		case "channel":
 			return s.str(&m.Channel)
 		case "id":
@@ -246,8 +209,8 @@ func (s *bscan) message(m *Message) bool {
 			}
 			a := &Advice{}
 			m.Advice = a
-			return s.object(func(key string) bool {
-				switch key {
+			return s.object(func(key []byte) bool {
+				switch string(key) {
 				case "reconnect":
 					return s.str(&a.Reconnect)
 				case "interval":
