@@ -1,6 +1,7 @@
 package cometd_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -233,5 +234,105 @@ func TestSingleObjectReplies(t *testing.T) {
 	}
 	if err := c.Disconnect(ctxT(t)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStartCallRidesWithTheFirstConnect: StartCall sends the call in the request (long-polling)
+// or frame (websocket) of the first connect, after the ready function returned, and returns its
+// result; the client then runs as after Start. A result that comes as a delivery (successful:true
+// without data) is waited for as Call waits for it.
+func TestStartCallRidesWithTheFirstConnect(t *testing.T) {
+	for _, tr := range bothTransports {
+		for _, asDelivery := range []bool{false, true} {
+			name := tr + "/in-reply"
+			if asDelivery {
+				name = tr + "/as-delivery"
+			}
+			t.Run(name, func(t *testing.T) {
+				srv := &bayeuxtest.Server{Timeout: 200 * time.Millisecond, WebSocket: true}
+				bodies := newLog[[]string]()
+				srv.OnBody = func(c *bayeuxtest.Call) {
+					var chans []string
+					for _, m := range c.Body {
+						chans = append(chans, m.Channel)
+					}
+					if len(chans) > 0 { // not the websocket's upgrade
+						bodies.add(chans)
+					}
+				}
+				srv.Hook = func(_ *bayeuxtest.Call, m cometd.Message) ([]cometd.Message, bool) {
+					if m.Channel != "/service/join" {
+						return nil, false
+					}
+					r := bayeuxtest.OK(&m)
+					if asDelivery {
+						srv.Deliver(m.ClientID, cometd.Message{Channel: "/service/join", ID: m.ID, Data: json.RawMessage(`{"joined":` + string(m.Data) + `}`)})
+					} else {
+						r.Data = json.RawMessage(`{"joined":` + string(m.Data) + `}`)
+					}
+					return []cometd.Message{r}, true
+				}
+				c, rec := newClient(t, serve(t, srv), tr, nil)
+				readyAt := -1
+				res, err := c.StartCall(ctxT(t), "/service/join", 7, func(context.Context) error {
+					readyAt = len(bodies.all())
+					return nil
+				})
+				if err != nil || string(res) != `{"joined":7}` {
+					t.Fatalf("StartCall: %s %v", res, err)
+				}
+				rec.state(cometd.StateConnected)
+				if got := bodies.next(t); !slices.Equal(got, []string{"/meta/handshake"}) {
+					t.Fatalf("first body %q, want the handshake alone", got)
+				}
+				if readyAt != 1 {
+					t.Fatalf("ready was called after %d bodies, want 1 (the handshake)", readyAt)
+				}
+				if got := bodies.next(t); !slices.Equal(got, []string{"/meta/connect", "/service/join"}) {
+					t.Fatalf("second body %q, want the first connect with the call", got)
+				}
+				// The session runs on: another call, and a second StartCall is refused.
+				if res, err := c.Call(ctxT(t), "/service/join", 8); err != nil || string(res) != `{"joined":8}` {
+					t.Fatalf("call after StartCall: %s %v", res, err)
+				}
+				if _, err := c.StartCall(ctxT(t), "/service/join", 9, nil); !errors.Is(err, cometd.ErrStarted) {
+					t.Fatalf("second StartCall: %v, want ErrStarted", err)
+				}
+			})
+		}
+	}
+}
+
+// TestStartCallReadyRefuses: an error of the ready function fails StartCall with it and closes
+// the client; neither the connect nor the call is sent.
+func TestStartCallReadyRefuses(t *testing.T) {
+	for _, tr := range bothTransports {
+		t.Run(tr, func(t *testing.T) {
+			srv := &bayeuxtest.Server{Timeout: 200 * time.Millisecond, WebSocket: true}
+			bodies := newLog[[]string]()
+			srv.OnBody = func(c *bayeuxtest.Call) {
+				var chans []string
+				for _, m := range c.Body {
+					chans = append(chans, m.Channel)
+				}
+				if len(chans) > 0 { // not the websocket's upgrade
+					bodies.add(chans)
+				}
+			}
+			c, rec := newClient(t, serve(t, srv), tr, nil)
+			refused := errors.New("not yet")
+			if _, err := c.StartCall(ctxT(t), "/service/join", 1, func(context.Context) error { return refused }); !errors.Is(err, refused) {
+				t.Fatalf("StartCall: %v, want the ready function's error", err)
+			}
+			select {
+			case <-c.Done():
+			case <-time.After(wait):
+				t.Fatal("the client still runs after a refused StartCall")
+			}
+			rec.noState()
+			if got := bodies.all(); len(got) != 1 || !slices.Equal(got[0], []string{"/meta/handshake"}) {
+				t.Fatalf("server saw %q, want the handshake alone", got)
+			}
+		})
 	}
 }

@@ -338,6 +338,58 @@ func (l clog) log(level slog.Level, msg string, args []any) {
 // outlives ctx: it runs until Disconnect, Close, or the server's reconnect advice "none".
 // When Start fails the Client is closed and no state events are sent.
 func (c *Client) Start(ctx context.Context) error {
+	return c.begin(ctx, nil)
+}
+
+// StartCall is Start followed by Call (channel, data), with the call sent beside the first
+// /meta/connect: in its HTTP request on long-polling, in its frame on websocket. That saves the
+// round trip Call would wait for after Start. Bayeux lets other messages share a request with a
+// connect, and the first connect asks the server to answer at once (advice timeout 0), so a
+// server that holds a connect's request until the connect is answered holds this one no longer
+// than that.
+//
+// ready, if not nil, is called after the handshake and before the connect and the call are sent,
+// with ctx: its error fails StartCall (and closes the Client) before the call is sent. When the
+// start fails the Client is closed, as Start closes it; when the start succeeds and the call
+// fails, the Client runs on, as after Start and a failed Call.
+func (c *Client) StartCall(ctx context.Context, channel string, data any, ready func(context.Context) error) (json.RawMessage, error) {
+	raw, err := encodeData(data)
+	if err != nil {
+		return nil, err
+	}
+	var p *pending
+	var t transport
+	err = c.begin(ctx, func() ([]Message, []*pending, error) {
+		if ready != nil {
+			if err := ready(ctx); err != nil {
+				return nil, nil, err
+			}
+		}
+		var id string
+		var err error
+		if t, id, err = c.session(); err != nil {
+			return nil, nil, err
+		}
+		m := Message{Channel: channel, Data: raw, ClientID: id}
+		p = c.register(&m, t, true)
+		return []Message{m}, []*pending{p}, nil
+	})
+	if p != nil {
+		defer c.unregister(p)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.MaxNetworkDelay)
+	defer cancel()
+	stop := context.AfterFunc(c.lifeCtx(), cancel)
+	defer stop()
+	return c.result(ctx, t, p)
+}
+
+// begin is Start; with, if not nil, is called after the handshake and gives the messages (and
+// their requests) to send beside the first connect, or the error that fails the start.
+func (c *Client) begin(ctx context.Context, with func() ([]Message, []*pending, error)) error {
 	c.mu.Lock()
 	switch c.state {
 	case stateRunning:
@@ -361,6 +413,12 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	started := make(chan error, 1)
 	c.lp = &loop{c: c, started: started, fresh: true}
+	if with != nil {
+		if c.lp.with, c.lp.withScope, err = with(); err != nil {
+			c.Close()
+			return err
+		}
+	}
 	if !c.goNet(func() { c.runLoop(c.lp) }) {
 		c.Close()
 		return ErrClosed
@@ -792,6 +850,11 @@ func (c *Client) call(ctx context.Context, m Message) (json.RawMessage, error) {
 	if err := c.send(ctx, t, []*pending{p}, []Message{m}); err != nil {
 		return nil, c.ctxErr(err)
 	}
+	return c.result(ctx, t, p)
+}
+
+// result waits for the result of the call p sent on t (see Call).
+func (c *Client) result(ctx context.Context, t transport, p *pending) (json.RawMessage, error) {
 	waitDelivery := false
 	for {
 		r, err := c.await(ctx, t, p, waitDelivery)

@@ -16,6 +16,10 @@ import (
 // connect is held (call-later-µs, a refused join: one round trip, with less work at the server);
 // and Start itself (start-µs). Medians over b.N sessions.
 //
+// Beside each of those sessions another one joins with StartCall, the join sent with the first
+// connect: start-then-join-µs is Start and the join after it, startcall-µs the same with
+// StartCall, and startcall/start-then-join their ratio (the medians', the two alternated).
+//
 // A variant that held the second connect until the join was sent measured no better (see the
 // "Join latency" note in doc.go), so the client sends it at once.
 func BenchmarkJoinLatency(b *testing.B) {
@@ -24,8 +28,26 @@ func BenchmarkJoinLatency(b *testing.B) {
 			cl := gcbtest.NewCluster(gcbtest.Options{Nodes: 1, ConnectTimeout: 30 * time.Second, ServerURL: true})
 			b.Cleanup(cl.Close)
 			node := cl.Nodes()[0]
-			var starts, firsts, laters []time.Duration
+			var starts, firsts, laters, both, startCalls []time.Duration
 			for range b.N {
+				gs2, err := cl.CreateSession(0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c2, err := cometd.New(cometd.Options{URL: node.CometDURL(), Transports: []string{tr}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+				s0 := time.Now()
+				if _, err := c2.StartCall(ctx2, "/service/session/join", map[string]any{"sessionToken": gs2.Token(), "role": 3}, nil); err != nil {
+					b.Fatal(err)
+				}
+				startCalls = append(startCalls, time.Since(s0))
+				c2.Close()
+				cancel2()
+				_ = gs2.CustomerExit()
+
 				gs, err := cl.CreateSession(0)
 				if err != nil {
 					b.Fatal(err)
@@ -58,6 +80,7 @@ func BenchmarkJoinLatency(b *testing.B) {
 				_, _ = c.Call(ctx, "/service/session/join", join) // refused (already joined): one round trip
 				t4 := time.Now()
 				starts, firsts, laters = append(starts, t1.Sub(t0)), append(firsts, t2.Sub(t1)), append(laters, t4.Sub(t3))
+				both = append(both, t2.Sub(t0))
 				c.Close()
 				cancel()
 				_ = gs.CustomerExit()
@@ -69,6 +92,9 @@ func BenchmarkJoinLatency(b *testing.B) {
 			b.ReportMetric(med(starts), "start-µs")
 			b.ReportMetric(med(firsts), "join-after-start-µs")
 			b.ReportMetric(med(laters), "call-later-µs")
+			b.ReportMetric(med(both), "start-then-join-µs")
+			b.ReportMetric(med(startCalls), "startcall-µs")
+			b.ReportMetric(med(startCalls)/med(both), "startcall/start-then-join")
 		})
 	}
 }

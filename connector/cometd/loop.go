@@ -91,8 +91,9 @@ func (c *Client) handshake(ctx context.Context) error {
 	return errors.Join(append([]error{ErrNoTransport}, errs...)...)
 }
 
-// connect sends one /meta/connect and waits for its reply up to advice.timeout+MaxNetworkDelay.
-func (c *Client) connect(fresh bool) (Message, error) {
+// connect sends one /meta/connect, with the messages of with after it in the same request or
+// frame (their requests in scope), and waits for its reply up to advice.timeout+MaxNetworkDelay.
+func (c *Client) connect(fresh bool, with []Message, scope []*pending) (Message, error) {
 	t, id, err := c.session()
 	if err != nil {
 		return Message{}, err
@@ -105,7 +106,7 @@ func (c *Client) connect(fresh bool) (Message, error) {
 	defer cancel()
 	p := c.register(&m, t, false)
 	defer c.unregister(p)
-	if err := c.send(ctx, t, []*pending{p}, []Message{m}); err != nil {
+	if err := c.send(ctx, t, append([]*pending{p}, scope...), append([]Message{m}, with...)); err != nil {
 		return Message{}, c.ctxErr(err)
 	}
 	r, err := c.await(ctx, t, p, false)
@@ -214,6 +215,10 @@ type loop struct {
 	backoff       time.Duration
 	delay         time.Duration // wait before the next step
 	out           *lpConnect    // a long-polling connect whose reply is coming
+	// with is sent beside the first connect, in its request or frame (StartCall); withScope
+	// holds their requests. Both are dropped once sent.
+	with      []Message
+	withScope []*pending
 }
 
 // errHeartbeat is a websocket /meta/connect that got no reply in time.
@@ -394,11 +399,15 @@ func (l *loop) run() step {
 			}
 		case c.longPolling() != nil:
 			var w *lpConnect
-			if w, err = c.startConnect(l.fresh); err == nil {
+			w, err = c.startConnect(l.fresh, l.with, l.withScope)
+			l.with, l.withScope = nil, nil
+			if err == nil {
 				return step{wait: w}
 			}
 		default:
-			r, err = c.connect(l.fresh)
+			with, scope := l.with, l.withScope
+			l.with, l.withScope = nil, nil
+			r, err = c.connect(l.fresh, with, scope)
 		}
 		if end, why := l.after(r, err); end {
 			return step{err: why}
@@ -615,12 +624,14 @@ type lpConnect struct {
 	lp       *longPolling
 	q        *lpRequest
 	p        *pending
+	with     []*pending // the requests sent beside it (StartCall)
 	body     []byte
 	deadline time.Time
 }
 
-// startConnect sends a /meta/connect on the long-polling transport without waiting for its reply.
-func (c *Client) startConnect(fresh bool) (*lpConnect, error) {
+// startConnect sends a /meta/connect on the long-polling transport without waiting for its reply,
+// with the messages of with after it in the same request (their requests in scope).
+func (c *Client) startConnect(fresh bool, with []Message, scope []*pending) (*lpConnect, error) {
 	t, id, err := c.session()
 	if err != nil {
 		return nil, err
@@ -634,10 +645,12 @@ func (c *Client) startConnect(fresh bool) (*lpConnect, error) {
 		m.Advice = &Advice{Timeout: ptr(int64(0))}
 	}
 	// No context: the connection's deadline bounds the wait, and Close closes the connection.
-	w := &lpConnect{lp: lp, deadline: time.Now().Add(c.connectWait())}
+	w := &lpConnect{lp: lp, deadline: time.Now().Add(c.connectWait()), with: scope}
 	w.p = c.register(&m, t, false)
 	var plain bool
-	if w.body, plain = appendConnect(make([]byte, 0, 160), &m); !plain {
+	if len(with) > 0 {
+		w.body, err = json.Marshal(append([]Message{m}, with...))
+	} else if w.body, plain = appendConnect(make([]byte, 0, 160), &m); !plain {
 		w.body, err = json.Marshal([]Message{m})
 	}
 	if err == nil {
@@ -667,7 +680,7 @@ func (c *Client) finishConnect(w *lpConnect) (r Message, again *lpConnect, err e
 	if err != nil {
 		return Message{}, nil, err
 	}
-	c.dispatch(msgs, []*pending{w.p})
+	c.dispatch(msgs, append([]*pending{w.p}, w.with...))
 	if r, err = c.await(nil, w.lp, w.p, false); err != nil { //nolint:staticcheck // nil is the transport's "no context": the deadline bounds the call, Close ends it
 		return Message{}, nil, err
 	}

@@ -190,6 +190,37 @@ func TestBayeuxCometDNodeServer(t *testing.T) {
 	peer.Expect(t, "REMOVED "+e.ClientID+" false", bayeuxWait)
 }
 
+// TestBayeuxCometDNodeServerStartCall: a call sent beside the first /meta/connect (StartCall, as
+// the Genesys connector joins) is answered with that connect's reply, and the session runs on.
+func TestBayeuxCometDNodeServerStartCall(t *testing.T) {
+	peer := nodepeer.Start(t, "cometd_server.mjs", "--timeout", "1000")
+	base := peer.Expect(t, "LISTENING ", 30*time.Second)
+	rec := &bayeuxRecorder{t: t, states: make(chan cometd.StateEvent, 64), msgs: make(chan cometd.Message, 256)}
+	c, err := cometd.New(cometd.Options{URL: base, Transports: []string{cometd.TransportLongPolling}, MaxNetworkDelay: 3 * time.Second,
+		OnState: func(e cometd.StateEvent) { rec.states <- e }, OnMessage: func(m cometd.Message) { rec.msgs <- m }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	began := time.Now()
+	res, err := c.StartCall(bayeuxCtx(t), "/service/echo", map[string]int{"n": 0}, nil)
+	if err != nil || string(res) != `{"echo":{"n":0}}` {
+		t.Fatalf("StartCall: %s %v", res, err)
+	}
+	// The server holds a connect for 1 s: an answer well within it was not held with one.
+	if took := time.Since(began); took >= time.Second {
+		t.Fatalf("StartCall took %v: the call's reply was held with a connect", took)
+	}
+	rec.state(cometd.StateConnected)
+	peer.Expect(t, "HANDSHAKE "+c.ClientID(), bayeuxWait)
+	if res, err := c.Call(bayeuxCtx(t), "/service/echo", map[string]int{"n": 1}); err != nil || string(res) != `{"echo":{"n":1}}` {
+		t.Fatalf("call after StartCall: %s %v", res, err)
+	}
+	if err := c.Disconnect(bayeuxCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestBayeuxFaye runs the client against faye 1.4.3 on each transport: pub/sub, a client
 // destroyed by the engine (401 Unknown client) and the re-handshake that follows, disconnect.
 // On websocket the server confirms the upgrade (with our Origin and seeded cookie) and that
