@@ -9,8 +9,8 @@
 //     URL with the gcbSessionServer cookie Get Session set (sent on every CometD request, the
 //     WebSocket upgrade and the REST stop);
 //  3. a new CometD client (its own cookie jar and connections; the TLS configuration and the
-//     dialer are the connector's, shared) handshakes and connects, then calls
-//     /service/session/join with role 3;
+//     dialer are the connector's, shared) handshakes, then calls /service/session/join with role
+//     3 beside its first /meta/connect, in the same request or frame (cometd.Client.StartCall);
 //  4. /service/session/joined, /activated and /deactivated become EventParticipantJoined,
 //     EventActivated and EventDeactivated; after deactivated the Bayeux client disconnects;
 //  5. a Bayeux re-handshake loses the Genesys join: the session joins again, retrying a refusal
@@ -327,18 +327,32 @@ func (c *Connector) connect(ctx context.Context, op string, r route, p params, r
 				Err: fmt.Errorf("creating the CometD client: %w", err)}
 		}
 		s.client = client
+		if rj == nil {
+			// The join goes out with the first connect (one round trip less than a join after
+			// Start), once the join marker is saved (Trigger.Ready).
+			var readyErr error
+			var ready func(context.Context) error
+			if p.ready != nil {
+				ready = func(ctx context.Context) error {
+					readyErr = p.ready(ctx)
+					return readyErr
+				}
+			}
+			raw, err := client.StartCall(jctx, ChannelJoin, s.joinRequest(), ready)
+			c.noteTransport(s)
+			switch {
+			case readyErr != nil:
+				return joinReply{}, readyErr
+			case err != nil:
+				return joinReply{}, redact(bayeuxError(op, s.nodeURL, err), s.token)
+			}
+			reply, err := checkJoinReply(op, s.nodeURL, raw)
+			return reply, redact(err, s.token)
+		}
 		err = client.Start(jctx)
 		c.noteTransport(s)
 		if err != nil {
 			return joinReply{}, bayeuxError(op, r.NodeURL, err)
-		}
-		if rj == nil {
-			if p.ready != nil {
-				if err := p.ready(jctx); err != nil {
-					return joinReply{}, err
-				}
-			}
-			return s.joinCall(jctx, op)
 		}
 		adv := client.Advice()
 		rj.advice = &adv
@@ -383,12 +397,17 @@ func (s *session) joinUntil(ctx context.Context, op string, rj *rejoinState) (jo
 
 // joinCall calls /service/session/join as Controller on the session's client and checks the reply.
 func (s *session) joinCall(ctx context.Context, op string) (joinReply, error) {
+	r, err := s.decodeJoin(ctx, op, s.joinRequest())
+	return r, redact(err, s.token)
+}
+
+// joinRequest is the data of a /service/session/join as Controller.
+func (s *session) joinRequest() map[string]any {
 	req := map[string]any{"sessionToken": s.token, "role": int(connector.RoleController)}
 	if name := s.joinName(); name != "" {
 		req["name"] = name
 	}
-	r, err := s.decodeJoin(ctx, op, req)
-	return r, redact(err, s.token)
+	return req
 }
 
 func (s *session) decodeJoin(ctx context.Context, op string, req map[string]any) (joinReply, error) {
