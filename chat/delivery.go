@@ -23,8 +23,9 @@ import (
 // Backoff[0] but waits the attempt's rung), so the delay is max(delay, that floor).
 type Delivery interface {
 	Ack(ctx context.Context) error // double ack (AckSync): returns once the server has it
-	// AckNoWait acks without waiting for the server's word: for a message that caused nothing
-	// durable, where a lost ack only means a redelivery, handled the same way again.
+	// AckNoWait acks without waiting for the server's word: for a message whose redelivery after
+	// a lost ack is handled the same way again (it caused nothing durable, or what it caused is
+	// durable and its redelivery is recognized as seen).
 	AckNoWait() error
 	Nak(delay time.Duration) error // redeliver after delay (delayed nak)
 	Term(reason string) error      // never redeliver
@@ -122,18 +123,24 @@ func (d *delivery) Term(reason string) error {
 	})
 }
 
+// InProgress gives the handler a fresh budget. The server hears of it only when its redelivery
+// timer is due for a reset (as keepAlive judges it), when the keeper let d go, or when d has no
+// keeper: otherwise the keeper resets that timer in time while the budget lasts, and a message to
+// the server per join or stop would be work for nothing on both sides.
 func (d *delivery) InProgress() error {
 	d.mu.Lock()
 	if d.settled {
 		d.mu.Unlock()
 		return ErrSettled
 	}
-	if err := d.msg.InProgress(); err != nil {
-		d.mu.Unlock()
-		return err
-	}
 	now := time.Now()
-	d.touched = now
+	if d.keeper == nil || d.lapsed || now.Sub(d.touched) >= d.deadline/4 {
+		if err := d.msg.InProgress(); err != nil {
+			d.mu.Unlock()
+			return err
+		}
+		d.touched = now
+	}
 	if !d.handedOver.IsZero() {
 		d.handedOver = now
 	}

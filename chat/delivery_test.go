@@ -146,3 +146,36 @@ func TestKeeper(t *testing.T) {
 		t.Fatalf("settled: held %v, %d keep-alives", keeper.holds(d), len(sent))
 	}
 }
+
+// TestInProgressLeavesTheTimerToTheKeeper: a handler's InProgress gives a fresh budget; it tells
+// the server only when the redelivery timer is due for a reset (a quarter of the deadline since
+// it was last reset), or when the delivery has no keeper to reset it.
+func TestInProgressLeavesTheTimerToTheKeeper(t *testing.T) {
+	keeper := newLeases(10*time.Second, slog.New(slog.DiscardHandler), nil)
+	m := &fakeMsg{}
+	handed := time.Now().Add(-5 * time.Second)
+	d := &delivery{msg: m, deadline: 4 * time.Second, touched: time.Now(), handedOver: handed, keeper: keeper}
+	d.keep()
+	if err := d.InProgress(); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.sent) != 0 {
+		t.Fatalf("sent %v right after the timer was reset", m.sent)
+	}
+	if !d.handedOver.After(handed) {
+		t.Fatal("InProgress did not renew the budget")
+	}
+	d.touched = time.Now().Add(-time.Second) // a quarter of the deadline ago: due
+	if err := d.InProgress(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.sent, []string{"wip"}) || time.Since(d.touched) > time.Second {
+		t.Fatalf("sent %v, touched %v ago: want the timer reset", m.sent, time.Since(d.touched))
+	}
+
+	alone := &fakeMsg{}
+	d2 := &delivery{msg: alone, deadline: 4 * time.Second, touched: time.Now()}
+	if err := d2.InProgress(); err != nil || !slices.Equal(alone.sent, []string{"wip"}) {
+		t.Fatalf("without a keeper: sent %v (%v), want the timer reset", alone.sent, err)
+	}
+}
