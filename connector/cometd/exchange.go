@@ -159,11 +159,12 @@ func (c *Client) dispatch(msgs []Message, scope []*pending) {
 			c.armed = nil
 			c.pend = slices.DeleteFunc(c.pend, func(q *pending) bool { return q == p })
 		} else if p != nil {
-			mm := *m
+			// msgs is the decoder's, fresh for each body or frame and never reused: the request
+			// takes its message in place, without a copy.
 			if p.ch == nil {
-				p.got = &mm
+				p.got = m
 			} else {
-				p.ch <- &mm
+				p.ch <- m
 			}
 		}
 		c.mu.Unlock()
