@@ -289,7 +289,7 @@ func (a *actor) take() (k took, w work, in chat.Inbound, ev streamEvent) {
 		a.pending &^= workRejoined
 		return tookWork, workRejoined, chat.Inbound{}, streamEvent{}
 	}
-	if len(a.inbox) > 0 {
+	if len(a.inbox) > 0 && !a.awaitsRejoin(a.inbox[0]) {
 		in = a.inbox[0]
 		a.inbox[0] = chat.Inbound{}
 		if a.inbox = a.inbox[1:]; len(a.inbox) == 0 {
@@ -305,6 +305,21 @@ func (a *actor) take() (k took, w work, in chat.Inbound, ev streamEvent) {
 	}
 	a.running = false
 	return tookNothing, 0, chat.Inbound{}, streamEvent{}
+}
+
+// awaitsRejoin reports an inbound message that waits in the inbox, with those behind it, until
+// the live session's re-join in flight (after a restart, or on the replica that took the
+// interaction over) has its outcome: a vendor's signal, which only the session it is about can
+// turn into events. Handled before, it would find no session and change nothing (an agent's
+// user_joined lost, say), and a close behind it would end the session without it. The re-join's
+// outcome kicks the actor (workRejoined), and the signal is handled then, with or without a
+// session. An operator's stop does not wait: it stops the session through its handle. Any other
+// message at the head of the inbox is handled at once (a close gives the re-join up). The
+// vendors whose events come as signals (Zoom, CEC) re-join without a long wait. Called by the
+// actor's goroutine (take), which alone touches rejoin and sess.
+func (a *actor) awaitsRejoin(in chat.Inbound) bool {
+	g := in.Signal
+	return g != nil && a.rejoin != nil && a.sess == nil && !(g.Type == chat.SignalStop && g.Source == chat.SourceOperator)
 }
 
 // took says what take took.

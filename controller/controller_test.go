@@ -1322,6 +1322,45 @@ func TestOperatorStop(t *testing.T) {
 	})
 }
 
+// TestSignalDuringTheRejoinWaitsForIt: after a restart, a signal that comes while the live
+// session is being re-joined waits for the re-join's outcome, and a close behind it waits with it:
+// the session's events are applied in their order (the signal's ending of the session first),
+// not dropped for want of a session.
+func TestSignalDuringTheRejoinWaitsForIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		mustFate(t, h.start_("i1", "123456789"), "ack")
+		gate := make(chan struct{})
+		h.conn.mu.Lock()
+		h.conn.rejoinGate = gate
+		h.conn.mu.Unlock()
+		h.restart()
+		synctest.Wait()
+		sig := h.signal("i1", chat.SourceZoom, chat.SignalSessionEnded)
+		closed := h.event("i1", chat.EventClosed, "")
+		mustFate(t, sig, "")
+		mustFate(t, closed, "")
+		wantKinds(t, h, "joined", "attach#1")
+		close(gate)
+		synctest.Wait()
+		mustFate(t, sig, "ack")
+		mustFate(t, closed, "ack")
+		wantKinds(t, h, "joined", "attach#1", "deactivated:participant_exit", "attach#2")
+
+		// An operator's stop does not wait for the re-join: it stops the session through its handle.
+		mustFate(t, h.start_("i2", "223456789"), "ack")
+		h.conn.mu.Lock()
+		h.conn.rejoinGate = make(chan struct{}) // never opened
+		h.conn.mu.Unlock()
+		h.restart()
+		synctest.Wait()
+		mustFate(t, h.signal("i2", chat.SourceOperator, chat.SignalStop), "ack")
+		if st := h.store.get("i2"); st.Live != nil || st.EndReason != "operator_stop" {
+			t.Fatalf("after an operator's stop during the re-join: %+v", st)
+		}
+	})
+}
+
 // TestSignalsReachTheLiveSession: a signal about the interaction goes to its live session, and
 // the events the vendor makes of it take the path of the session's own events: here a
 // session_ended report ends the session as participant_exit, with its final attach.
