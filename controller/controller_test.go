@@ -84,6 +84,15 @@ func (h *harness) send(in chat.Inbound) *delivery {
 	return d
 }
 
+// gateRejoins holds every re-join from now until the returned channel is closed.
+func (h *harness) gateRejoins() chan struct{} {
+	gate := make(chan struct{})
+	h.conn.mu.Lock()
+	h.conn.rejoinGate = gate
+	h.conn.mu.Unlock()
+	return gate
+}
+
 func (h *harness) nextID() string { h.seq++; return "m" + strconv.Itoa(h.seq) }
 
 func (h *harness) start_(iid, token string) *delivery {
@@ -947,9 +956,7 @@ func TestRejoinInFlightDoesNotHoldTheInteraction(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
 		mustFate(t, h.start_("i1", "111111111"), "ack")
-		h.conn.mu.Lock()
-		h.conn.rejoinGate = make(chan struct{}) // never opened
-		h.conn.mu.Unlock()
+		h.gateRejoins() // never opened
 		h.restart()
 		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
 		st := h.store.get("i1")
@@ -970,10 +977,7 @@ func TestRejoinAfterRestartWaitsForTheServer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
 		mustFate(t, h.start_("i1", "111111111"), "ack")
-		gate := make(chan struct{})
-		h.conn.mu.Lock()
-		h.conn.rejoinGate = gate
-		h.conn.mu.Unlock()
+		gate := h.gateRejoins()
 		h.restart()
 		time.Sleep(20 * time.Second)
 		synctest.Wait()
@@ -1171,10 +1175,7 @@ func TestAgentAssignedDuringTheRejoinGetsTheView(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
 		mustFate(t, h.start_("i1", "111111111"), "ack")
-		gate := make(chan struct{})
-		h.conn.mu.Lock()
-		h.conn.rejoinGate = gate
-		h.conn.mu.Unlock()
+		gate := h.gateRejoins()
 		h.restart()
 		synctest.Wait()
 		mustFate(t, h.event("i1", chat.EventAssigned, "a2"), "ack")
@@ -1330,10 +1331,7 @@ func TestSignalDuringTheRejoinWaitsForIt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
 		mustFate(t, h.start_("i1", "123456789"), "ack")
-		gate := make(chan struct{})
-		h.conn.mu.Lock()
-		h.conn.rejoinGate = gate
-		h.conn.mu.Unlock()
+		gate := h.gateRejoins()
 		h.restart()
 		synctest.Wait()
 		sig := h.signal("i1", chat.SourceZoom, chat.SignalSessionEnded)
@@ -1349,9 +1347,7 @@ func TestSignalDuringTheRejoinWaitsForIt(t *testing.T) {
 
 		// An operator's stop does not wait for the re-join: it stops the session through its handle.
 		mustFate(t, h.start_("i2", "223456789"), "ack")
-		h.conn.mu.Lock()
-		h.conn.rejoinGate = make(chan struct{}) // never opened
-		h.conn.mu.Unlock()
+		h.gateRejoins() // never opened
 		h.restart()
 		synctest.Wait()
 		mustFate(t, h.signal("i2", chat.SourceOperator, chat.SignalStop), "ack")

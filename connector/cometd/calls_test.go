@@ -237,6 +237,21 @@ func TestSingleObjectReplies(t *testing.T) {
 	}
 }
 
+// bodyChannels records the channels of each request body (or frame) srv receives.
+func bodyChannels(srv *bayeuxtest.Server) *log[[]string] {
+	bodies := newLog[[]string]()
+	srv.OnBody = func(c *bayeuxtest.Call) {
+		var chans []string
+		for _, m := range c.Body {
+			chans = append(chans, m.Channel)
+		}
+		if len(chans) > 0 { // not the websocket's upgrade
+			bodies.add(chans)
+		}
+	}
+	return bodies
+}
+
 // TestStartCallRidesWithTheFirstConnect: StartCall sends the call in the request (long-polling)
 // or frame (websocket) of the first connect, after the ready function returned, and returns its
 // result; the client then runs as after Start. A result that comes as a delivery (successful:true
@@ -250,16 +265,7 @@ func TestStartCallRidesWithTheFirstConnect(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				srv := &bayeuxtest.Server{Timeout: 200 * time.Millisecond, WebSocket: true}
-				bodies := newLog[[]string]()
-				srv.OnBody = func(c *bayeuxtest.Call) {
-					var chans []string
-					for _, m := range c.Body {
-						chans = append(chans, m.Channel)
-					}
-					if len(chans) > 0 { // not the websocket's upgrade
-						bodies.add(chans)
-					}
-				}
+				bodies := bodyChannels(srv)
 				srv.Hook = func(_ *bayeuxtest.Call, m cometd.Message) ([]cometd.Message, bool) {
 					if m.Channel != "/service/join" {
 						return nil, false
@@ -309,16 +315,7 @@ func TestStartCallReadyRefuses(t *testing.T) {
 	for _, tr := range bothTransports {
 		t.Run(tr, func(t *testing.T) {
 			srv := &bayeuxtest.Server{Timeout: 200 * time.Millisecond, WebSocket: true}
-			bodies := newLog[[]string]()
-			srv.OnBody = func(c *bayeuxtest.Call) {
-				var chans []string
-				for _, m := range c.Body {
-					chans = append(chans, m.Channel)
-				}
-				if len(chans) > 0 { // not the websocket's upgrade
-					bodies.add(chans)
-				}
-			}
+			bodies := bodyChannels(srv)
 			c, rec := newClient(t, serve(t, srv), tr, nil)
 			refused := errors.New("not yet")
 			if _, err := c.StartCall(ctxT(t), "/service/join", 1, func(context.Context) error { return refused }); !errors.Is(err, refused) {
