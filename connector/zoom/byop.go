@@ -165,9 +165,11 @@ func (p *pending) begin(live LiveSession) {
 	}
 	p.started = s
 	p.customerToken = ""
+	// Under the lock, with started: Events never finds the session started and its event not
+	// sent yet. The channel holds one event and this is its only one: the send does not block.
+	p.events <- connector.Event{Kind: connector.EventStarted, Handle: h}
 	p.mu.Unlock()
 	p.log.Info("the customer's page started the created session", "session_id", live.SessionID, "participants", len(live.Users))
-	p.events <- connector.Event{Kind: connector.EventStarted, Handle: h}
 }
 
 // Pending reports whether Zoom has not listed the session live yet.
@@ -198,10 +200,15 @@ func (p *pending) Participants() []connector.Participant {
 	return nil
 }
 
-// Events gives EventStarted or EventLost, then closes; nil once started (the started session's
-// events come as signals).
+// Events gives EventStarted or EventLost, then closes. It is nil once the session started and its
+// EventStarted was taken (the started session's events come as signals); until then it is the
+// channel, also when the start came before the caller asked: a restart's Rejoin finds a session
+// the page started meanwhile at its first look, often before the controller asks for the events,
+// and a nil then would lose the start.
 func (p *pending) Events() <-chan connector.Event {
-	if p.current() != nil {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started != nil && len(p.events) == 0 {
 		return nil
 	}
 	return p.events

@@ -130,6 +130,43 @@ func TestCreateUnavailable(t *testing.T) {
 	wantJoinError(t, err, connector.ErrUnavailable)
 }
 
+// TestCreateRejoinStartedMeanwhile: a pending handle whose session the page started while the
+// daemon was down: the rejoined session finds it started at its first look, and its events still
+// give EventStarted to a caller who asks for them after that.
+func TestCreateRejoinStartedMeanwhile(t *testing.T) {
+	f := newConnFixture(t, zoomtest.Options{}, func(c *Config) { c.BYOPPollInterval = 10 * time.Millisecond })
+	p := f.create(t, "I1", "a1")
+	start := p.Handoffs(connector.HandoffStart, "")
+	saved := p.Handle()
+	saved.InteractionID = "I1"
+	_ = p.Close(ctxFor(t))
+	zs, err := f.z.CustomerStart(start[0].Token, start[0].PIN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.c.Rejoin(ctxFor(t), saved)
+	if err != nil {
+		t.Fatalf("Rejoin: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	rp, ok := s.(*pending)
+	if !ok {
+		t.Fatalf("Rejoin gave %T, want the pending session", s)
+	}
+	select {
+	case <-rp.done: // its first look found the session started: the poll is over
+	case <-time.After(10 * time.Second):
+		t.Fatal("the rejoined session did not see the start within 10s")
+	}
+	ev, ok := nextEvent(t, s)
+	if !ok || ev.Kind != connector.EventStarted || ev.Handle.SessionID != zs.ID {
+		t.Fatalf("event %v %+v, want started with %s", ev.Kind, ev.Handle, zs.ID)
+	}
+	if s.Events() != nil {
+		t.Fatal("the events of a started session whose start was taken are not nil")
+	}
+}
+
 // TestCreateRejoinPending: a pending handle (after a restart) gives a pending session that still
 // sees the page's start, without a start page message (the page has its token).
 func TestCreateRejoinPending(t *testing.T) {
