@@ -130,16 +130,24 @@ func TestCreateUnavailable(t *testing.T) {
 	wantJoinError(t, err, connector.ErrUnavailable)
 }
 
-// TestCreateRejoinStartedMeanwhile: a pending handle whose session the page started while the
-// daemon was down: the rejoined session finds it started at its first look, and its events still
-// give EventStarted to a caller who asks for them after that.
-func TestCreateRejoinStartedMeanwhile(t *testing.T) {
+// createdBeforeRestart creates a session for a request on I1 and closes it, as a daemon that
+// stops does: it returns the fixture, the session's start page message and its saved handle.
+func createdBeforeRestart(t *testing.T) (*connFixture, []connector.Handoff, connector.Handle) {
+	t.Helper()
 	f := newConnFixture(t, zoomtest.Options{}, func(c *Config) { c.BYOPPollInterval = 10 * time.Millisecond })
 	p := f.create(t, "I1", "a1")
 	start := p.Handoffs(connector.HandoffStart, "")
 	saved := p.Handle()
 	saved.InteractionID = "I1"
 	_ = p.Close(ctxFor(t))
+	return f, start, saved
+}
+
+// TestCreateRejoinStartedMeanwhile: a pending handle whose session the page started while the
+// daemon was down: the rejoined session finds it started at its first look, and its events still
+// give EventStarted to a caller who asks for them after that.
+func TestCreateRejoinStartedMeanwhile(t *testing.T) {
+	f, start, saved := createdBeforeRestart(t)
 	zs, err := f.z.CustomerStart(start[0].Token, start[0].PIN)
 	if err != nil {
 		t.Fatal(err)
@@ -170,12 +178,7 @@ func TestCreateRejoinStartedMeanwhile(t *testing.T) {
 // TestCreateRejoinPending: a pending handle (after a restart) gives a pending session that still
 // sees the page's start, without a start page message (the page has its token).
 func TestCreateRejoinPending(t *testing.T) {
-	f := newConnFixture(t, zoomtest.Options{}, func(c *Config) { c.BYOPPollInterval = 10 * time.Millisecond })
-	p := f.create(t, "I1", "a1")
-	start := p.Handoffs(connector.HandoffStart, "")
-	saved := p.Handle()
-	saved.InteractionID = "I1"
-	_ = p.Close(ctxFor(t))
+	f, start, saved := createdBeforeRestart(t)
 	s, err := f.c.Rejoin(ctxFor(t), saved)
 	if err != nil || !connector.IsPending(s) {
 		t.Fatalf("Rejoin: %v", err)
