@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -766,29 +767,13 @@ func ackCounts(reply string) (delivered, streamSeq uint64, ok bool) {
 	default:
 		return 0, 0, false
 	}
-	if delivered, ok = decimal(d); !ok {
-		return 0, 0, false
-	}
-	if streamSeq, ok = decimal(q); !ok {
+	var err1, err2 error
+	delivered, err1 = strconv.ParseUint(d, 10, 64) // digits only, no sign; no allocation but for an error
+	streamSeq, err2 = strconv.ParseUint(q, 10, 64)
+	if err1 != nil || err2 != nil {
 		return 0, 0, false
 	}
 	return delivered, streamSeq, true
-}
-
-// decimal reads a non-empty run of ASCII digits.
-func decimal(s string) (uint64, bool) {
-	if s == "" || len(s) > 19 {
-		return 0, false
-	}
-	var n uint64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	return n, true
 }
 
 // dispatch decodes d and hands it to h, or settles it here when it is malformed or ignored.

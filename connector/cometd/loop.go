@@ -315,13 +315,6 @@ func (l *loop) failed(err error) {
 	l.c.emitState(StateDisconnected, err)
 }
 
-func interval(a Advice) time.Duration {
-	if a.Interval == nil || *a.Interval <= 0 {
-		return 0
-	}
-	return time.Duration(*a.Interval) * time.Millisecond
-}
-
 // run advances the loop until it has to wait: for the reply to a long-polling connect it sent,
 // for l.delay, or for nothing more (a websocket heartbeat took the loop over, or the loop ends).
 func (l *loop) run() step {
@@ -374,7 +367,7 @@ func (l *loop) run() step {
 				var be *Error
 				if errors.As(err, &be) && be.SessionUnknown() {
 					l.needHandshake = true
-					l.delay = interval(c.Advice())
+					l.delay = c.adviceNow().delay()
 				} else {
 					l.delay = l.nextBackoff()
 				}
