@@ -364,6 +364,9 @@ type GenesysConfig struct {
 	// MaxConcurrentJoins bounds the joins in flight at once per Co-browse node (1 to 10000);
 	// further new joins wait (their inbound message is nak'ed with a delay).
 	MaxConcurrentJoins int `yaml:"max_concurrent_joins" json:"max_concurrent_joins"`
+	// SpareClients is how many started Bayeux clients are kept per node a join went to, for the
+	// next joins there (0 to 16; 0: none).
+	SpareClients int `yaml:"spare_clients" json:"spare_clients"`
 	// WebSocketRefusalTTL is how long a node's refusal of the websocket upgrade is remembered, so
 	// that later sessions on that node go straight to long-polling. 0: not remembered.
 	WebSocketRefusalTTL Duration `yaml:"websocket_refusal_ttl" json:"websocket_refusal_ttl"`

@@ -76,6 +76,7 @@ var wantDefault = Config{
 		AgentViewFragment:   "nosidinput=1&sid={token}",
 		RejoinWindow:        dur("0s"),
 		MaxConcurrentJoins:  16,
+		SpareClients:        1,
 		WebSocketRefusalTTL: dur("10m"),
 	},
 	HTTP: HTTPConfig{Listen: ":9180", ReadHeaderTimeout: dur("5s"), ReadTimeout: dur("10s"), WriteTimeout: dur("10s"), IdleTimeout: dur("60s"),
@@ -456,7 +457,7 @@ func TestEnvVars(t *testing.T) {
 			t.Errorf("%s: got key %q, want %q", name, seen[name], key)
 		}
 	}
-	if len(vars) != 120 {
+	if len(vars) != 121 {
 		t.Errorf("%d keys; update this count when adding one", len(vars))
 	}
 }

@@ -341,6 +341,11 @@ var keyTable = []entry{
 	{path: "genesys.max_concurrent_joins", def: 16, checks: []check{between(1, maxConcurrentJoins, "")},
 		doc: "Joins in flight at once per Co-browse Server node (1 to 10000). A further new join waits: its " +
 			"inbound message is nak'ed with a delay and retried."},
+	{path: "genesys.spare_clients", def: 1, checks: []check{between(0, maxSpareClients, " (0: none)")},
+		doc: "Started Bayeux clients (handshaken and connected, joined to nothing) kept per Co-browse " +
+			"node that a join went to, so that the next join there sends only its join call: about half " +
+			"of a join's time. A node without a join for 10 minutes loses its spares. 0: none, every " +
+			"join handshakes."},
 	{path: "genesys.websocket_refusal_ttl", def: dur("10m"), checks: []check{notNegative("not remembered")},
 		doc: "How long a node's refusal of the websocket upgrade is remembered, so that later sessions on " +
 			"that node go straight to long-polling. 0s: not remembered (every session tries websocket " +

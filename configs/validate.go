@@ -125,6 +125,9 @@ func checkListen(s string) string {
 // maxConcurrentJoins bounds genesys.max_concurrent_joins.
 const maxConcurrentJoins = 10000
 
+// maxSpareClients bounds genesys.spare_clients (gcb's own bound).
+const maxSpareClients = 16
+
 // checkNATSURL returns what is wrong with one entry of nats.url, "" if nothing. An entry is a URL
 // (nats://, tls://, ws://, wss://) or host[:port], as the NATS client reads it: a non-empty host
 // name or IP address, a port from 1 to 65535 when one is given, no query or fragment, and no path

@@ -29,6 +29,7 @@ const (
 	DefaultEventBuffer         = 16
 	DefaultMaxConcurrentJoins  = 16
 	DefaultWebSocketRefusalTTL = 10 * time.Minute
+	DefaultSpareClients        = 1
 
 	// DefaultRejoinWindow is the re-join window when the server's handshake advice gave no
 	// maxInterval (see Config.RejoinWindow).
@@ -107,6 +108,11 @@ type Config struct {
 	// meanwhile new sessions on that node use the next transport (long-polling) at once instead of
 	// paying a refused upgrade each. Zero: DefaultWebSocketRefusalTTL; negative: not remembered.
 	WebSocketRefusalTTL time.Duration
+
+	// SpareClients is how many started CometD clients (handshaken, connected, joined to nothing)
+	// the connector keeps per route it has joined on, so that a new join there sends only its
+	// join call (see spare.go). Zero: DefaultSpareClients; negative: none, every join handshakes.
+	SpareClients int
 
 	// LostAfter is how long a session's Bayeux connection may stay disconnected (the CometD client
 	// retrying) before the session counts as lost (EventLost, after a best-effort REST stop).
@@ -221,6 +227,11 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("gcb: MaxConcurrentJoins must not be negative (got %d)", c.MaxConcurrentJoins))
 	} else if c.MaxConcurrentJoins == 0 {
 		c.MaxConcurrentJoins = DefaultMaxConcurrentJoins
+	}
+	if c.SpareClients == 0 {
+		c.SpareClients = DefaultSpareClients
+	} else if c.SpareClients > maxSpareClients {
+		errs = append(errs, fmt.Errorf("gcb: SpareClients must be at most %d (got %d)", maxSpareClients, c.SpareClients))
 	}
 	if c.AgentViewPath == "" {
 		c.AgentViewPath = DefaultAgentViewPath

@@ -11,6 +11,8 @@
 //  3. a new CometD client (its own cookie jar and connections; the TLS configuration and the
 //     dialer are the connector's, shared) handshakes, then calls /service/session/join with role
 //     3 beside its first /meta/connect, in the same request or frame (cometd.Client.StartCall);
+//     or, when the node has a spare client (handshaken and connected ahead; spare.go), the join
+//     call alone goes out on it;
 //  4. /service/session/joined, /activated and /deactivated become EventParticipantJoined,
 //     EventActivated and EventDeactivated; after deactivated the Bayeux client disconnects;
 //  5. a Bayeux re-handshake loses the Genesys join: the session joins again, retrying a refusal
@@ -70,6 +72,7 @@ type Connector struct {
 	slots    *joinSlots // new joins in flight per node
 	ws       *wsMemory  // nodes that refused the websocket upgrade
 	pre      prefetches // Get Session calls begun ahead of their joins (prefetch.go)
+	spares   spares     // started clients that joins take (spare.go)
 	life     context.Context
 	stop     context.CancelFunc // ends the prefetches; Close
 }
@@ -85,6 +88,7 @@ func New(cfg Config) (*Connector, error) {
 	c := &Connector{cfg: cfg, log: cfg.Logger.With("component", "gcb"), rt: cfg.RoundTripper, breakers: cfg.Breakers,
 		slots: newJoinSlots(cfg.MaxConcurrentJoins), ws: newWSMemory(cfg.WebSocketRefusalTTL)}
 	c.life, c.stop = context.WithCancel(context.Background())
+	c.spares.per, c.spares.idle = max(cfg.SpareClients, 0), spareIdle
 	if c.rt == nil {
 		c.ownRT = http.DefaultTransport.(*http.Transport).Clone()
 		if cfg.TLSConfig != nil {
@@ -115,7 +119,8 @@ func (c *Connector) MatchStart(token string) (string, bool) { return token, vali
 // Breakers returns the per-node circuit breakers the connector uses.
 func (c *Connector) Breakers() *connector.Breakers { return c.breakers }
 
-// Close ends the prefetches in flight and releases the idle connections of the HTTP transport the
+// Close ends the prefetches in flight, disconnects the spare clients (each bounded by
+// DisconnectTimeout, all at once) and releases the idle connections of the HTTP transport the
 // connector made for itself (a transport given in Config is left alone). Sessions are not
 // touched: close them first.
 func (c *Connector) Close() error {
@@ -123,6 +128,7 @@ func (c *Connector) Close() error {
 	c.stop() // under the lock: no Prefetch starts after this
 	c.pre.mu.Unlock()
 	c.pre.wg.Wait()
+	c.closeSpares()
 	if c.ownRT != nil {
 		c.ownRT.CloseIdleConnections()
 	}
@@ -168,6 +174,10 @@ func (c *Connector) Join(ctx context.Context, t connector.Trigger) (connector.Se
 	s, err := connector.Execute(c.breakers, node, opJoin, func() (*session, error) {
 		return c.connect(ctx, opJoin, r, params{token: t.Token, agentID: t.AgentID, interactionID: t.InteractionID, ready: t.Ready}, nil)
 	})
+	if err == nil || !errors.Is(err, connector.ErrUnavailable) {
+		// The node answered: keep a spare client there for the next join (spare.go).
+		c.refillSoon(r)
+	}
 	if err != nil {
 		log.DebugContext(ctx, "join failed", "node", node, "error", err)
 		return nil, err
@@ -308,20 +318,20 @@ func (c *Connector) connect(ctx context.Context, op string, r route, p params, r
 	jctx, cancel := context.WithTimeout(ctx, c.cfg.JoinTimeout)
 	defer cancel()
 	reply, err := func() (joinReply, error) {
-		client, err := cometd.New(cometd.Options{
-			URL:              r.NodeURL + c.cfg.CometDPath,
-			Transports:       c.transportsFor(r.node()),
-			Cookies:          r.stickyCookies(),
-			TLSConfig:        c.cfg.TLSConfig,
-			Dial:             c.dial,
-			RoundTripper:     c.cfg.RoundTripper, // nil: the client's own lean transports
-			MaxNetworkDelay:  c.cfg.MaxNetworkDelay,
-			BackoffIncrement: c.cfg.BackoffIncrement,
-			MaxBackoff:       c.cfg.MaxBackoff,
-			Logger:           s.clientLog(),
-			OnMessage:        s.onMessage,
-			OnState:          s.onState,
-		})
+		if rj == nil {
+			if client := c.takeSpare(r, s); client != nil {
+				// Handshaken and connected ahead: only the join call goes out, once the join
+				// marker is saved.
+				s.client, s.spare = client, true
+				if p.ready != nil {
+					if err := p.ready(jctx); err != nil {
+						return joinReply{}, err
+					}
+				}
+				return s.joinCall(jctx, op)
+			}
+		}
+		client, err := cometd.New(c.clientOptions(r, s.onMessage, s.onState, s.clientLog()))
 		if err != nil {
 			return joinReply{}, &connector.ServerError{Op: op, Node: r.NodeURL, Kind: connector.ErrUnavailable,
 				Err: fmt.Errorf("creating the CometD client: %w", err)}
@@ -369,6 +379,24 @@ func (c *Connector) connect(ctx context.Context, op string, r route, p params, r
 	}
 	s.begin(reply)
 	return s, nil
+}
+
+// clientOptions are the options of a CometD client on r.
+func (c *Connector) clientOptions(r route, onMessage func(cometd.Message), onState func(cometd.StateEvent), log *slog.Logger) cometd.Options {
+	return cometd.Options{
+		URL:              r.NodeURL + c.cfg.CometDPath,
+		Transports:       c.transportsFor(r.node()),
+		Cookies:          r.stickyCookies(),
+		TLSConfig:        c.cfg.TLSConfig,
+		Dial:             c.dial,
+		RoundTripper:     c.cfg.RoundTripper, // nil: the client's own lean transports
+		MaxNetworkDelay:  c.cfg.MaxNetworkDelay,
+		BackoffIncrement: c.cfg.BackoffIncrement,
+		MaxBackoff:       c.cfg.MaxBackoff,
+		Logger:           log,
+		OnMessage:        onMessage,
+		OnState:          onState,
+	}
 }
 
 // joinUntil calls /service/session/join as Controller until the server accepts, retrying a

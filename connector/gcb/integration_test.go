@@ -135,22 +135,31 @@ func sameMillis(a, b time.Time) bool { return a.UnixMilli() == b.UnixMilli() }
 
 // TestControllerLifecycle is the key test: on a 3-node cluster, for each stickiness route and each
 // transport, join as Controller on a session owned by a node other than the first, see the agent
-// join and the activation, and end the session by each route.
+// join and the activation, and end the session by each route. Each is run on a cold join (the
+// join's own client) and on a warm one (a spare client, started ahead; spare.go).
 func TestControllerLifecycle(t *testing.T) {
 	for _, serverURL := range []bool{true, false} {
 		for _, tr := range []string{cometd.TransportWebSocket, cometd.TransportLongPolling} {
 			for _, end := range []string{"cometd-stop", "rest-stop-fallback", "agent-exit"} {
-				name := fmt.Sprintf("serverURL=%v/%s/%s", serverURL, tr, end)
-				t.Run(name, func(t *testing.T) { lifecycle(t, serverURL, tr, end) })
+				for _, warm := range []bool{false, true} {
+					name := fmt.Sprintf("serverURL=%v/%s/%s/warm=%v", serverURL, tr, end, warm)
+					t.Run(name, func(t *testing.T) { lifecycle(t, serverURL, tr, end, warm) })
+				}
 			}
 		}
 	}
 }
 
-func lifecycle(t *testing.T, serverURL bool, tr, end string) {
+func lifecycle(t *testing.T, serverURL bool, tr, end string, warm bool) {
 	e := newEnv(t, serverURL, tr, func(c *Config) { c.LostAfter = wait })
+	if warm {
+		warmSpare(t, e, 1)
+	}
 	gs := e.create(1)
 	s := e.join(gs, "agent-1")
+	if got := s.(*session).spare; got != warm {
+		t.Fatalf("joined on a spare client: %v, want %v", got, warm)
+	}
 
 	h := s.Handle()
 	if h.Vendor != connector.Genesys || h.Token != gs.Token() || hd(h).UserToken == "" || h.AgentID != "agent-1" {
@@ -406,14 +415,7 @@ func TestRehandshakeRejoins(t *testing.T) {
 					t.Fatalf("rejoined handle %+v, old %+v, current %+v", ev.Handle, old, s.Handle())
 				}
 				// The session goes on over the new Bayeux session.
-				if err := gs.AgentJoin("agent-1", "Alice"); err != nil {
-					t.Fatalf("AgentJoin: %v", err)
-				}
-				expect(t, s, connector.EventParticipantJoined)
-				expect(t, s, connector.EventActivated)
-				if _, err := s.Stop(t.Context()); err != nil {
-					t.Fatalf("Stop: %v", err)
-				}
+				activateAndStop(t, gs, s)
 				expect(t, s, connector.EventDeactivated)
 				expectClosed(t, s)
 				waitDone(t, gs)
@@ -626,6 +628,7 @@ func testBreakerOpensOnDeadNode(t *testing.T, serverURL bool) {
 		c.Breaker = connector.BreakerSettings{FailuresToTrip: 2, OpenFor: time.Hour}
 		c.RejoinWindow = 300 * time.Millisecond
 		c.JoinTimeout = time.Second
+		c.SpareClients = -1 // every new join handshakes, so the dropped handshakes fail them
 	})
 	gs := e.create(2)
 	s := e.join(gs, "")

@@ -170,6 +170,7 @@ func fakeConnector(t *testing.T, f *fakeNode) *Connector {
 		RejoinWindow:     300 * time.Millisecond,
 		BackoffIncrement: 50 * time.Millisecond,
 		MaxBackoff:       100 * time.Millisecond,
+		SpareClients:     -1, // the tests name the Bayeux clients in handshake order: no spare handshakes between
 		Logger:           testLogger(t),
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -120,11 +121,14 @@ func (c *Connector) transportsFor(node string) []string {
 	return c.cfg.Transports[1:]
 }
 
-// noteTransport remembers a node that refused the websocket upgrade to client.
-func (c *Connector) noteTransport(s *session) {
-	if s.client.WebSocketRefused() && c.ws.remember(s.route().node()) {
-		s.log().Info("node refuses the websocket upgrade; its new sessions use long-polling for a while",
-			"transport", s.client.Transport(), "websocket_refusal_ttl", c.cfg.WebSocketRefusalTTL)
+// noteTransport remembers a node that refused the websocket upgrade to the session's client.
+func (c *Connector) noteTransport(s *session) { c.noteRefusal(s.client, s.route().node(), s.log()) }
+
+// noteRefusal remembers node when it refused the websocket upgrade to client; log names the node.
+func (c *Connector) noteRefusal(client *cometd.Client, node string, log *slog.Logger) {
+	if client.WebSocketRefused() && c.ws.remember(node) {
+		log.Info("node refuses the websocket upgrade; its new sessions use long-polling for a while",
+			"transport", client.Transport(), "websocket_refusal_ttl", c.cfg.WebSocketRefusalTTL)
 	}
 }
 

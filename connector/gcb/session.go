@@ -33,6 +33,7 @@ type session struct {
 	sticky        string // the route's gcbSessionServer cookie value; "" when not used or not known
 	agentID       string // the agent the Controller joined for
 	interactionID string
+	spare         bool // the client was a spare (spare.go): started before the join
 
 	mu           sync.Mutex // the session's state and its event stream
 	userToken    string     // the Controller's user token, from the latest join reply
@@ -128,7 +129,7 @@ func (s *session) begin(r joinReply) {
 	userToken := s.userToken
 	s.mu.Unlock()
 	s.log().Info("joined as Controller", "user_token", connector.MaskToken(userToken),
-		"transport", s.client.Transport(), "sticky", s.sticky != "", "participants", len(r.Users))
+		"transport", s.client.Transport(), "sticky", s.sticky != "", "spare", s.spare, "participants", len(r.Users))
 	s.client.Post(func() {
 		s.begun = true
 		if early := s.early; early != nil {

@@ -453,12 +453,22 @@ func gcbConfig(cfg configs.Config, log *slog.Logger) gcb.Config {
 		LostAfter:           g.LostAfter.D(),
 		RejoinWindow:        g.RejoinWindow.D(),
 		MaxConcurrentJoins:  g.MaxConcurrentJoins,
+		SpareClients:        spareClients(g.SpareClients),
 		WebSocketRefusalTTL: websocketMemory(g.WebSocketRefusalTTL.D()),
 		AgentViewFragment:   g.AgentViewFragment,
 		ControllerName:      g.ControllerName,
 		Breaker:             breakerSettings(cfg, log),
 		Logger:              log,
 	}
+}
+
+// spareClients maps genesys.spare_clients (0: none) onto gcb's setting (zero: the default;
+// negative: none).
+func spareClients(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // websocketMemory maps genesys.websocket_refusal_ttl (0s: not remembered) onto gcb's setting

@@ -86,6 +86,7 @@ func TestComponentDefaultsAgree(t *testing.T) {
 		{"genesys.agent_view_fragment", "gcb.Config.AgentViewFragment", gcbGot.AgentViewFragment, gcbWant.AgentViewFragment},
 		{"genesys.rejoin_window", "gcb.Config.RejoinWindow", gcbGot.RejoinWindow, gcbWant.RejoinWindow},
 		{"genesys.max_concurrent_joins", "gcb.Config.MaxConcurrentJoins", gcbGot.MaxConcurrentJoins, gcbWant.MaxConcurrentJoins},
+		{"genesys.spare_clients", "gcb.Config.SpareClients", gcbGot.SpareClients, gcbWant.SpareClients},
 		{"genesys.websocket_refusal_ttl", "gcb.Config.WebSocketRefusalTTL", gcbGot.WebSocketRefusalTTL, gcbWant.WebSocketRefusalTTL},
 		{"controller.join_timeout", "gcb.Config.JoinTimeout", gcbGot.JoinTimeout, gcbWant.JoinTimeout},
 		{"controller.stop_wait", "gcb.Config.StopTimeout", gcbGot.StopTimeout, gcbWant.StopTimeout},
