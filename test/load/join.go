@@ -31,7 +31,9 @@ import (
 //     update with the session's CoBrowseSessionId received on a subscription; then the
 //     interaction's closed event published -> the session ended at the server (the server's own
 //     deactivation time), and the final attach awaited.
-// The three are interleaved within each round, so that the machine's noise falls on all of them.
+// The three are interleaved within each round, so that the machine's noise falls on all of them,
+// and take turns in each of their six orders, one order per round (joinOrder): none is always
+// measured right after another's work, nor always first on a quiet machine.
 //
 // Close, C in flight (64): after the rounds, -close-batches times: C new sessions joined by the
 // daemon (C start messages at once, every join attach awaited, the daemon idle), then C closed
@@ -80,6 +82,25 @@ type latencyResult struct {
 	top      []string
 }
 
+// joinOrder is the order of the floor, the JS client and the daemon in round i: each of the six
+// in turn.
+func joinOrder(i int, floor, js, daemon func() error) [3]func() error {
+	switch i % 6 {
+	case 0:
+		return [3]func() error{floor, js, daemon}
+	case 1:
+		return [3]func() error{daemon, floor, js}
+	case 2:
+		return [3]func() error{js, daemon, floor}
+	case 3:
+		return [3]func() error{floor, daemon, js}
+	case 4:
+		return [3]func() error{js, floor, daemon}
+	default:
+		return [3]func() error{daemon, js, floor}
+	}
+}
+
 // transportList is what a bare client is configured with for transport, as the daemon is:
 // websocket is genesys.transports' default (websocket, then long-polling), long-polling alone.
 func transportList(transport string) []string {
@@ -120,49 +141,62 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 	if js != nil {
 		who = "floor, JS client and daemon"
 	}
-	h.notef("join: %d rounds (%d warm-up) over %s, %s in turn", rounds, o.warmup, transport, who)
+	h.notef("join: %d rounds (%d warm-up) over %s, %s in each of their orders in turn", rounds, o.warmup, transport, who)
 	for i := range rounds {
 		sess, err := e.ctl.create(ctx, 3)
 		if err != nil {
 			return nil, err
 		}
 		a, b, c := sess[0], sess[1], sess[2]
-
-		// The floor.
-		aj, as, err := anchorJoin(ctx, e.gcbR.Front, rt, a.Token, transportList(transport))
-		if err != nil {
-			return nil, fmt.Errorf("round %d: bare client: %w", i, err)
+		iid := fmt.Sprintf("lat%05d", i)
+		var aj, as, jj, js0, pa, dj time.Duration
+		var out outcome
+		floor := func() (err error) {
+			if aj, as, err = anchorJoin(ctx, e.gcbR.Front, rt, a.Token, transportList(transport)); err != nil {
+				return fmt.Errorf("round %d: bare client: %w", i, err)
+			}
+			return nil
 		}
-
-		// The JS client.
-		var jj, js0 time.Duration
-		if js != nil {
+		jsClient := func() (err error) {
+			if js == nil {
+				return nil
+			}
 			if jj, js0, err = js.join(ctx, c.Token, transport, c.HistoryID); err != nil {
-				return nil, fmt.Errorf("round %d: JS client: %w", i, err)
+				return fmt.Errorf("round %d: JS client: %w", i, err)
+			}
+			return nil
+		}
+		// The daemon: start message -> join attach.
+		daemon := func() error {
+			t0 := time.Now()
+			if err := e.publish(ctx, chatSubject(iid), startChat(iid, b.Token)); err != nil {
+				return err
+			}
+			pa = time.Since(t0)
+			if err := w.await(ctx, e, o.joinWait, "join attach of "+iid, func(c outcomeCounts, get func(string) *outcome) bool {
+				x := get(iid)
+				return !x.joinedAt.IsZero() || !x.failedAt.IsZero()
+			}); err != nil {
+				return err
+			}
+			out = w.outcome(iid)
+			if !out.failedAt.IsZero() {
+				return fmt.Errorf("round %d: the daemon published failed (%s: %s) for %s", i, out.failReason, out.failDetail, iid)
+			}
+			if out.sessionID != b.HistoryID {
+				return fmt.Errorf("round %d: join attach of %s names session %q, the server's is %q", i, iid, out.sessionID, b.HistoryID)
+			}
+			dj = out.joinedAt.Sub(t0)
+			return nil
+		}
+		// The three take turns in every order, one order per round: none is always measured
+		// right after another's work (the JS client's process is still busy for a while after
+		// its join returns), nor always first on a quiet machine.
+		for _, run := range joinOrder(i, floor, jsClient, daemon) {
+			if err := run(); err != nil {
+				return nil, err
 			}
 		}
-
-		// The daemon: start message -> join attach.
-		iid := fmt.Sprintf("lat%05d", i)
-		t0 := time.Now()
-		if err := e.publish(ctx, chatSubject(iid), startChat(iid, b.Token)); err != nil {
-			return nil, err
-		}
-		pa := time.Since(t0)
-		if err := w.await(ctx, e, o.joinWait, "join attach of "+iid, func(c outcomeCounts, get func(string) *outcome) bool {
-			x := get(iid)
-			return !x.joinedAt.IsZero() || !x.failedAt.IsZero()
-		}); err != nil {
-			return nil, err
-		}
-		out := w.outcome(iid)
-		if !out.failedAt.IsZero() {
-			return nil, fmt.Errorf("round %d: the daemon published failed (%s: %s) for %s", i, out.failReason, out.failDetail, iid)
-		}
-		if out.sessionID != b.HistoryID {
-			return nil, fmt.Errorf("round %d: join attach of %s names session %q, the server's is %q", i, iid, out.sessionID, b.HistoryID)
-		}
-		dj := out.joinedAt.Sub(t0)
 
 		// The NATS path of a join, alone.
 		nl, _, err := np.round(ctx, fmt.Sprintf("np%05d", i), o.joinWait)

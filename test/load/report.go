@@ -195,7 +195,7 @@ func (r *report) lines(w io.Writer) {
 		} else {
 			fmt.Fprintln(w, "join: official CometD JavaScript client: not measured (-js=false)")
 		}
-		fmt.Fprintf(w, "join: floor, JS client and daemon interleaved in each round; of the daemon's, publishing the start message (PubAck) p50 %.2f ms p99 %.2f ms\n", j.PubAck.P50, j.PubAck.P99)
+		fmt.Fprintf(w, "join: floor, JS client and daemon interleaved in each round, in each of their orders in turn; of the daemon's, publishing the start message (PubAck) p50 %.2f ms p99 %.2f ms\n", j.PubAck.P50, j.PubAck.P99)
 		fmt.Fprintf(w, "join: the NATS path alone (a bare relay: start message published -> pulled from a work queue -> KV get, KV update, 3 publishes -> attach received) p50 %.2f ms p99 %.2f ms; floor + NATS path p50 %.2f ms, daemon/(floor + NATS path) p50 %.2f\n",
 			j.NATSPath.P50, j.NATSPath.P99, j.FloorNATSP50, j.RatioFloorNATS)
 		fmt.Fprintf(w, "close: one at a time: daemon p50 %.2f ms p99 %.2f ms max %.2f ms (closed event -> session ended at the server; goal p99 <= 20 ms); final attach p50 %.2f ms p99 %.2f ms\n",
