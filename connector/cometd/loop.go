@@ -233,13 +233,17 @@ type step struct {
 	err   error // the loop ends: nil when stopped from outside, else why
 }
 
-// runLoop is the body of a loop goroutine. It keeps a small stack while it waits (for the reply
-// to a long-polling connect, for an advised interval or a backoff): the rest runs on short-lived
-// goroutines (see deep), so a waiting long-polling session keeps one goroutine of minimal stack.
+// runLoop is the body of a loop goroutine. A waiting long-polling session keeps it, parked in the
+// read of its held connect's reply. Its steps run on its own stack, which they grow (JSON, the
+// dispatch) and the garbage collector shrinks again while it waits. Running them on a short-lived
+// goroutine instead (deep, as the websocket reader does) kept that stack at the minimum, but
+// cost a goroutine, its stack's growth and one more wake-up per renewal: measured at 10,000
+// long-polling sessions, idle CPU 5.9-6.2 % of a core against 4.0-4.3 % inline, for 10.7-11.0
+// KiB per session against 12.7-13.1 (the goals: 5 % and 22 KiB). The rare end of the loop still
+// goes through deep.
 func (c *Client) runLoop(l *loop) {
 	for {
-		var st step
-		deep(func() { st = l.run() })
+		st := l.run()
 		switch {
 		case st.wait != nil:
 			st.wait.q.await()
