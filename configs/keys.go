@@ -343,9 +343,9 @@ var keyTable = []entry{
 			"inbound message is nak'ed with a delay and retried."},
 	{path: "genesys.spare_clients", def: 1, checks: []check{between(0, maxSpareClients, " (0: none)")},
 		doc: "Started Bayeux clients (handshaken and connected, joined to nothing) kept per Co-browse " +
-			"node that a join went to, so that the next join there sends only its join call: about half " +
-			"of a join's time. A node without a join for 10 minutes loses its spares. 0: none, every " +
-			"join handshakes."},
+			"node that a join went to, so that the next join there sends only its join call: the connection, " +
+			"the handshake and the first connect, about half of a cold join's time at the server, are done " +
+			"ahead. A node without a join for 10 minutes loses its spares. 0: none, every join handshakes."},
 	{path: "genesys.websocket_refusal_ttl", def: dur("10m"), checks: []check{notNegative("not remembered")},
 		doc: "How long a node's refusal of the websocket upgrade is remembered, so that later sessions on " +
 			"that node go straight to long-polling. 0s: not remembered (every session tries websocket " +
