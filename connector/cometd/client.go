@@ -380,10 +380,8 @@ func (c *Client) StartCall(ctx context.Context, channel string, data any, ready 
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.opts.MaxNetworkDelay)
-	defer cancel()
-	stop := context.AfterFunc(c.lifeCtx(), cancel)
-	defer stop()
+	ctx, done := c.bound(ctx)
+	defer done()
 	return c.result(ctx, t, p)
 }
 
@@ -840,17 +838,25 @@ func (c *Client) call(ctx context.Context, m Message) (json.RawMessage, error) {
 		return nil, err
 	}
 	m.ClientID = id
-	m.ID = c.nextID()
-	ctx, cancel := context.WithTimeout(ctx, c.opts.MaxNetworkDelay)
-	defer cancel()
-	stop := context.AfterFunc(c.lifeCtx(), cancel)
-	defer stop()
-	p := c.register(&m, t, true)
+	ctx, done := c.bound(ctx)
+	defer done()
+	p := c.register(&m, t, true) // gives m its id
 	defer c.unregister(p)
 	if err := c.send(ctx, t, []*pending{p}, []Message{m}); err != nil {
 		return nil, c.ctxErr(err)
 	}
 	return c.result(ctx, t, p)
+}
+
+// bound is ctx bounded by MaxNetworkDelay and by the client's life (Close cuts it short); done
+// releases what bound made.
+func (c *Client) bound(ctx context.Context) (_ context.Context, done func()) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.MaxNetworkDelay)
+	stop := context.AfterFunc(c.lifeCtx(), cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // result waits for the result of the call p sent on t (see Call).

@@ -66,10 +66,8 @@ func (c *Client) send(ctx context.Context, t transport, scope []*pending, msgs [
 // exchange sends msgs in one request over t and waits for one reply each, bounded by ctx,
 // MaxNetworkDelay and the client's life.
 func (c *Client) exchange(ctx context.Context, t transport, msgs []Message) ([]Message, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.MaxNetworkDelay)
-	defer cancel()
-	stop := context.AfterFunc(c.lifeCtx(), cancel)
-	defer stop()
+	ctx, done := c.bound(ctx)
+	defer done()
 	ps := make([]*pending, len(msgs))
 	for i := range msgs {
 		ps[i] = c.register(&msgs[i], t, false)
