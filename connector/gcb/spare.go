@@ -48,7 +48,7 @@ type spares struct {
 	idle   time.Duration
 	routes map[routeKey]*spareRoute
 	closed bool
-	wg     sync.WaitGroup // spares starting, and idle ones being disconnected
+	wg     sync.WaitGroup // refills due, spares starting, and idle ones being disconnected
 
 	changed chan struct{} // closed (and forgotten) when the ready spares change; see readyOn
 }
@@ -134,11 +134,23 @@ func (c *Connector) takeSpare(r route, s *session) *cometd.Client {
 
 // refillSoon refills r's spares after spareDelay: a spare started at once would compete for the
 // machine with the join's own last steps (its attach and its save), which the caller does next.
+// The pending refill counts in the pool's wait group, so Close waits for it (refill does nothing
+// once Close began).
 func (c *Connector) refillSoon(r route) {
-	if c.spares.per <= 0 {
+	p := &c.spares
+	if p.per <= 0 {
 		return
 	}
-	time.AfterFunc(spareDelay, func() { c.refill(r) }) // refill does nothing once Close began
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.wg.Add(1)
+	time.AfterFunc(spareDelay, func() {
+		defer p.wg.Done()
+		c.refill(r)
+	})
 }
 
 // refill starts spares on r until it has Config.SpareClients, ready or starting.
