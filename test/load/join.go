@@ -82,23 +82,15 @@ type latencyResult struct {
 	top      []string
 }
 
+// joinOrders are the six orders of the floor (0), the JS client (1) and the daemon (2).
+var joinOrders = [6][3]int{{0, 1, 2}, {2, 0, 1}, {1, 2, 0}, {0, 2, 1}, {1, 0, 2}, {2, 1, 0}}
+
 // joinOrder is the order of the floor, the JS client and the daemon in round i: each of the six
 // in turn.
 func joinOrder(i int, floor, js, daemon func() error) [3]func() error {
-	switch i % 6 {
-	case 0:
-		return [3]func() error{floor, js, daemon}
-	case 1:
-		return [3]func() error{daemon, floor, js}
-	case 2:
-		return [3]func() error{js, daemon, floor}
-	case 3:
-		return [3]func() error{floor, daemon, js}
-	case 4:
-		return [3]func() error{js, floor, daemon}
-	default:
-		return [3]func() error{daemon, js, floor}
-	}
+	runs := [3]func() error{floor, js, daemon}
+	o := joinOrders[i%len(joinOrders)]
+	return [3]func() error{runs[o[0]], runs[o[1]], runs[o[2]]}
 }
 
 // transportList is what a bare client is configured with for transport, as the daemon is:
