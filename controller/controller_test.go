@@ -84,6 +84,16 @@ func (h *harness) send(in chat.Inbound) *delivery {
 	return d
 }
 
+// restartInRejoin joins a session on iid, then restarts the controller with every re-join held
+// until the returned channel is closed.
+func (h *harness) restartInRejoin(iid, token string) chan struct{} {
+	h.t.Helper()
+	mustFate(h.t, h.start_(iid, token), "ack")
+	gate := h.gateRejoins()
+	h.restart()
+	return gate
+}
+
 // gateRejoins holds every re-join from now until the returned channel is closed.
 func (h *harness) gateRejoins() chan struct{} {
 	gate := make(chan struct{})
@@ -955,9 +965,7 @@ func (h *harness) restart() {
 func TestRejoinInFlightDoesNotHoldTheInteraction(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
-		mustFate(t, h.start_("i1", "111111111"), "ack")
-		h.gateRejoins() // never opened
-		h.restart()
+		h.restartInRejoin("i1", "111111111") // never opened
 		mustFate(t, h.event("i1", chat.EventClosed, ""), "ack")
 		st := h.store.get("i1")
 		if st.Live != nil || st.EndReason != "interaction_closed" {
@@ -976,9 +984,7 @@ func TestRejoinInFlightDoesNotHoldTheInteraction(t *testing.T) {
 func TestRejoinAfterRestartWaitsForTheServer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
-		mustFate(t, h.start_("i1", "111111111"), "ack")
-		gate := h.gateRejoins()
-		h.restart()
+		gate := h.restartInRejoin("i1", "111111111")
 		time.Sleep(20 * time.Second)
 		synctest.Wait()
 		if st := h.store.get("i1"); st.Live == nil || len(h.conn.stopHandle) != 0 {
@@ -1174,9 +1180,7 @@ func TestFailedJoinGivesItsSeqBack(t *testing.T) {
 func TestAgentAssignedDuringTheRejoinGetsTheView(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
-		mustFate(t, h.start_("i1", "111111111"), "ack")
-		gate := h.gateRejoins()
-		h.restart()
+		gate := h.restartInRejoin("i1", "111111111")
 		synctest.Wait()
 		mustFate(t, h.event("i1", chat.EventAssigned, "a2"), "ack")
 		wantKinds(t, h, "joined", "attach#1")
@@ -1330,9 +1334,7 @@ func TestOperatorStop(t *testing.T) {
 func TestSignalDuringTheRejoinWaitsForIt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
-		mustFate(t, h.start_("i1", "123456789"), "ack")
-		gate := h.gateRejoins()
-		h.restart()
+		gate := h.restartInRejoin("i1", "123456789")
 		synctest.Wait()
 		sig := h.signal("i1", chat.SourceZoom, chat.SignalSessionEnded)
 		closed := h.event("i1", chat.EventClosed, "")
