@@ -65,6 +65,9 @@ type Consumer struct {
 	running  atomic.Bool
 	met      *meters    // nil: no metrics
 	health   pullHealth // what the pull loop does, for PullStatus
+	// ackTimeout bounds a double ack whose context has no deadline (the JetStream context's
+	// default timeout, as nats.go's own DoubleAck does).
+	ackTimeout time.Duration
 
 	// onKeepAlive, when set before Run, is called after each in-progress ack the keeper sends.
 	onKeepAlive func(seq uint64)
@@ -81,12 +84,6 @@ type Consumer struct {
 
 // pinHeader carries, on a message of a pinned consumer, the pin id of the instance it goes to.
 const pinHeader = "Nats-Pin-Id"
-
-func (c *Consumer) notePin(pin string) {
-	if pin != "" {
-		c.setPin(pin)
-	}
-}
 
 func (c *Consumer) setPin(pin string) {
 	c.mu.Lock()
@@ -129,6 +126,9 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (*Cons
 		sigSubj:  cfg.Prefix + ".signal.*.*",
 		met:      newMeters(cfg.Metrics),
 	}
+	if c.ackTimeout = js.Options().DefaultTimeout; c.ackTimeout <= 0 {
+		c.ackTimeout = 5 * time.Second
+	}
 	for _, r := range cfg.TriggerRoles {
 		c.triggers[r] = true
 	}
@@ -166,7 +166,8 @@ func (c *Consumer) ensure(ctx context.Context) error {
 	switch cons, err := c.js.Consumer(ctx, stream, c.cfg.Durable); {
 	case err == nil:
 		info := cons.CachedInfo()
-		c.legacy = &source{cons: cons, params: consumerParams{ackWait: info.Config.AckWait, backoff: info.Config.BackOff, maxDeliver: info.Config.MaxDeliver}}
+		c.legacy = &source{cons: cons, next: nextSubject(c.js, cons),
+			params: consumerParams{ackWait: info.Config.AckWait, backoff: info.Config.BackOff, maxDeliver: info.Config.MaxDeliver}}
 		c.log.Info("the previous release's durable consumer is still there: it is drained before the consumer group is used",
 			"consumer", c.cfg.Durable, "pending", info.NumPending, "ack_pending", info.NumAckPending)
 		// The group is made once the durable is drained; an existing one is checked now.
@@ -686,45 +687,34 @@ func (c *Consumer) fetch(ctx context.Context, src *source, n int, q *queue, keep
 		// The server keeps the pin while requests come within the pinned TTL: each request
 		// expires well before it.
 		expiry = min(expiry, c.cfg.PinnedTTL/2)
-		hb = min(hb, expiry/4) // the client wants the expiry (the context's, a little less) >= 2 heartbeats
+		hb = min(hb, expiry/4) // the request's expiry (a little less than this) holds >= 2 heartbeats
 	}
-	fctx, cancel := context.WithTimeout(ctx, expiry)
-	defer cancel()
-	opts := []jetstream.FetchOpt{jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(hb)}
-	if src.grouped {
-		opts = append(opts, jetstream.FetchPriorityGroup(priorityGroup))
-	}
-	batch, err := src.cons.Fetch(n, opts...)
-	if err != nil {
-		return 0, err
-	}
-	got := 0
-	for msg := range batch.Messages() {
-		got++
-		d := c.newDelivery(msg, src.params)
+	lastPin := c.lastPin()
+	return c.pullRequest(ctx, src, n, expiry, hb, func(m *nats.Msg) {
+		d := c.newDelivery(m, src.params)
 		if src.grouped {
-			d.subject = stripPartition(msg.Subject())
-			d.pin = msg.Headers().Get(pinHeader)
-			c.notePin(d.pin)
+			d.subject = stripPartition(m.Subject)
+			if pin := m.Header.Get(pinHeader); pin != "" {
+				d.pin = pin
+				if pin != lastPin {
+					c.setPin(pin)
+					lastPin = pin
+				}
+			}
 		}
 		d.keeper = keeper
 		d.keep()
 		q.push(d)
-	}
-	err = batch.Error()
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		// The request outlived its expiry without the server's timeout status (a lost request):
-		// just pull again.
-		return got, nil
-	}
-	return got, err
+	})
 }
 
-func (c *Consumer) newDelivery(msg jetstream.Msg, p consumerParams) *delivery {
-	d := &delivery{msg: msg, subject: msg.Subject(), attempt: 1, touched: time.Now()}
-	if delivered, seq, ok := ackCounts(msg.Reply()); ok {
+func (c *Consumer) newDelivery(m *nats.Msg, p consumerParams) *delivery {
+	d := &delivery{subject: m.Subject, attempt: 1, touched: time.Now()}
+	d.pulled = pulled{m: m, nc: c.js.Conn(), timeout: c.ackTimeout}
+	d.msg = &d.pulled
+	if delivered, seq, ok := ackCounts(m.Reply); ok {
 		d.seq, d.attempt = seq, int(delivered)
-	} else if meta, err := msg.Metadata(); err == nil {
+	} else if meta, err := m.Metadata(); err == nil {
 		d.seq = meta.Sequence.Stream
 		d.attempt = int(meta.NumDelivered)
 	}

@@ -43,7 +43,8 @@ var ErrSettled = errors.New("chat: delivery already settled")
 // waits for the handler, and for up to Config.AckWait after it was handed over (or after the
 // handler's last InProgress).
 type delivery struct {
-	msg      jetstream.Msg
+	msg      inMsg  // nil for a pinLost marker
+	pulled   pulled // what msg points to for a pulled message (one allocation for both)
 	subject  string // the inbound subject (without the group stream's partition token)
 	pin      string // the pin id the server sent it with (the group's consumer)
 	pinLost  bool   // no message: the server told this instance another holds the pin

@@ -30,6 +30,7 @@ type Assignee interface {
 // first start of this release drains it, the previous release's durable on the inbound stream.
 type source struct {
 	cons    jetstream.Consumer
+	next    string // the subject of its pull requests
 	params  consumerParams
 	grouped bool // the group stream: subjects carry the partition, pulls name the priority group
 }
@@ -164,7 +165,7 @@ func (c *Consumer) createMember(ctx context.Context, filters []string) (*source,
 	if info := cons.CachedInfo(); info != nil {
 		p = consumerParams{ackWait: info.Config.AckWait, backoff: info.Config.BackOff, maxDeliver: info.Config.MaxDeliver}
 	}
-	return &source{cons: cons, params: p, grouped: true}, nil
+	return &source{cons: cons, next: nextSubject(c.js, cons), params: p, grouped: true}, nil
 }
 
 // notUnique is the server's refusal of a work-queue consumer whose filters overlap another's:
