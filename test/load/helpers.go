@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -150,6 +151,8 @@ func (a *gcbAPI) mux() *http.ServeMux {
 	m.HandleFunc("POST /agent-join", a.agentJoin)
 	m.HandleFunc("POST /wait", a.wait)
 	m.HandleFunc("GET /stats", a.stats)
+	// Diagnosis: the cluster's CPU profile (go tool pprof http://<control>/debug/pprof/profile).
+	m.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	return m
 }
 
