@@ -841,7 +841,11 @@ func (c *Consumer) decode(subject string, data []byte) (Inbound, error) {
 		}
 		in.Chat = m
 		if c.triggers[m.From.Role] {
-			in.StartToken, _ = StartCandidate(m.Text)
+			// A copy of its own: the token is kept in the interaction's state for the session's
+			// life, and the text it is cut from shares the whole message's bytes (newScanner).
+			if token, ok := StartCandidate(m.Text); ok {
+				in.StartToken = strings.Clone(token)
+			}
 		}
 	case subjectEvent:
 		e, ok := fastEvent(token, data)

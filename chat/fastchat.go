@@ -67,14 +67,17 @@ func fastChat(token string, data []byte) (*Message, bool) {
 // scanner reads JSON from data; every method reports false on anything it does not take.
 type scanner struct {
 	data []byte
-	src  string // data as a string, copied once: a value without escapes is a substring of it
+	src  string // data as a string, copied once: a value without escapes is a substring of it ("": each value is copied)
 	i    int
 }
 
 // newScanner scans data. Every string value it returns without escapes shares one copy of data:
 // one allocation per message, not one per field (the fields of a chat line were six of its ten
 // allocations, and a visible share of the daemon's CPU per message with the collection they
-// caused). A value kept from it keeps the whole message's bytes alive, a few hundred bytes.
+// caused). A value kept from it keeps the whole message's bytes alive, a few hundred bytes: what
+// outlives the message's handling (a start token, kept in the state for the session's life) is
+// copied. A scanner without src (scanner{data: data}) copies each value: fastEvent's, whose ids
+// the state keeps, for messages far rarer than chat lines.
 func newScanner(data []byte) scanner {
 	return scanner{data: data, src: string(data)}
 }
@@ -206,6 +209,9 @@ func (s *scanner) str() (string, bool) {
 		c := s.data[j]
 		if c == '"' {
 			s.i = j + 1
+			if s.src == "" {
+				return string(s.data[start:j]), true
+			}
 			return s.src[start:j], true
 		}
 		if c == '\\' {
@@ -442,7 +448,7 @@ func fastEvent(token string, data []byte) (*Event, bool) {
 	if !utf8.Valid(data) {
 		return nil, false
 	}
-	s := newScanner(data)
+	s := scanner{data: data} // a copy per value: an event's ids are kept in the state
 	var e Event
 	var have struct{ id, interaction, typ, at, agent, toAgent, vendor bool }
 	var typ, at string

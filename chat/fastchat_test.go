@@ -3,6 +3,7 @@ package chat
 import (
 	"regexp"
 	"testing"
+	"unsafe"
 )
 
 // TestFastChatTakesTheUsualShapes: the one-pass decoder must take what platforms send, or the
@@ -36,4 +37,36 @@ func FuzzRFC3339Form(f *testing.F) {
 			t.Fatalf("rfc3339Form(%q) = %v, the expression says %v", s, got, want)
 		}
 	})
+}
+
+// TestKeptValuesHaveTheirOwnBytes: what outlives a message's handling (the start token, kept in the
+// state for a session's life; an event's ids) does not share the message's bytes, which would keep
+// the whole message alive with it (newScanner).
+func TestKeptValuesHaveTheirOwnBytes(t *testing.T) {
+	c := &Consumer{cfg: Config{Prefix: "cc", MaxPayload: 1 << 20}, triggers: map[Role]bool{RoleCustomer: true}}
+	within := func(v string, data []byte) bool {
+		p, lo := uintptr(unsafe.Pointer(unsafe.StringData(v))), uintptr(unsafe.Pointer(&data[0]))
+		return p >= lo && p < lo+uintptr(len(data))
+	}
+	line := []byte(`{"id":"m-1","interactionId":"I-1","from":{"role":"customer"},"text":"{start:123456789}"}`)
+	in, err := c.decode("cc.chat.I-1.message", line)
+	if err != nil || in.StartToken != "123456789" {
+		t.Fatalf("start line: token %q, error %v", in.StartToken, err)
+	}
+	// The line's values share one copy of it: the token, cut from the text, must not.
+	text := in.Chat.Text
+	textBytes := unsafe.Slice(unsafe.StringData(text), len(text))
+	if within(in.StartToken, textBytes) {
+		t.Error("the start token shares the message's bytes: it would keep the message alive")
+	}
+	ev := []byte(`{"id":"e-1","interactionId":"I-1","type":"assigned","agentId":"agent-7","at":"2026-03-14T09:26:51Z"}`)
+	e, ok := fastEvent("I-1", ev)
+	if !ok {
+		t.Fatal("fastEvent refused a plain event")
+	}
+	for _, v := range []string{e.ID, e.AgentID} {
+		if within(v, ev) {
+			t.Errorf("event value %q shares the message's bytes", v)
+		}
+	}
 }
