@@ -376,3 +376,33 @@ func FuzzAckCounts(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPullStatus: every status the server may send ends the pull request or is a heartbeat; an
+// unknown one ends it with an error that names it, and only 100 lets the request go on.
+func FuzzPullStatus(f *testing.F) {
+	for _, s := range [][2]string{{"100", "Idle Heartbeat"}, {"100", "FlowControl Request"}, {"404", "No Messages"},
+		{"408", "Request Timeout"}, {"409", "Consumer Deleted"}, {"409", "Leadership Change"}, {"409", "Server Shutdown"},
+		{"409", "Batch Completed"}, {"409", "Exceeded MaxWaiting"}, {"409", "Message Size Exceeds MaxBytes"},
+		{"423", "Nats-Pin-Id mismatch"}, {"503", ""}, {"400", "Bad Request"}, {"500", "x"}, {"", ""}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, code, description string) {
+		end, err := pullStatus(code, description)
+		if code == "100" {
+			if end || err != nil {
+				t.Fatalf("heartbeat %q ended the request (%v, %v)", description, end, err)
+			}
+			return
+		}
+		if !end {
+			t.Fatalf("status %q %q did not end the request", code, description)
+		}
+		switch code {
+		case "404", "408", "409", "423", "503", "400":
+			return
+		}
+		if err == nil || !strings.Contains(err.Error(), code) {
+			t.Fatalf("unknown status %q %q: error %v, want one naming it", code, description, err)
+		}
+	})
+}
