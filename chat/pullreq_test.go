@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,13 +86,14 @@ func TestPullRequestWire(t *testing.T) {
 		n      int
 		hb     time.Duration
 		want   int
-		err    error  // errors.Is
-		errHas string // or the error's text
+		seen   []string // the messages taken, with their pins (when set)
+		err    error    // errors.Is
+		errHas string   // or the error's text
 	}{
 		{name: "full batch", n: 2, script: func(nc *nats.Conn, inbox string) {
 			userMsg(t, nc, inbox, 1, "pin-1")
 			userMsg(t, nc, inbox, 2, "pin-1")
-		}, want: 2},
+		}, want: 2, seen: []string{`{"n":1} pin-1`, `{"n":2} pin-1`}},
 		{name: "expired (408) after a message", n: 5, script: func(nc *nats.Conn, inbox string) {
 			userMsg(t, nc, inbox, 1, "")
 			status(t, nc, inbox, "408", "Request Timeout")
@@ -122,9 +124,8 @@ func TestPullRequestWire(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			script := make(chan func(*nats.Conn, string), 1)
 			script <- tc.script
-			sub := subject
-			src.next = sub
-			reqs := fakeNext(t, e, sub, func(inbox string, _ nextRequest) {
+			src.next = subject
+			reqs := fakeNext(t, e, subject, func(inbox string, _ nextRequest) {
 				go (<-script)(e.nc, inbox) // off the subscription's goroutine: a script may pace itself
 			})
 			got, seen, err := pull(tc.n, 200*time.Millisecond, tc.hb)
@@ -136,8 +137,8 @@ func TestPullRequestWire(t *testing.T) {
 			case tc.err == nil && tc.errHas == "" && err != nil:
 				t.Fatalf("error %v, want none", err)
 			}
-			if got != tc.want || len(seen) != tc.want {
-				t.Fatalf("got %d messages (%q), want %d", got, seen, tc.want)
+			if got != tc.want || len(seen) != tc.want || tc.seen != nil && !slices.Equal(seen, tc.seen) {
+				t.Fatalf("got %d messages (%q), want %d %q", got, seen, tc.want, tc.seen)
 			}
 			req := <-reqs
 			if req.Batch != tc.n || req.Group != priorityGroup || req.PinID != "pin-1" || req.Heartbeat != tc.hb ||
