@@ -94,7 +94,7 @@ func (p *pulled) TermWithReason(reason string) error {
 	if reason == "" {
 		return p.Term()
 	}
-	return p.nc.Publish(p.m.Reply, append(append(append([]byte(nil), ackTerm...), ' '), reason...))
+	return p.nc.Publish(p.m.Reply, []byte("+TERM "+reason))
 }
 
 // nextSubject is the subject of cons's pull requests, under js's API prefix.

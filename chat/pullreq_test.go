@@ -122,12 +122,8 @@ func TestPullRequestWire(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			script := make(chan func(*nats.Conn, string), 1)
-			script <- tc.script
 			src.next = subject
-			reqs := fakeNext(t, e, subject, func(inbox string, _ nextRequest) {
-				go (<-script)(e.nc, inbox) // off the subscription's goroutine: a script may pace itself
-			})
+			reqs := fakeNext(t, e, subject, func(inbox string, _ nextRequest) { tc.script(e.nc, inbox) })
 			got, seen, err := pull(tc.n, 200*time.Millisecond, tc.hb)
 			switch {
 			case tc.err != nil && !errors.Is(err, tc.err):
