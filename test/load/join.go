@@ -75,6 +75,10 @@ type latencyResult struct {
 	// each one's publish -> its pull by the bare relay (natspath.go), which meanwhile does the
 	// closes' NATS work.
 	NATSBatch stats `json:"nats_path_close_in_flight_ms"`
+	// BatchCPU: the CPU time each process used per batch, from the first publish to the last
+	// session's end at the server (the window the goal measures) and to the daemon idle again
+	// (everything the closes caused): what two cores had to do in that time.
+	BatchCPU map[string]stats `json:"close_batch_cpu_ms"`
 
 	EndedBy  map[string]int `json:"ended_by"`
 	Warnings int            `json:"daemon_warnings"`
@@ -260,8 +264,9 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 	if o.closeBatches > 0 {
 		h.notef("join: closing %d interactions in flight, %d times", o.closeInFlight, o.closeBatches)
 		var lat, final, span, bare, pulled []time.Duration
+		cpu := map[string][]time.Duration{}
 		for k := range o.closeBatches {
-			l, f, sp, err := h.closeBatch(ctx, e, d, w, k, endedBy)
+			l, f, sp, err := h.closeBatch(ctx, e, d, w, k, endedBy, cpu)
 			if err != nil {
 				return nil, fmt.Errorf("close batch %d: %w", k, err)
 			}
@@ -273,10 +278,15 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 			if err != nil {
 				return nil, fmt.Errorf("close batch %d: %w", k, err)
 			}
+			h.verbosef("close batch %d: span %.2f ms, p99 %.2f ms; bare stops p99 %.2f ms; NATS path p99 %.2f ms", k, float64(sp.Microseconds())/1000, summarize(l).P99, summarize(b).P99, summarize(pl).P99)
 			lat, final, span, bare, pulled = append(lat, l...), append(final, f...), append(span, sp), append(bare, b...), append(pulled, pl...)
 		}
 		res.CloseBatch, res.FinalBatch, res.CloseBatchAll = summarize(lat), summarize(final), summarize(span)
 		res.BareBatch, res.NATSBatch = summarize(bare), summarize(pulled)
+		res.BatchCPU = map[string]stats{}
+		for k, v := range cpu {
+			res.BatchCPU[k] = summarize(v)
+		}
 	}
 	res.Warnings, res.Errors, res.top = d.logSummary()
 	if odd := w.oddMessages(); len(odd) > 0 {
@@ -287,8 +297,9 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 
 // closeBatch is one batch of the close in flight: -close-in-flight sessions joined by the daemon,
 // then their closed events published at once. It returns each session's latency from its closed
-// event's publish to its end at the server and to its final attach, and the batch's span.
-func (h *harness) closeBatch(ctx context.Context, e *env, d *daemon, w *watcher, k int, endedBy map[string]int) (lat, final []time.Duration, span time.Duration, err error) {
+// event's publish to its end at the server and to its final attach, and the batch's span. It adds
+// each process's CPU time over the batch to cpu (keys: see cpuProcs).
+func (h *harness) closeBatch(ctx context.Context, e *env, d *daemon, w *watcher, k int, endedBy map[string]int, cpu map[string][]time.Duration) (lat, final []time.Duration, span time.Duration, err error) {
 	o := h.opt
 	n := o.closeInFlight
 	sess, err := e.ctl.create(ctx, n)
@@ -337,6 +348,7 @@ func (h *harness) closeBatch(ctx context.Context, e *env, d *daemon, w *watcher,
 	for i, iid := range iids {
 		closed[i] = inbound{subject: eventSubject(iid), data: mustJSON(event(iid, "closed", ""))}
 	}
+	meter := startCPU(d.p.Pid(), e.gcb.Pid(), e.nats.Pid(), 0)
 	sent, err := e.publishTimed(ctx, closed)
 	if err != nil {
 		return nil, nil, 0, err
@@ -345,6 +357,7 @@ func (h *harness) closeBatch(ctx context.Context, e *env, d *daemon, w *watcher,
 	if err != nil {
 		return nil, nil, 0, err
 	}
+	_, toEnd := meter.shares()
 	if wr.Done != n || len(wr.Sessions) != n {
 		return nil, nil, 0, fmt.Errorf("%d of %d sessions ended at the server within %v of their closed events (not: %v)", wr.Done, n, o.joinWait, wr.Pending)
 	}
@@ -379,8 +392,16 @@ func (h *harness) closeBatch(ctx context.Context, e *env, d *daemon, w *watcher,
 	if err := d.waitIdle(ctx, o.joinWait); err != nil {
 		return nil, nil, 0, err
 	}
+	_, toIdle := meter.shares()
+	for i, name := range cpuProcs {
+		cpu[name+"_to_end"] = append(cpu[name+"_to_end"], toEnd[i])
+		cpu[name+"_to_idle"] = append(cpu[name+"_to_idle"], toIdle[i])
+	}
 	return lat, final, span, nil
 }
+
+// cpuProcs names the processes a close batch's CPU is read from, in closeBatch's meter order.
+var cpuProcs = []string{"daemon", "gcb", "natsd", "harness"}
 
 // bareStopBatch is the anchor of a close batch: the bare client joins -close-in-flight sessions
 // (one after the other), then stops them all at once, one goroutine each; it returns each

@@ -212,6 +212,19 @@ func (r *report) lines(w io.Writer) {
 				j.BareBatch.P50, j.BareBatch.P99, j.BareBatch.Max, div(j.CloseBatch.P99, j.BareBatch.P99))
 			fmt.Fprintf(w, "close: the NATS path of as many closes published at once (each publish -> its pull from a work queue by a bare relay doing the closes' NATS work): p50 %.2f ms p99 %.2f ms max %.2f ms; its p99 + the bare stops' p99 %.2f ms, daemon/that %.2f\n",
 				j.NATSBatch.P50, j.NATSBatch.P99, j.NATSBatch.Max, j.NATSBatch.P99+j.BareBatch.P99, div(j.CloseBatch.P99, j.NATSBatch.P99+j.BareBatch.P99))
+			if len(j.BatchCPU) > 0 {
+				var to [2]string
+				for i, win := range []string{"_to_end", "_to_idle"} {
+					var sum float64
+					for _, p := range cpuProcs {
+						m := j.BatchCPU[p+win].P50
+						sum += m
+						to[i] += fmt.Sprintf("%s %.1f, ", p, m)
+					}
+					to[i] += fmt.Sprintf("together %.1f", sum)
+				}
+				fmt.Fprintf(w, "close: CPU per batch, medians in ms: up to the last end at the server: %s; up to the daemon idle again: %s (two cores)\n", to[0], to[1])
+			}
 		}
 		fmt.Fprintf(w, "close: sessions ended by %v\n", j.EndedBy)
 		logLine(w, "join", j.Warnings, j.Errors, j.top)
