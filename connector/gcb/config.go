@@ -24,6 +24,7 @@ const (
 	DefaultJoinTimeout         = 20 * time.Second
 	DefaultStopTimeout         = 5 * time.Second
 	DefaultDisconnectTimeout   = 2 * time.Second
+	DefaultLeaveGrace          = 5 * time.Second
 	DefaultLostAfter           = 60 * time.Second
 	DefaultAgentViewPath       = "/slave.html"
 	DefaultEventBuffer         = 16
@@ -86,6 +87,11 @@ type Config struct {
 	// DisconnectTimeout bounds the /meta/disconnect sent when a session ends or is closed.
 	// Default 2s.
 	DisconnectTimeout time.Duration
+
+	// LeaveGrace is how long a session that ended (deactivated) keeps its Bayeux client for its
+	// owner's Close, which sends the /meta/disconnect; past it the client disconnects by itself.
+	// Default 5s.
+	LeaveGrace time.Duration
 
 	// RejoinWindow bounds how long a live session's re-join (after a daemon restart, or after a
 	// Bayeux re-handshake) is retried while the server refuses it or cannot be reached. A
@@ -210,6 +216,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"JoinTimeout", &c.JoinTimeout, DefaultJoinTimeout},
 		{"StopTimeout", &c.StopTimeout, DefaultStopTimeout},
 		{"DisconnectTimeout", &c.DisconnectTimeout, DefaultDisconnectTimeout},
+		{"LeaveGrace", &c.LeaveGrace, DefaultLeaveGrace},
 		{"LostAfter", &c.LostAfter, DefaultLostAfter},
 		{"RejoinWindow", &c.RejoinWindow, 0},
 	} {

@@ -14,7 +14,8 @@
 //     or, when the node has a spare client (handshaken and connected ahead; spare.go), the join
 //     call alone goes out on it;
 //  4. /service/session/joined, /activated and /deactivated become EventParticipantJoined,
-//     EventActivated and EventDeactivated; after deactivated the Bayeux client disconnects;
+//     EventActivated and EventDeactivated; after deactivated the Bayeux client disconnects when
+//     the owner closes the session (or by itself after Config.LeaveGrace);
 //  5. a Bayeux re-handshake loses the Genesys join: the session joins again, retrying a refusal
 //     within the re-join window (Config.RejoinWindow: the old Controller may still be a member
 //     until the server expires it); when the window is over it stops the session through REST

@@ -679,3 +679,63 @@ func testBreakerOpensOnDeadNode(t *testing.T, serverURL bool) {
 	other := e.create(0)
 	e.join(other, "")
 }
+
+// TestEndedSessionLeavesOnClose: after deactivated the Bayeux client stays connected until the
+// owner closes the session, whose Close sends the /meta/disconnect (the Controller closes it once
+// the session's end is recorded, after the stops other interactions owe); an owner that does not
+// close it within LeaveGrace finds it gone by itself.
+func TestEndedSessionLeavesOnClose(t *testing.T) {
+	for _, tr := range []string{cometd.TransportWebSocket, cometd.TransportLongPolling} {
+		for _, closes := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/owner-closes=%v", tr, closes), func(t *testing.T) {
+				grace := time.Hour
+				if !closes {
+					grace = 100 * time.Millisecond
+				}
+				e := newEnv(t, true, tr, func(c *Config) { c.SpareClients, c.LeaveGrace = -1, grace })
+				gs := e.create(1)
+				s := e.join(gs, "")
+				client := s.(*session).client
+				if _, err := s.Stop(t.Context()); err != nil {
+					t.Fatalf("Stop: %v", err)
+				}
+				expect(t, s, connector.EventDeactivated)
+				expectClosed(t, s)
+				waitDone(t, gs)
+				if closes {
+					// The callbacks run one at a time, in order: once a later one ran, whatever
+					// the end itself set off on the callback goroutine is done.
+					ran := make(chan struct{})
+					if !client.Post(func() { close(ran) }) {
+						t.Fatal("the client takes no callback after the end: it left")
+					}
+					select {
+					case <-ran:
+					case <-time.After(wait):
+						t.Fatalf("a callback did not run within %s", wait)
+					}
+					select {
+					case <-client.Done():
+						t.Fatal("the client left before its owner closed the session")
+					default:
+					}
+					if got := gs.Node().Stats().BayeuxSessions; got != 1 {
+						t.Fatalf("node holds %d Bayeux sessions before Close, want the ended session's", got)
+					}
+					closeSession(t, s)
+				} else {
+					select {
+					case <-client.Done():
+					case <-time.After(wait):
+						t.Fatalf("the client of an ended session was still there %s after its grace", wait)
+					}
+				}
+				// Gone through its /meta/disconnect: the server's expiry (MaxInterval 3 s) is far off.
+				if got := gs.Node().Stats().BayeuxSessions; got != 0 {
+					t.Fatalf("node holds %d Bayeux sessions after the goodbye, want 0", got)
+				}
+				closeSession(t, s)
+			})
+		}
+	}
+}

@@ -40,6 +40,7 @@ type session struct {
 	participants []connector.Participant
 	times        connector.Times // the latest times the server gave
 	lost         *time.Timer     // running while the connection is down (see LostAfter)
+	leave        *time.Timer     // after deactivated: the client's own goodbye, unless Close comes first (LeaveGrace)
 	feed         func(connector.Event, bool)
 	events       chan connector.Event // made on first use unless fed
 	unblock      chan struct{}        // made when an emit waits on a full channel; closed by Feed or Close
@@ -438,6 +439,9 @@ func (s *session) Close(ctx context.Context) error {
 		s.unblock = nil
 	}
 	wc := s.cancel
+	if s.leave != nil {
+		s.leave.Stop()
+	}
 	s.mu.Unlock()
 	if wc != nil {
 		wc.cancel()
@@ -610,8 +614,12 @@ func (s *session) deliver(m cometd.Message) {
 	}
 }
 
-// deactivate ends the stream with EventDeactivated, then disconnects the Bayeux client (no
-// /service/session/exit: the docs say disconnect).
+// deactivate ends the stream with EventDeactivated. The Bayeux client disconnects (no
+// /service/session/exit: the docs say disconnect) when the owner closes the session, which the
+// Controller does once it has recorded the end: after the stops that other interactions owe
+// (controller/lane.go), so that in a burst of closes the goodbyes of the first ones do not
+// compete with the stops of the last ones, in the daemon and at the server. Should the owner not
+// close it within Config.LeaveGrace, the client leaves by itself.
 func (s *session) deactivate(t connector.Times) {
 	s.over = true
 	s.stopLostTimer()
@@ -625,7 +633,11 @@ func (s *session) deactivate(t connector.Times) {
 	s.log().Info("session deactivated", "activation_time", t.Activation, "deactivation_time", t.Deactivation)
 	s.emit(connector.Event{Kind: connector.EventDeactivated, Times: t})
 	s.end()
-	s.shutdown(true)
+	s.mu.Lock()
+	if !s.closed {
+		s.leave = time.AfterFunc(s.c.cfg.LeaveGrace, func() { s.client.Post(func() { s.shutdown(true) }) })
+	}
+	s.mu.Unlock()
 }
 
 // rejoin joins again as Controller on the new Bayeux session after a re-handshake. A refusal
