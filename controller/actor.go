@@ -37,10 +37,12 @@ type actor struct {
 	evq     []streamEvent  // the live session's events, in order (see attachSession)
 	pending work           // the other things to do
 	running bool           // a goroutine works for the actor
-	gone    bool           // the actor left: nothing starts it again
-	gen     uint64         // the session whose events are taken; feeds of another are dropped
-	evWake  chan struct{}  // made while a stop waits for the session's word (stopLive)
-	fwdStop chan struct{}  // ends the goroutine reading a session's Events channel (attachSession)
+	// owesStop: the actor is counted in the Controller's stop lane (see lane.go).
+	owesStop bool
+	gone     bool          // the actor left: nothing starts it again
+	gen      uint64        // the session whose events are taken; feeds of another are dropped
+	evWake   chan struct{} // made while a stop waits for the session's word (stopLive)
+	fwdStop  chan struct{} // ends the goroutine reading a session's Events channel (attachSession)
 	// recovered is a state saved with a live session before a restart: the actor joins it again
 	// before anything else.
 	recovered *Saved
@@ -182,6 +184,7 @@ func (a *actor) recover(s *Saved) {
 func (a *actor) enqueue(in chat.Inbound) {
 	a.qmu.Lock()
 	a.inbox = append(a.inbox, in)
+	a.oweStopLocked(in)
 	a.startLocked()
 	a.qmu.Unlock()
 }
@@ -342,6 +345,7 @@ func (a *actor) exit() {
 	a.gone, a.running = true, false
 	a.dropStreamLocked()
 	a.qmu.Unlock()
+	a.settleStop(false)
 	a.shown.Store(nil)
 	close(a.exited)
 }
@@ -418,6 +422,7 @@ func (a *actor) work() {
 			// The message may have waited behind slower work: its ack budget starts now.
 			_ = in.Delivery.InProgress()
 			a.inbound(ctx, in)
+			a.settleStop(true)
 		case k == tookEvent:
 			if ev.ok {
 				_ = a.step(ctx, input{event: &ev.ev})

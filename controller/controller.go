@@ -130,6 +130,9 @@ type Controller struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// lane orders a burst of closes: stops first (lane.go).
+	lane stopLane
+
 	mu      sync.Mutex
 	actors  map[string]*actor
 	closing bool

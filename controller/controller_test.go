@@ -73,6 +73,9 @@ func (h *harness) stop() {
 	if err := h.c.Shutdown(ctx); err != nil {
 		h.t.Errorf("shutdown: %v", err)
 	}
+	if n := owing(h); n != 0 {
+		h.t.Errorf("%d actors still owe a stop after the shutdown", n)
+	}
 	h.cancel = nil
 }
 

@@ -35,6 +35,9 @@ type fakeConn struct {
 	next        int
 	// silentStop: Stop does not produce a deactivated notification.
 	silentStop bool
+	// stopHold: the Stop of the session with that token waits until its channel is closed (or
+	// the caller gives up), as a server slow to answer would.
+	stopHold map[string]chan struct{}
 	// stopErr: Stop and StopHandle fail with it (every route failed).
 	stopErr error
 	// activateOnStop: the agent's activation arrives just before the deactivation.
@@ -266,8 +269,15 @@ func (s *fakeSession) Stop(ctx context.Context) (connector.Times, error) {
 	s.stopped++
 	s.mu.Unlock()
 	s.conn.mu.Lock()
-	silent, stopErr, activate := s.conn.silentStop, s.conn.stopErr, s.conn.activateOnStop
+	silent, stopErr, activate, hold := s.conn.silentStop, s.conn.stopErr, s.conn.activateOnStop, s.conn.stopHold[s.handle.Token]
 	s.conn.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return connector.Times{}, ctx.Err()
+		}
+	}
 	if stopErr != nil {
 		return connector.Times{}, stopErr
 	}

@@ -597,6 +597,7 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 		var err error
 		times, err = a.sess.Stop(sctx)
 		cancel()
+		a.afterStop(ctx)
 		a.queueHandoffs(connector.HandoffEnd) // the pages' end requests, for a vendor whose session ends there
 		switch {
 		case err != nil:
@@ -612,6 +613,7 @@ func (a *actor) stopLive(ctx context.Context, reason connector.EndReason) {
 		}
 	} else {
 		times = a.stopByHandle(ctx, l.Handle)
+		a.afterStop(ctx)
 	}
 	wait := time.NewTimer(a.c.cfg.StopWait)
 	defer wait.Stop()
