@@ -33,7 +33,6 @@ type session struct {
 	sticky        string // the route's gcbSessionServer cookie value; "" when not used or not known
 	agentID       string // the agent the Controller joined for
 	interactionID string
-	spare         bool // the client was a spare (spare.go): started before the join
 
 	mu           sync.Mutex // the session's state and its event stream
 	userToken    string     // the Controller's user token, from the latest join reply
@@ -54,8 +53,12 @@ type session struct {
 	closed       bool                 // Close was called
 
 	// Touched only on the client's callback goroutine (or by functions given to Post).
-	begun   bool    // the join reply is recorded: callbacks are handled, not kept in early
-	over    bool    // the session is over for this daemon: nothing more to do
+	begun bool // the join reply is recorded: callbacks are handled, not kept in early
+	over  bool // the session is over for this daemon: nothing more to do
+	// spare: the client was a spare (spare.go), started before the join; set once, before the
+	// session is shared. Beside the bools above it takes no word of its own: a session is 288
+	// bytes, a size class.
+	spare   bool
 	early   *[]item // callbacks that came before (while joining)
 	downErr error   // why the connection is down
 }
