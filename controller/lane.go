@@ -83,7 +83,8 @@ func (l *stopLane) openLocked() {
 	l.clear, l.burst, l.hold = nil, false, nil
 }
 
-// wait returns once no actor owes a stop, after d at most, or when ctx is done.
+// wait returns once the lane is open (no actor owes a stop, and a burst's hold is over), after d
+// at most, or when ctx is done.
 func (l *stopLane) wait(ctx context.Context, d time.Duration) {
 	l.mu.Lock()
 	ch := l.clear
@@ -110,7 +111,7 @@ func stopsSession(in chat.Inbound) bool {
 	return g != nil && g.Type == chat.SignalStop && g.Source == chat.SourceOperator
 }
 
-// oweStopLocked notes, as in joins the inbox, a message that will stop the actor's live session.
+// oweStopLocked notes, as it joins the inbox, a message that will stop the actor's live session.
 // The caller holds qmu.
 func (a *actor) oweStopLocked(in chat.Inbound) {
 	if a.owesStop || a.shown.Load() == nil || !stopsSession(in) {
@@ -120,12 +121,13 @@ func (a *actor) oweStopLocked(in chat.Inbound) {
 	a.c.lane.add()
 }
 
-// settleStop takes the actor out of the lane: its stop call returned (stopLive), or it left. With
-// unless, it stays in while a message that stops its session still waits in the inbox.
-func (a *actor) settleStop(unless bool) {
+// settleStop takes the actor out of the lane: its stop call returned (afterStop), it handled a
+// message (work; with unlessQueued it stays in while another message that stops its session waits
+// in the inbox), or it left (exit).
+func (a *actor) settleStop(unlessQueued bool) {
 	a.qmu.Lock()
 	owed := a.owesStop
-	if owed && unless {
+	if owed && unlessQueued {
 		for _, in := range a.inbox {
 			if stopsSession(in) {
 				owed = false
