@@ -489,6 +489,7 @@ func (c *Controller) Shutdown(ctx context.Context) error {
 	c.log.Info("draining interactions", "count", n)
 	done := make(chan struct{})
 	go func() { c.wg.Wait(); close(done) }()
+	defer c.lane.close() // after the actors: none waits on it any more
 	select {
 	case <-done:
 		c.cancel()

@@ -76,6 +76,11 @@ func (h *harness) stop() {
 	if n := owing(h); n != 0 {
 		h.t.Errorf("%d actors still owe a stop after the shutdown", n)
 	}
+	h.c.lane.mu.Lock()
+	if h.c.lane.hold != nil || h.c.lane.clear != nil {
+		h.t.Error("the stop lane is still closed, or its hold timer set, after the shutdown")
+	}
+	h.c.lane.mu.Unlock()
 	h.cancel = nil
 }
 

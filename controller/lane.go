@@ -78,6 +78,19 @@ func (l *stopLane) done() {
 	}
 }
 
+// close stops a burst's hold timer, so that nothing of the lane runs after the Controller's
+// shutdown; the lane is open then.
+func (l *stopLane) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.hold != nil {
+		l.hold.Stop()
+	}
+	if l.clear != nil {
+		l.openLocked()
+	}
+}
+
 func (l *stopLane) openLocked() {
 	close(l.clear)
 	l.clear, l.burst, l.hold = nil, false, nil

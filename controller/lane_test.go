@@ -154,5 +154,18 @@ func TestStopLaneHoldsAfterABurst(t *testing.T) {
 			t.Fatalf("a stop that hangs held the lane %v, want the bound %v", d, stopFirstWait)
 		}
 		l.done()
+
+		// The Controller's shutdown closes a lane in its hold: the timer stops, the lane opens.
+		l.add()
+		l.add()
+		l.done()
+		l.done()
+		l.close()
+		if l.hold != nil || l.clear != nil {
+			t.Fatal("the lane's hold outlived close")
+		}
+		if d := waited(); d != 0 {
+			t.Fatalf("after close the lane held %v", d)
+		}
 	})
 }
