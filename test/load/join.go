@@ -278,7 +278,7 @@ func (h *harness) joinLatency(ctx context.Context) (res *latencyResult, err erro
 			if err != nil {
 				return nil, fmt.Errorf("close batch %d: %w", k, err)
 			}
-			h.verbosef("close batch %d: span %.2f ms, p99 %.2f ms; bare stops p99 %.2f ms; NATS path p99 %.2f ms", k, float64(sp.Microseconds())/1000, summarize(l).P99, summarize(b).P99, summarize(pl).P99)
+			h.verbosef("close batch %d: span %.2f ms, p99 %.2f ms; bare stops p99 %.2f ms; NATS path p99 %.2f ms", k, millis(sp), summarize(l).P99, summarize(b).P99, summarize(pl).P99)
 			lat, final, span, bare, pulled = append(lat, l...), append(final, f...), append(span, sp), append(bare, b...), append(pulled, pl...)
 		}
 		res.CloseBatch, res.FinalBatch, res.CloseBatchAll = summarize(lat), summarize(final), summarize(span)

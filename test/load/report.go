@@ -29,13 +29,15 @@ func summarize(ds []time.Duration) stats {
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	rank := func(p float64) time.Duration {
 		i := int(math.Ceil(p/100*float64(len(s)))) - 1
 		return s[max(0, min(i, len(s)-1))]
 	}
-	return stats{N: len(s), P50: ms(rank(50)), P90: ms(rank(90)), P99: ms(rank(99)), Max: ms(s[len(s)-1])}
+	return stats{N: len(s), P50: millis(rank(50)), P90: millis(rank(90)), P99: millis(rank(99)), Max: millis(s[len(s)-1])}
 }
+
+// millis is d in milliseconds, to the microsecond: how the report gives every latency.
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // report is everything one run measured; it is printed as lines, then as one JSON line.
 type report struct {
