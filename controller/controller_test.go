@@ -73,14 +73,9 @@ func (h *harness) stop() {
 	if err := h.c.Shutdown(ctx); err != nil {
 		h.t.Errorf("shutdown: %v", err)
 	}
-	if n := owing(h); n != 0 {
-		h.t.Errorf("%d actors still owe a stop after the shutdown", n)
+	if n, open := laneState(h); n != 0 || !open {
+		h.t.Errorf("after the shutdown %d actors still owe a stop, the lane open and without a hold timer: %v", n, open)
 	}
-	h.c.lane.mu.Lock()
-	if h.c.lane.hold != nil || h.c.lane.clear != nil {
-		h.t.Error("the stop lane is still closed, or its hold timer set, after the shutdown")
-	}
-	h.c.lane.mu.Unlock()
 	h.cancel = nil
 }
 

@@ -21,13 +21,19 @@ func endPublished(h *harness, iid string) bool {
 
 // owing is how many actors owe a stop.
 func owing(h *harness) int {
+	n, _ := laneState(h)
+	return n
+}
+
+// laneState is how many actors owe a stop, and whether the lane is open with no hold timer set.
+func laneState(h *harness) (owing int, open bool) {
 	l := &h.c.lane
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.owing > 0 && l.clear == nil {
 		h.t.Errorf("lane: %d owing, and open", l.owing)
 	}
-	return l.owing
+	return l.owing, l.clear == nil && l.hold == nil
 }
 
 // TestStopsGoBeforeTheBookkeeping: while another interaction owes its stop, a session whose stop
@@ -119,6 +125,12 @@ func TestLoneCloseDoesNotWait(t *testing.T) {
 func TestStopLaneHoldsAfterABurst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var l stopLane
+		burst := func() { // two actors owe a stop at once, then both stops return
+			l.add()
+			l.add()
+			l.done()
+			l.done()
+		}
 		waited := func() time.Duration {
 			start := time.Now()
 			l.wait(t.Context(), stopFirstWait)
@@ -129,17 +141,11 @@ func TestStopLaneHoldsAfterABurst(t *testing.T) {
 		if d := waited(); d != 0 {
 			t.Fatalf("after a lone stop the lane opened after %v", d)
 		}
-		l.add()
-		l.add()
-		l.done()
-		l.done()
+		burst()
 		if d := waited(); d != stopFirstHold {
 			t.Fatalf("after a burst the lane opened after %v, want %v", d, stopFirstHold)
 		}
-		l.add()
-		l.add()
-		l.done()
-		l.done()
+		burst()
 		time.Sleep(stopFirstHold / 2)
 		l.add() // the next clump
 		go func() {
@@ -156,10 +162,7 @@ func TestStopLaneHoldsAfterABurst(t *testing.T) {
 		l.done()
 
 		// The Controller's shutdown closes a lane in its hold: the timer stops, the lane opens.
-		l.add()
-		l.add()
-		l.done()
-		l.done()
+		burst()
 		l.close()
 		if l.hold != nil || l.clear != nil {
 			t.Fatal("the lane's hold outlived close")
