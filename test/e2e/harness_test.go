@@ -42,6 +42,7 @@ type env struct {
 	logs    *logtest.Buffer
 
 	run      *daemonRun
+	procs    []*proc // the daemon processes started (replicas), for what a failure shows
 	watching bool
 	// outWait bounds the wait for an outbound message (default wait).
 	outWait time.Duration
@@ -303,7 +304,8 @@ func (e *env) expect(iid, suffix string) outMsg {
 		select {
 		case <-e.outC:
 		case <-deadline:
-			e.t.Fatalf("no outbound %s message for %s within %v; seen:\n%s", suffix, iid, bound, e.dump())
+			e.t.Fatalf("no outbound %s message for %s within %v; what the daemons logged of it:\n%s\nseen:\n%s",
+				suffix, iid, bound, e.logsOf(iid), e.dump())
 		}
 	}
 }
@@ -351,6 +353,35 @@ func (e *env) outbound(iid string) []outMsg {
 		}
 	}
 	return out
+}
+
+// logsOf returns, for each daemon (in process, then each process in start order), the last lines
+// it logged about interaction iid, about its partitions (component chat) and its warnings and
+// errors: enough for a failure on a cluster to say which replica had the interaction and what held
+// it up, where the tail of the mixed logs may show another replica only.
+func (e *env) logsOf(iid string) string {
+	const most = 20
+	bufs := []*logtest.Buffer{e.logs}
+	for _, p := range e.procs {
+		bufs = append(bufs, p.logs)
+	}
+	var b strings.Builder
+	for i, buf := range bufs {
+		var lines []string
+		for line := range strings.Lines(buf.String()) {
+			if strings.Contains(line, `"interaction":"`+iid+`"`) || strings.Contains(line, `"component":"chat"`) ||
+				strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+				lines = append(lines, line)
+			}
+		}
+		if len(lines) > most {
+			lines = lines[len(lines)-most:]
+		}
+		if len(lines) > 0 {
+			fmt.Fprintf(&b, "  daemon %d:\n    %s", i, strings.Join(lines, "    "))
+		}
+	}
+	return b.String()
 }
 
 func (e *env) dump() string {

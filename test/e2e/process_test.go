@@ -98,6 +98,7 @@ func (e *env) launchProcess(cfg configs.Config) *proc {
 	}
 	go func() { p.exited <- p.cmd.Wait(); close(p.done) }()
 	e.t.Cleanup(func() { p.kill(); _, _ = e.logs.Write([]byte(p.logs.String())) })
+	e.procs = append(e.procs, p)
 	return p
 }
 
