@@ -445,6 +445,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		cancel()
 	}
 	m := &member{c: c, h: h, q: newQueue(), keeper: newLeases(c.cfg.AckWait, c.log, c.onKeepAlive), fatal: fail}
+	m.setPin("")
 	m.as, _ = h.(Assignee)
 	var wg sync.WaitGroup
 	wg.Go(func() { m.keeper.run(ctx, c.keeperPeriod()) })
@@ -490,7 +491,9 @@ func (c *Consumer) runMember(ctx context.Context, m *member, wg *sync.WaitGroup)
 func serve[T any](ctx context.Context, c *Consumer, m *member, wake <-chan T, on func(T) (bool, error)) error {
 	for {
 		if d := m.q.tryPop(); d != nil {
-			if err := c.handle(ctx, m, d); err != nil {
+			err := c.handle(ctx, m, d)
+			m.q.served()
+			if err != nil {
 				return err
 			}
 			continue
@@ -590,7 +593,7 @@ func (c *Consumer) keeperPeriod() time.Duration {
 
 // pull fetches batches from src into q until ctx is done. A consumer the server lost is made again
 // with recreate.
-func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases, src *source, recreate func(context.Context, *source) (*source, error)) error {
+func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases, src *source, recreate func(context.Context, *source) (*source, error), direct func(*delivery) bool) error {
 	retry := retryMin
 	failing := 0
 	refill := max(c.cfg.FetchBatch/2, 1)
@@ -599,7 +602,7 @@ func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases, src *sour
 		if !ok {
 			return nil
 		}
-		n, err := c.fetch(ctx, src, c.cfg.FetchBatch-queued, q, keeper)
+		n, err := c.fetch(ctx, src, c.cfg.FetchBatch-queued, q, keeper, direct)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -679,9 +682,10 @@ func consumerGone(err error) bool {
 		errors.Is(err, nats.ErrNoResponders)
 }
 
-// fetch runs one pull request for up to n messages, queueing each as it arrives. It returns how
-// many came, and nil when the request ended normally (full, or expired).
-func (c *Consumer) fetch(ctx context.Context, src *source, n int, q *queue, keeper *leases) (int, error) {
+// fetch runs one pull request for up to n messages, handing each over as it arrives: at once
+// through direct when it takes it, else queued for the serve loop. It returns how many came, and
+// nil when the request ended normally (full, or expired).
+func (c *Consumer) fetch(ctx context.Context, src *source, n int, q *queue, keeper *leases, direct func(*delivery) bool) (int, error) {
 	expiry, hb := fetchWait, fetchHeartbeat
 	if src.grouped {
 		// The server keeps the pin while requests come within the pinned TTL: each request
@@ -704,7 +708,9 @@ func (c *Consumer) fetch(ctx context.Context, src *source, n int, q *queue, keep
 		}
 		d.keeper = keeper
 		d.keep()
-		q.push(d)
+		if !direct(d) {
+			q.push(d)
+		}
 	})
 }
 

@@ -276,6 +276,7 @@ func (l *leases) tick(now time.Time) {
 type queue struct {
 	mu      sync.Mutex
 	items   []*delivery
+	serving bool // an item popped is being handled (tryPop until served)
 	added   chan struct{}
 	removed chan struct{}
 }
@@ -308,9 +309,25 @@ func (q *queue) tryPop() *delivery {
 	d := q.items[0]
 	q.items[0] = nil
 	q.items = q.items[1:]
+	q.serving = true
 	q.mu.Unlock()
 	signal(q.removed)
 	return d
+}
+
+// served records that the item tryPop returned last has been handled (or put back).
+func (q *queue) served() {
+	q.mu.Lock()
+	q.serving = false
+	q.mu.Unlock()
+}
+
+// idle reports whether nothing is queued or being handled: a delivery the only producer (the pull
+// loop) hands over itself now keeps its place in stream order.
+func (q *queue) idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items) == 0 && !q.serving
 }
 
 // pushFront puts d back at the head of the queue.

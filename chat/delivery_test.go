@@ -179,3 +179,56 @@ func TestInProgressLeavesTheTimerToTheKeeper(t *testing.T) {
 		t.Fatalf("without a keeper: sent %v (%v), want the timer reset", alone.sent, err)
 	}
 }
+
+// lineMsg is a fakeMsg that carries a chat line.
+type lineMsg struct {
+	fakeMsg
+	data []byte
+}
+
+func (m *lineMsg) Data() []byte { return m.data }
+
+// TestDirectHandOverOnlyWithNothingAhead: the pull loop hands a message over itself only when the
+// serve loop would do nothing else first: nothing queued, nothing being handled, no pin that the
+// control step has not taken, the pull loop not stopped. Otherwise the message is queued, behind
+// what is ahead of it.
+func TestDirectHandOverOnlyWithNothingAhead(t *testing.T) {
+	var got []string
+	h := HandlerFunc(func(_ context.Context, in Inbound) { got = append(got, in.Chat.ID) })
+	c := &Consumer{cfg: Config{Prefix: "cc", MaxPayload: 1 << 20}, triggers: map[Role]bool{RoleCustomer: true}}
+	m := &member{c: c, h: h, q: newQueue()}
+	m.setPin("pin-1")
+	msg := func(id, pin string) *delivery {
+		return &delivery{msg: &lineMsg{data: chatJSON(id, "I1", RoleCustomer, "hello")}, subject: "cc.chat.I1.message", pin: pin}
+	}
+	ctx := t.Context()
+	pctx, stop := context.WithCancel(ctx)
+
+	steps := []struct {
+		name   string
+		d      *delivery
+		before func()
+		direct bool
+	}{
+		{"idle, the pin control took", msg("m1", "pin-1"), nil, true},
+		{"idle, no pin (the previous release's durable)", msg("m2", ""), nil, true},
+		{"a pin control has not taken", msg("m3", "pin-2"), nil, false},
+		{"something queued", msg("m4", "pin-1"), nil, false},
+		{"the serve loop handles an item", msg("m5", "pin-1"), func() { m.q.drain(); m.q.push(msg("x", "pin-1")); m.q.tryPop() }, false},
+		{"served, nothing ahead", msg("m6", "pin-1"), func() { m.q.drain(); m.q.served() }, true},
+		{"the pull loop stopped", msg("m7", "pin-1"), stop, false},
+	}
+	for _, s := range steps {
+		if s.before != nil {
+			s.before()
+		}
+		if ok := m.direct(ctx, pctx, s.d); ok != s.direct {
+			t.Errorf("%s: handed over directly %v, want %v", s.name, ok, s.direct)
+		} else if !ok {
+			m.q.push(s.d)
+		}
+	}
+	if want := []string{"m1", "m2", "m6"}; !slices.Equal(got, want) {
+		t.Errorf("handed over %v, want %v", got, want)
+	}
+}
