@@ -307,8 +307,8 @@ func TestCustomerStartChecksTheJWT(t *testing.T) {
 	ok := map[string]string{
 		"plain":             customerJWT(),
 		"35 characters":     jwtFor(claims(1, strings.Repeat("u", 35), strings.Repeat("😀", 17)+"x")),
-		"lifetime 1800":     mod(func(c map[string]any) { c["exp"] = now + 1800 }),
-		"lifetime 172800":   mod(func(c map[string]any) { c["exp"] = now + 172800 }),
+		"lifetime 1800":     mod(func(c map[string]any) { c["iat"], c["exp"] = now, now+1800 }),
+		"lifetime 172800":   mod(func(c map[string]any) { c["iat"], c["exp"] = now, now+172800 }),
 		"enable_byop 0":     mod(func(c map[string]any) { c["enable_byop"] = 0 }),
 		"iat in the future": mod(func(c map[string]any) { c["iat"], c["exp"] = now+600, now+600+1800 }),
 	}
