@@ -113,6 +113,22 @@ func nextSubject(js jetstream.JetStream, cons jetstream.Consumer) string {
 	return prefix + "CONSUMER.MSG.NEXT." + info.Stream + "." + info.Name
 }
 
+// nakLeft naks what came for a pull request and was not handed over (the pull loop stops, or the
+// request ends first): left alone, the server would redeliver it only after the ack wait, behind
+// what the next request brings. Status messages have no reply and are dropped.
+func nakLeft(nc *nats.Conn, ch <-chan *nats.Msg) {
+	for {
+		select {
+		case m := <-ch:
+			if m.Reply != "" && (len(m.Data) > 0 || m.Header.Get("Status") == "") {
+				_ = nc.Publish(m.Reply, ackNak)
+			}
+		default:
+			return
+		}
+	}
+}
+
 // pullStatus reads a status message of a pull request: end is true when the request is over
 // without an error (404 nothing there, 408 expired, 409 a limit of the request reached), err is
 // set when it is over with one, and neither for an idle heartbeat. The errors are nats.go's, so
@@ -160,7 +176,10 @@ func (c *Consumer) pullRequest(ctx context.Context, src *source, n int, expiry, 
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	defer func() {
+		_ = sub.Unsubscribe()
+		nakLeft(nc, ch)
+	}()
 	req := nextRequest{
 		Batch: n,
 		// The server ends the request a little before the client gives up on it: 90 % of the

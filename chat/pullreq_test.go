@@ -249,3 +249,46 @@ func TestPullRequestHeartbeats(t *testing.T) {
 		t.Fatalf("the request ended after %v, before its expiry (%v): the heartbeats were not seen through", took, 8*2*hb)
 	}
 }
+
+// TestNakLeftHandsBackWhatWasNotTaken: what a pull request brought and the pull loop did not hand
+// over goes back to the server at once (a nak on its reply subject); a status message is dropped.
+func TestNakLeftHandsBackWhatWasNotTaken(t *testing.T) {
+	e := newEnv(t)
+	acks := make(chan string, 8)
+	sub, err := e.nc.Subscribe("fake.ack.>", func(m *nats.Msg) { acks <- m.Subject + " " + string(m.Data) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	ch := make(chan *nats.Msg, 4)
+	st := nats.NewMsg("inbox")
+	st.Header.Set("Status", "408")
+	ch <- &nats.Msg{Subject: "inbox", Reply: "fake.ack.1", Data: []byte(`{"n":1}`)}
+	ch <- st
+	ch <- &nats.Msg{Subject: "inbox", Reply: "fake.ack.2", Data: []byte(`{"n":2}`)}
+	nakLeft(e.nc, ch)
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for range 2 {
+		select {
+		case a := <-acks:
+			got = append(got, a)
+		case <-time.After(wait):
+			t.Fatalf("naks seen %v, want 2", got)
+		}
+	}
+	slices.Sort(got)
+	if want := []string{"fake.ack.1 -NAK", "fake.ack.2 -NAK"}; !slices.Equal(got, want) {
+		t.Errorf("naks %v, want %v", got, want)
+	}
+	if len(ch) != 0 {
+		t.Errorf("%d left in the channel", len(ch))
+	}
+	select {
+	case a := <-acks:
+		t.Errorf("also sent %q", a)
+	default:
+	}
+}
