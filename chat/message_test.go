@@ -459,7 +459,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if cfg.Prefix != "cc" || cfg.Stream != "CC_INBOUND" || cfg.Durable != "cobrowse-connector" ||
 		cfg.MaxPayload != 64*1024 || cfg.AckWait != 30*time.Second || cfg.MaxDeliver != 6 ||
-		cfg.MaxAckPending != 20000 || cfg.FetchBatch != 500 || cfg.Logger == nil {
+		cfg.MaxAckPending != 20000 || cfg.FetchBatch != 2000 || cfg.Logger == nil {
 		t.Errorf("defaults: %+v", cfg)
 	}
 	if want := []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute}; !slices.Equal(cfg.Backoff, want) {
