@@ -591,8 +591,8 @@ func (c *Consumer) keeperPeriod() time.Duration {
 	return max(shortest/4, time.Millisecond)
 }
 
-// pull fetches batches from src into q until ctx is done. A consumer the server lost is made again
-// with recreate.
+// pull fetches batches from src until ctx is done, handing each message over through direct or
+// queueing it in q (fetch). A consumer the server lost is made again with recreate.
 func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases, src *source, recreate func(context.Context, *source) (*source, error), direct func(*delivery) bool) error {
 	retry := retryMin
 	failing := 0
