@@ -445,7 +445,6 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		cancel()
 	}
 	m := &member{c: c, h: h, q: newQueue(), keeper: newLeases(c.cfg.AckWait, c.log, c.onKeepAlive), fatal: fail}
-	m.setPin("")
 	m.as, _ = h.(Assignee)
 	var wg sync.WaitGroup
 	wg.Go(func() { m.keeper.run(ctx, c.keeperPeriod()) })

@@ -38,7 +38,7 @@ type source struct {
 
 // member is the consumer's side of the group: the partitions the membership assigns it, its
 // consumer and whether this instance is the one the server hands messages to. Only Run's
-// goroutine touches it, but for handled, which the pull loop reads.
+// goroutine touches it, but for pin, which the pull loop reads too.
 type member struct {
 	c      *Consumer
 	h      Handler
@@ -52,9 +52,9 @@ type member struct {
 	// active: this instance acts for the member's partitions (it holds, or may take, the pin);
 	// a standby instance of the same member name pulls but acts for nothing.
 	active bool
-	pin    string // the pin id the server last handed this instance
-	// handled is pin, for the pull loop: a message with this pin (or none) needs no control step.
-	handled atomic.Pointer[string]
+	// pin is the pin id the server last handed this instance (control took it; nil: none): a
+	// message with this pin, or none, needs no control step.
+	pin atomic.Pointer[string]
 
 	pullCancel context.CancelFunc
 	pullDone   chan struct{}
@@ -138,7 +138,7 @@ func (m *member) startPull(ctx context.Context) {
 // nothing; stopPull waits for the pull loop, so nothing is handed over after it returns (a
 // membership change, Run's end). ctx is Run's, the serve loop's; pctx the pull loop's.
 func (m *member) direct(ctx, pctx context.Context, d *delivery) bool {
-	if pctx.Err() != nil || (d.pin != "" && d.pin != *m.handled.Load()) || !m.q.idle() {
+	if pctx.Err() != nil || (d.pin != "" && d.pin != m.pinID()) || !m.q.idle() {
 		return false
 	}
 	m.c.dispatch(ctx, d, m.h)
@@ -146,9 +146,14 @@ func (m *member) direct(ctx, pctx context.Context, d *delivery) bool {
 }
 
 // setPin records the pin id control took, for the serve loop and the pull loop.
-func (m *member) setPin(pin string) {
-	m.pin = pin
-	m.handled.Store(&pin)
+func (m *member) setPin(pin string) { m.pin.Store(&pin) }
+
+// pinID is the pin id control took last; "" when none.
+func (m *member) pinID() string {
+	if p := m.pin.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // stopPull stops the pull loop and hands the deliveries it queued back to the server.
@@ -349,7 +354,7 @@ func (m *member) consumerIdle(ctx context.Context) bool {
 	if err != nil {
 		return errors.Is(err, jetstream.ErrConsumerNotFound)
 	}
-	return idleInfo(cons.CachedInfo(), m.pin)
+	return idleInfo(cons.CachedInfo(), m.pinID())
 }
 
 func idleInfo(info *jetstream.ConsumerInfo, ours string) bool {
@@ -378,7 +383,7 @@ func (m *member) alone(ctx context.Context) bool {
 	deadline := time.Now().Add(m.c.cfg.PinnedTTL + time.Second)
 	for {
 		info, err := m.src.cons.Info(ctx)
-		if err == nil && pinnedElsewhere(info, m.pin) == "" {
+		if err == nil && pinnedElsewhere(info, m.pinID()) == "" {
 			return true
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -421,7 +426,7 @@ func (m *member) control(ctx context.Context, d *delivery) error {
 			c.setOwned(nil)
 			m.release(ctx)
 		}
-	case d.pin != "" && d.pin != m.pin:
+	case d.pin != "" && d.pin != m.pinID():
 		m.setPin(d.pin)
 		if !m.active {
 			m.active = true
