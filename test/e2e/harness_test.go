@@ -355,18 +355,14 @@ func (e *env) outbound(iid string) []outMsg {
 	return out
 }
 
-// logsOf returns, for each daemon (in process, then each process in start order), the last lines
-// it logged about interaction iid, about its partitions (component chat) and its warnings and
-// errors: enough for a failure on a cluster to say which replica had the interaction and what held
-// it up, where the tail of the mixed logs may show another replica only.
+// logsOf returns, for each daemon (the one in process, then each process by its member name), the
+// last lines it logged about interaction iid, about its partitions (component chat) and its
+// warnings and errors: enough for a failure on a cluster to say which replica had the interaction
+// and what held it up, where the tail of the mixed logs may show another replica only.
 func (e *env) logsOf(iid string) string {
 	const most = 20
-	bufs := []*logtest.Buffer{e.logs}
-	for _, p := range e.procs {
-		bufs = append(bufs, p.logs)
-	}
 	var b strings.Builder
-	for i, buf := range bufs {
+	section := func(name string, buf *logtest.Buffer) {
 		var lines []string
 		for line := range strings.Lines(buf.String()) {
 			if strings.Contains(line, `"interaction":"`+iid+`"`) || strings.Contains(line, `"component":"chat"`) ||
@@ -378,8 +374,12 @@ func (e *env) logsOf(iid string) string {
 			lines = lines[len(lines)-most:]
 		}
 		if len(lines) > 0 {
-			fmt.Fprintf(&b, "  daemon %d:\n    %s", i, strings.Join(lines, "    "))
+			fmt.Fprintf(&b, "  %s:\n    %s", name, strings.Join(lines, "    "))
 		}
+	}
+	section("in process", e.logs)
+	for i, p := range e.procs {
+		section(fmt.Sprintf("process %d (member %q)", i+1, p.name), p.logs)
 	}
 	return b.String()
 }

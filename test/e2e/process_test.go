@@ -47,6 +47,7 @@ func daemonBinary(t *testing.T) string {
 
 // proc is the daemon running as a process of its own, its JSON log collected.
 type proc struct {
+	name   string // the cluster member it runs as ("" for the default)
 	cmd    *exec.Cmd
 	logs   *logtest.Buffer
 	done   chan struct{}
@@ -87,7 +88,7 @@ func (e *env) writeConfig(cfg configs.Config) string {
 func (e *env) launchProcess(cfg configs.Config) *proc {
 	e.t.Helper()
 	path := e.writeConfig(cfg)
-	p := &proc{logs: &logtest.Buffer{}, done: make(chan struct{}), exited: make(chan error, 1)}
+	p := &proc{name: cfg.Cluster.Member, logs: &logtest.Buffer{}, done: make(chan struct{}), exited: make(chan error, 1)}
 	p.cmd = exec.Command(daemonBinary(e.t), "run", "--config", path)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	// No COBROWSE_* from the test's environment; the secrets (masked in the file) as a
