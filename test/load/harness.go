@@ -73,8 +73,8 @@ type env struct {
 
 	nats     *procs.Proc
 	natsURL  string
-	natsProf string // host:port of natsd's pprof (-profile-natsd)
-	profiled bool   // a profile was taken (one per measurement)
+	natsProf string          // host:port of natsd's pprof (-profile-natsd)
+	profiled map[string]bool // streams a natsd profile was taken for (one per stream and measurement)
 
 	gcb  *procs.Proc
 	gcbR gcbReady
@@ -360,9 +360,10 @@ type inbound struct {
 }
 
 // profileNATS takes a CPU profile of the NATS server for -profile-natsd from now on, into
-// natsd-cpu.pprof in the measurement's folder (go tool pprof -top reads it), when asked for. The
+// natsd-cpu-<stream>.pprof in the measurement's folder (go tool pprof -top reads it), when asked
+// for: the bare run drains two streams, and only the work queue's drain removes what it acks. The
 // returned channel says when it is written (nil when no profile is taken); cancel cuts it short.
-func (e *env) profileNATS(ctx context.Context) (done chan error, cancel func()) {
+func (e *env) profileNATS(ctx context.Context, stream string) (done chan error, cancel func()) {
 	d := e.h.opt.profileNATS
 	if d <= 0 || e.natsProf == "" {
 		return nil, func() {}
@@ -383,7 +384,7 @@ func (e *env) profileNATS(ctx context.Context) (done chan error, cancel func()) 
 			if resp.StatusCode != http.StatusOK {
 				return fmt.Errorf("HTTP %d", resp.StatusCode)
 			}
-			path := filepath.Join(e.dir, "natsd-cpu.pprof")
+			path := filepath.Join(e.dir, "natsd-cpu-"+stream+".pprof")
 			f, err := os.Create(path)
 			if err != nil {
 				return err

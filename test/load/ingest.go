@@ -538,9 +538,12 @@ func (e *env) pollDrain(ctx context.Context, stream string, members []string, pi
 				if meter == nil {
 					obs.start = now
 					meter = startCPU(append(slices.Clone(pids), e.nats.Pid())...)
-					if !e.profiled {
-						e.profiled = true
-						prof, stopProf = e.profileNATS(ctx)
+					if !e.profiled[stream] {
+						if e.profiled == nil {
+							e.profiled = make(map[string]bool)
+						}
+						e.profiled[stream] = true
+						prof, stopProf = e.profileNATS(ctx, stream)
 					}
 				}
 			}

@@ -114,7 +114,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.cpuWindow, "cpu-window", 30*time.Second, "live: the window idle CPU is measured over, RSS read at its end; the default is gcbtest's connect hold, so that every session renews its /meta/connect once in it")
 	fs.DurationVar(&o.poll, "poll", 10*time.Millisecond, "ingestion: how often the consumers' info is read until each has had its first delivery")
 	fs.DurationVar(&o.pollSlow, "poll-slow", 250*time.Millisecond, "ingestion: how often it is read after that, until the backlog is gone (the end is the server's last-ack time)")
-	fs.DurationVar(&o.profileNATS, "profile-natsd", 0, "ingestion: take a CPU profile of the NATS server over this long from the start of each drain (natsd-cpu.pprof in the work folder; -keep it)")
+	fs.DurationVar(&o.profileNATS, "profile-natsd", 0, "ingestion: take a CPU profile of the NATS server over this long from the start of the first drain of each stream in each measurement (natsd-cpu-<stream>.pprof in the measurement's folder; -keep it)")
 	fs.DurationVar(&o.joinWait, "join-wait", 2*time.Minute, "bound on each wait for an outbound message or a session's end (scaled up with -live)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 15*time.Minute, "bound on each drain")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Minute, "bound on the whole run")

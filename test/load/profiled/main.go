@@ -9,7 +9,9 @@
 //	                        the live measurement's idle window (from N live to the close) has one
 //	LOAD_HEAP_PROFILE=FILE  on SIGUSR1: a heap profile into FILE.<n> (n = 1, 2, ...), the goroutines
 //	                        grouped by stack into FILE.<n>.goroutines.txt, and a JSON line on stderr
-//	                        with the goroutine count: {"msg":"profiled: heap written",...}
+//	                        with the goroutine count: {"msg":"profiled: heap written",...}; at
+//	                        exit one more into FILE.exit, whose alloc_space covers the whole run
+//	                        (what an ingestion drain allocated, for one)
 package main
 
 import (
@@ -21,6 +23,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"syscall"
 
 	"github.com/cobrowse-connector/cobrowse-connector/cmd/cobrowse-connector/daemon"
@@ -90,7 +93,7 @@ func run() int {
 				return
 			case <-usr1:
 				n++
-				heap(os.Getenv("LOAD_HEAP_PROFILE"), n)
+				heap(os.Getenv("LOAD_HEAP_PROFILE"), strconv.Itoa(n))
 				if cpuBase != "" {
 					stopCPU()
 					if err := startCPU(fmt.Sprintf("%s.usr1-%d", cpuBase, n)); err != nil {
@@ -104,6 +107,7 @@ func run() int {
 	err = daemon.Run(ctx, cfg, daemon.Options{OwnsProcess: true})
 	stop()
 	<-dumped
+	heap(os.Getenv("LOAD_HEAP_PROFILE"), "exit")
 	if err != nil && ctx.Err() == nil {
 		fmt.Fprintf(os.Stderr, "profiled: %v\n", err)
 		return 1
@@ -113,10 +117,10 @@ func run() int {
 
 // heap writes a heap profile (no GC forced: the in-use figures are as of the last GC) and says
 // how many goroutines run.
-func heap(base string, n int) {
+func heap(base, suffix string) {
 	line := map[string]any{"level": "INFO", "msg": "profiled: heap written", "goroutines": runtime.NumGoroutine()}
 	if base != "" {
-		p := fmt.Sprintf("%s.%d", base, n)
+		p := base + "." + suffix
 		f, err := os.Create(p)
 		if err == nil {
 			err = pprof.Lookup("heap").WriteTo(f, 0)
