@@ -715,7 +715,7 @@ func (c *Consumer) fetch(ctx context.Context, src *source, n int, q *queue, keep
 
 func (c *Consumer) newDelivery(m *nats.Msg, p consumerParams) *delivery {
 	d := &delivery{subject: m.Subject, attempt: 1, touched: time.Now()}
-	d.pulled = pulled{m: m, nc: c.js.Conn(), timeout: c.ackTimeout}
+	d.pulled = newPulled(m, c.js.Conn(), c.ackTimeout)
 	d.msg = &d.pulled
 	if delivered, seq, ok := ackCounts(m.Reply); ok {
 		d.seq, d.attempt = seq, int(delivered)

@@ -47,19 +47,20 @@ type delivery struct {
 	pulled   pulled // what msg points to for a pulled message (one allocation for both)
 	subject  string // the inbound subject (without the group stream's partition token)
 	pin      string // the pin id the server sent it with (the group's consumer)
-	pinLost  bool   // no message: the server told this instance another holds the pin
 	seq      uint64
 	attempt  int
-	last     bool
 	deadline time.Duration // the server's ack deadline for this attempt
 	ackWait  time.Duration // the server's AckWait (Backoff[0] when a backoff is set)
 	keeper   *leases
-	held     bool          // in keeper.held (guarded by keeper.mu)
 	counts   *kindCounters // the counters of its kind, set when it is handed over; nil: not counted
+	// The flags sit together, so that the struct has no padding after each (one size class less).
+	pinLost bool // no message: the server told this instance another holds the pin
+	last    bool
+	held    bool // in keeper.held (guarded by keeper.mu)
+	settled bool // guarded by mu
+	lapsed  bool // the keeper gave up on it: the server will redeliver it (guarded by mu)
 
 	mu         sync.Mutex
-	settled    bool
-	lapsed     bool      // the keeper gave up on it: the server will redeliver it
 	touched    time.Time // when the server's redelivery timer was last reset
 	handedOver time.Time // when the handler got it, or last called InProgress; zero before
 }

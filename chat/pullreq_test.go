@@ -178,7 +178,8 @@ func TestPulledAcksOnTheWire(t *testing.T) {
 	src := &source{next: nextSubject(e.js, cons)}
 	var msgs []*pulled
 	if _, err := c.pullRequest(ctx, src, 6, time.Second, 0, func(m *nats.Msg) {
-		msgs = append(msgs, &pulled{m: m, nc: e.nc, timeout: wait})
+		p := newPulled(m, e.nc, wait)
+		msgs = append(msgs, &p)
 	}); err != nil || len(msgs) != 6 {
 		t.Fatalf("pulled %d messages, error %v; want 6", len(msgs), err)
 	}
