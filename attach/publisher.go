@@ -403,7 +403,10 @@ func (b *Batch) send(_ context.Context, stream, subject, msgID string, body []by
 	if b.begun.IsZero() {
 		b.begun = time.Now()
 	}
-	ack, err := b.p.js.PublishMsgAsync(outMsg(stream, subject, msgID, body))
+	// With more PubAcks outstanding than the client allows (jetstream.WithPublishAsyncMaxPending,
+	// 4,000 by default: a burst of closes reaches it), a send waits for room up to the publish
+	// time-out, not nats.go's 200 ms, and then fails as transient: the actor retries.
+	ack, err := b.p.js.PublishMsgAsync(outMsg(stream, subject, msgID, body), jetstream.WithStallWait(b.p.cfg.PublishTimeout))
 	if err != nil {
 		b.sent = append(b.sent, batched{err: &PublishError{Subject: subject, MsgID: msgID, Transient: transient(err), Err: err}})
 		b.err = err
@@ -447,7 +450,9 @@ func transient(err error) bool {
 		errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
 		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining),
 		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrDisconnected),
-		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrStaleConnection):
+		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrStaleConnection),
+		// Too many PubAcks outstanding on this client: they come in by themselves.
+		errors.Is(err, jetstream.ErrTooManyStalledMsgs):
 		return true
 	}
 	if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok {

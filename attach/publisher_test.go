@@ -562,6 +562,7 @@ func TestTransientClassification(t *testing.T) {
 		{context.DeadlineExceeded, true},
 		{fmt.Errorf("x: %w", context.Canceled), true},
 		{jetstream.ErrNoStreamResponse, true},
+		{jetstream.ErrTooManyStalledMsgs, true}, // a burst of publishes beyond the PubAcks the client lets wait
 		{fmt.Errorf("nats: %w", &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream cluster not available"}), true},
 		{fmt.Errorf("nats: %w", &jetstream.APIError{Code: 400, ErrorCode: 10060, Description: "expected stream does not match"}), false},
 		{jetstream.ErrInvalidJSAck, false},
@@ -607,6 +608,46 @@ func TestConcurrentPublishes(t *testing.T) {
 // TestBatchStoresInOrderAndStopsAtTheFirstRefusal: a Batch stores every example in order with the
 // same subjects, ids and bytes as one publish each; an invalid message stops it there: Wait says
 // how many went before it, and nothing after it is sent.
+// A batch larger than the PubAcks the client lets wait (jetstream.WithPublishAsyncMaxPending)
+// waits for room (up to the publish time-out) and is stored whole.
+func TestBatchWaitsForRoomAmongPendingAcks(t *testing.T) {
+	e := start(t)
+	e.publisher(t, Config{}) // makes the streams
+	js, err := jetstream.New(e.js.Conn(), jetstream.WithPublishAsyncMaxPending(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(ctx(t), js, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	var batches [4]*Batch
+	var wg sync.WaitGroup
+	for k := range batches {
+		batches[k] = p.Batch()
+		wg.Go(func() {
+			for i := range n {
+				u := okUpdate()
+				u.InteractionID = fmt.Sprintf("I-%d", k)
+				u.Seq = uint64(i + 1)
+				if err := batches[k].Update(ctx(t), u); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for k, b := range batches {
+		if got, err := b.Wait(ctx(t)); got != n || err != nil {
+			t.Fatalf("batch %d: Wait = %d, %v; want %d, nil", k, got, err, n)
+		}
+	}
+	if m := e.msgs(t, DefaultStream); m != 4*n {
+		t.Fatalf("stream holds %d, want %d", m, 4*n)
+	}
+}
+
 func TestBatchStoresInOrderAndStopsAtTheFirstRefusal(t *testing.T) {
 	e := start(t)
 	p := e.publisher(t, Config{})
