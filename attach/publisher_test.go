@@ -605,9 +605,6 @@ func TestConcurrentPublishes(t *testing.T) {
 	}
 }
 
-// TestBatchStoresInOrderAndStopsAtTheFirstRefusal: a Batch stores every example in order with the
-// same subjects, ids and bytes as one publish each; an invalid message stops it there: Wait says
-// how many went before it, and nothing after it is sent.
 // A batch larger than the PubAcks the client lets wait (jetstream.WithPublishAsyncMaxPending)
 // waits for room (up to the publish time-out) and is stored whole.
 func TestBatchWaitsForRoomAmongPendingAcks(t *testing.T) {
@@ -648,6 +645,9 @@ func TestBatchWaitsForRoomAmongPendingAcks(t *testing.T) {
 	}
 }
 
+// TestBatchStoresInOrderAndStopsAtTheFirstRefusal: a Batch stores every example in order with the
+// same subjects, ids and bytes as one publish each; an invalid message stops it there: Wait says
+// how many went before it, and nothing after it is sent.
 func TestBatchStoresInOrderAndStopsAtTheFirstRefusal(t *testing.T) {
 	e := start(t)
 	p := e.publisher(t, Config{})

@@ -53,7 +53,7 @@ type delivery struct {
 	ackWait  time.Duration // the server's AckWait (Backoff[0] when a backoff is set)
 	keeper   *leases
 	counts   *kindCounters // the counters of its kind, set when it is handed over; nil: not counted
-	// The flags sit together, so that the struct has no padding after each (one size class less).
+	// The flags sit together: a bool between two 8-byte fields takes 8 bytes.
 	pinLost bool // no message: the server told this instance another holds the pin
 	last    bool
 	held    bool // in keeper.held (guarded by keeper.mu)
