@@ -74,27 +74,28 @@ type Consumer struct {
 
 	owned  atomic.Pointer[parts] // the partitions this instance acts for; nil: none
 	pinned atomic.Bool           // this instance is its member's active one
+	pin    pinCell               // the pin id the server last handed this instance
 
 	mu     sync.Mutex
 	stream string
 	kv     jetstream.KeyValue
 	legacy *source // the previous release's durable, drained at the first start of this one
-	pin    string  // the pin id the server last handed this instance
 }
 
 // pinHeader carries, on a message of a pinned consumer, the pin id of the instance it goes to.
 const pinHeader = "Nats-Pin-Id"
 
-func (c *Consumer) setPin(pin string) {
-	c.mu.Lock()
-	c.pin = pin
-	c.mu.Unlock()
-}
+// pinCell holds a pin id that one goroutine sets and others read.
+type pinCell struct{ p atomic.Pointer[string] }
 
-func (c *Consumer) lastPin() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pin
+func (c *pinCell) set(pin string) { c.p.Store(&pin) }
+
+// get is the pin id set last; "" when none.
+func (c *pinCell) get() string {
+	if p := c.p.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // consumerParams are the consumer's settings as the server holds them.
@@ -619,7 +620,7 @@ func (c *Consumer) pull(ctx context.Context, q *queue, keeper *leases, src *sour
 			// The server does not know this instance's pin (any more): another instance took
 			// it, or the pin went with a consumer leader that changed. The client pulls without
 			// it now; checkPin tells which.
-			c.setPin("")
+			c.pin.set("")
 			continue
 		case errors.Is(err, nats.ErrConnectionClosed):
 			return fmt.Errorf("chat: pull from %s: %w", c.StreamName(), err)
@@ -657,7 +658,7 @@ func (c *Consumer) checkPin(ctx context.Context, src *source, q *queue) {
 	if err != nil {
 		return
 	}
-	if other := pinnedElsewhere(info, c.lastPin()); other != "" {
+	if other := pinnedElsewhere(info, c.pin.get()); other != "" {
 		q.push(&delivery{pinLost: true})
 	}
 }
@@ -692,7 +693,7 @@ func (c *Consumer) fetch(ctx context.Context, src *source, n int, q *queue, keep
 		expiry = min(expiry, c.cfg.PinnedTTL/2)
 		hb = min(hb, expiry/4) // the request's expiry (a little less than this) holds >= 2 heartbeats
 	}
-	lastPin := c.lastPin()
+	lastPin := c.pin.get()
 	return c.pullRequest(ctx, src, n, expiry, hb, func(m *nats.Msg) {
 		d := c.newDelivery(m, src.params)
 		if src.grouped {
@@ -700,7 +701,7 @@ func (c *Consumer) fetch(ctx context.Context, src *source, n int, q *queue, keep
 			if pin := m.Header.Get(pinHeader); pin != "" {
 				d.pin = pin
 				if pin != lastPin {
-					c.setPin(pin)
+					c.pin.set(pin)
 					lastPin = pin
 				}
 			}

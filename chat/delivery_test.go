@@ -197,7 +197,7 @@ func TestDirectHandOverOnlyWithNothingAhead(t *testing.T) {
 	h := HandlerFunc(func(_ context.Context, in Inbound) { got = append(got, in.Chat.ID) })
 	c := &Consumer{cfg: Config{Prefix: "cc", MaxPayload: 1 << 20}, triggers: map[Role]bool{RoleCustomer: true}}
 	m := &member{c: c, h: h, q: newQueue()}
-	m.setPin("pin-1")
+	m.pin.set("pin-1")
 	msg := func(id, pin string) *delivery {
 		return &delivery{msg: &lineMsg{data: chatJSON(id, "I1", RoleCustomer, "hello")}, subject: "cc.chat.I1.message", pin: pin}
 	}

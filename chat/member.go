@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,9 +51,9 @@ type member struct {
 	// active: this instance acts for the member's partitions (it holds, or may take, the pin);
 	// a standby instance of the same member name pulls but acts for nothing.
 	active bool
-	// pin is the pin id the server last handed this instance (control took it; nil: none): a
+	// pin is the pin id the server last handed this instance (control took it; "": none): a
 	// message with this pin, or none, needs no control step.
-	pin atomic.Pointer[string]
+	pin pinCell
 
 	pullCancel context.CancelFunc
 	pullDone   chan struct{}
@@ -138,22 +137,11 @@ func (m *member) startPull(ctx context.Context) {
 // nothing; stopPull waits for the pull loop, so nothing is handed over after it returns (a
 // membership change, Run's end). ctx is Run's, the serve loop's; pctx the pull loop's.
 func (m *member) direct(ctx, pctx context.Context, d *delivery) bool {
-	if pctx.Err() != nil || (d.pin != "" && d.pin != m.pinID()) || !m.q.idle() {
+	if pctx.Err() != nil || (d.pin != "" && d.pin != m.pin.get()) || !m.q.idle() {
 		return false
 	}
 	m.c.dispatch(ctx, d, m.h)
 	return true
-}
-
-// setPin records the pin id control took, for the serve loop and the pull loop.
-func (m *member) setPin(pin string) { m.pin.Store(&pin) }
-
-// pinID is the pin id control took last; "" when none.
-func (m *member) pinID() string {
-	if p := m.pin.Load(); p != nil {
-		return *p
-	}
-	return ""
 }
 
 // stopPull stops the pull loop and hands the deliveries it queued back to the server.
@@ -354,7 +342,7 @@ func (m *member) consumerIdle(ctx context.Context) bool {
 	if err != nil {
 		return errors.Is(err, jetstream.ErrConsumerNotFound)
 	}
-	return idleInfo(cons.CachedInfo(), m.pinID())
+	return idleInfo(cons.CachedInfo(), m.pin.get())
 }
 
 func idleInfo(info *jetstream.ConsumerInfo, ours string) bool {
@@ -383,7 +371,7 @@ func (m *member) alone(ctx context.Context) bool {
 	deadline := time.Now().Add(m.c.cfg.PinnedTTL + time.Second)
 	for {
 		info, err := m.src.cons.Info(ctx)
-		if err == nil && pinnedElsewhere(info, m.pinID()) == "" {
+		if err == nil && pinnedElsewhere(info, m.pin.get()) == "" {
 			return true
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -418,7 +406,7 @@ func (m *member) control(ctx context.Context, d *delivery) error {
 	c := m.c
 	switch {
 	case d.pinLost:
-		m.setPin("")
+		m.pin.set("")
 		if m.active {
 			m.active = false
 			c.pinned.Store(false)
@@ -426,8 +414,8 @@ func (m *member) control(ctx context.Context, d *delivery) error {
 			c.setOwned(nil)
 			m.release(ctx)
 		}
-	case d.pin != "" && d.pin != m.pinID():
-		m.setPin(d.pin)
+	case d.pin != "" && d.pin != m.pin.get():
+		m.pin.set(d.pin)
 		if !m.active {
 			m.active = true
 			c.pinned.Store(true)

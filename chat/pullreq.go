@@ -193,7 +193,7 @@ func (c *Consumer) pullRequest(ctx context.Context, src *source, n int, expiry, 
 		Heartbeat: hb,
 	}
 	if src.grouped {
-		req.Group, req.PinID = priorityGroup, c.lastPin()
+		req.Group, req.PinID = priorityGroup, c.pin.get()
 	}
 	body, err := json.Marshal(req)
 	if err != nil {

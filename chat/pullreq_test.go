@@ -70,7 +70,7 @@ func userMsg(t *testing.T, nc *nats.Conn, inbox string, n int, pin string) {
 func TestPullRequestWire(t *testing.T) {
 	e := newEnv(t)
 	c := &Consumer{js: e.js}
-	c.setPin("pin-1")
+	c.pin.set("pin-1")
 	const subject = "$JS.API.CONSUMER.MSG.NEXT.S.C"
 	src := &source{next: subject, grouped: true}
 	pull := func(n int, expiry, hb time.Duration) (int, []string, error) {
